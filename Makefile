@@ -1,0 +1,31 @@
+# Two commands: `make serve` (run locally on 127.0.0.1:$(PORT)) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+LOGGING_PORT ?= $(shell expr $(PORT) + 1000)
+PYTHON ?= python3
+
+.PHONY: install serve test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: 2.13.0 is the CPU build; anything else pulls GBs of CUDA.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[server,test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+serve: install
+	CHUTES_EXECUTION_CONTEXT=REMOTE HF_HUB_OFFLINE=1 $(VENV)/bin/chutes run my_embeddings:chute --dev \
+		--host 127.0.0.1 --port $(PORT) --logging-port $(LOGGING_PORT)
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	HF_HUB_OFFLINE=1 $(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

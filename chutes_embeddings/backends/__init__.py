@@ -1,0 +1,35 @@
+"""Backends: what turns texts into raw pooled vectors.
+
+Every backend returns un-normalised float32 vectors, one row per text, pooled with the mode
+asked for that text; normalisation, caching and batching belong to the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The seam between the engine and whatever runs the model."""
+
+    kind: str  # "local" or "tei": what /health reports
+    runtime: str  # e.g. "torch-cpu", "onnx-fp32", "tei"
+    model_id: str
+    dimension: int
+    max_input_tokens: int
+    default_pooling: str
+
+    def embed(self, texts: Sequence[str], poolings: Sequence[str]) -> np.ndarray:
+        """Raw (len(texts), dimension) float32 vectors, text i pooled with poolings[i]."""
+        ...
+
+    def healthy(self) -> bool:
+        """Whether the backend can serve now."""
+        ...
+
+    def close(self) -> None:
+        """Release processes, connections and memory."""
+        ...

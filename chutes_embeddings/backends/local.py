@@ -1,0 +1,146 @@
+"""The local backend: a sentence-transformers model run in this process.
+
+The model is loaded once. Its tokenizer and transformer are driven directly so that one forward
+pass yields token embeddings, which are pooled by ``vectors.pool`` with whatever mode each text
+asked for; for the model's own pooling this equals ``SentenceTransformer.encode``. The forward
+pass itself is pluggable (``Runner``): torch here, ONNX Runtime in ``backends/onnx.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+from loguru import logger
+
+from ..settings import PACKAGED_MODEL_HUB_ID, Settings, default_model
+from ..vectors import POOLINGS, ST_POOLING_NAMES, pool_each
+
+_SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
+
+
+class Runner(Protocol):
+    """Runs the transformer on tokenised input and returns (batch, tokens, dim) hidden states."""
+
+    name: str
+
+    def __call__(self, encoded: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class LoadedModel:
+    """A sentence-transformers model with what the engine needs from it, loaded once.
+
+    Raises:
+        ValueError: the model has modules after pooling (e.g. Dense) whose output this service
+            could not reproduce for other pooling modes.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        local_dir = Path(settings.model).is_dir()
+        device = resolve_device(settings.device)
+        self.st = SentenceTransformer(
+            settings.model, device=device, revision=settings.model_revision, local_files_only=local_dir
+        )
+        names = [type(module).__name__ for module in self.st]
+        if not names or names[0] != "Transformer" or any(n not in _SUPPORTED_MODULES for n in names):
+            raise ValueError(f"unsupported module stack {names}: expected Transformer, Pooling[, Normalize]")
+        st_pooling = self.st[1].pooling_mode if len(names) > 1 and names[1] == "Pooling" else "cls"
+        if not isinstance(st_pooling, str):
+            raise ValueError(f"model combines poolings {st_pooling}; only one pooling mode is supported")
+        self.default_pooling = ST_POOLING_NAMES.get(st_pooling, st_pooling)
+        if self.default_pooling not in POOLINGS:
+            raise ValueError(f"model pooling {st_pooling!r} is not one of {POOLINGS}")
+        self.device = device
+        self.tokenizer = self.st.tokenizer
+        self.transformer = self.st[0].auto_model
+        self.max_input_tokens = int(self.st.max_seq_length)
+        self.dimension = int(self.st.get_embedding_dimension())
+        self.path = settings.model
+        self.model_id = model_display_name(settings.model)
+        # HF fast tokenizers are not safe to call from several threads at once ("Already borrowed").
+        self.tokenizer_lock = threading.Lock()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text, special tokens included, without truncation."""
+        with self.tokenizer_lock:
+            ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return [len(x) for x in ids]
+
+    def encode_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Tokenise, padded to the longest and truncated at the model's limit, as int64 arrays."""
+        with self.tokenizer_lock:
+            enc = self.tokenizer(
+                list(texts), padding=True, truncation=True, max_length=self.max_input_tokens, return_tensors="np"
+            )
+        return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_display_name(model: str) -> str:
+    """The name callers see: the hub id for the packaged model, else what was configured."""
+    if model == default_model():
+        return PACKAGED_MODEL_HUB_ID
+    return model
+
+
+class TorchRunner:
+    """The transformer's forward pass in torch (CPU or CUDA)."""
+
+    def __init__(self, model: LoadedModel, threads: int = 0) -> None:
+        import torch
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self._model = model
+        self.name = f"torch-{model.device}"
+
+    def __call__(self, encoded: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        inputs = {k: torch.from_numpy(v).to(self._model.device) for k, v in encoded.items()}
+        with torch.inference_mode():
+            hidden = self._model.transformer(**inputs).last_hidden_state
+        return hidden.float().cpu().numpy()
+
+
+class LocalBackend:
+    """Backend over a ``LoadedModel`` and a ``Runner`` (see module docstring)."""
+
+    kind = "local"
+
+    def __init__(self, model: LoadedModel, runner: Runner) -> None:
+        self.model = model
+        self.runner = runner
+        self.runtime = runner.name
+        self.model_id = model.model_id
+        self.dimension = model.dimension
+        self.max_input_tokens = model.max_input_tokens
+        self.default_pooling = model.default_pooling
+
+    def embed(self, texts: Sequence[str], poolings: Sequence[str]) -> np.ndarray:
+        encoded = self.model.encode_inputs(texts)
+        hidden = self.runner(encoded)
+        return pool_each(hidden, encoded["attention_mask"], poolings)
+
+    def healthy(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        logger.debug("local backend closed")
+
+
+def build_local_backend(settings: Settings, model: LoadedModel) -> LocalBackend:
+    """The local backend for ``settings.backend`` (torch for now; ONNX is chosen in onnx.py)."""
+    return LocalBackend(model, TorchRunner(model, settings.torch_threads))

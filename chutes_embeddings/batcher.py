@@ -1,0 +1,167 @@
+"""Cross-request batching: many caller threads, one forward pass at a time.
+
+Cords run in many worker threads while there is one model. Callers ``submit`` texts and get
+``concurrent.futures.Future`` objects back; one worker thread gathers what is waiting (waiting at
+most ``max_wait_s`` for company when there is little), sorts it by length so batches pad little,
+packs batches up to a padded-token budget and a size cap, runs the backend, and completes every
+future with its own vector or with the batch's exception. The queue is bounded: when it is full
+``submit`` raises ``Overloaded`` at once instead of growing without end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from loguru import logger
+
+from .errors import BackendUnavailable, Overloaded
+
+EmbedFn = Callable[[list[str], list[str]], np.ndarray]
+
+
+@dataclass
+class _Item:
+    text: str
+    pooling: str
+    tokens: int
+    max_batch: int
+    future: Future = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    """Packs concurrent requests into shared forward passes (see module docstring)."""
+
+    def __init__(
+        self,
+        embed_fn: EmbedFn,
+        *,
+        max_batch_tokens: int,
+        max_batch_size: int,
+        max_wait_s: float,
+        max_queue: int,
+        name: str = "batcher",
+    ) -> None:
+        self._embed_fn = embed_fn
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self._pending: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.batches_run = 0
+        self.items_run = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # --- caller side ---------------------------------------------------------------------
+    def submit(
+        self, texts: Sequence[str], poolings: Sequence[str], tokens: Sequence[int], max_batch: int | None = None
+    ) -> list[Future]:
+        """Queue texts (all or none) and return one future per text, in order.
+
+        Args:
+            texts: the texts to embed.
+            poolings: the pooling mode for each text.
+            tokens: each text's token count (its cost in the budget; capped at the model limit).
+            max_batch: at most this many texts per forward pass for these items.
+
+        Raises:
+            Overloaded: the queue cannot take all of them now.
+            BackendUnavailable: the batcher is shut down.
+        """
+        cap = min(max_batch or self.max_batch_size, self.max_batch_size)
+        items = [_Item(t, p, max(1, n), cap) for t, p, n in zip(texts, poolings, tokens)]
+        with self._cond:
+            if self._closed:
+                raise BackendUnavailable("the embedding engine is shutting down")
+            free = self.max_queue - len(self._pending)
+            if len(items) > free:
+                raise Overloaded(
+                    f"{len(self._pending)} texts are waiting to be embedded and the queue holds "
+                    f"{self.max_queue}; retry shortly",
+                    limit=self.max_queue,
+                    retry_after_s=1,
+                )
+            self._pending.extend(items)
+            self._cond.notify()
+        return [item.future for item in items]
+
+    @property
+    def queue_depth(self) -> int:
+        """Texts waiting now."""
+        return len(self._pending)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop taking work, finish what is queued, and stop the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    # --- worker side ---------------------------------------------------------------------
+    def _take(self) -> list[_Item] | None:
+        """Wait for work, then for company (bounded), and take everything waiting."""
+        with self._cond:
+            while not self._pending:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            deadline = self._pending[0].enqueued + self.max_wait_s
+            while not self._closed:
+                budget_used = sum(item.tokens for item in self._pending)
+                remaining = deadline - time.monotonic()
+                if budget_used >= self.max_batch_tokens or len(self._pending) >= self.max_batch_size or remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            taken = list(self._pending)
+            self._pending.clear()
+            return taken
+
+    def _pack(self, items: list[_Item]) -> list[list[_Item]]:
+        """Longest first; each batch keeps longest x count within the token budget and the caps."""
+        items.sort(key=lambda it: it.tokens, reverse=True)
+        batches: list[list[_Item]] = []
+        current: list[_Item] = []
+        cap = self.max_batch_size
+        for item in items:
+            longest = current[0].tokens if current else item.tokens
+            new_cap = min(cap, item.max_batch)
+            if current and (longest * (len(current) + 1) > self.max_batch_tokens or len(current) + 1 > new_cap):
+                batches.append(current)
+                current, new_cap = [], item.max_batch
+            current.append(item)
+            cap = new_cap
+        if current:
+            batches.append(current)
+        return batches
+
+    def _run(self) -> None:
+        while True:
+            taken = self._take()
+            if taken is None:
+                return
+            # callers that gave up (timed out) cost no compute
+            live = [it for it in taken if it.future.set_running_or_notify_cancel()]
+            for batch in self._pack(live):
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        try:
+            vectors = self._embed_fn([it.text for it in batch], [it.pooling for it in batch])
+        except BaseException as exc:  # every waiter must hear of it; the worker lives on
+            logger.opt(exception=exc).warning("batch of {} texts failed: {}", len(batch), type(exc).__name__)
+            for item in batch:
+                item.future.set_exception(exc)
+            return
+        self.batches_run += 1
+        self.items_run += len(batch)
+        for item, row in zip(batch, vectors):
+            item.future.set_result(row)

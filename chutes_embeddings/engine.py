@@ -1,0 +1,295 @@
+"""The engine: every verb of the service, synchronous and thread-safe.
+
+Cords call these methods from many worker threads. Vectors come from the cache or from the
+batcher (one forward pass shared by concurrent callers); the verbs turn them into plain dicts
+(lists and floats only) so a cord can return them as they are.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+from typing import Any, Sequence
+
+import numpy as np
+from loguru import logger
+
+from . import __version__
+from .backends import Backend
+from .batcher import Batcher
+from .cache import EmbeddingCache
+from .cluster import cluster as run_clustering
+from .errors import BackendUnavailable, EmbeddingsError, InvalidInput
+from .settings import Settings
+from .similarity import scores, top_k
+from .vectors import POOLINGS, normalize as l2_normalize
+
+
+class Engine:
+    """Embedding service over one model (see module docstring).
+
+    Args:
+        settings: the service settings.
+        backend: what serves forward passes (local, TEI, or TEI with local fallback).
+        token_counter: counts tokens per text with the model's tokenizer (no truncation).
+        limits: request limits to report in /info.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        token_counter: Any,
+        limits: dict[str, int] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self._count_tokens = token_counter
+        self.limits = dict(limits or {})
+        self.cache = EmbeddingCache(settings.cache_size)
+        self.batcher = Batcher(
+            backend.embed,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.batch_wait_ms / 1000.0,
+            max_queue=settings.max_queue,
+        )
+        self.extensions: dict[str, Any] = {}
+
+    @property
+    def model_id(self) -> str:
+        return self.backend.model_id
+
+    @property
+    def dimension(self) -> int:
+        return self.backend.dimension
+
+    def close(self) -> None:
+        """Stop the batcher and the backend."""
+        self.batcher.close()
+        self.backend.close()
+
+    # --- the one path every text takes ---------------------------------------------------
+    def embed_vectors(
+        self,
+        texts: Sequence[str],
+        *,
+        pooling: str | None = None,
+        normalize: bool = True,
+        truncate: bool = True,
+        max_batch: int | None = None,
+        field: str = "inputs",
+    ) -> np.ndarray:
+        """Embed texts (cache first, then shared forward passes), in input order.
+
+        Args:
+            texts: the texts, as given (nothing is rewritten).
+            pooling: a mode from ``POOLINGS``; None uses the model's own.
+            normalize: L2-normalise the vectors.
+            truncate: cut texts at the model's token limit; when False such a text is an error.
+            max_batch: at most this many of these texts per forward pass.
+            field: the request field the texts came from, for error messages.
+
+        Returns:
+            (len(texts), dimension) float32 array.
+
+        Raises:
+            InvalidInput: a text is over the token limit and ``truncate`` is False.
+            Overloaded: the batch queue is full.
+            BackendUnavailable: no answer within ``request_timeout_s``.
+        """
+        mode = pooling or self.backend.default_pooling
+        if mode not in POOLINGS:
+            raise InvalidInput(f"pooling {mode!r} is not one of {list(POOLINGS)}", field="pooling", limit=list(POOLINGS))
+        keys = [(self.model_id, mode, text) for text in texts]
+        found = self.cache.get_many(keys)
+        missing: dict[str, list[int]] = {}
+        for i, (text, vec) in enumerate(zip(texts, found)):
+            if vec is None:
+                missing.setdefault(text, []).append(i)
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for i, vec in enumerate(found):
+            if vec is not None:
+                out[i] = vec
+        if missing:
+            unique = list(missing)
+            vectors = self._compute(unique, [missing[t][0] for t in unique], mode, truncate, max_batch, field)
+            self.cache.put_many([(self.model_id, mode, t) for t in unique], vectors)
+            for text, row in zip(unique, vectors):
+                out[missing[text]] = row
+        return l2_normalize(out) if normalize else out
+
+    def _compute(
+        self, texts: list[str], positions: list[int], mode: str, truncate: bool, max_batch: int | None, field: str
+    ) -> np.ndarray:
+        limit = self.backend.max_input_tokens
+        counts = self._count_tokens(texts)
+        if not truncate:
+            for pos, n in zip(positions, counts):
+                if n > limit:
+                    raise InvalidInput(
+                        f"{field}[{pos}] has {n} tokens; the model accepts at most {limit}. "
+                        "Send truncate=true to embed its first tokens, or split the text.",
+                        field=f"{field}[{pos}]",
+                        limit=limit,
+                        tokens=n,
+                    )
+        futures = self.batcher.submit(texts, [mode] * len(texts), [min(n, limit) for n in counts], max_batch)
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        try:
+            rows = [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
+        except cf.TimeoutError:
+            for f in futures:
+                f.cancel()
+            raise BackendUnavailable(
+                f"no answer from the model within {self.settings.request_timeout_s:.0f} s; retry later"
+            ) from None
+        except EmbeddingsError:
+            for f in futures:
+                f.cancel()
+            raise
+        return np.stack(rows)
+
+    # --- verbs ----------------------------------------------------------------------------
+    def embed(
+        self, inputs: Sequence[str], *, single: bool, normalize: bool, truncate: bool, pooling: str | None
+    ) -> dict[str, Any]:
+        """/embed: one vector for a single text, a list of vectors (with count) for a list."""
+        vecs = self.embed_vectors(inputs, pooling=pooling, normalize=normalize, truncate=truncate)
+        body: dict[str, Any] = {"model": self.model_id, "dimension": self.dimension}
+        if single:
+            body["embeddings"] = vecs[0].tolist()
+        else:
+            body["embeddings"] = vecs.tolist()
+            body["count"] = len(inputs)
+        return body
+
+    def embed_batch(self, texts: Sequence[str], *, batch_size: int, normalize: bool) -> dict[str, Any]:
+        """/embed/batch: vectors in input order; ``batch_size`` caps texts per forward pass."""
+        vecs = self.embed_vectors(texts, normalize=normalize, max_batch=batch_size, field="texts")
+        return {
+            "embeddings": vecs.tolist(),
+            "processed_count": len(texts),
+            "batch_size": batch_size,
+            "model": self.model_id,
+            "dimension": self.dimension,
+        }
+
+    def similarity(self, source_text: str, target_texts: Sequence[str], *, normalize: bool) -> dict[str, Any]:
+        """/similarity: cosine (dot product when ``normalize`` is False) of the source to each target."""
+        vecs = self.embed_vectors([source_text, *target_texts], normalize=normalize, field="target_texts")
+        row = scores(vecs[:1], vecs[1:])[0]
+        order = top_k(row)
+        results = [
+            {"text": target_texts[i], "index": i, "similarity": float(row[i]), "rank": r}
+            for r, i in enumerate(order, start=1)
+        ]
+        return {"source_text": source_text, "results": results, "model": self.model_id}
+
+    def rerank(self, query: str, texts: Sequence[str], *, top_k_: int | None) -> dict[str, Any]:
+        """/rerank: texts ordered by cosine similarity to the query (bi-encoder), best first."""
+        vecs = self.embed_vectors([query, *texts], field="texts")
+        row = scores(vecs[:1], vecs[1:])[0]
+        order = top_k(row, top_k_)
+        results = [
+            {"text": texts[i], "index": i, "score": float(row[i]), "rank": r} for r, i in enumerate(order, start=1)
+        ]
+        return {"query": query, "results": results, "total_results": len(results), "model": self.model_id}
+
+    def search(
+        self, query: str, corpus: Sequence[str], *, top_k_: int, threshold: float | None
+    ) -> dict[str, Any]:
+        """/search: the best ``top_k`` corpus entries for the query, optionally above a threshold."""
+        vecs = self.embed_vectors([query, *corpus], field="corpus")
+        row = scores(vecs[:1], vecs[1:])[0]
+        order = top_k(row, top_k_, threshold)
+        results = [
+            {"text": corpus[i], "corpus_index": i, "score": float(row[i]), "rank": r}
+            for r, i in enumerate(order, start=1)
+        ]
+        return {
+            "query": query,
+            "results": results,
+            "total_corpus_size": len(corpus),
+            "results_returned": len(results),
+            "model": self.model_id,
+            "threshold": threshold,
+        }
+
+    def cluster(self, texts: Sequence[str], *, n_clusters: int | None, method: str, max_clusters: int) -> dict[str, Any]:
+        """/cluster: groups of texts; without ``n_clusters`` the number is chosen by silhouette."""
+        vecs = self.embed_vectors(texts, field="texts")
+        try:
+            result = run_clustering(vecs, method, n_clusters, max_clusters)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="n_clusters", limit=len(texts)) from None
+        clusters = []
+        for label in sorted(set(result.labels.tolist())):
+            idx = np.nonzero(result.labels == label)[0]
+            centre = vecs[idx].mean(axis=0)
+            central = int(idx[int(np.argmax(vecs[idx] @ centre))])
+            clusters.append(
+                {
+                    "cluster_id": int(label),
+                    "size": int(idx.size),
+                    "centroid_text": texts[central],
+                    "texts": [texts[i] for i in idx],
+                    "indices": idx.tolist(),
+                }
+            )
+        return {
+            "clusters": clusters,
+            "n_clusters": sum(1 for c in clusters if c["cluster_id"] >= 0),
+            "method": method,
+            "total_texts": len(texts),
+            "silhouette": result.silhouette,
+        }
+
+    def health(self) -> dict[str, Any]:
+        """/health: whether we can serve, from which backend."""
+        ok = self.backend.healthy()
+        return {
+            "status": "ok" if ok else "degraded",
+            "backend": self.backend.kind,
+            "model": self.model_id,
+            "dimension": self.dimension,
+        }
+
+    def info(self) -> dict[str, Any]:
+        """/info: model, limits, cache and batching state."""
+        return {
+            "model": self.model_id,
+            "dimension": self.dimension,
+            "max_input_tokens": self.backend.max_input_tokens,
+            "pooling": self.backend.default_pooling,
+            "poolings": list(POOLINGS),
+            "backend": self.backend.kind,
+            "local_runtime": self.backend.runtime,
+            "cache": self.cache.stats(),
+            "batching": {
+                "max_batch_tokens": self.settings.max_batch_tokens,
+                "max_batch_size": self.settings.max_batch_size,
+                "batch_wait_ms": self.settings.batch_wait_ms,
+                "max_queue": self.settings.max_queue,
+                "queue_depth": self.batcher.queue_depth,
+                "batches_run": self.batcher.batches_run,
+                "texts_run": self.batcher.items_run,
+            },
+            "limits": self.limits,
+            "version": __version__,
+        }
+
+
+def start_engine(settings: Settings, limits: dict[str, int] | None = None) -> Engine:
+    """Load the model and build the engine for ``settings`` (the startup hook calls this)."""
+    from .backends.local import LoadedModel, build_local_backend
+
+    started = time.monotonic()
+    model = LoadedModel(settings)
+    backend = build_local_backend(settings, model)
+    engine = Engine(settings, backend, model.count_tokens, limits)
+    logger.info(
+        "engine ready: model={} backend={} runtime={} dim={} in {:.1f}s",
+        engine.model_id, backend.kind, backend.runtime, engine.dimension, time.monotonic() - started,
+    )
+    return engine

@@ -1,0 +1,105 @@
+"""The service's error tree: every failure a caller can see, with its HTTP status, once.
+
+``EmbeddingsError`` subclasses carry ``status`` and ``error_type``; ``to_body()`` is what the
+HTTP layer sends and ``from_body()`` is how the client rebuilds the same class. Nothing else in
+the project knows a status code.
+
+    EmbeddingsError (500 internal)
+    +-- InvalidInput (422 invalid_input)       the request broke a rule; names the field and limit
+    +-- NotFound (404 not_found)                a collection or record that does not exist
+    +-- Conflict (409 conflict)                 e.g. vectors of another model or dimension
+    +-- Overloaded (429 overloaded)             queue full; retry after a moment
+    +-- BackendUnavailable (503 unavailable)    no backend (or store) can serve right now
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EmbeddingsError(Exception):
+    """Base of every error the service reports to callers."""
+
+    status: int = 500
+    error_type: str = "internal"
+
+    def __init__(self, message: str, *, field: str | None = None, limit: Any = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.limit = limit
+        self.extra = extra
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body sent to the caller (plain, orjson-serialisable values only)."""
+        body: dict[str, Any] = {"error_type": self.error_type, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.limit is not None:
+            body["limit"] = self.limit
+        body.update(self.extra)
+        return body
+
+    @classmethod
+    def from_body(cls, status: int, body: Any) -> "EmbeddingsError":
+        """Rebuild the matching subclass from a response body (as sent by ``to_body``)."""
+        detail = body.get("detail", body) if isinstance(body, dict) else body
+        if not isinstance(detail, dict):
+            err = _BY_STATUS.get(status, EmbeddingsError)(str(detail))
+            err.status = status
+            return err
+        kind = _BY_TYPE.get(detail.get("error_type", ""), _BY_STATUS.get(status, EmbeddingsError))
+        extra = {k: v for k, v in detail.items() if k not in ("error_type", "message", "field", "limit")}
+        err = kind(str(detail.get("message", "")), field=detail.get("field"), limit=detail.get("limit"), **extra)
+        err.status = status
+        return err
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(EmbeddingsError):
+    """The request broke a rule: a limit, a type, an unknown option."""
+
+    status = 422
+    error_type = "invalid_input"
+
+
+class NotFound(EmbeddingsError):
+    """A named thing (collection, record) does not exist."""
+
+    status = 404
+    error_type = "not_found"
+
+
+class Conflict(EmbeddingsError):
+    """The request contradicts stored state (another model or dimension in a collection)."""
+
+    status = 409
+    error_type = "conflict"
+
+
+class Overloaded(EmbeddingsError):
+    """Too much work is waiting; the caller should retry after a short pause."""
+
+    status = 429
+    error_type = "overloaded"
+
+
+class BackendUnavailable(EmbeddingsError):
+    """No backend or store can serve the request right now."""
+
+    status = 503
+    error_type = "unavailable"
+
+
+def _subclasses(cls: type[EmbeddingsError]) -> list[type[EmbeddingsError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_subclasses(sub))
+    return out
+
+
+_BY_TYPE = {c.error_type: c for c in _subclasses(EmbeddingsError)}
+_BY_STATUS = {c.status: c for c in _subclasses(EmbeddingsError)}
+ERROR_CLASSES: tuple[type[EmbeddingsError], ...] = tuple(_subclasses(EmbeddingsError))

