@@ -1,12 +1,16 @@
 """Clustering of embeddings with scikit-learn: arrays in, labels out.
 
 k-means and agglomerative clustering take a number of clusters, or choose one by the best
-silhouette score (cosine) over 2..max; HDBSCAN finds its own number and may leave noise (-1).
+silhouette score (cosine) over 2..ceil(sqrt(n/2)) (the classic rule of thumb for the number of
+clusters; without that bound small sets split into pairs, whose silhouette is as good as the
+real topics'); HDBSCAN finds its own number and may leave noise (-1).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import math
 
 import numpy as np
 from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
@@ -59,7 +63,8 @@ def cluster(vectors: np.ndarray, method: str, n_clusters: int | None, max_cluste
             raise ValueError(f"n_clusters={n_clusters} is more than the {n} texts sent")
         labels = _fit(vectors, method, n_clusters)
         return Clustering(labels, silhouette(vectors, labels))
-    candidates = range(2, max(2, min(max_clusters, n - 1)) + 1)
+    upper = min(max_clusters, n - 1, math.ceil(math.sqrt(n / 2)))
+    candidates = range(2, max(2, upper) + 1)
     best: Clustering | None = None
     for k in candidates:
         labels = _fit(vectors, method, k)

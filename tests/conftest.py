@@ -1,0 +1,149 @@
+"""Shared fixtures: one chute app (one loaded model) per session, a live server, helpers.
+
+The chute is driven the way the platform drives it: ``CHUTES_EXECUTION_CONTEXT=REMOTE`` and
+dev mode, ``initialize()`` runs the startup hook and mounts the cords, ``DevMiddleware`` parses
+the body. A second middleware reproduces production's response path (orjson of the cord's
+result before encryption) for requests that carry ``X-Test-Production: 1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_TMP = tempfile.mkdtemp(prefix="embeddings-tests-")
+os.environ.update(
+    {
+        "CHUTES_EXECUTION_CONTEXT": "REMOTE",
+        "CHUTES_DEV_MODE": "true",
+        "HF_HUB_OFFLINE": "1",
+        "EMBEDDINGS_DATA_DIR": _TMP,
+        "EMBEDDINGS_LOG_LEVEL": "WARNING",
+    }
+)
+os.chdir(ROOT)
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chute_app() -> Any:
+    """The chute with startup run and cords mounted (the model loads once, here)."""
+    from chutes.entrypoint.run import DevMiddleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    import my_embeddings
+
+    class ProductionSerialisation(BaseHTTPMiddleware):
+        async def dispatch(self, request, call_next):  # type: ignore[no-untyped-def]
+            if request.headers.get("x-test-production") == "1":
+                request.state._encrypt = lambda data: base64.b64encode(data).decode()
+            return await call_next(request)
+
+    app = my_embeddings.chute
+    asyncio.run(app.initialize())
+    app.add_middleware(ProductionSerialisation)
+    app.add_middleware(DevMiddleware)
+    yield app
+    app.engine.close()
+
+
+@pytest.fixture(scope="session")
+def engine(chute_app: Any) -> Any:
+    return chute_app.engine
+
+
+@pytest.fixture(scope="session")
+def st_model(engine: Any) -> Any:
+    """The sentence-transformers model the engine loaded (reference for parity tests)."""
+    return engine.backend.model.st
+
+
+@pytest.fixture(scope="session")
+def test_client(chute_app: Any) -> Any:
+    from starlette.testclient import TestClient
+
+    with TestClient(chute_app, raise_server_exceptions=False) as client:
+        yield client
+
+
+Call = Callable[..., tuple[int, Any]]
+
+
+def _make_call(client: Any, production: bool) -> Call:
+    def call(method: str, path: str, json: Any = None, content: bytes | None = None) -> tuple[int, Any]:
+        headers = {"x-test-production": "1"} if production else {}
+        if content is not None:
+            response = client.request(method, path, content=content, headers=headers)
+        else:
+            response = client.request(method, path, json=json, headers=headers)
+        body = response.json()
+        if production and response.status_code == 200:
+            body = orjson.loads(base64.b64decode(body["json"]))
+        return response.status_code, body
+
+    return call
+
+
+@pytest.fixture(params=["dev", "production"])
+def call(request: Any, test_client: Any) -> Call:
+    """``call(method, path, json)`` -> (status, body), in dev mode and with production serialisation."""
+    return _make_call(test_client, request.param == "production")
+
+
+@pytest.fixture
+def dev_call(test_client: Any) -> Call:
+    return _make_call(test_client, False)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: Any) -> str:
+    """``chutes run my_embeddings:chute --dev`` on a free loopback port, as ``make serve`` runs it."""
+    port, log_port = free_port(), free_port()
+    env = {**os.environ, "EMBEDDINGS_DATA_DIR": str(tmp_path_factory.mktemp("live-data"))}
+    env.pop("CHUTES_DEV_MODE", None)
+    log = open(tmp_path_factory.mktemp("live-log") / "server.log", "wb")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "chutes"), "run", "my_embeddings:chute", "--dev", "--host", "127.0.0.1",
+         "--port", str(port), "--logging-port", str(log_port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; see {log.name}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError(f"server did not become healthy; see {log.name}")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

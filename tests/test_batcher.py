@@ -1,0 +1,150 @@
+"""The batcher's guarantees, with a deterministic embed function standing in for the model."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from chutes_embeddings.batcher import Batcher
+from chutes_embeddings.errors import Overloaded
+
+
+def fake_vector(text: str, pooling: str) -> np.ndarray:
+    seed = sum(map(ord, text + pooling))
+    return np.random.default_rng(seed).standard_normal(4).astype(np.float32)
+
+
+class Recorder:
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.delay = delay
+        self.fail_on = fail_on
+        self.lock = threading.Lock()
+
+    def __call__(self, texts, poolings):
+        with self.lock:
+            self.batches.append(list(texts))
+        time.sleep(self.delay)
+        if self.fail_on is not None and self.fail_on in texts:
+            raise RuntimeError("model exploded")
+        return np.stack([fake_vector(t, p) for t, p in zip(texts, poolings)])
+
+
+def make(embed, **kw):
+    opts = dict(max_batch_tokens=1000, max_batch_size=64, max_wait_s=0.005, max_queue=10_000)
+    opts.update(kw)
+    return Batcher(embed, **opts)
+
+
+def test_each_caller_gets_its_own_vectors_in_order():
+    rec = Recorder(delay=0.002)
+    b = make(rec)
+
+    def caller(i):
+        texts = [f"caller {i} text {j}" for j in range(i % 5 + 1)]
+        pools = ["mean" if j % 2 else "cls" for j in range(len(texts))]
+        futs = b.submit(texts, pools, [len(t) // 4 for t in texts])
+        got = [f.result(timeout=10) for f in futs]
+        return all(np.array_equal(g, fake_vector(t, p)) for g, t, p in zip(got, texts, pools))
+
+    with ThreadPoolExecutor(48) as pool:
+        assert all(pool.map(caller, range(200)))
+    total_texts = sum(i % 5 + 1 for i in range(200))
+    assert sum(len(x) for x in rec.batches) == total_texts
+    assert len(rec.batches) < 200, "concurrent callers should share forward passes"
+    b.close()
+
+
+def test_batches_respect_token_budget_and_size_cap():
+    rec = Recorder(delay=0.02)
+    b = make(rec, max_batch_tokens=100, max_batch_size=8)
+    futs = b.submit([f"t{i}" for i in range(50)], ["mean"] * 50, [10 + (i % 7) for i in range(50)])
+    for f in futs:
+        f.result(timeout=10)
+    for batch in rec.batches:
+        assert len(batch) <= 8
+        lengths = [10 + (int(t[1:]) % 7) for t in batch]
+        assert max(lengths) * len(batch) <= 100
+    b.close()
+
+
+def test_per_request_max_batch_is_honoured():
+    rec = Recorder()
+    b = make(rec)
+    for f in b.submit([f"x{i}" for i in range(20)], ["mean"] * 20, [3] * 20, max_batch=4):
+        f.result(timeout=10)
+    assert max(len(x) for x in rec.batches) <= 4
+    b.close()
+
+
+def test_sorted_by_length_within_a_gathering():
+    rec = Recorder()
+    b = make(rec, max_wait_s=0.05)
+    futs = b.submit(["a", "bbbb", "cc", "ddddddd"], ["mean"] * 4, [1, 4, 2, 7])
+    for f in futs:
+        f.result(timeout=10)
+    assert rec.batches == [["ddddddd", "bbbb", "cc", "a"]]
+    b.close()
+
+
+def test_failed_batch_fails_its_callers_and_worker_survives():
+    rec = Recorder(fail_on="boom")
+    b = make(rec, max_batch_size=2, max_wait_s=0.05)
+    futs = b.submit(["boom", "ok1", "ok2", "ok3"], ["mean"] * 4, [9, 1, 1, 1])
+    errors = [f.exception(timeout=10) for f in futs]
+    assert isinstance(errors[0], RuntimeError)
+    assert all(e is None or isinstance(e, RuntimeError) for e in errors)
+    # the worker lives on
+    assert b.submit(["after"], ["mean"], [1])[0].result(timeout=10) is not None
+    b.close()
+
+
+def test_full_queue_is_refused_at_once_with_overloaded():
+    gate = threading.Event()
+
+    def slow(texts, poolings):
+        gate.wait(10)
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    b = make(slow, max_queue=10, max_wait_s=0.0)
+    first = b.submit(["x"], ["mean"], [1])
+    time.sleep(0.05)  # the worker is now busy with the first item
+    b.submit([f"y{i}" for i in range(10)], ["mean"] * 10, [1] * 10)
+    with pytest.raises(Overloaded) as err:
+        b.submit(["z"], ["mean"], [1])
+    assert err.value.status == 429 and err.value.limit == 10
+    gate.set()
+    first[0].result(timeout=10)
+    b.close()
+
+
+def test_cancelled_items_cost_no_compute():
+    gate = threading.Event()
+    seen: list[str] = []
+
+    def embed(texts, poolings):
+        gate.wait(10)
+        seen.extend(texts)
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    b = make(embed, max_wait_s=0.0)
+    b.submit(["busy"], ["mean"], [1])
+    time.sleep(0.05)
+    gone = b.submit(["abandoned"], ["mean"], [1])[0]
+    assert gone.cancel()
+    gate.set()
+    b.submit(["later"], ["mean"], [1])[0].result(timeout=10)
+    assert "abandoned" not in seen
+    b.close()
+
+
+def test_lone_request_is_not_held_long():
+    b = make(Recorder(), max_wait_s=0.002)
+    started = time.monotonic()
+    b.submit(["alone"], ["mean"], [1])[0].result(timeout=10)
+    assert time.monotonic() - started < 0.5
+    b.close()

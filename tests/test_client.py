@@ -1,0 +1,118 @@
+"""The client against a live local server, plus retry/auth behaviour with a mock transport."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import numpy as np
+import pytest
+
+from chutes_embeddings import AsyncEmbeddingsClient, EmbeddingsClient, InvalidInput, Overloaded
+from chutes_embeddings.client import EmbeddingsConnectionError
+
+
+@pytest.fixture(scope="module")
+def client(live_server):
+    with EmbeddingsClient(live_server, timeout=60) as c:
+        yield c
+
+
+def test_every_method(client):
+    assert client.health()["status"] == "ok"
+    info = client.info()
+    assert info["dimension"] == 384
+    assert len(client.embed("hi")["embeddings"]) == 384
+    assert client.embed(["a", "b"], pooling="cls")["count"] == 2
+    assert client.similarity("cats", ["dogs", "stocks"])["results"][0]["text"] == "dogs"
+    assert client.rerank("cats", ["stocks", "kittens"], top_k=1)["results"][0]["text"] == "kittens"
+    assert client.search("cats", ["stocks", "kittens"], top_k=1, threshold=0.1)["results_returned"] == 1
+    assert client.cluster(["a cat", "a kitten", "stocks fell", "bonds rose"], n_clusters=2)["n_clusters"] == 2
+
+
+def test_embed_batch_splits_beyond_server_limit_in_order(client, st_model):
+    limit = client.info()["limits"]["max_batch_texts"]
+    texts = [f"t{i}" for i in range(limit * 2 + 17)]
+    vectors = client.embed_batch(texts, progress=True)
+    assert len(vectors) == len(texts)
+    sample = [0, limit - 1, limit, len(texts) - 1]
+    ref = st_model.encode([texts[i] for i in sample], normalize_embeddings=True)
+    for i, e in zip(sample, ref):
+        assert float(np.dot(vectors[i], e)) >= 0.99999
+
+
+def test_typed_errors_carry_status_field_and_message(client):
+    with pytest.raises(InvalidInput) as err:
+        client.embed([])
+    assert err.value.status == 422 and err.value.field == "inputs" and err.value.limit == 1
+    assert "at least 1" in err.value.message
+
+
+def test_async_twin(live_server):
+    async def main():
+        async with AsyncEmbeddingsClient(live_server) as c:
+            assert (await c.health())["status"] == "ok"
+            one = await c.embed("hello")
+            vecs = await c.embed_batch([f"x{i}" for i in range(25)])
+            sim = await c.similarity("a", ["b"])
+            with pytest.raises(InvalidInput):
+                await c.rerank("q", [])
+            return one, vecs, sim
+
+    one, vecs, sim = asyncio.run(main())
+    assert len(one["embeddings"]) == 384 and len(vecs) == 25 and sim["results"]
+
+
+def _flaky_transport(statuses):
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        status = statuses[min(len(seen) - 1, len(statuses) - 1)]
+        if status == 200:
+            return httpx.Response(200, json={"status": "ok"})
+        return httpx.Response(status, json={"detail": {"error_type": "overloaded", "message": "busy"}})
+
+    return handler, seen
+
+
+def test_retries_429_and_503_then_succeeds_and_sends_bearer():
+    handler, seen = _flaky_transport([429, 503, 200])
+    with EmbeddingsClient("http://svc", api_key="sekrit", backoff_s=0.001, transport=httpx.MockTransport(handler)) as c:
+        assert c.health() == {"status": "ok"}
+    assert len(seen) == 3
+    assert all(r.headers["authorization"] == "Bearer sekrit" for r in seen)
+
+
+def test_gives_up_after_max_retries_with_typed_error():
+    handler, seen = _flaky_transport([429])
+    with EmbeddingsClient("http://svc", max_retries=2, backoff_s=0.001, transport=httpx.MockTransport(handler)) as c:
+        with pytest.raises(Overloaded) as err:
+            c.health()
+    assert err.value.status == 429 and len(seen) == 3
+
+
+def test_4xx_is_not_retried():
+    handler, seen = _flaky_transport([422])
+    with EmbeddingsClient("http://svc", backoff_s=0.001, transport=httpx.MockTransport(handler)) as c:
+        with pytest.raises(Exception):
+            c.health()
+    assert len(seen) == 1
+
+
+def test_connection_refused_is_retried_then_raised():
+    from tests.conftest import free_port
+
+    with EmbeddingsClient(f"http://127.0.0.1:{free_port()}", max_retries=1, backoff_s=0.001) as c:
+        with pytest.raises(EmbeddingsConnectionError):
+            c.health()
+
+
+def test_plain_text_error_body_becomes_typed_error():
+    def handler(request):
+        return httpx.Response(500, text="Internal Server Error")
+
+    with EmbeddingsClient("http://svc", transport=httpx.MockTransport(handler)) as c:
+        with pytest.raises(Exception) as err:
+            c.info()
+    assert err.value.status == 500 and "Internal Server Error" in str(err.value)

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import pytest
+
+from chutes_embeddings.settings import PACKAGED_MODEL_HUB_ID, Settings, default_model
+
+
+def test_defaults_use_the_packaged_model():
+    s = Settings.from_env({})
+    assert s.model == default_model() and s.model != PACKAGED_MODEL_HUB_ID  # the package is installed here
+    assert s.device == "auto" and s.cache_size > 0
+
+
+def test_reads_prefixed_variables_with_types():
+    s = Settings.from_env({"EMBEDDINGS_CACHE_SIZE": "5", "EMBEDDINGS_DEVICE": "cpu", "EMBEDDINGS_BATCH_WAIT_MS": "1.5",
+                           "EMBEDDINGS_DATA_DIR": "/tmp/x", "EMBEDDINGS_MODEL": "some/model", "OTHER": "ignored"})
+    assert (s.cache_size, s.device, s.batch_wait_ms, s.data_dir, s.model) == (5, "cpu", 1.5, "/tmp/x", "some/model")
+
+
+@pytest.mark.parametrize("env", [{"EMBEDDINGS_DEVICE": "tpu"}, {"EMBEDDINGS_CACHE_SIZE": "many"},
+                                 {"EMBEDDINGS_MAX_QUEUE": "0"}, {"EMBEDDINGS_BACKEND": "tensorrt"}])
+def test_bad_values_are_refused_with_the_variable_name(env):
+    with pytest.raises(ValueError) as err:
+        Settings.from_env(env)
+    assert next(iter(env)) in str(err.value)
