@@ -10,6 +10,7 @@ future with its own vector or with the batch's exception. The queue is bounded: 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -20,15 +21,16 @@ from typing import Callable, Sequence
 import numpy as np
 from loguru import logger
 
-from .errors import BackendUnavailable, Overloaded
+from .errors import BackendUnavailable, InvalidInput, Overloaded
 
-EmbedFn = Callable[[list[str], list[str]], np.ndarray]
+EmbedFn = Callable[[list[str], list[str], list[bool]], np.ndarray]
 
 
 @dataclass
 class _Item:
     text: str
     pooling: str
+    truncate: bool
     tokens: int
     max_batch: int
     future: Future = field(default_factory=Future)
@@ -46,6 +48,7 @@ class Batcher:
         max_batch_size: int,
         max_wait_s: float,
         max_queue: int,
+        workers: int = 1,
         name: str = "batcher",
     ) -> None:
         self._embed_fn = embed_fn
@@ -58,12 +61,18 @@ class Batcher:
         self._closed = False
         self.batches_run = 0
         self.items_run = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     # --- caller side ---------------------------------------------------------------------
     def submit(
-        self, texts: Sequence[str], poolings: Sequence[str], tokens: Sequence[int], max_batch: int | None = None
+        self,
+        texts: Sequence[str],
+        poolings: Sequence[str],
+        tokens: Sequence[int],
+        max_batch: int | None = None,
+        truncate: bool = True,
     ) -> list[Future]:
         """Queue texts (all or none) and return one future per text, in order.
 
@@ -72,13 +81,14 @@ class Batcher:
             poolings: the pooling mode for each text.
             tokens: each text's token count (its cost in the budget; capped at the model limit).
             max_batch: at most this many texts per forward pass for these items.
+            truncate: whether the backend may cut these texts at the model's token limit.
 
         Raises:
             Overloaded: the queue cannot take all of them now.
             BackendUnavailable: the batcher is shut down.
         """
         cap = min(max_batch or self.max_batch_size, self.max_batch_size)
-        items = [_Item(t, p, max(1, n), cap) for t, p, n in zip(texts, poolings, tokens)]
+        items = [_Item(t, p, truncate, max(1, n), cap) for t, p, n in zip(texts, poolings, tokens)]
         with self._cond:
             if self._closed:
                 raise BackendUnavailable("the embedding engine is shutting down")
@@ -104,11 +114,17 @@ class Batcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     # --- worker side ---------------------------------------------------------------------
     def _take(self) -> list[_Item] | None:
-        """Wait for work, then for company (bounded), and take everything waiting."""
+        """Wait for work, then (bounded) for company, and take the next batch.
+
+        The batch is packed from the oldest ``4 x max_batch_size`` waiting items, longest first:
+        sorting cuts padding, and the window bounds how long a short text can wait behind
+        newer long ones.
+        """
         with self._cond:
             while not self._pending:
                 if self._closed:
@@ -121,13 +137,19 @@ class Batcher:
                 if budget_used >= self.max_batch_tokens or len(self._pending) >= self.max_batch_size or remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            taken = list(self._pending)
-            self._pending.clear()
-            return taken
+                if not self._pending:  # another worker took it
+                    return []
+            window = list(itertools.islice(self._pending, 4 * self.max_batch_size))
+            batch = self._pack(window)[0]
+            taken = {id(item) for item in batch}
+            self._pending = deque(item for item in self._pending if id(item) not in taken)
+            if self._pending:
+                self._cond.notify()
+            return batch
 
     def _pack(self, items: list[_Item]) -> list[list[_Item]]:
         """Longest first; each batch keeps longest x count within the token budget and the caps."""
-        items.sort(key=lambda it: it.tokens, reverse=True)
+        items = sorted(items, key=lambda it: it.tokens, reverse=True)
         batches: list[list[_Item]] = []
         current: list[_Item] = []
         cap = self.max_batch_size
@@ -145,17 +167,24 @@ class Batcher:
 
     def _run(self) -> None:
         while True:
-            taken = self._take()
-            if taken is None:
+            batch = self._take()
+            if batch is None:
                 return
             # callers that gave up (timed out) cost no compute
-            live = [it for it in taken if it.future.set_running_or_notify_cancel()]
-            for batch in self._pack(live):
-                self._run_batch(batch)
+            live = [it for it in batch if it.future.set_running_or_notify_cancel()]
+            if live:
+                self._run_batch(live)
 
     def _run_batch(self, batch: list[_Item]) -> None:
         try:
-            vectors = self._embed_fn([it.text for it in batch], [it.pooling for it in batch])
+            vectors = self._embed_fn([it.text for it in batch], [it.pooling for it in batch], [it.truncate for it in batch])
+        except InvalidInput as exc:
+            if len(batch) > 1:  # one caller's bad text must not fail the others
+                for item in batch:
+                    self._run_batch([item])
+                return
+            batch[0].future.set_exception(exc)
+            return
         except BaseException as exc:  # every waiter must hear of it; the worker lives on
             logger.opt(exception=exc).warning("batch of {} texts failed: {}", len(batch), type(exc).__name__)
             for item in batch:

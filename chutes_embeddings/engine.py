@@ -33,6 +33,7 @@ class Engine:
         backend: what serves forward passes (local, TEI, or TEI with local fallback).
         token_counter: counts tokens per text with the model's tokenizer (no truncation).
         limits: request limits to report in /info.
+        batches_in_flight: forward passes the batcher runs at once (1 for a local model).
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class Engine:
         backend: Backend,
         token_counter: Any,
         limits: dict[str, int] | None = None,
+        batches_in_flight: int = 1,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -53,8 +55,8 @@ class Engine:
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.batch_wait_ms / 1000.0,
             max_queue=settings.max_queue,
+            workers=batches_in_flight,
         )
-        self.extensions: dict[str, Any] = {}
 
     @property
     def model_id(self) -> str:
@@ -134,7 +136,7 @@ class Engine:
                         limit=limit,
                         tokens=n,
                     )
-        futures = self.batcher.submit(texts, [mode] * len(texts), [min(n, limit) for n in counts], max_batch)
+        futures = self.batcher.submit(texts, [mode] * len(texts), [min(n, limit) for n in counts], max_batch, truncate)
         deadline = time.monotonic() + self.settings.request_timeout_s
         try:
             rows = [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
@@ -276,20 +278,72 @@ class Engine:
                 "texts_run": self.batcher.items_run,
             },
             "limits": self.limits,
+            "tei": self.backend.status() if hasattr(self.backend, "status") else None,
             "version": __version__,
         }
 
 
-def start_engine(settings: Settings, limits: dict[str, int] | None = None) -> Engine:
-    """Load the model and build the engine for ``settings`` (the startup hook calls this)."""
+# A TEI server batches again on its side; a few requests in flight keep its GPU busy.
+TEI_BATCHES_IN_FLIGHT = 4
+
+
+def start_engine(settings: Settings, limits: dict[str, int] | None = None, model: Any = None) -> Engine:
+    """Build the engine for ``settings`` (the startup hook calls this).
+
+    When the TEI binary is found, TEI is launched and supervised and serves requests, with the
+    local model as a fallback nobody notices; the local model then stays on the CPU (with
+    ``EMBEDDINGS_DEVICE=auto``) so the GPU holds the model once, in TEI. Start-up waits at most
+    ``tei_startup_timeout_s`` for TEI and otherwise goes on with the fallback.
+
+    Args:
+        settings: the service settings.
+        limits: request limits reported by /info.
+        model: an already loaded ``LoadedModel`` to reuse (tests share one).
+    """
     from .backends.local import LoadedModel, build_local_backend
+    from .backends.tei_process import find_binary
 
     started = time.monotonic()
-    model = LoadedModel(settings)
-    backend = build_local_backend(settings, model)
-    engine = Engine(settings, backend, model.count_tokens, limits)
+    binary = find_binary(settings.tei_binary) if settings.tei_binary else None
+    if binary is None:
+        logger.info("TEI binary {!r} not found: serving with the local backend only", settings.tei_binary)
+    device = "cpu" if binary and settings.device == "auto" else settings.device
+    model = model or LoadedModel(settings, device)
+    local = build_local_backend(settings, model)
+    backend: Backend = local
+    in_flight = 1
+    if binary is not None:
+        backend = _start_tei(settings, binary, local)
+        in_flight = TEI_BATCHES_IN_FLIGHT
+    engine = Engine(settings, backend, model.count_tokens, limits, in_flight)
     logger.info(
         "engine ready: model={} backend={} runtime={} dim={} in {:.1f}s",
         engine.model_id, backend.kind, backend.runtime, engine.dimension, time.monotonic() - started,
     )
     return engine
+
+
+def _start_tei(settings: Settings, binary: str, local: Backend) -> Backend:
+    from .backends.failover import FailoverBackend
+    from .backends.tei import TeiBackend, TeiUnavailable
+    from .backends.tei_process import TeiLaunch, TeiSupervisor
+
+    supervisor = TeiSupervisor(
+        TeiLaunch(
+            binary=binary, model=settings.model, port=settings.tei_port, revision=settings.model_revision,
+            max_batch_tokens=settings.tei_max_batch_tokens, max_client_batch_size=settings.tei_max_client_batch_size,
+            max_concurrent_requests=settings.tei_max_concurrent_requests,
+        )
+    )
+    supervisor.start()
+    tei = TeiBackend(supervisor.url, model_id=local.model_id, dimension=local.dimension,
+                     max_input_tokens=local.max_input_tokens, default_pooling=local.default_pooling)
+    if supervisor.wait_ready(settings.tei_startup_timeout_s):
+        try:
+            tei.refresh_info()
+        except TeiUnavailable as exc:
+            logger.warning("TEI is up but /info failed ({}); it will be read on first use", exc)
+    else:
+        logger.warning("TEI not healthy after {:.0f} s: serving from the local model until it is",
+                       settings.tei_startup_timeout_s)
+    return FailoverBackend(tei, local, supervisor)

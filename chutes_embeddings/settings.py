@@ -58,8 +58,6 @@ class Settings:
     store_url: str = ""
     tei_binary: str = "text-embeddings-router"
     tei_port: int = 3001
-    tei_model: str = ""
-    tei_revision: str | None = None
     tei_max_batch_tokens: int = 16384
     tei_max_client_batch_size: int = 64
     tei_max_concurrent_requests: int = 512

@@ -25,7 +25,7 @@ class Recorder:
         self.fail_on = fail_on
         self.lock = threading.Lock()
 
-    def __call__(self, texts, poolings):
+    def __call__(self, texts, poolings, truncates):
         with self.lock:
             self.batches.append(list(texts))
         time.sleep(self.delay)
@@ -106,7 +106,7 @@ def test_failed_batch_fails_its_callers_and_worker_survives():
 def test_full_queue_is_refused_at_once_with_overloaded():
     gate = threading.Event()
 
-    def slow(texts, poolings):
+    def slow(texts, poolings, truncates):
         gate.wait(10)
         return np.zeros((len(texts), 4), dtype=np.float32)
 
@@ -126,7 +126,7 @@ def test_cancelled_items_cost_no_compute():
     gate = threading.Event()
     seen: list[str] = []
 
-    def embed(texts, poolings):
+    def embed(texts, poolings, truncates):
         gate.wait(10)
         seen.extend(texts)
         return np.zeros((len(texts), 4), dtype=np.float32)
@@ -147,4 +147,40 @@ def test_lone_request_is_not_held_long():
     started = time.monotonic()
     b.submit(["alone"], ["mean"], [1])[0].result(timeout=10)
     assert time.monotonic() - started < 0.5
+    b.close()
+
+
+def test_invalid_input_fails_only_the_offending_caller():
+    from chutes_embeddings.errors import InvalidInput
+
+    def embed(texts, poolings, truncates):
+        if "bad" in texts:
+            raise InvalidInput("backend refused 'bad'")
+        return np.stack([fake_vector(t, p) for t, p in zip(texts, poolings)])
+
+    b = make(embed, max_wait_s=0.05)
+    good = b.submit(["good1", "good2"], ["mean"] * 2, [1, 1])
+    bad = b.submit(["bad"], ["mean"], [1], truncate=False)
+    assert isinstance(bad[0].exception(timeout=10), InvalidInput)
+    assert all(f.exception(timeout=10) is None for f in good)
+    b.close()
+
+
+def test_several_workers_run_batches_concurrently():
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def embed(texts, poolings, truncates):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    b = make(embed, workers=4, max_batch_size=1, max_wait_s=0.0)
+    futs = [f for i in range(12) for f in b.submit([f"t{i}"], ["mean"], [1])]
+    for f in futs:
+        f.result(timeout=10)
+    assert peak[0] > 1
     b.close()

@@ -22,8 +22,12 @@ class Backend(Protocol):
     max_input_tokens: int
     default_pooling: str
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str]) -> np.ndarray:
-        """Raw (len(texts), dimension) float32 vectors, text i pooled with poolings[i]."""
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool]) -> np.ndarray:
+        """Raw (len(texts), dimension) float32 vectors, text i pooled with poolings[i].
+
+        ``truncates[i]`` False means text i must not be cut; a backend that finds it over its
+        limit raises ``InvalidInput`` (the engine checks the local limit before queueing).
+        """
         ...
 
     def healthy(self) -> bool:

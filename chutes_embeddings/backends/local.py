@@ -37,11 +37,11 @@ class LoadedModel:
             could not reproduce for other pooling modes.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, device: str | None = None) -> None:
         from sentence_transformers import SentenceTransformer
 
         local_dir = Path(settings.model).is_dir()
-        device = resolve_device(settings.device)
+        device = resolve_device(device or settings.device)
         self.st = SentenceTransformer(
             settings.model, device=device, revision=settings.model_revision, local_files_only=local_dir
         )
@@ -128,10 +128,13 @@ class LocalBackend:
         self.dimension = model.dimension
         self.max_input_tokens = model.max_input_tokens
         self.default_pooling = model.default_pooling
+        self._lock = threading.Lock()
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str]) -> np.ndarray:
-        encoded = self.model.encode_inputs(texts)
-        hidden = self.runner(encoded)
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool] = ()) -> np.ndarray:
+        # truncates: the engine has already refused texts over this model's limit
+        with self._lock:  # one forward pass at a time: several would only fight for the cores
+            encoded = self.model.encode_inputs(texts)
+            hidden = self.runner(encoded)
         return pool_each(hidden, encoded["attention_mask"], poolings)
 
     def healthy(self) -> bool:

@@ -1,0 +1,143 @@
+"""TEI first, the local model when TEI cannot answer: a switch callers do not notice.
+
+A request goes to TEI while its supervisor reports it healthy and the circuit breaker is closed.
+When TEI fails for a reason that is not the caller's (``TeiUnavailable``: connection refused,
+timeout, 5xx, 429 after retries), the same texts are served by the local backend and the caller
+gets a normal answer. A caller's bad input (``InvalidInput``) is passed through and never retried
+on the fallback. After ``failure_threshold`` failures in a row the breaker opens: requests go
+straight to the local model, and after a cool-down (doubling up to ``max_open_s``) one request
+probes TEI again; success closes the breaker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Sequence
+
+import numpy as np
+from loguru import logger
+
+from ..errors import InvalidInput
+from .tei import TeiBackend, TeiUnavailable
+
+
+class CircuitBreaker:
+    """Closed -> open after N consecutive failures -> one half-open probe after a cool-down."""
+
+    def __init__(self, failure_threshold: int = 3, open_s: float = 2.0, max_open_s: float = 60.0) -> None:
+        self.failure_threshold = failure_threshold
+        self.base_open_s = open_s
+        self.max_open_s = max_open_s
+        self._open_s = open_s
+        self._failures = 0
+        self._open_until: float | None = None
+        self._probing = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            if self._open_until is None:
+                return "closed"
+            return "half-open" if time.monotonic() >= self._open_until else "open"
+
+    def allow(self) -> bool:
+        """Whether this call may try the guarded service (one probe at a time when half-open)."""
+        with self._lock:
+            if self._open_until is None:
+                return True
+            if time.monotonic() < self._open_until or self._probing:
+                return False
+            self._probing = True
+            return True
+
+    def record_success(self) -> None:
+        with self._lock:
+            if self._open_until is not None:
+                logger.info("circuit to TEI closed again")
+            self._failures, self._open_until, self._probing, self._open_s = 0, None, False, self.base_open_s
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._probing or self._failures >= self.failure_threshold:
+                if self._probing:
+                    self._open_s = min(self._open_s * 2, self.max_open_s)
+                if self._open_until is None:
+                    logger.warning("circuit to TEI opened after {} failures", self._failures)
+                self._open_until = time.monotonic() + self._open_s
+                self._probing = False
+
+
+class FailoverBackend:
+    """A ``Backend`` that prefers TEI and falls back to a local one (see module docstring)."""
+
+    def __init__(self, primary: TeiBackend, fallback: Any, supervisor: Any, breaker: CircuitBreaker | None = None) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.supervisor = supervisor
+        self.breaker = breaker or CircuitBreaker()
+        self.model_id = fallback.model_id
+        self.dimension = fallback.dimension
+        # The engine checks token limits with the local tokenizer, so it uses the local limit.
+        self.max_input_tokens = fallback.max_input_tokens
+        self.default_pooling = fallback.default_pooling
+        self.served = {"tei": 0, "local": 0}
+        self._lock = threading.Lock()
+
+    @property
+    def serving_tei(self) -> bool:
+        return self.supervisor.healthy and self.breaker.state == "closed"
+
+    @property
+    def kind(self) -> str:
+        return "tei" if self.serving_tei else "local"
+
+    @property
+    def runtime(self) -> str:
+        return self.fallback.runtime
+
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool]) -> np.ndarray:
+        if self.supervisor.healthy and self.breaker.allow():
+            try:
+                vectors = self.primary.embed(texts, poolings, truncates)
+            except InvalidInput:
+                self.breaker.record_success()  # TEI answered; the input was wrong
+                raise
+            except TeiUnavailable as exc:
+                self.breaker.record_failure()
+                logger.warning("TEI failed ({}); serving {} texts from the local model", exc, len(texts))
+            except Exception as exc:  # a TEI answer we could not use is TEI's failure, not the caller's
+                self.breaker.record_failure()
+                logger.opt(exception=exc).error("unexpected TEI failure; serving {} texts locally", len(texts))
+            else:
+                self.breaker.record_success()
+                self._count("tei", len(texts))
+                return vectors
+        vectors = self.fallback.embed(texts, poolings, truncates)
+        self._count("local", len(texts))
+        return vectors
+
+    def _count(self, which: str, n: int) -> None:
+        with self._lock:
+            self.served[which] += n
+
+    def healthy(self) -> bool:
+        return True  # the local model always answers
+
+    def status(self) -> dict[str, Any]:
+        """TEI's state for /info."""
+        return {
+            "url": self.primary.base_url,
+            "healthy": self.supervisor.healthy,
+            "circuit": self.breaker.state,
+            "restarts": self.supervisor.restarts,
+            "served_texts": dict(self.served),
+            "version": self.primary.info.get("version"),
+        }
+
+    def close(self) -> None:
+        self.supervisor.stop()
+        self.primary.close()
+        self.fallback.close()

@@ -1,0 +1,148 @@
+"""The TEI backend: the engine's forward passes served by a TEI server over loopback.
+
+Cords run in worker threads with throwaway event loops, so this uses one shared synchronous
+``httpx.Client``. The model's own pooling goes through ``/embed`` (``normalize=false``: the
+engine normalises); any other pooling through ``/embed_all``, whose per-token output is pooled by
+``vectors.pool`` exactly as the local backend pools. Requests are split to TEI's
+``max_client_batch_size`` (read from ``/info``) and to its payload limit, and reassembled in
+order. TEI's errors are mapped here and nowhere else:
+
+- the caller's input (400 Empty, 413/422 Validation or Tokenizer) -> ``InvalidInput``, never retried;
+- 429 Overloaded -> retried briefly, then ``TeiUnavailable``;
+- everything else (connection refused, timeout, 424, 5xx, plain-text framework errors) -> ``TeiUnavailable``,
+  which the failover backend answers from the local model.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import httpx
+import numpy as np
+from loguru import logger
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from ..errors import BackendUnavailable, InvalidInput
+from ..vectors import pad_token_embeddings, pool
+
+# TEI refuses bodies over 2,000,000 bytes (--payload-limit); stay well under it.
+MAX_PAYLOAD_BYTES = 1_500_000
+_CALLER_ERRORS = {"Validation", "Tokenizer", "Empty"}
+
+
+class TeiUnavailable(BackendUnavailable):
+    """TEI could not serve a request for a reason that is not the caller's input."""
+
+
+class _TeiOverloaded(TeiUnavailable):
+    """TEI answered 429 (retried a few times before giving up)."""
+
+
+def map_error(response: httpx.Response) -> Exception:
+    """The service error for a TEI error response (see module docstring)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "error_type" not in body:
+        # axum's plain-text rejections (bad JSON, wrong shape, payload, content type): our request was wrong
+        logger.error("TEI rejected a request it could not parse ({}): {}", response.status_code, response.text[:200])
+        return TeiUnavailable(f"TEI answered {response.status_code}: {response.text[:200]}")
+    kind, message = str(body.get("error_type")), str(body.get("error", ""))
+    if response.status_code in (400, 413, 422) and kind in _CALLER_ERRORS:
+        return InvalidInput(f"the model server refused the input: {message}", tei_error_type=kind)
+    if response.status_code == 429:
+        return _TeiOverloaded(f"TEI is overloaded: {message}")
+    return TeiUnavailable(f"TEI answered {response.status_code} {kind}: {message}")
+
+
+class TeiBackend:
+    """Backend over a running TEI server (see module docstring)."""
+
+    kind = "tei"
+    runtime = "tei"
+
+    def __init__(self, base_url: str, *, model_id: str, dimension: int, max_input_tokens: int,
+                 default_pooling: str, timeout_s: float = 30.0) -> None:
+        self.base_url = base_url
+        self.model_id = model_id
+        self.dimension = dimension
+        self.max_input_tokens = max_input_tokens
+        self.default_pooling = default_pooling
+        self._http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout_s, connect=2.0))
+        self._max_client_batch: int | None = None
+        self.info: dict[str, Any] = {}
+
+    def refresh_info(self) -> dict[str, Any]:
+        """Read TEI's /info (client batch cap, token limit, version)."""
+        response = self._request("GET", "/info")
+        self.info = response.json()
+        self._max_client_batch = int(self.info.get("max_client_batch_size") or 32)
+        tei_limit = int(self.info.get("max_input_length") or self.max_input_tokens)
+        if tei_limit != self.max_input_tokens:
+            logger.warning("TEI truncates at {} tokens and the local model at {}: long texts may differ between "
+                           "backends", tei_limit, self.max_input_tokens)
+        return self.info
+
+    def healthy(self) -> bool:
+        try:
+            return self._http.get("/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        self._http.close()
+
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool]) -> np.ndarray:
+        if self._max_client_batch is None:
+            self.refresh_info()
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for i, (mode, truncate) in enumerate(zip(poolings, truncates)):
+            groups.setdefault((mode, bool(truncate)), []).append(i)
+        for (mode, truncate), rows in groups.items():
+            for chunk in self._chunks([texts[i] for i in rows]):
+                idx = rows[chunk.start : chunk.stop]
+                part = [texts[i] for i in idx]
+                if mode == self.default_pooling:
+                    out[idx] = np.asarray(self._post("/embed", {"inputs": part, "normalize": False, "truncate": truncate}),
+                                          dtype=np.float32)
+                else:
+                    tokens = self._post("/embed_all", {"inputs": part, "truncate": truncate})
+                    hidden, mask = pad_token_embeddings([np.asarray(t, dtype=np.float32) for t in tokens])
+                    out[idx] = pool(hidden, mask, mode)
+        return out
+
+    def _chunks(self, texts: list[str]) -> list[slice]:
+        """Slices of at most ``max_client_batch_size`` texts and ``MAX_PAYLOAD_BYTES`` of text each."""
+        cap = self._max_client_batch or 32
+        slices, start, size = [], 0, 0
+        for i, text in enumerate(texts):
+            length = len(json.dumps(text))
+            if i > start and (i - start >= cap or size + length > MAX_PAYLOAD_BYTES):
+                slices.append(slice(start, i))
+                start, size = i, 0
+            size += length
+        slices.append(slice(start, len(texts)))
+        return slices
+
+    def _post(self, path: str, payload: dict[str, Any]) -> Any:
+        for attempt in Retrying(retry=retry_if_exception_type(_TeiOverloaded), stop=stop_after_attempt(3),
+                                wait=wait_exponential(multiplier=0.05, max=0.5), reraise=True):
+            with attempt:
+                response = self._request("POST", path, payload)
+                try:
+                    return response.json()
+                except ValueError as exc:
+                    raise TeiUnavailable(f"TEI {path} answered with a body that is not JSON") from exc
+        raise AssertionError("this is a bug: tenacity returned without a result")
+
+    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, json=payload)
+        except httpx.HTTPError as exc:
+            raise TeiUnavailable(f"TEI {method} {path} failed: {type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            raise map_error(response)
+        return response

@@ -1,0 +1,181 @@
+"""Supervision of a ``text-embeddings-router`` subprocess.
+
+``TeiSupervisor`` launches TEI on 127.0.0.1 with an explicit port and argv and a scrubbed
+environment (TEI reads every flag from the environment too, and an inherited ``HOSTNAME`` would
+make it bind 0.0.0.0), waits for ``GET /health``, forwards its log lines, restarts it with
+exponential backoff when it dies, and stops it on shutdown. ``healthy`` is what the failover
+backend consults before routing a request to TEI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+from loguru import logger
+
+# Variables TEI may need from our environment; everything else is dropped.
+_PASSED_ENV = (
+    "PATH", "HOME", "LANG", "TMPDIR", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+    "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE",
+)
+_LEVELS = {"TRACE": "TRACE", "DEBUG": "DEBUG", "INFO": "DEBUG", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
+
+
+def _parse_log_line(line: str) -> tuple[str, str]:
+    """(loguru level, message) of a TEI ``--json-output`` line; plain text (a panic) is kept whole."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return "INFO", line
+    if not isinstance(record, dict):
+        return "INFO", line
+    fields = record.get("fields") if isinstance(record.get("fields"), dict) else {}
+    return _LEVELS.get(str(record.get("level", "")).upper(), "DEBUG"), str(fields.get("message", line))
+
+
+def find_binary(name_or_path: str) -> str | None:
+    """The executable's absolute path, or None when it is not there."""
+    if os.sep in name_or_path:
+        return name_or_path if os.access(name_or_path, os.X_OK) else None
+    return shutil.which(name_or_path)
+
+
+@dataclass(frozen=True)
+class TeiLaunch:
+    """What TEI is started with."""
+
+    binary: str
+    model: str
+    port: int
+    revision: str | None = None
+    max_batch_tokens: int = 16384
+    max_client_batch_size: int = 64
+    max_concurrent_requests: int = 512
+
+    def argv(self) -> list[str]:
+        args = [
+            self.binary, "--model-id", self.model, "--hostname", "127.0.0.1", "--port", str(self.port),
+            "--max-batch-tokens", str(self.max_batch_tokens),
+            "--max-client-batch-size", str(self.max_client_batch_size),
+            "--max-concurrent-requests", str(self.max_concurrent_requests), "--json-output",
+        ]
+        if self.revision:
+            args += ["--revision", self.revision]
+        return args
+
+    def env(self, source: dict[str, str], offline: bool) -> dict[str, str]:
+        env = {k: source[k] for k in _PASSED_ENV if k in source}
+        if "HF_HOME" in env and "HUGGINGFACE_HUB_CACHE" not in env:
+            env["HUGGINGFACE_HUB_CACHE"] = os.path.join(env["HF_HOME"], "hub")
+        if offline:  # restarts happen after start-up, when Chutes has closed the network
+            env["HF_HUB_OFFLINE"] = "1"
+        return env
+
+
+class TeiSupervisor:
+    """Keeps one TEI process alive (see module docstring)."""
+
+    def __init__(self, launch: TeiLaunch, *, health_interval_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
+        self.launch = launch
+        self.url = f"http://127.0.0.1:{launch.port}"
+        self.health_interval_s = health_interval_s
+        self.max_backoff_s = max_backoff_s
+        self.restarts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._healthy = threading.Event()
+        self._stopping = threading.Event()
+        self._http = httpx.Client(timeout=2.0)
+        self._monitor = threading.Thread(target=self._watch, name="tei-supervisor", daemon=True)
+        self._parent_env = dict(os.environ)
+
+    @property
+    def healthy(self) -> bool:
+        """True while the process runs and its last /health answered 200."""
+        return self._healthy.is_set()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> None:
+        """Launch TEI and start watching it (returns at once; see ``wait_ready``)."""
+        self._spawn(offline=False)
+        self._monitor.start()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until TEI is healthy or ``timeout_s`` passes; True when healthy."""
+        return self._healthy.wait(timeout_s)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop watching and terminate TEI (SIGTERM, then SIGKILL after ``grace_s``)."""
+        self._stopping.set()
+        self._healthy.clear()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self._monitor.is_alive():
+            self._monitor.join(5)
+        self._http.close()
+
+    # --- internals ---------------------------------------------------------------------------
+    def _spawn(self, offline: bool) -> None:
+        argv = self.launch.argv()
+        logger.info("starting TEI: {}", " ".join(argv))
+        self._proc = subprocess.Popen(
+            argv, env=self.launch.env(self._parent_env, offline), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        threading.Thread(target=self._forward_logs, args=(self._proc,), name="tei-logs", daemon=True).start()
+
+    @staticmethod
+    def _forward_logs(proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None, "this is a bug: TEI started without a stdout pipe"
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            level, message = _parse_log_line(line)
+            logger.bind(component="tei").log(level, "tei: {}", message)
+
+    def _probe(self) -> bool:
+        try:
+            return self._http.get(f"{self.url}/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _watch(self) -> None:
+        backoff = 1.0
+        while not self._stopping.is_set():
+            proc = self._proc
+            if proc is not None and proc.poll() is not None:
+                self._healthy.clear()
+                logger.warning("TEI exited with code {}; restarting in {:.0f} s", proc.returncode, backoff)
+                if self._stopping.wait(backoff):
+                    return
+                backoff = min(backoff * 2, self.max_backoff_s)
+                self.restarts += 1
+                self._spawn(offline=True)
+                continue
+            if self._probe():
+                if not self._healthy.is_set():
+                    logger.info("TEI is healthy on {}", self.url)
+                self._healthy.set()
+                backoff = 1.0
+            else:
+                if self._healthy.is_set():
+                    logger.warning("TEI stopped answering /health")
+                self._healthy.clear()
+            self._stopping.wait(self.health_interval_s)
