@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import subprocess
@@ -114,36 +115,44 @@ def dev_call(test_client: Any) -> Call:
     return _make_call(test_client, False)
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory: Any) -> str:
+@contextlib.contextmanager
+def running_server(workdir: Path, env_extra: dict[str, str] | None = None, timeout_s: float = 180):
     """``chutes run my_embeddings:chute --dev`` on a free loopback port, as ``make serve`` runs it."""
     port, log_port = free_port(), free_port()
-    env = {**os.environ, "EMBEDDINGS_DATA_DIR": str(tmp_path_factory.mktemp("live-data"))}
+    env = {**os.environ, "EMBEDDINGS_DATA_DIR": str(workdir / "data"), **(env_extra or {})}
     env.pop("CHUTES_DEV_MODE", None)
-    log = open(tmp_path_factory.mktemp("live-log") / "server.log", "wb")
+    log_path = workdir / "server.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "chutes"), "run", "my_embeddings:chute", "--dev", "--host", "127.0.0.1",
          "--port", str(port), "--logging-port", str(log_port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError(f"server did not become healthy; see {log.name}")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not become healthy: {log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: Any) -> str:
+    with running_server(tmp_path_factory.mktemp("live")) as url:
+        yield url

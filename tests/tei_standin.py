@@ -1,0 +1,173 @@
+"""A stand-in for ``text-embeddings-router`` (TEI 1.9.3) for tests where the real binary cannot run.
+
+It takes TEI's flags, computes real embeddings with the same sentence-transformers model, and
+behaves as tei-facts.md describes TEI 1.9: binds only after warm-up (``--ready-delay``), checks
+every request body against the schemas of TEI's own OpenAPI document (a violation is a
+plain-text 422, as axum answers, and is recorded), ``Validation`` errors are 422 with a
+capitalised ``error_type``, more inputs than ``--max-client-batch-size`` is a 422, an empty batch
+is a 400 ``Empty``, and when its input permits (``--max-concurrent-requests``) run out it answers
+429 ``Overloaded`` at once. Each request and each start is appended as a JSON line to ``--record``.
+
+Extra flags (not TEI's): --record FILE, --openapi FILE, --ready-delay S, --never-ready,
+--max-input-length N, --compute-delay S.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model-id", required=True)
+    p.add_argument("--revision")
+    p.add_argument("--hostname", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--max-batch-tokens", type=int, default=16384)
+    p.add_argument("--max-client-batch-size", type=int, default=32)
+    p.add_argument("--max-concurrent-requests", type=int, default=512)
+    p.add_argument("--json-output", action="store_true")
+    p.add_argument("--record", required=True)
+    p.add_argument("--openapi", default=str(Path(__file__).parent / "data" / "tei-openapi.json"))
+    p.add_argument("--ready-delay", type=float, default=0.0)
+    p.add_argument("--never-ready", action="store_true")
+    p.add_argument("--max-input-length", type=int, default=0)
+    p.add_argument("--compute-delay", type=float, default=0.0)
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    record_lock = threading.Lock()
+
+    def record(**event) -> None:
+        with record_lock, open(args.record, "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "t": time.time(), **event}) + "\n")
+
+    def log(level: str, message: str) -> None:
+        print(json.dumps({"timestamp": time.time(), "level": level, "fields": {"message": message},
+                          "target": "text_embeddings_router"}), flush=True)
+
+    record(event="start", argv=sys.argv[1:], env=sorted(os.environ))
+    if args.never_ready:
+        log("INFO", "downloading forever")
+        while True:
+            time.sleep(3600)
+
+    import jsonschema
+    import torch
+    import uvicorn
+    from sentence_transformers import SentenceTransformer
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    torch.set_num_threads(1)
+    doc = json.loads(Path(args.openapi).read_text())
+    validators = {
+        name: jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
+        for name in ("EmbedRequest", "EmbedAllRequest")
+    }
+    st = SentenceTransformer(args.model_id, device="cpu", local_files_only=Path(args.model_id).is_dir())
+    tokenizer, transformer = st.tokenizer, st[0].auto_model
+    max_input = args.max_input_length or int(st.max_seq_length)
+    model_lock = threading.Lock()
+    permits = {"free": args.max_concurrent_requests}
+    permit_lock = threading.Lock()
+    time.sleep(args.ready_delay)
+
+    def token_embeddings(texts: list[str], truncate: bool) -> list[np.ndarray]:
+        time.sleep(args.compute_delay)
+        with model_lock:
+            enc = tokenizer(texts, padding=True, truncation=True, max_length=max_input, return_tensors="pt")
+            with torch.inference_mode():
+                hidden = transformer(**enc).last_hidden_state.numpy()
+        mask = enc["attention_mask"].numpy().astype(bool)
+        return [hidden[i][mask[i]] for i in range(len(texts))]
+
+    def error(status: int, kind: str, message: str) -> JSONResponse:
+        return JSONResponse({"error": message, "error_type": kind}, status_code=status)
+
+    async def handle(request: Request, schema: str, pooled: bool) -> Response:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            record(path=request.url.path, status=400, violation="not json")
+            return PlainTextResponse("Failed to parse the request body as JSON", status_code=400)
+        problems = [e.message for e in validators[schema].iter_errors(body)]
+        if problems:
+            record(path=request.url.path, status=422, violation=problems)
+            return PlainTextResponse(f"Failed to deserialize the JSON body into the target type: {problems[0]}", 422)
+        inputs = body["inputs"] if isinstance(body["inputs"], list) else [body["inputs"]]
+        truncate = body.get("truncate")
+        truncate = True if truncate is None else truncate  # --auto-truncate is on by default since 1.9
+        n = len(inputs)
+
+        def answer(status: int, response: Response) -> Response:
+            record(path=request.url.path, status=status, n=n, truncate=truncate, body_keys=sorted(body))
+            return response
+
+        if n == 0:
+            return answer(400, error(400, "Empty", "`inputs` cannot be empty"))
+        if n > args.max_client_batch_size:
+            return answer(422, error(422, "Validation",
+                                     f"batch size {n} > maximum allowed batch size {args.max_client_batch_size}"))
+        with permit_lock:
+            if permits["free"] < n:
+                return answer(429, error(429, "Overloaded", "Model is overloaded"))
+            permits["free"] -= n
+        try:
+            if not truncate:
+                counts = [len(ids) for ids in tokenizer(inputs, truncation=False, verbose=False)["input_ids"]]
+                for c in counts:
+                    if c > max_input:
+                        return answer(422, error(422, "Validation", f"Input validation error: `inputs` must have "
+                                                                     f"less than {max_input} tokens. Given: {c}"))
+            tokens = await run_in_threadpool(token_embeddings, inputs, truncate)
+        finally:
+            with permit_lock:
+                permits["free"] += n
+        if not pooled:
+            return answer(200, JSONResponse([t.tolist() for t in tokens]))
+        vectors = np.stack([t.mean(axis=0) for t in tokens])
+        if body.get("normalize", True):
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return answer(200, JSONResponse(vectors.tolist()))
+
+    async def embed(request: Request) -> Response:
+        return await handle(request, "EmbedRequest", pooled=True)
+
+    async def embed_all(request: Request) -> Response:
+        return await handle(request, "EmbedAllRequest", pooled=False)
+
+    async def health(request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def info(request: Request) -> Response:
+        return JSONResponse({
+            "model_id": args.model_id, "model_sha": None, "model_dtype": "float32", "served_model_name": args.model_id,
+            "model_type": {"embedding": {"pooling": "mean"}}, "max_concurrent_requests": args.max_concurrent_requests,
+            "max_input_length": max_input, "max_batch_tokens": args.max_batch_tokens, "max_batch_requests": None,
+            "max_client_batch_size": args.max_client_batch_size, "auto_truncate": True, "tokenization_workers": 1,
+            "version": "1.9.3-standin",
+        })
+
+    app = Starlette(routes=[Route("/embed", embed, methods=["POST"]), Route("/embed_all", embed_all, methods=["POST"]),
+                            Route("/health", health), Route("/info", info)])
+    log("INFO", "Ready")
+    uvicorn.run(app, host=args.hostname, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The TEI path end to end, against a stand-in launched by the supervisor as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from loguru import logger
+
+import schemas as S
+from chutes_embeddings.engine import start_engine
+from chutes_embeddings.errors import InvalidInput
+from chutes_embeddings.settings import Settings
+from tests.conftest import free_port, running_server
+
+STANDIN = Path(__file__).parent / "tei_standin.py"
+
+
+class StandIn:
+    """A wrapper script that starts the stand-in with extra flags, and its request record."""
+
+    def __init__(self, tmp: Path, *extra: str, forced: tuple[str, ...] = ()) -> None:
+        self.record = tmp / f"record-{uuid.uuid4().hex[:6]}.jsonl"
+        self.binary = tmp / f"tei-{uuid.uuid4().hex[:6]}"
+        flags = " ".join(extra)
+        forced_flags = " ".join(forced)  # after "$@": these win over what the supervisor passes
+        self.binary.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN}" --record "{self.record}" {flags} "$@" {forced_flags}\n')
+        self.binary.chmod(self.binary.stat().st_mode | stat.S_IEXEC)
+
+    def events(self) -> list[dict]:
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
+
+    def requests(self, path: str | None = None) -> list[dict]:
+        return [e for e in self.events() if "path" in e and (path is None or e["path"] == path)]
+
+
+@pytest.fixture
+def tei_engine(tmp_path, engine):
+    """Start an engine whose TEI is a stand-in; reuses the session's loaded model for the fallback."""
+    made = []
+
+    def make(standin: StandIn, **overrides):
+        settings = Settings(model=engine.settings.model, tei_binary=str(standin.binary), tei_port=free_port(),
+                            tei_startup_timeout_s=overrides.pop("startup", 90.0), data_dir=str(tmp_path),
+                            cache_size=0, **overrides)
+        e = start_engine(settings, S.LIMITS, model=engine.backend.model)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        e.close()
+
+
+def _local(engine, texts, pooling=None):
+    return engine.embed_vectors(texts, pooling=pooling, normalize=True)
+
+
+def test_requests_are_served_by_tei_split_to_its_cap_and_match_the_contract(tmp_path, tei_engine, engine):
+    standin = StandIn(tmp_path, forced=("--max-client-batch-size", "4"))
+    e = tei_engine(standin)
+    assert e.health()["backend"] == "tei"
+    texts = [f"tei serves text number {i}" for i in range(10)]
+    got = e.embed_vectors(texts)
+    assert np.allclose((got * _local(engine, texts)).sum(1), 1.0, atol=1e-5)
+    calls = [r for r in standin.requests("/embed") if r["status"] == 200]
+    assert sum(r["n"] for r in calls) == 10 and all(r["n"] <= 4 for r in calls) and len(calls) >= 3
+    assert not [r for r in standin.events() if "violation" in r], "requests broke TEI's OpenAPI schema"
+    assert e.backend.served["tei"] == 10 and e.backend.served["local"] == 0
+    info = e.info()
+    assert info["backend"] == "tei" and info["tei"]["healthy"] and info["tei"]["version"] == "1.9.3-standin"
+
+
+def test_launched_on_loopback_with_explicit_flags_and_a_scrubbed_environment(tmp_path, tei_engine, monkeypatch):
+    monkeypatch.setenv("HOSTNAME", "somebox")
+    monkeypatch.setenv("PORT", "80")
+    monkeypatch.setenv("MODEL_ID", "wrong/model")
+    monkeypatch.setenv("API_KEY", "leak")
+    standin = StandIn(tmp_path)
+    e = tei_engine(standin, tei_max_client_batch_size=16, tei_max_batch_tokens=2048)
+    start = next(ev for ev in standin.events() if ev.get("event") == "start")
+    argv = start["argv"]
+    assert argv[argv.index("--hostname") + 1] == "127.0.0.1"
+    assert argv[argv.index("--port") + 1] == str(e.settings.tei_port)
+    assert argv[argv.index("--max-client-batch-size") + 1] == "16"
+    assert argv[argv.index("--max-batch-tokens") + 1] == "2048"
+    assert argv[argv.index("--model-id") + 1] == e.settings.model
+    assert not {"HOSTNAME", "PORT", "MODEL_ID", "API_KEY"} & set(start["env"])
+
+
+def test_per_request_pooling_goes_through_embed_all_and_equals_local(tmp_path, tei_engine, engine):
+    standin = StandIn(tmp_path)
+    e = tei_engine(standin)
+    texts = ["pooling through TEI", "a second, somewhat longer text for the max pool"]
+    for mode in ("cls", "max", "mean_sqrt_len"):
+        got = e.embed_vectors(texts, pooling=mode, normalize=False)
+        ref = engine.backend.embed(texts, [mode] * 2, [True] * 2)
+        assert np.allclose(got, ref, atol=1e-4), mode
+    assert len([r for r in standin.requests("/embed_all") if r["status"] == 200]) == 3
+    assert e.backend.served["local"] == 0
+
+
+def test_start_up_waits_for_readiness(tmp_path, tei_engine):
+    standin = StandIn(tmp_path, "--ready-delay", "2")
+    started = time.monotonic()
+    e = tei_engine(standin)
+    assert time.monotonic() - started >= 2
+    assert e.health()["backend"] == "tei"
+
+
+def test_never_healthy_tei_start_up_continues_on_the_fallback(tmp_path, tei_engine):
+    standin = StandIn(tmp_path, "--never-ready")
+    started = time.monotonic()
+    e = tei_engine(standin, startup=3.0)
+    assert time.monotonic() - started < 10
+    assert e.health()["backend"] == "local"
+    assert e.embed_vectors(["still answered"]).shape == (1, 384)
+    assert e.backend.served == {"tei": 0, "local": 1}
+
+
+def test_callers_bad_input_is_passed_through_not_retried(tmp_path, tei_engine):
+    standin = StandIn(tmp_path, "--max-input-length", "32")
+    e = tei_engine(standin)
+    text = "this sentence has quite a few words in it " * 4  # ~40 tokens: fine locally, over the stand-in's 32
+    with pytest.raises(InvalidInput) as err:
+        e.embed_vectors([text], truncate=False)
+    assert "less than 32 tokens" in err.value.message
+    refused = [r for r in standin.requests("/embed") if r["status"] == 422]
+    assert len(refused) == 1 and refused[0]["truncate"] is False
+    assert e.backend.served["local"] == 0 and e.backend.breaker.state == "closed"
+
+
+def test_kill_9_under_16_concurrent_callers_loses_nothing(tmp_path, tei_engine, st_model):
+    standin = StandIn(tmp_path)
+    e = tei_engine(standin)
+    first_pid = e.backend.supervisor.pid
+    stop, failures, answers, lock = threading.Event(), [], [], threading.Lock()
+
+    def caller(k: int) -> None:
+        i = 0
+        while not stop.is_set():
+            text = f"caller {k} request {i} {uuid.uuid4().hex[:8]}"
+            try:
+                vec = e.embed_vectors([text])[0]
+                with lock:
+                    answers.append((text, vec))
+            except Exception as exc:  # recorded, and the test fails on any
+                with lock:
+                    failures.append(repr(exc))
+            i += 1
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    served_before_kill = e.backend.served["tei"]
+    os.kill(first_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if e.backend.supervisor.pid != first_pid and e.backend.serving_tei:
+            break
+        time.sleep(0.2)
+    tei_after_restart = e.backend.served["tei"]
+    time.sleep(1.5)
+    stop.set()
+    for t in threads:
+        t.join(30)
+
+    assert failures == []
+    assert served_before_kill > 0
+    assert e.backend.served["local"] > 0, "nothing was answered from the fallback"
+    assert e.backend.supervisor.restarts >= 1 and e.backend.supervisor.pid != first_pid
+    assert e.backend.served["tei"] > tei_after_restart, "TEI was not serving again after its restart"
+    assert any(r["pid"] != first_pid and r["status"] == 200 for r in standin.requests("/embed"))
+    sample = answers[:: max(1, len(answers) // 40)]
+    ref = st_model.encode([t for t, _ in sample], normalize_embeddings=True)
+    assert min(float(v @ r) for (_, v), r in zip(sample, ref)) >= 0.99999
+
+
+def test_429_when_full_is_absorbed(tmp_path, tei_engine):
+    standin = StandIn(tmp_path, "--compute-delay", "0.2", forced=("--max-concurrent-requests", "1"))
+    e = tei_engine(standin, max_batch_size=1)
+    results, errors = [], []
+
+    def one(i):
+        try:
+            results.append(e.embed_vectors([f"overload {i} {uuid.uuid4().hex}"]))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(results) == 8
+    assert any(r["status"] == 429 for r in standin.requests("/embed"))
+
+
+def test_tei_log_lines_are_forwarded(tmp_path, tei_engine):
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="DEBUG")
+    try:
+        tei_engine(StandIn(tmp_path))
+    finally:
+        logger.remove(sink)
+    assert any(line == "tei: Ready" for line in lines)
+
+
+def test_stop_terminates_tei(tmp_path, tei_engine):
+    e = tei_engine(StandIn(tmp_path))
+    pid = e.backend.supervisor.pid
+    e.backend.supervisor.stop()
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+
+
+def test_served_through_tei_by_the_chute(tmp_path):
+    standin = StandIn(tmp_path)
+    env = {"EMBEDDINGS_TEI_BINARY": str(standin.binary), "EMBEDDINGS_TEI_PORT": str(free_port())}
+    with running_server(tmp_path, env) as url:
+        assert httpx.get(f"{url}/health").json()["backend"] == "tei"
+        r = httpx.post(f"{url}/embed", json={"inputs": ["via the chute", "and TEI"]}, timeout=60)
+        assert r.status_code == 200 and r.json()["count"] == 2
+    assert [r for r in standin.requests("/embed") if r["status"] == 200]
