@@ -61,6 +61,14 @@ async def start(self: Any) -> None:
     self.engine = start_engine(Settings.from_env(), S.LIMITS)
 
 
+@chute.on_shutdown()
+async def stop(self: Any) -> None:
+    """Stop TEI and the batcher (TEI also dies with this process: see tei_process.py)."""
+    engine = getattr(self, "engine", None)
+    if engine is not None:
+        engine.close()
+
+
 @_post("/embed", S.EmbedRequest, S.EmbedResponse)
 async def embed(self: Any, body: Any = None) -> dict:
     """Embed one text (one vector back) or a list of texts."""

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -116,7 +117,8 @@ def dev_call(test_client: Any) -> Call:
 
 
 @contextlib.contextmanager
-def running_server(workdir: Path, env_extra: dict[str, str] | None = None, timeout_s: float = 180):
+def running_server(workdir: Path, env_extra: dict[str, str] | None = None, timeout_s: float = 180,
+                   stop_signal: int = signal.SIGTERM):
     """``chutes run my_embeddings:chute --dev`` on a free loopback port, as ``make serve`` runs it."""
     port, log_port = free_port(), free_port()
     env = {**os.environ, "EMBEDDINGS_DATA_DIR": str(workdir / "data"), **(env_extra or {})}
@@ -144,7 +146,7 @@ def running_server(workdir: Path, env_extra: dict[str, str] | None = None, timeo
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
+        proc.send_signal(stop_signal)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

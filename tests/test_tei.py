@@ -229,11 +229,25 @@ def test_stop_terminates_tei(tmp_path, tei_engine):
             time.sleep(0.1)
 
 
-def test_served_through_tei_by_the_chute(tmp_path):
+def _gone(pid: int, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_served_through_tei_by_the_chute_and_tei_dies_with_it(tmp_path, how):
     standin = StandIn(tmp_path)
     env = {"EMBEDDINGS_TEI_BINARY": str(standin.binary), "EMBEDDINGS_TEI_PORT": str(free_port())}
-    with running_server(tmp_path, env) as url:
+    with running_server(tmp_path, env, stop_signal=how) as url:
         assert httpx.get(f"{url}/health").json()["backend"] == "tei"
         r = httpx.post(f"{url}/embed", json={"inputs": ["via the chute", "and TEI"]}, timeout=60)
         assert r.status_code == 200 and r.json()["count"] == 2
     assert [r for r in standin.requests("/embed") if r["status"] == 200]
+    tei_pid = next(ev["pid"] for ev in standin.events() if ev.get("event") == "start")
+    assert _gone(tei_pid, 15), "TEI outlived the service"

@@ -9,10 +9,13 @@ backend consults before routing a request to TEI.
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import json
 import os
 import shutil
 import signal
+import sys
 import subprocess
 import threading
 import time
@@ -27,6 +30,17 @@ _PASSED_ENV = (
     "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE",
 )
 _LEVELS = {"TRACE": "TRACE", "DEBUG": "DEBUG", "INFO": "DEBUG", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: Linux sends TEI SIGTERM when the service process dies,
+    even by SIGKILL, when no shutdown code of ours can run (the Chutes SDK runs no shutdown hooks)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _parse_log_line(line: str) -> tuple[str, str]:
@@ -109,6 +123,7 @@ class TeiSupervisor:
         """Launch TEI and start watching it (returns at once; see ``wait_ready``)."""
         self._spawn(offline=False)
         self._monitor.start()
+        atexit.register(self.stop)
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Block until TEI is healthy or ``timeout_s`` passes; True when healthy."""
@@ -116,6 +131,8 @@ class TeiSupervisor:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop watching and terminate TEI (SIGTERM, then SIGKILL after ``grace_s``)."""
+        if self._stopping.is_set() and (self._proc is None or self._proc.poll() is not None):
+            return
         self._stopping.set()
         self._healthy.clear()
         proc = self._proc
@@ -136,7 +153,7 @@ class TeiSupervisor:
         logger.info("starting TEI: {}", " ".join(argv))
         self._proc = subprocess.Popen(
             argv, env=self.launch.env(self._parent_env, offline), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
         )
         threading.Thread(target=self._forward_logs, args=(self._proc,), name="tei-logs", daemon=True).start()
 
