@@ -55,18 +55,24 @@ def _get(path: str, response_model: type) -> Any:
 @chute.on_startup()
 async def start(self: Any) -> None:
     """Load the model and start the engine (and the store, when configured)."""
+    from chutes_embeddings.collections import Collections
     from chutes_embeddings.engine import start_engine
     from chutes_embeddings.settings import Settings
+    from chutes_embeddings.store import open_store
 
-    self.engine = start_engine(Settings.from_env(), S.LIMITS)
+    settings = Settings.from_env()
+    self.engine = start_engine(settings, S.LIMITS)
+    store = open_store(settings.store_url, settings.data_path, **settings.store_options())
+    self.collections = Collections(self.engine, store)
 
 
 @chute.on_shutdown()
 async def stop(self: Any) -> None:
     """Stop TEI and the batcher (TEI also dies with this process: see tei_process.py)."""
-    engine = getattr(self, "engine", None)
-    if engine is not None:
-        engine.close()
+    for name in ("collections", "engine"):
+        part = getattr(self, name, None)
+        if part is not None:
+            (part.store if name == "collections" else part).close()
 
 
 @_post("/embed", S.EmbedRequest, S.EmbedResponse)
@@ -135,3 +141,43 @@ async def health(self: Any) -> dict:
 async def info(self: Any) -> dict:
     """Model, limits, cache and batching state."""
     return run_cord(self.engine.info)
+
+
+@_post("/store/add", S.StoreAddRequest, S.StoreAddResponse)
+async def store_add(self: Any, body: Any = None) -> dict:
+    """Upsert texts into a collection; answered after the store has committed them."""
+    return cord_call(S.StoreAddRequest, body,
+                     lambda r: self.collections.add(r.collection, r.texts, r.ids, r.metadata))
+
+
+@_post("/store/search", S.StoreSearchRequest, S.StoreSearchResponse)
+async def store_search(self: Any, body: Any = None) -> dict:
+    """Search a stored collection, optionally filtered by metadata."""
+    return cord_call(S.StoreSearchRequest, body,
+                     lambda r: self.collections.search(r.collection, r.query, r.top_k, r.filter_metadata, r.threshold))
+
+
+@_post("/store/get", S.StoreGetRequest, S.StoreGetResponse)
+async def store_get(self: Any, body: Any = None) -> dict:
+    """Fetch records by id."""
+    return cord_call(S.StoreGetRequest, body,
+                     lambda r: self.collections.get(r.collection, r.ids, r.include_vectors))
+
+
+@_post("/store/delete", S.StoreDeleteRequest, S.StoreDeleteResponse)
+async def store_delete(self: Any, body: Any = None) -> dict:
+    """Delete records by id or by a metadata filter."""
+    return cord_call(S.StoreDeleteRequest, body,
+                     lambda r: self.collections.delete(r.collection, r.ids, r.filter_metadata))
+
+
+@_post("/store/drop", S.StoreDropRequest, S.StoreDropResponse)
+async def store_drop(self: Any, body: Any = None) -> dict:
+    """Delete a collection and everything in it."""
+    return cord_call(S.StoreDropRequest, body, lambda r: self.collections.drop(r.collection))
+
+
+@_get("/store/collections", S.CollectionsResponse)
+async def store_collections(self: Any) -> dict:
+    """Every collection with its size, dimension, model and a few sample texts."""
+    return run_cord(self.collections.collections)

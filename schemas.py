@@ -26,6 +26,11 @@ MIN_CLUSTER_TEXTS = 2
 MAX_CLUSTER_TEXTS = 500
 MIN_CLUSTERS = 2
 MAX_CLUSTERS = 20
+MAX_STORE_ADD_TEXTS = 1000
+MAX_STORE_TOP_K = 100
+DEFAULT_STORE_TOP_K = 10
+MAX_ID_CHARS = 256
+MAX_STORE_IDS = 1000
 
 LIMITS: dict[str, int] = {
     name.lower(): value for name, value in dict(globals()).items() if name.startswith(("MAX_", "MIN_", "DEFAULT_"))
@@ -35,6 +40,9 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)
 Pooling = Literal["cls", "mean", "max", "mean_sqrt_len", "lasttoken", "weightedmean"]
 ClusterMethod = Literal["kmeans", "agglomerative", "hdbscan"]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
+CollectionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+RecordId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+Metadata = dict[str, Any]
 
 
 class _Request(BaseModel):
@@ -106,6 +114,47 @@ class ClusterRequest(_Request):
     texts: Annotated[list[Text], Field(min_length=MIN_CLUSTER_TEXTS, max_length=MAX_CLUSTER_TEXTS)]
     n_clusters: Annotated[int, Field(ge=MIN_CLUSTERS, le=MAX_CLUSTERS)] | None = None
     method: ClusterMethod = "kmeans"
+
+
+class StoreAddRequest(_Request):
+    """POST /store/add: upsert texts into a collection (ids default to a hash of the text)."""
+
+    collection: CollectionName = "default"
+    texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)]
+    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
+    metadata: Metadata | list[Metadata] | None = None
+
+
+class StoreSearchRequest(_Request):
+    """POST /store/search: a query against a stored collection."""
+
+    collection: CollectionName = "default"
+    query: Text
+    top_k: Annotated[int, Field(ge=1, le=MAX_STORE_TOP_K)] = DEFAULT_STORE_TOP_K
+    filter_metadata: Metadata | None = None
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+
+
+class StoreGetRequest(_Request):
+    """POST /store/get: records by id."""
+
+    collection: CollectionName = "default"
+    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)]
+    include_vectors: bool = False
+
+
+class StoreDeleteRequest(_Request):
+    """POST /store/delete: by ids or by a metadata filter (exactly one)."""
+
+    collection: CollectionName = "default"
+    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
+    filter_metadata: Metadata | None = None
+
+
+class StoreDropRequest(_Request):
+    """POST /store/drop: delete a collection."""
+
+    collection: CollectionName
 
 
 # --- responses (documentation and tests; cords return plain dicts of these shapes) ------------
@@ -202,6 +251,67 @@ class InfoResponse(BaseModel):
     batching: dict[str, Any]
     limits: dict[str, int]
     version: str
+
+
+class StoreAddResponse(BaseModel):
+    collection: str
+    added_count: int
+    ids: list[str]
+    total_in_collection: int
+
+
+class StoreHit(BaseModel):
+    id: str
+    text: str
+    score: float
+    rank: int
+    metadata: Metadata
+
+
+class StoreSearchResponse(BaseModel):
+    collection: str
+    query: str
+    results: list[StoreHit]
+    results_returned: int
+    model: str
+
+
+class StoreRecord(BaseModel):
+    id: str
+    text: str
+    metadata: Metadata
+    vector: list[float] | None = None
+
+
+class StoreGetResponse(BaseModel):
+    collection: str
+    records: list[StoreRecord]
+    missing_ids: list[str]
+
+
+class StoreDeleteResponse(BaseModel):
+    collection: str
+    deleted_count: int
+    total_in_collection: int
+
+
+class StoreDropResponse(BaseModel):
+    collection: str
+    dropped: bool
+
+
+class CollectionSummary(BaseModel):
+    name: str
+    size: int
+    dimension: int
+    model: str
+    sample_texts: list[str]
+
+
+class CollectionsResponse(BaseModel):
+    collections: list[CollectionSummary]
+    total: int
+    store: str
 
 
 class ErrorBody(BaseModel):

@@ -23,7 +23,7 @@ from .errors import EmbeddingsError, InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
 
-_LIMIT_KEYS = ("max_length", "min_length", "le", "ge", "lt", "gt", "expected")
+_LIMIT_KEYS = ("max_length", "min_length", "le", "ge", "lt", "gt", "expected", "pattern")
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

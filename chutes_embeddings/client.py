@@ -113,6 +113,28 @@ class _ClientBase:
         return _Call("POST", "/cluster", _drop_none(texts=list(texts), n_clusters=n_clusters, method=method))
 
     @staticmethod
+    def _store_add(texts: Sequence[str], collection: str, ids: Sequence[str] | None,
+                   metadata: dict[str, Any] | Sequence[dict[str, Any]] | None) -> _Call:
+        meta = metadata if metadata is None or isinstance(metadata, dict) else list(metadata)
+        return _Call("POST", "/store/add", _drop_none(collection=collection, texts=list(texts),
+                                                      ids=None if ids is None else list(ids), metadata=meta))
+
+    @staticmethod
+    def _store_search(query: str, collection: str, top_k: int, filter_metadata: dict[str, Any] | None,
+                      threshold: float | None) -> _Call:
+        return _Call("POST", "/store/search", _drop_none(collection=collection, query=query, top_k=top_k,
+                                                         filter_metadata=filter_metadata, threshold=threshold))
+
+    @staticmethod
+    def _store_get(ids: Sequence[str], collection: str, include_vectors: bool) -> _Call:
+        return _Call("POST", "/store/get", {"collection": collection, "ids": list(ids), "include_vectors": include_vectors})
+
+    @staticmethod
+    def _store_delete(collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None) -> _Call:
+        return _Call("POST", "/store/delete", _drop_none(collection=collection, ids=None if ids is None else list(ids),
+                                                         filter_metadata=filter_metadata))
+
+    @staticmethod
     def _chunks(texts: Sequence[str], size: int) -> list[Sequence[str]]:
         return [texts[i : i + size] for i in range(0, len(texts), size)]
 
@@ -192,6 +214,33 @@ class EmbeddingsClient(_ClientBase):
         """GET /info."""
         return self._send(_Call("GET", "/info"))
 
+    def store_add(self, texts: Sequence[str], collection: str = "default", ids: Sequence[str] | None = None,
+                  metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """POST /store/add: upsert texts (ids default to a hash of the text)."""
+        return self._send(self._store_add(texts, collection, ids, metadata))
+
+    def store_search(self, query: str, collection: str = "default", top_k: int = 10,
+                     filter_metadata: dict[str, Any] | None = None, threshold: float | None = None) -> dict[str, Any]:
+        """POST /store/search."""
+        return self._send(self._store_search(query, collection, top_k, filter_metadata, threshold))
+
+    def store_get(self, ids: Sequence[str], collection: str = "default", include_vectors: bool = False) -> dict[str, Any]:
+        """POST /store/get."""
+        return self._send(self._store_get(ids, collection, include_vectors))
+
+    def store_delete(self, collection: str = "default", ids: Sequence[str] | None = None,
+                     filter_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST /store/delete: by ids or by filter."""
+        return self._send(self._store_delete(collection, ids, filter_metadata))
+
+    def store_drop(self, collection: str) -> dict[str, Any]:
+        """POST /store/drop."""
+        return self._send(_Call("POST", "/store/drop", {"collection": collection}))
+
+    def store_collections(self) -> dict[str, Any]:
+        """GET /store/collections."""
+        return self._send(_Call("GET", "/store/collections"))
+
 
 class AsyncEmbeddingsClient(_ClientBase):
     """The asyncio twin of ``EmbeddingsClient`` (same methods, awaited)."""
@@ -260,3 +309,25 @@ class AsyncEmbeddingsClient(_ClientBase):
 
     async def info(self) -> dict[str, Any]:
         return await self._send(_Call("GET", "/info"))
+
+    async def store_add(self, texts: Sequence[str], collection: str = "default", ids: Sequence[str] | None = None,
+                        metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return await self._send(self._store_add(texts, collection, ids, metadata))
+
+    async def store_search(self, query: str, collection: str = "default", top_k: int = 10,
+                           filter_metadata: dict[str, Any] | None = None, threshold: float | None = None) -> dict[str, Any]:
+        return await self._send(self._store_search(query, collection, top_k, filter_metadata, threshold))
+
+    async def store_get(self, ids: Sequence[str], collection: str = "default",
+                        include_vectors: bool = False) -> dict[str, Any]:
+        return await self._send(self._store_get(ids, collection, include_vectors))
+
+    async def store_delete(self, collection: str = "default", ids: Sequence[str] | None = None,
+                           filter_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self._send(self._store_delete(collection, ids, filter_metadata))
+
+    async def store_drop(self, collection: str) -> dict[str, Any]:
+        return await self._send(_Call("POST", "/store/drop", {"collection": collection}))
+
+    async def store_collections(self) -> dict[str, Any]:
+        return await self._send(_Call("GET", "/store/collections"))

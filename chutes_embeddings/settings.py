@@ -56,6 +56,8 @@ class Settings:
     request_timeout_s: float = 120.0
     torch_threads: int = 0
     store_url: str = ""
+    pg_ef_search: int = 100
+    pg_pool_size: int = 10
     tei_binary: str = "text-embeddings-router"
     tei_port: int = 3001
     tei_max_batch_tokens: int = 16384
@@ -96,6 +98,12 @@ class Settings:
             except ValueError as exc:
                 raise ValueError(f"EMBEDDINGS_{f.name.upper()}={raw!r}: {exc}") from None
         return cls(**values)  # type: ignore[arg-type]
+
+    def store_options(self) -> dict[str, int]:
+        """Options for ``open_store`` that apply to the configured store."""
+        if self.store_url.startswith(("postgresql://", "postgres://")):
+            return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size}
+        return {}
 
     @property
     def data_path(self) -> Path:

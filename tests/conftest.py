@@ -158,3 +158,15 @@ def running_server(workdir: Path, env_extra: dict[str, str] | None = None, timeo
 def live_server(tmp_path_factory: Any) -> str:
     with running_server(tmp_path_factory.mktemp("live")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: Any) -> str:
+    """A real PostgreSQL + pgvector started for this run by the project's own script (never skipped)."""
+    workdir = Path(tempfile.mkdtemp(prefix="embeddings-pg-"))
+    script = ROOT / "scripts" / "pg-test-server"
+    env = {**os.environ, "PYTHON": sys.executable}
+    url = subprocess.run([str(script), "start", str(workdir)], env=env, check=True, capture_output=True,
+                         text=True).stdout.strip().splitlines()[-1]
+    yield url
+    subprocess.run([str(script), "stop", str(workdir)], env=env, check=False)

@@ -1,0 +1,136 @@
+"""The vector store: one interface, two implementations chosen by ``EMBEDDINGS_STORE_URL``.
+
+- empty (default): ``EmbeddedStore``, SQLite (WAL) as the truth plus a FAISS index per
+  collection, under ``EMBEDDINGS_DATA_DIR/store``; for one process.
+- ``postgresql://...``: ``PgVectorStore``, PostgreSQL with pgvector (HNSW, cosine) through a
+  connection pool; safe for many server processes at once.
+
+Both take and return the types below, raise the service's errors (``NotFound``, ``Conflict``,
+``InvalidInput``, ``BackendUnavailable``) and pass the same contract tests.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInput
+from .filters import Condition
+
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SAMPLE_TEXTS = 3
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored text."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result (score: cosine similarity)."""
+
+    id: str
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    size: int
+    dimension: int
+    model: str
+    sample_texts: list[str]
+
+
+def check_collection_name(name: str) -> str:
+    """Return ``name`` if it is 1..64 of [A-Za-z0-9_-]; it never becomes a path or SQL otherwise."""
+    if not isinstance(name, str) or not COLLECTION_NAME.match(name):
+        raise InvalidInput(f"collection name {name!r} must be 1..64 characters of A-Z a-z 0-9 _ -",
+                           field="collection", limit=COLLECTION_NAME.pattern)
+    return name
+
+
+class VectorStore(Protocol):
+    """What both stores offer. Vectors are unit-length float32 rows."""
+
+    kind: str
+
+    def describe(self, name: str) -> CollectionInfo:
+        """The collection's state. Raises ``NotFound``."""
+        ...
+
+    def ensure_collection(self, name: str, model: str, dimension: int) -> None:
+        """Create the collection, or check it was built with this model and dimension (``Conflict``)."""
+        ...
+
+    def upsert(self, name: str, records: Sequence[Record]) -> int:
+        """Insert or replace records by id, atomically and durably; returns the collection size."""
+        ...
+
+    def search(self, name: str, queries: np.ndarray, top_k: int, where: Sequence[Condition],
+               threshold: float | None) -> list[list[Hit]]:
+        """Best ``top_k`` hits per query row, best first. Raises ``NotFound``."""
+        ...
+
+    def get(self, name: str, ids: Sequence[str]) -> list[Record]:
+        """The records with these ids that exist, in the order asked (vectors included)."""
+        ...
+
+    def delete(self, name: str, ids: Sequence[str] | None, where: Sequence[Condition] | None) -> int:
+        """Delete by ids or by filter; returns how many went."""
+        ...
+
+    def drop(self, name: str) -> None:
+        """Delete a collection and everything in it. Raises ``NotFound``."""
+        ...
+
+    def collections(self) -> list[CollectionInfo]:
+        ...
+
+    def export(self, name: str) -> Iterator[Record]:
+        """Every record of a collection with its vector (for moving collections between stores)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def open_store(url: str, data_dir: Path, **options: Any) -> VectorStore:
+    """The store for ``EMBEDDINGS_STORE_URL`` (see module docstring).
+
+    Raises:
+        ValueError: an unsupported URL scheme.
+    """
+    if not url:
+        from .embedded import EmbeddedStore
+
+        return EmbeddedStore(data_dir / "store", **options)
+    if url.startswith(("postgresql://", "postgres://")):
+        from .pgvector import PgVectorStore
+
+        return PgVectorStore(url, **options)
+    raise ValueError(f"EMBEDDINGS_STORE_URL={url!r}: expected empty (embedded store) or postgresql://...")
+
+
+def batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    """Lists of at most ``size`` records."""
+    chunk: list[Record] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

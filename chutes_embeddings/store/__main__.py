@@ -1,0 +1,107 @@
+"""Move collections between stores, or to and from a JSON-lines file.
+
+    python -m chutes_embeddings.store copy  --from '' --to postgresql://... [--collection NAME ...]
+    python -m chutes_embeddings.store export --from postgresql://... --collection NAME --file out.jsonl
+    python -m chutes_embeddings.store import --to '' --file out.jsonl [--collection NAME]
+
+A store URL is what ``EMBEDDINGS_STORE_URL`` takes: empty for the embedded store (under
+``--data-dir``, default ``EMBEDDINGS_DATA_DIR``), or ``postgresql://...``. Vectors are copied as
+they are (no model is loaded); the destination collection must be new or built with the same
+model and dimension. Stop a server that uses an embedded store before copying from or to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..settings import Settings
+from . import Record, VectorStore, batched, open_store
+
+BATCH = 1000
+
+
+def copy_collection(src: VectorStore, dst: VectorStore, name: str, target: str | None = None) -> int:
+    """Copy one collection with its vectors; returns how many records were copied."""
+    info = src.describe(name)
+    target = target or name
+    dst.ensure_collection(target, info.model, info.dimension)
+    count = 0
+    for chunk in batched(src.export(name), BATCH):
+        dst.upsert(target, chunk)
+        count += len(chunk)
+    return count
+
+
+def write_jsonl(src: VectorStore, name: str, path: Path) -> int:
+    """Export a collection: a header line (model, dimension), then one record per line."""
+    info = src.describe(name)
+    count = 0
+    with open(path, "w") as f:
+        f.write(json.dumps({"collection": name, "model": info.model, "dimension": info.dimension}) + "\n")
+        for rec in src.export(name):
+            f.write(json.dumps({"id": rec.id, "text": rec.text, "metadata": rec.metadata,
+                                "vector": np.asarray(rec.vector).tolist()}) + "\n")
+            count += 1
+    return count
+
+
+def read_jsonl(dst: VectorStore, path: Path, target: str | None = None) -> int:
+    """Import a file written by ``write_jsonl``."""
+    with open(path) as f:
+        header = json.loads(f.readline())
+        name = target or header["collection"]
+        dst.ensure_collection(name, header["model"], header["dimension"])
+
+        def records() -> Iterator[Record]:
+            for line in f:
+                row = json.loads(line)
+                yield Record(row["id"], row["text"], row["metadata"], np.asarray(row["vector"], dtype=np.float32))
+
+        count = 0
+        for chunk in batched(records(), BATCH):
+            dst.upsert(name, chunk)
+            count += len(chunk)
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chutes_embeddings.store", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["copy", "export", "import"])
+    parser.add_argument("--from", dest="src", default=None, help="source store URL ('' = embedded)")
+    parser.add_argument("--to", dest="dst", default=None, help="destination store URL ('' = embedded)")
+    parser.add_argument("--collection", action="append", help="collection name (repeatable; copy: default all)")
+    parser.add_argument("--file", type=Path, help="JSON-lines file for export/import")
+    parser.add_argument("--data-dir", default=None, help="embedded store's data dir (default EMBEDDINGS_DATA_DIR)")
+    args = parser.parse_args(argv)
+    data_dir = Path(args.data_dir) if args.data_dir else Settings.from_env().data_path
+
+    if args.command == "copy":
+        if args.src is None or args.dst is None or args.src == args.dst:
+            parser.error("copy needs --from and --to, and they must differ")
+        src, dst = open_store(args.src, data_dir), open_store(args.dst, data_dir)
+        names = args.collection or [c.name for c in src.collections()]
+        for name in names:
+            print(f"{name}: {copy_collection(src, dst, name)} records copied")
+    elif args.command == "export":
+        if args.src is None or not args.collection or not args.file:
+            parser.error("export needs --from, --collection and --file")
+        src = open_store(args.src, data_dir)
+        print(f"{args.collection[0]}: {write_jsonl(src, args.collection[0], args.file)} records written to {args.file}")
+    else:
+        if args.dst is None or not args.file:
+            parser.error("import needs --to and --file")
+        dst = open_store(args.dst, data_dir)
+        target = args.collection[0] if args.collection else None
+        print(f"{read_jsonl(dst, args.file, target)} records imported from {args.file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

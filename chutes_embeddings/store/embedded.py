@@ -1,0 +1,370 @@
+"""The embedded store: SQLite (WAL) is the truth; a FAISS index per collection serves search.
+
+- One SQLite file holds collections (name, model, dimension, a write version) and records (id,
+  text, metadata JSON, float32 vector bytes). Every write is one transaction, committed with
+  ``synchronous=FULL`` before it is acknowledged, so an acknowledged add survives a crash and an
+  unacknowledged one is either whole or absent.
+- Each collection's FAISS index (inner product over unit vectors = cosine, keyed by the SQLite
+  row id) lives in memory, is updated after each commit, and is saved beside the database with
+  the collection version it reflects. On open a missing or stale index file is rebuilt from
+  SQLite, so the index can never disagree with the truth for long.
+- Filters run in SQLite (JSON functions) and restrict the FAISS search with an id selector.
+- One process at a time: a lock file refuses a second server on the same directory (use the
+  Postgres store for several instances).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import faiss
+import numpy as np
+from loguru import logger
+
+from ..errors import BackendUnavailable, Conflict, NotFound
+from ..vectors import normalize
+from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name
+from .filters import Condition, json_type
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    name TEXT PRIMARY KEY, model TEXT NOT NULL, dimension INTEGER NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    rid INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, id TEXT NOT NULL, text TEXT NOT NULL,
+    metadata TEXT NOT NULL, vector BLOB NOT NULL, UNIQUE (collection, id));
+"""
+_SQLITE_TYPES = {"number": ("integer", "real"), "string": ("text",), "boolean": ("true", "false"), "null": ("null",)}
+_COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+SAVE_INDEX_EVERY_S = 30.0
+
+
+def sqlite_where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
+    """SQL (over column ``metadata``) and parameters for filter conditions; ``1`` when none."""
+    parts: list[str] = []
+    params: list[Any] = []
+
+    def equals(key: str, value: Any) -> str:
+        path = f'$."{key}"'
+        kind = json_type(value)
+        if kind == "boolean":
+            params.append(path)
+            return f"json_type(metadata, ?) = '{'true' if value else 'false'}'"
+        if kind == "null":
+            params.append(path)
+            return "json_type(metadata, ?) = 'null'"
+        params.extend([path, path, value])
+        types = ",".join(f"'{t}'" for t in _SQLITE_TYPES[kind])
+        return f"(json_type(metadata, ?) IN ({types}) AND json_extract(metadata, ?) = ?)"
+
+    for c in conditions:
+        if c.op == "$eq":
+            parts.append(equals(c.key, c.value))
+        elif c.op == "$ne":
+            parts.append(f"NOT coalesce({equals(c.key, c.value)}, 0)")
+        elif c.op in ("$in", "$nin"):
+            any_of = "(" + " OR ".join(equals(c.key, v) for v in c.value) + ")"
+            parts.append(any_of if c.op == "$in" else f"NOT coalesce({any_of}, 0)")
+        else:
+            path = f'$."{c.key}"'
+            types = ",".join(f"'{t}'" for t in _SQLITE_TYPES[json_type(c.value)])
+            params.extend([path, path, c.value])
+            parts.append(f"(json_type(metadata, ?) IN ({types}) AND json_extract(metadata, ?) {_COMPARE[c.op]} ?)")
+    return (" AND ".join(f"coalesce({p}, 0)" for p in parts) or "1"), params
+
+
+class _Index:
+    """A collection's FAISS index and the lock that guards it."""
+
+    def __init__(self, dimension: int, version: int) -> None:
+        self.faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        self.version = version
+        self.saved_version = -1
+        self.lock = threading.Lock()
+
+
+class EmbeddedStore:
+    """SQLite + FAISS under one directory (see module docstring)."""
+
+    kind = "embedded"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        (self.directory / "indexes").mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.directory / "store.lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackendUnavailable(
+                f"the embedded store in {self.directory} is in use by another process; "
+                "use EMBEDDINGS_STORE_URL=postgresql://... for several instances"
+            ) from None
+        self._db_path = self.directory / "store.sqlite3"
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._indexes: dict[str, _Index] = {}
+        self._indexes_lock = threading.Lock()
+        self._closed = threading.Event()
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+        self._saver = threading.Thread(target=self._save_periodically, name="store-index-saver", daemon=True)
+        self._saver.start()
+
+    # --- connections -------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._db_path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    # --- collections -------------------------------------------------------------------------
+    def _row(self, name: str) -> tuple[str, int, int]:
+        row = self._db().execute("SELECT model, dimension, version FROM collections WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"collection {name!r} does not exist", field="collection")
+        return row
+
+    def describe(self, name: str) -> CollectionInfo:
+        check_collection_name(name)
+        model, dimension, _ = self._row(name)
+        db = self._db()
+        size = db.execute("SELECT count(*) FROM records WHERE collection = ?", (name,)).fetchone()[0]
+        samples = [r[0] for r in db.execute("SELECT text FROM records WHERE collection = ? ORDER BY rid LIMIT ?",
+                                            (name, SAMPLE_TEXTS))]
+        return CollectionInfo(name, size, dimension, model, samples)
+
+    def collections(self) -> list[CollectionInfo]:
+        names = [r[0] for r in self._db().execute("SELECT name FROM collections ORDER BY name")]
+        return [self.describe(n) for n in names]
+
+    def ensure_collection(self, name: str, model: str, dimension: int) -> None:
+        check_collection_name(name)
+        with self._write_lock:
+            db = self._db()
+            db.execute("INSERT OR IGNORE INTO collections (name, model, dimension, created_at) VALUES (?, ?, ?, ?)",
+                       (name, model, dimension, time.time()))
+            have_model, have_dim, _ = self._row(name)
+        if (have_model, have_dim) != (model, dimension):
+            raise Conflict(
+                f"collection {name!r} holds {have_dim}-dimensional vectors of {have_model!r}; "
+                f"this server embeds with {model!r} ({dimension}). Use another collection or drop this one.",
+                field="collection",
+            )
+
+    # --- the FAISS side ----------------------------------------------------------------------
+    def _index_paths(self, name: str) -> tuple[Path, Path]:
+        return self.directory / "indexes" / f"{name}.faiss", self.directory / "indexes" / f"{name}.json"
+
+    def _index(self, name: str) -> _Index:
+        with self._indexes_lock:
+            index = self._indexes.get(name)
+            if index is None:
+                index = self._load_or_rebuild(name)
+                self._indexes[name] = index
+            return index
+
+    def _load_or_rebuild(self, name: str) -> _Index:
+        _, dimension, version = self._row(name)
+        index_path, meta_path = self._index_paths(name)
+        if index_path.exists() and meta_path.exists():
+            try:
+                saved = json.loads(meta_path.read_text())
+            except ValueError:
+                saved = {}
+            if saved.get("version") == version:
+                index = _Index(dimension, version)
+                index.faiss = faiss.read_index(str(index_path))
+                index.saved_version = version
+                return index
+        started = time.monotonic()
+        index = _Index(dimension, version)
+        cursor = self._db().execute("SELECT rid, vector FROM records WHERE collection = ?", (name,))
+        while rows := cursor.fetchmany(10_000):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dimension)
+            index.faiss.add_with_ids(vectors, ids)
+        logger.info("rebuilt the index of collection {} ({} vectors) from SQLite in {:.2f}s",
+                    name, index.faiss.ntotal, time.monotonic() - started)
+        return index
+
+    def _save(self, name: str, index: _Index) -> None:
+        with index.lock:
+            if index.saved_version == index.version:
+                return
+            index_path, meta_path = self._index_paths(name)
+            faiss.write_index(index.faiss, str(index_path) + ".tmp")
+            os.replace(str(index_path) + ".tmp", index_path)
+            meta_path.write_text(json.dumps({"version": index.version}))
+            index.saved_version = index.version
+
+    def _save_periodically(self) -> None:
+        while not self._closed.wait(SAVE_INDEX_EVERY_S):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write changed indexes to disk (also done every 30 s and on close)."""
+        with self._indexes_lock:
+            items = list(self._indexes.items())
+        for name, index in items:
+            self._save(name, index)
+
+    # --- writes ------------------------------------------------------------------------------
+    def upsert(self, name: str, records: Sequence[Record]) -> int:
+        check_collection_name(name)
+        records = list({r.id: r for r in records}.values())  # one id once: the last one wins
+        index = self._index(name)
+        with self._write_lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO records (collection, id, text, metadata, vector) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
+                    "vector = excluded.vector",
+                    [(name, r.id, r.text, json.dumps(r.metadata), np.asarray(r.vector, dtype=np.float32).tobytes())
+                     for r in records],
+                )
+                rids = self._rids(db, name, [r.id for r in records])
+                db.execute("UPDATE collections SET version = version + 1 WHERE name = ?", (name,))
+                version = self._row(name)[2]
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            vectors = np.stack([np.asarray(r.vector, dtype=np.float32) for r in records])
+            with index.lock:
+                index.faiss.remove_ids(rids)
+                index.faiss.add_with_ids(vectors, rids)
+                index.version = version
+            return int(index.faiss.ntotal)
+
+    @staticmethod
+    def _rids(db: sqlite3.Connection, name: str, ids: Sequence[str]) -> np.ndarray:
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            found.update(db.execute(f"SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
+                                    [name, *chunk]).fetchall())
+        return np.fromiter((found[i] for i in ids), dtype=np.int64, count=len(ids))
+
+    def delete(self, name: str, ids: Sequence[str] | None, where: Sequence[Condition] | None) -> int:
+        check_collection_name(name)
+        index = self._index(name)
+        with self._write_lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if ids is not None:
+                    rows: list[tuple[int]] = []
+                    for start in range(0, len(ids), 500):
+                        chunk = list(ids[start : start + 500])
+                        marks = ",".join("?" * len(chunk))
+                        rows += db.execute(f"DELETE FROM records WHERE collection = ? AND id IN ({marks}) RETURNING rid",
+                                           [name, *chunk]).fetchall()
+                else:
+                    sql, params = sqlite_where(where or [])
+                    rows = db.execute(f"DELETE FROM records WHERE collection = ? AND {sql} RETURNING rid",
+                                      [name, *params]).fetchall()
+                db.execute("UPDATE collections SET version = version + 1 WHERE name = ?", (name,))
+                version = self._row(name)[2]
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            with index.lock:
+                index.faiss.remove_ids(np.array([r[0] for r in rows], dtype=np.int64))
+                index.version = version
+        return len(rows)
+
+    def drop(self, name: str) -> None:
+        check_collection_name(name)
+        self._row(name)
+        with self._write_lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM records WHERE collection = ?", (name,))
+            db.execute("DELETE FROM collections WHERE name = ?", (name,))
+            db.execute("COMMIT")
+            with self._indexes_lock:
+                self._indexes.pop(name, None)
+            for path in self._index_paths(name):
+                path.unlink(missing_ok=True)
+
+    # --- reads -------------------------------------------------------------------------------
+    def search(self, name: str, queries: np.ndarray, top_k: int, where: Sequence[Condition],
+               threshold: float | None) -> list[list[Hit]]:
+        check_collection_name(name)
+        index = self._index(name)
+        params = None
+        if where:
+            sql, args = sqlite_where(where)
+            allowed = np.array([r[0] for r in self._db().execute(
+                f"SELECT rid FROM records WHERE collection = ? AND {sql}", [name, *args])], dtype=np.int64)
+            if allowed.size == 0:
+                return [[] for _ in range(len(queries))]
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        with index.lock:
+            k = min(top_k, index.faiss.ntotal)
+            if k == 0:
+                return [[] for _ in range(len(queries))]
+            # cosine, as pgvector's <=> computes it, even for a query that is not unit length
+            scores, rids = index.faiss.search(normalize(np.asarray(queries, dtype=np.float32)), k, params=params)
+        rows = self._rows_by_rid(name, {int(r) for r in rids.ravel() if r >= 0})
+        out: list[list[Hit]] = []
+        for row_scores, row_rids in zip(scores, rids):
+            hits = []
+            for score, rid in zip(row_scores, row_rids):
+                if rid < 0 or int(rid) not in rows or (threshold is not None and score < threshold):
+                    continue
+                rec_id, text, meta = rows[int(rid)]
+                hits.append(Hit(rec_id, text, float(score), meta))
+            out.append(hits)
+        return out
+
+    def _rows_by_rid(self, name: str, rids: set[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
+        if not rids:
+            return {}
+        marks = ",".join("?" * len(rids))
+        rows = self._db().execute(f"SELECT rid, id, text, metadata FROM records WHERE collection = ? AND rid IN ({marks})",
+                                  [name, *rids]).fetchall()
+        return {rid: (rec_id, text, json.loads(meta)) for rid, rec_id, text, meta in rows}
+
+    def get(self, name: str, ids: Sequence[str]) -> list[Record]:
+        check_collection_name(name)
+        _, dimension, _ = self._row(name)
+        found: dict[str, Record] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for rec_id, text, meta, vec in self._db().execute(
+                f"SELECT id, text, metadata, vector FROM records WHERE collection = ? AND id IN ({marks})", [name, *chunk]
+            ):
+                found[rec_id] = Record(rec_id, text, json.loads(meta), np.frombuffer(vec, dtype=np.float32).copy())
+        return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def export(self, name: str) -> Iterator[Record]:
+        check_collection_name(name)
+        self._row(name)
+        cursor = self._db().execute("SELECT id, text, metadata, vector FROM records WHERE collection = ? ORDER BY rid",
+                                    (name,))
+        while rows := cursor.fetchmany(1000):
+            for rec_id, text, meta, vec in rows:
+                yield Record(rec_id, text, json.loads(meta), np.frombuffer(vec, dtype=np.float32).copy())
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
+        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()

@@ -1,0 +1,214 @@
+"""The Postgres store: pgvector tables behind a psycopg connection pool, for many instances.
+
+Each collection is a table (named from a hash of the collection name, so any valid name fits
+Postgres' identifier limit) with an HNSW cosine index on the vector and a GIN index on the JSONB
+metadata; ``embeddings_collections`` records name, table, model and dimension. Creating and
+dropping collections takes a transaction-scoped advisory lock, so several server processes can
+do it at once. Every write is one transaction, acknowledged after COMMIT. Searches set
+``hnsw.ef_search`` (recall) and, with a filter, pgvector 0.8's iterative scan so a selective
+filter still yields ``top_k`` hits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import psycopg
+from loguru import logger
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..errors import BackendUnavailable, Conflict, NotFound
+from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name
+from .filters import Condition, json_type
+
+_COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def pg_where(conditions: Sequence[Condition]) -> tuple[sql.Composable, list[Any]]:
+    """SQL over the ``metadata`` jsonb column, with the same meaning as the embedded store's."""
+    parts: list[sql.Composable] = []
+    params: list[Any] = []
+    for c in conditions:
+        if c.op in ("$eq", "$ne"):
+            params += [c.key, Jsonb(c.value)]
+            eq = sql.SQL("coalesce(metadata -> %s = %s::jsonb, false)")
+            parts.append(eq if c.op == "$eq" else sql.SQL("NOT ") + eq)
+        elif c.op in ("$in", "$nin"):
+            params += [c.key, [Jsonb(v) for v in c.value]]
+            any_of = sql.SQL("coalesce(metadata -> %s = ANY(%s::jsonb[]), false)")
+            parts.append(any_of if c.op == "$in" else sql.SQL("NOT ") + any_of)
+        else:
+            params += [c.key, json_type(c.value), c.key, Jsonb(c.value)]
+            parts.append(sql.SQL("coalesce(jsonb_typeof(metadata -> %s) = %s AND metadata -> %s {} %s::jsonb, false)")
+                         .format(sql.SQL(_COMPARE[c.op])))
+    return (sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")), params
+
+
+def table_name(collection: str) -> str:
+    return "emb_" + hashlib.sha256(collection.encode()).hexdigest()[:24]
+
+
+class PgVectorStore:
+    """PostgreSQL + pgvector (see module docstring).
+
+    Args:
+        url: a libpq connection URL.
+        ef_search: HNSW candidate list size per search (recall against speed).
+        pool_size: connections in the pool at most.
+    """
+
+    kind = "postgres"
+
+    def __init__(self, url: str, ef_search: int = 100, pool_size: int = 10) -> None:
+        self.ef_search = ef_search
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("SELECT pg_advisory_lock(4242)")
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS embeddings_collections (name text PRIMARY KEY, tbl text NOT NULL UNIQUE, "
+                    "model text NOT NULL, dimension int NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+                )
+                conn.execute("SELECT pg_advisory_unlock(4242)")
+        except psycopg.OperationalError as exc:
+            raise BackendUnavailable(f"cannot reach the Postgres store: {exc}".splitlines()[0]) from exc
+        self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, configure=register_vector, open=True,
+                                    timeout=30)
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            logger.warning("Postgres store unavailable: {}", exc)
+            raise BackendUnavailable("the Postgres store is unavailable; retry shortly") from exc
+
+    def _meta(self, conn: psycopg.Connection, name: str) -> tuple[sql.Identifier, str, int]:
+        row = conn.execute("SELECT tbl, model, dimension FROM embeddings_collections WHERE name = %s", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"collection {name!r} does not exist", field="collection")
+        return sql.Identifier(row[0]), row[1], row[2]
+
+    # --- collections -------------------------------------------------------------------------
+    def describe(self, name: str) -> CollectionInfo:
+        check_collection_name(name)
+        with self._tx() as conn:
+            return self._describe(conn, name)
+
+    def _describe(self, conn: psycopg.Connection, name: str) -> CollectionInfo:
+        tbl, model, dimension = self._meta(conn, name)
+        size = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tbl)).fetchone()[0]
+        samples = [r[0] for r in conn.execute(sql.SQL("SELECT text FROM {} ORDER BY updated_at, id LIMIT %s").format(tbl),
+                                              (SAMPLE_TEXTS,))]
+        return CollectionInfo(name, size, dimension, model, samples)
+
+    def collections(self) -> list[CollectionInfo]:
+        with self._tx() as conn:
+            names = [r[0] for r in conn.execute("SELECT name FROM embeddings_collections ORDER BY name")]
+            return [self._describe(conn, n) for n in names]
+
+    def ensure_collection(self, name: str, model: str, dimension: int) -> None:
+        check_collection_name(name)
+        tbl = table_name(name)
+        with self._tx() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"embeddings:{name}",))
+            conn.execute("INSERT INTO embeddings_collections (name, tbl, model, dimension) VALUES (%s, %s, %s, %s) "
+                         "ON CONFLICT (name) DO NOTHING", (name, tbl, model, dimension))
+            _, have_model, have_dim = self._meta(conn, name)
+            if (have_model, have_dim) != (model, dimension):
+                raise Conflict(
+                    f"collection {name!r} holds {have_dim}-dimensional vectors of {have_model!r}; "
+                    f"this server embeds with {model!r} ({dimension}). Use another collection or drop this one.",
+                    field="collection",
+                )
+            ident = sql.Identifier(tbl)
+            conn.execute(sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, metadata jsonb NOT NULL, "
+                "embedding vector({}) NOT NULL, updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            ).format(ident, sql.Literal(dimension)))
+            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding vector_cosine_ops)")
+                         .format(sql.Identifier(tbl + "_hnsw"), ident))
+            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (metadata jsonb_path_ops)")
+                         .format(sql.Identifier(tbl + "_meta"), ident))
+
+    def drop(self, name: str) -> None:
+        check_collection_name(name)
+        with self._tx() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"embeddings:{name}",))
+            tbl, _, _ = self._meta(conn, name)
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(tbl))
+            conn.execute("DELETE FROM embeddings_collections WHERE name = %s", (name,))
+
+    # --- writes ------------------------------------------------------------------------------
+    def upsert(self, name: str, records: Sequence[Record]) -> int:
+        check_collection_name(name)
+        records = list({r.id: r for r in records}.values())
+        with self._tx() as conn:
+            tbl, _, _ = self._meta(conn, name)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    sql.SQL("INSERT INTO {} (id, text, metadata, embedding) VALUES (%s, %s, %s, %s) ON CONFLICT (id) "
+                            "DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
+                            "embedding = excluded.embedding, updated_at = clock_timestamp()").format(tbl),
+                    [(r.id, r.text, Jsonb(r.metadata), np.asarray(r.vector, dtype=np.float32)) for r in records],
+                )
+            return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tbl)).fetchone()[0]
+
+    def delete(self, name: str, ids: Sequence[str] | None, where: Sequence[Condition] | None) -> int:
+        check_collection_name(name)
+        with self._tx() as conn:
+            tbl, _, _ = self._meta(conn, name)
+            if ids is not None:
+                cur = conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(tbl), (list(ids),))
+            else:
+                clause, params = pg_where(where or [])
+                cur = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(tbl, clause), params)
+            return cur.rowcount
+
+    # --- reads -------------------------------------------------------------------------------
+    def search(self, name: str, queries: np.ndarray, top_k: int, where: Sequence[Condition],
+               threshold: float | None) -> list[list[Hit]]:
+        check_collection_name(name)
+        clause, params = pg_where(where)
+        out: list[list[Hit]] = []
+        with self._tx() as conn:
+            tbl, _, _ = self._meta(conn, name)
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, top_k)),))
+            if where:
+                conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            query = sql.SQL("SELECT id, text, metadata, 1 - (embedding <=> %s) AS score FROM {} WHERE {} "
+                            "ORDER BY embedding <=> %s LIMIT %s").format(tbl, clause)
+            for q in np.asarray(queries, dtype=np.float32):
+                rows = conn.execute(query, [q, *params, q, top_k]).fetchall()
+                hits = [Hit(r[0], r[1], float(r[3]), r[2]) for r in rows]
+                hits.sort(key=lambda h: -h.score)  # relaxed_order may return near-ties out of order
+                out.append([h for h in hits if threshold is None or h.score >= threshold])
+        return out
+
+    def get(self, name: str, ids: Sequence[str]) -> list[Record]:
+        check_collection_name(name)
+        with self._tx() as conn:
+            tbl, _, _ = self._meta(conn, name)
+            rows = conn.execute(sql.SQL("SELECT id, text, metadata, embedding FROM {} WHERE id = ANY(%s)").format(tbl),
+                                (list(ids),)).fetchall()
+        found = {r[0]: Record(r[0], r[1], r[2], r[3].to_numpy().astype(np.float32)) for r in rows}
+        return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def export(self, name: str) -> Iterator[Record]:
+        check_collection_name(name)
+        with self._pool.connection() as conn, conn.transaction():
+            tbl, _, _ = self._meta(conn, name)
+            with conn.cursor(name="embeddings_export") as cur:
+                cur.execute(sql.SQL("SELECT id, text, metadata, embedding FROM {} ORDER BY updated_at, id").format(tbl))
+                for rec_id, text, meta, vec in cur:
+                    yield Record(rec_id, text, meta, vec.to_numpy().astype(np.float32))
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,273 @@
+"""One contract, two stores: the embedded SQLite+FAISS store and Postgres+pgvector."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from chutes_embeddings.errors import Conflict, InvalidInput, NotFound
+from chutes_embeddings.store import Record
+from chutes_embeddings.store.__main__ import copy_collection, read_jsonl, write_jsonl
+from chutes_embeddings.store.embedded import EmbeddedStore
+from chutes_embeddings.store.filters import parse_filter
+from chutes_embeddings.store.pgvector import PgVectorStore
+
+DIM = 384
+MODEL = "test-model"
+
+
+def unit(rng, n, dim=DIM):
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def clustered(rng, n, centres=50, noise=0.35):
+    """Vectors with real neighbourhoods (random ones have none)."""
+    c = unit(rng, centres)
+    v = c[rng.integers(0, centres, n)] + noise * unit(rng, n) / np.sqrt(2)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(params=["embedded", "postgres"])
+def store(request, tmp_path):
+    if request.param == "embedded":
+        s = EmbeddedStore(tmp_path / "store")
+    else:
+        s = PgVectorStore(request.getfixturevalue("pg_url"), ef_search=200)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def name():
+    return "c_" + uuid.uuid4().hex[:12]
+
+
+def add(store, name, vectors, metas=None, prefix="r"):
+    store.ensure_collection(name, MODEL, vectors.shape[1])
+    recs = [Record(f"{prefix}{i}", f"text {prefix}{i}", (metas[i] if metas else {"i": i}), v) for i, v in enumerate(vectors)]
+    return store.upsert(name, recs)
+
+
+def test_add_search_orders_by_cosine_like_brute_force(store, name):
+    rng = np.random.default_rng(1)
+    vecs = unit(rng, 60)
+    assert add(store, name, vecs) == 60
+    q = vecs[7:8] + 0.05 * unit(rng, 1)
+    q /= np.linalg.norm(q)
+    hits = store.search(name, q, 10, [], None)[0]
+    expected = np.argsort(-(vecs @ q[0]))[:10]
+    assert [h.id for h in hits] == [f"r{i}" for i in expected]
+    assert [round(h.score, 4) for h in hits] == [round(float(vecs[i] @ q[0]), 4) for i in expected]
+    assert hits[0].text == "text r7" and hits[0].metadata == {"i": 7}
+
+
+def test_several_queries_at_once(store, name):
+    vecs = unit(np.random.default_rng(2), 30)
+    add(store, name, vecs)
+    results = store.search(name, vecs[[3, 9, 21]], 1, [], None)
+    assert [r[0].id for r in results] == ["r3", "r9", "r21"]
+
+
+def test_upsert_replaces_by_id(store, name):
+    rng = np.random.default_rng(3)
+    add(store, name, unit(rng, 5))
+    new = unit(rng, 1)[0]
+    total = store.upsert(name, [Record("r2", "replaced", {"v": 2}, new)])
+    assert total == 5
+    [rec] = store.get(name, ["r2"])
+    assert rec.text == "replaced" and rec.metadata == {"v": 2} and np.allclose(rec.vector, new)
+    assert store.search(name, new[None], 1, [], None)[0][0].id == "r2"
+
+
+def test_same_id_twice_in_one_upsert_keeps_the_last(store, name):
+    store.ensure_collection(name, MODEL, DIM)
+    v = unit(np.random.default_rng(4), 2)
+    assert store.upsert(name, [Record("x", "first", {}, v[0]), Record("x", "second", {}, v[1])]) == 1
+    assert store.get(name, ["x"])[0].text == "second"
+    assert len(store.search(name, v[1:2], 5, [], None)[0]) == 1
+
+
+def test_get_keeps_order_and_skips_missing(store, name):
+    add(store, name, unit(np.random.default_rng(5), 4))
+    assert [r.id for r in store.get(name, ["r3", "nope", "r0"])] == ["r3", "r0"]
+
+
+def test_delete_by_ids_and_by_filter(store, name):
+    add(store, name, unit(np.random.default_rng(6), 10), metas=[{"even": i % 2 == 0} for i in range(10)])
+    assert store.delete(name, ["r1", "r3", "missing"], None) == 2
+    assert store.delete(name, None, parse_filter({"even": True})) == 5
+    assert store.describe(name).size == 3
+    remaining = {h.id for h in store.search(name, unit(np.random.default_rng(0), 1), 10, [], None)[0]}
+    assert remaining == {"r5", "r7", "r9"}
+
+
+def test_drop_and_not_found(store, name):
+    add(store, name, unit(np.random.default_rng(7), 3))
+    store.drop(name)
+    with pytest.raises(NotFound):
+        store.describe(name)
+    with pytest.raises(NotFound):
+        store.search(name, unit(np.random.default_rng(0), 1), 3, [], None)
+    with pytest.raises(NotFound):
+        store.drop(name)
+    assert name not in [c.name for c in store.collections()]
+
+
+def test_collections_listing(store, name):
+    add(store, name, unit(np.random.default_rng(8), 4))
+    info = {c.name: c for c in store.collections()}[name]
+    assert (info.size, info.dimension, info.model) == (4, DIM, MODEL)
+    assert 1 <= len(info.sample_texts) <= 3 and all(t.startswith("text r") for t in info.sample_texts)
+
+
+def test_model_or_dimension_mismatch_is_a_conflict(store, name):
+    store.ensure_collection(name, MODEL, DIM)
+    with pytest.raises(Conflict) as err:
+        store.ensure_collection(name, "other-model", DIM)
+    assert "test-model" in err.value.message and err.value.status == 409
+    with pytest.raises(Conflict):
+        store.ensure_collection(name, MODEL, 768)
+
+
+@pytest.mark.parametrize("bad", ["", "a" * 65, "../etc/passwd", "has space", "semi;colon", "ünï"])
+def test_bad_collection_names(store, bad):
+    with pytest.raises(InvalidInput) as err:
+        store.ensure_collection(bad, MODEL, DIM)
+    assert err.value.field == "collection"
+
+
+FILTER_METAS = [
+    {"lang": "en", "year": 2019, "score": 0.5, "flag": True, "tag": "a"},
+    {"lang": "de", "year": 2021, "score": 1.5, "flag": False, "tag": "b"},
+    {"lang": "en", "year": 2023, "score": 2.5, "flag": 1, "tag": "c"},
+    {"lang": "fr", "year": "2022", "tag": None},
+    {"other": "x"},
+]
+FILTER_CASES = [
+    ({"lang": "en"}, {0, 2}),
+    ({"lang": {"$ne": "en"}}, {1, 3, 4}),
+    ({"lang": {"$in": ["de", "fr"]}}, {1, 3}),
+    ({"lang": {"$nin": ["de", "fr"]}}, {0, 2, 4}),
+    ({"year": {"$gte": 2021}}, {1, 2}),
+    ({"year": {"$gt": 2019, "$lte": 2021}}, {1}),
+    ({"year": {"$lt": 2022}}, {0, 1}),
+    ({"year": "2022"}, {3}),
+    ({"score": {"$gte": 1.5}}, {1, 2}),
+    ({"flag": True}, {0}),
+    ({"flag": 1}, {2}),
+    ({"tag": None}, {3}),
+    ({"tag": {"$gte": "b"}}, {1, 2}),
+    ({"lang": "en", "year": {"$gte": 2020}}, {2}),
+    ({"missing": "x"}, set()),
+]
+
+
+@pytest.mark.parametrize("flt,expected", FILTER_CASES, ids=[str(f) for f, _ in FILTER_CASES])
+def test_filters_mean_the_same_on_both_stores(store, name, flt, expected):
+    vecs = unit(np.random.default_rng(9), len(FILTER_METAS))
+    add(store, name, vecs, metas=FILTER_METAS)
+    hits = store.search(name, vecs[:1], 10, parse_filter(flt), None)[0]
+    assert {int(h.id[1:]) for h in hits} == expected
+
+
+def test_selective_filter_still_fills_top_k(store, name):
+    rng = np.random.default_rng(10)
+    vecs = clustered(rng, 2000)
+    add(store, name, vecs, metas=[{"bucket": i % 100} for i in range(2000)])
+    hits = store.search(name, vecs[:1], 10, parse_filter({"bucket": 42}), None)[0]
+    assert len(hits) == 10 and all(h.metadata["bucket"] == 42 for h in hits)
+
+
+def test_threshold(store, name):
+    vecs = unit(np.random.default_rng(11), 20)
+    add(store, name, vecs)
+    hits = store.search(name, vecs[:1], 20, [], 0.5)[0]
+    assert [h.id for h in hits] == ["r0"] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("bad,field", [({"a": {"$regex": "x"}}, "filter_metadata.a.$regex"),
+                                       ({"$or": [1]}, "filter_metadata.$or"),
+                                       ({"a": {"$in": []}}, "filter_metadata.a.$in"),
+                                       ({"a": {"$gt": True}}, "filter_metadata.a.$gt"),
+                                       ({"a": {"x": 1}}, "filter_metadata.a.x"),
+                                       ({"a": [1, 2]}, "filter_metadata.a")])
+def test_bad_filters_name_the_key(bad, field):
+    with pytest.raises(InvalidInput) as err:
+        parse_filter(bad)
+    assert err.value.field == field
+
+
+def test_ten_thousand_records_in_one_collection(store, name):
+    rng = np.random.default_rng(12)
+    vecs = clustered(rng, 10_000)
+    store.ensure_collection(name, MODEL, DIM)
+    for start in range(0, 10_000, 1000):
+        total = store.upsert(name, [Record(f"r{i}", f"text {i}", {"i": i}, vecs[i]) for i in range(start, start + 1000)])
+    assert total == 10_000 == store.describe(name).size
+    queries = vecs[rng.integers(0, 10_000, 20)] + 0.01 * unit(rng, 20)
+    got = store.search(name, queries, 10, [], None)
+    exact = np.argsort(-(queries @ vecs.T), axis=1)[:, :10]
+    recall = np.mean([len({h.id for h in g} & {f"r{i}" for i in e}) / 10 for g, e in zip(got, exact)])
+    assert recall == 1.0 if store.kind == "embedded" else recall >= 0.95
+    assert sum(1 for _ in store.export(name)) == 10_000
+
+
+def test_copy_and_file_round_trip_between_stores(tmp_path, pg_url, name):
+    rng = np.random.default_rng(13)
+    vecs = unit(rng, 25)
+    embedded = EmbeddedStore(tmp_path / "a")
+    pg = PgVectorStore(pg_url)
+    try:
+        add(embedded, name, vecs)
+        assert copy_collection(embedded, pg, name) == 25
+        assert write_jsonl(pg, name, tmp_path / "dump.jsonl") == 25
+        back = EmbeddedStore(tmp_path / "b")
+        assert read_jsonl(back, tmp_path / "dump.jsonl", "restored") == 25
+        original = {r.id: r for r in embedded.export(name)}
+        for rec in back.export("restored"):
+            assert rec.text == original[rec.id].text and rec.metadata == original[rec.id].metadata
+            assert np.allclose(rec.vector, original[rec.id].vector)
+        back.close()
+    finally:
+        embedded.close()
+        pg.close()
+
+
+def test_embedded_store_refuses_a_second_process_on_the_same_directory(tmp_path):
+    import subprocess
+    import sys
+
+    first = EmbeddedStore(tmp_path / "shared")
+    try:
+        code = ("from chutes_embeddings.store.embedded import EmbeddedStore\n"
+                f"EmbeddedStore(__import__('pathlib').Path({str(tmp_path / 'shared')!r}))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode != 0 and "in use by another process" in result.stderr
+    finally:
+        first.close()
+
+
+def test_embedded_index_is_rebuilt_when_missing_or_stale(tmp_path, name):
+    rng = np.random.default_rng(14)
+    vecs = unit(rng, 40)
+    s = EmbeddedStore(tmp_path / "s")
+    add(s, name, vecs)
+    s.close()  # saves the index
+    index_file = tmp_path / "s" / "indexes" / f"{name}.faiss"
+    assert index_file.exists()
+    # stale: a write the saved index does not reflect (the process died before saving)
+    s = EmbeddedStore(tmp_path / "s")
+    s.upsert(name, [Record("late", "late", {}, vecs[0] * -1)])
+    s._indexes.clear()  # forget the in-memory index without saving, as a crash would
+    s._closed.set()
+    s._lock_file.close()
+    s = EmbeddedStore(tmp_path / "s")
+    assert s.search(name, -vecs[:1], 1, [], None)[0][0].id == "late"
+    s.close()
+    index_file.unlink()
+    s = EmbeddedStore(tmp_path / "s")
+    assert s.search(name, vecs[5:6], 1, [], None)[0][0].id == "r5"
+    s.close()
