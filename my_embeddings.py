@@ -69,10 +69,10 @@ async def start(self: Any) -> None:
 @chute.on_shutdown()
 async def stop(self: Any) -> None:
     """Stop TEI and the batcher (TEI also dies with this process: see tei_process.py)."""
-    for name in ("collections", "engine"):
-        part = getattr(self, name, None)
-        if part is not None:
-            (part.store if name == "collections" else part).close()
+    if hasattr(self, "collections"):
+        self.collections.store.close()
+    if hasattr(self, "engine"):
+        self.engine.close()
 
 
 @_post("/embed", S.EmbedRequest, S.EmbedResponse)

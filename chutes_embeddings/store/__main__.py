@@ -82,24 +82,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else Settings.from_env().data_path
 
-    if args.command == "copy":
-        if args.src is None or args.dst is None or args.src == args.dst:
-            parser.error("copy needs --from and --to, and they must differ")
-        src, dst = open_store(args.src, data_dir), open_store(args.dst, data_dir)
-        names = args.collection or [c.name for c in src.collections()]
-        for name in names:
-            print(f"{name}: {copy_collection(src, dst, name)} records copied")
-    elif args.command == "export":
-        if args.src is None or not args.collection or not args.file:
-            parser.error("export needs --from, --collection and --file")
-        src = open_store(args.src, data_dir)
-        print(f"{args.collection[0]}: {write_jsonl(src, args.collection[0], args.file)} records written to {args.file}")
-    else:
-        if args.dst is None or not args.file:
-            parser.error("import needs --to and --file")
-        dst = open_store(args.dst, data_dir)
-        target = args.collection[0] if args.collection else None
-        print(f"{read_jsonl(dst, args.file, target)} records imported from {args.file}")
+    opened: list[VectorStore] = []
+
+    def store(url: str) -> VectorStore:
+        opened.append(open_store(url, data_dir))
+        return opened[-1]
+
+    try:
+        if args.command == "copy":
+            if args.src is None or args.dst is None or args.src == args.dst:
+                parser.error("copy needs --from and --to, and they must differ")
+            src, dst = store(args.src), store(args.dst)
+            for name in args.collection or [c.name for c in src.collections()]:
+                print(f"{name}: {copy_collection(src, dst, name)} records copied")
+        elif args.command == "export":
+            if args.src is None or not args.collection or not args.file:
+                parser.error("export needs --from, --collection and --file")
+            count = write_jsonl(store(args.src), args.collection[0], args.file)
+            print(f"{args.collection[0]}: {count} records written to {args.file}")
+        else:
+            if args.dst is None or not args.file:
+                parser.error("import needs --to and --file")
+            target = args.collection[0] if args.collection else None
+            print(f"{read_jsonl(store(args.dst), args.file, target)} records imported from {args.file}")
+    finally:
+        for s in opened:
+            s.close()
     return 0
 
 

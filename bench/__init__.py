@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): throughput, latency, quality and store search at scale."""

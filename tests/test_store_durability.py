@@ -1,0 +1,140 @@
+"""Nothing acknowledged is lost: restarts, kill -9 mid-write, concurrent writers, two processes."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+
+import httpx
+import pytest
+
+from chutes_embeddings.collections import Collections
+from chutes_embeddings.store.pgvector import PgVectorStore
+from tests.conftest import running_server
+
+
+@pytest.fixture(params=["embedded", "postgres"])
+def store_env(request):
+    if request.param == "embedded":
+        return {}
+    return {"EMBEDDINGS_STORE_URL": request.getfixturevalue("pg_url")}
+
+
+def _post(url, path, body):
+    r = httpx.post(f"{url}{path}", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_acknowledged_adds_survive_restart_and_kill_9(tmp_path, store_env):
+    coll = "durable_" + uuid.uuid4().hex[:8]
+    # 1) add, stop cleanly, restart: still there
+    with running_server(tmp_path, store_env) as url:
+        _post(url, "/store/add", {"collection": coll, "texts": ["kept across a clean restart"], "ids": ["clean"]})
+    acked: list[list[str]] = []
+    attempted: list[list[str]] = []
+    # 2) a client adds in a loop; the server is killed with SIGKILL in the middle of it
+    with running_server(tmp_path, store_env, stop_signal=signal.SIGKILL) as url:
+        assert _post(url, "/store/get", {"collection": coll, "ids": ["clean"]})["records"][0]["text"] == \
+            "kept across a clean restart"
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                ids = [f"k{i}-{j}" for j in range(5)]
+                attempted.append(ids)
+                try:
+                    r = httpx.post(f"{url}/store/add", timeout=30, json={
+                        "collection": coll, "ids": ids, "texts": [f"durable text {i} part {j}" for j in range(5)]})
+                except httpx.HTTPError:
+                    return  # the server died under this request: it was never acknowledged
+                if r.status_code == 200:
+                    acked.append(ids)
+                i += 1
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        while len(acked) < 15 and thread.is_alive():
+            threading.Event().wait(0.05)
+    # the context has sent SIGKILL while the writer was still writing
+    stop.set()
+    thread.join(30)
+    assert len(acked) >= 15
+    # 3) after restart every acknowledged add is there, whole; an unacknowledged one is whole or absent
+    with running_server(tmp_path, store_env) as url:
+        acked_ids = [i for ids in acked for i in ids]
+        got = _post(url, "/store/get", {"collection": coll, "ids": acked_ids})
+        assert got["missing_ids"] == []
+        texts = {r["id"]: r["text"] for r in got["records"]}
+        for rid in acked_ids:
+            i, j = rid[1:].split("-")
+            assert texts[rid] == f"durable text {i} part {j}"
+        for ids in attempted[len(acked):]:
+            present = _post(url, "/store/get", {"collection": coll, "ids": ids})["records"]
+            assert len(present) in (0, 5), f"half-written add: {[r['id'] for r in present]}"
+        # the search index agrees with the truth after the crash
+        hit = _post(url, "/store/search", {"collection": coll, "query": "durable text 3 part 2", "top_k": 1})
+        assert hit["results"][0]["id"] == "k3-2"
+
+
+def _concurrent_writers_and_readers(collections: Collections, coll: str) -> None:
+    errors: list[str] = []
+    writers_done = threading.Event()
+
+    def writer(w: int) -> None:
+        for i in range(10):
+            try:
+                collections.add(coll, [f"writer {w} item {i} part {j}" for j in range(3)],
+                                [f"w{w}-{i}-{j}" for j in range(3)], {"writer": w})
+            except Exception as exc:
+                errors.append(f"write: {exc!r}")
+
+    def reader() -> None:
+        while not writers_done.is_set():
+            try:
+                collections.search(coll, "writer item", 5, None, None)
+            except Exception as exc:
+                errors.append(f"read: {exc!r}")
+
+    collections.add(coll, ["seed"], ["seed"], None)
+    readers = [threading.Thread(target=reader) for _ in range(8)]
+    writers = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join(120)
+    writers_done.set()
+    for t in readers:
+        t.join(30)
+    assert errors == []
+    ids = [f"w{w}-{i}-{j}" for w in range(8) for i in range(10) for j in range(3)]
+    assert collections.get(coll, ids, False)["missing_ids"] == []
+    assert collections.store.describe(coll).size == 241
+
+
+def test_8_writers_8_readers_embedded(chute_app):
+    _concurrent_writers_and_readers(chute_app.collections, "conc_" + uuid.uuid4().hex[:8])
+
+
+def test_8_writers_8_readers_postgres(engine, pg_url):
+    store = PgVectorStore(pg_url)
+    try:
+        _concurrent_writers_and_readers(Collections(engine, store), "conc_" + uuid.uuid4().hex[:8])
+    finally:
+        store.close()
+
+
+def test_two_server_processes_share_one_postgres(tmp_path, pg_url):
+    coll = "shared_" + uuid.uuid4().hex[:8]
+    env = {"EMBEDDINGS_STORE_URL": pg_url}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with running_server(tmp_path / "a", env) as a, running_server(tmp_path / "b", env) as b:
+        _post(a, "/store/add", {"collection": coll, "texts": ["written through instance A"], "ids": ["from-a"]})
+        hit = _post(b, "/store/search", {"collection": coll, "query": "instance A", "top_k": 1})["results"][0]
+        assert hit["id"] == "from-a"
+        _post(b, "/store/add", {"collection": coll, "texts": ["written through instance B"], "ids": ["from-b"]})
+        listing = httpx.get(f"{a}/store/collections").json()["collections"]
+        assert next(c for c in listing if c["name"] == coll)["size"] == 2
