@@ -116,3 +116,22 @@ def test_plain_text_error_body_becomes_typed_error():
         with pytest.raises(Exception) as err:
             c.info()
     assert err.value.status == 500 and "Internal Server Error" in str(err.value)
+
+
+def test_store_methods(client):
+    coll = "client_store"
+    added = client.store_add(["Paris is in France", "Berlin is in Germany"], collection=coll,
+                             metadata=[{"lang": "en"}, {"lang": "de"}])
+    assert added["added_count"] == 2
+    hits = client.store_search("capital of France", collection=coll, top_k=1)["results"]
+    assert hits[0]["text"] == "Paris is in France"
+    assert client.store_search("France", collection=coll, filter_metadata={"lang": "de"})["results"][0]["metadata"] == {"lang": "de"}
+    assert client.store_get(added["ids"][:1], collection=coll, include_vectors=True)["records"][0]["vector"]
+    assert client.store_delete(coll, ids=added["ids"][1:])["deleted_count"] == 1
+    assert any(c["name"] == coll for c in client.store_collections()["collections"])
+    assert client.store_drop(coll)["dropped"]
+    from chutes_embeddings import NotFound
+
+    with pytest.raises(NotFound) as err:
+        client.store_search("x", collection=coll)
+    assert err.value.status == 404

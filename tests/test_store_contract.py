@@ -271,3 +271,22 @@ def test_embedded_index_is_rebuilt_when_missing_or_stale(tmp_path, name):
     s = EmbeddedStore(tmp_path / "s")
     assert s.search(name, vecs[5:6], 1, [], None)[0][0].id == "r5"
     s.close()
+
+
+def test_copy_command_line(tmp_path, pg_url, name):
+    import subprocess
+    import sys
+
+    vecs = unit(np.random.default_rng(15), 7)
+    s = EmbeddedStore(tmp_path / "store")
+    add(s, name, vecs)
+    s.close()
+    result = subprocess.run([sys.executable, "-m", "chutes_embeddings.store", "copy", "--from", "", "--to", pg_url,
+                             "--collection", name, "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"{name}: 7 records copied" in result.stdout
+    pg = PgVectorStore(pg_url)
+    try:
+        assert pg.describe(name).size == 7
+    finally:
+        pg.close()
