@@ -47,6 +47,7 @@ class Settings:
     quantize: str = "none"
     cache_size: int = 20_000
     data_dir: str = field(default_factory=_default_data_dir)
+    model_cache_dir: str = ""
     # Batching: padded tokens per forward pass, texts per forward pass, how long the batcher
     # waits for company before running a lone request, and how many texts may wait in line.
     max_batch_tokens: int = 8192
@@ -104,6 +105,13 @@ class Settings:
         if self.store_url.startswith(("postgresql://", "postgres://")):
             return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size}
         return {}
+
+    @property
+    def model_cache_path(self) -> Path:
+        """Where exported models live (``model_cache_dir``, default ``<data_dir>/models``)."""
+        path = Path(self.model_cache_dir).expanduser() if self.model_cache_dir else self.data_path / "models"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def data_path(self) -> Path:

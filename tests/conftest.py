@@ -33,6 +33,8 @@ os.environ.update(
         "CHUTES_DEV_MODE": "true",
         "HF_HUB_OFFLINE": "1",
         "EMBEDDINGS_DATA_DIR": _TMP,
+        # one ONNX export per test run, shared by every server the tests start
+        "EMBEDDINGS_MODEL_CACHE_DIR": os.path.join(_TMP, "models"),
         "EMBEDDINGS_LOG_LEVEL": "WARNING",
     }
 )

@@ -145,5 +145,19 @@ class LocalBackend:
 
 
 def build_local_backend(settings: Settings, model: LoadedModel) -> LocalBackend:
-    """The local backend for ``settings.backend`` (torch for now; ONNX is chosen in onnx.py)."""
-    return LocalBackend(model, TorchRunner(model, settings.torch_threads))
+    """The local backend for ``settings.backend``.
+
+    ``torch``: torch on the model's device. ``onnx``: ONNX Runtime (CPU), torch if the export
+    fails verification. ``auto``: ONNX fp32 on the CPU when it verifies (lossless and faster),
+    torch on CUDA.
+    """
+    torch_runner = TorchRunner(model, settings.torch_threads)
+    wants_onnx = settings.backend == "onnx" or (settings.backend == "auto" and model.device == "cpu")
+    if wants_onnx:
+        from .onnx import build_onnx_runner
+
+        onnx_runner = build_onnx_runner(model, settings.model_cache_path, settings.model_revision, settings.quantize,
+                                        settings.torch_threads, torch_runner)
+        if onnx_runner is not None:
+            return LocalBackend(model, onnx_runner)
+    return LocalBackend(model, torch_runner)
