@@ -58,6 +58,8 @@ class Settings:
     torch_threads: int = 0
     store_url: str = ""
     pg_ef_search: int = 100
+    ann_threshold: int = 100_000
+    ann_nprobe: int = 32
     pg_pool_size: int = 10
     tei_binary: str = "text-embeddings-router"
     tei_port: int = 3001
@@ -104,7 +106,7 @@ class Settings:
         """Options for ``open_store`` that apply to the configured store."""
         if self.store_url.startswith(("postgresql://", "postgres://")):
             return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size}
-        return {}
+        return {"ann_threshold": self.ann_threshold, "nprobe": self.ann_nprobe}
 
     @property
     def model_cache_path(self) -> Path:

@@ -256,7 +256,7 @@ def test_embedded_index_is_rebuilt_when_missing_or_stale(tmp_path, name):
     s = EmbeddedStore(tmp_path / "s")
     add(s, name, vecs)
     s.close()  # saves the index
-    index_file = tmp_path / "s" / "indexes" / f"{name}.faiss"
+    index_file = tmp_path / "s" / "indexes" / f"{name}.npz"
     assert index_file.exists()
     # stale: a write the saved index does not reflect (the process died before saving)
     s = EmbeddedStore(tmp_path / "s")

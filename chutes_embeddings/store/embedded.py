@@ -4,11 +4,12 @@
   text, metadata JSON, float32 vector bytes). Every write is one transaction, committed with
   ``synchronous=FULL`` before it is acknowledged, so an acknowledged add survives a crash and an
   unacknowledged one is either whole or absent.
-- Each collection's FAISS index (inner product over unit vectors = cosine, keyed by the SQLite
-  row id) lives in memory, is updated after each commit, and is saved beside the database with
-  the collection version it reflects. On open a missing or stale index file is rebuilt from
-  SQLite, so the index can never disagree with the truth for long.
-- Filters run in SQLite (JSON functions) and restrict the FAISS search with an id selector.
+- Each collection's search index (``VectorIndex``: exact matrix search, plus a FAISS IVF index
+  above ``ann_threshold`` vectors; keyed by the SQLite row id) lives in memory, is updated after
+  each commit, and its vectors are saved beside the database with the collection version they
+  reflect. On open a missing or stale copy is rebuilt from SQLite, so the index can never
+  disagree with the truth for long.
+- Filters run in SQLite (JSON functions); the allowed rows are then searched exactly.
 - One process at a time: a lock file refuses a second server on the same directory (use the
   Postgres store for several instances).
 """
@@ -24,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import faiss
 import numpy as np
 from loguru import logger
 
@@ -32,6 +32,7 @@ from ..errors import BackendUnavailable, Conflict, NotFound
 from ..vectors import normalize
 from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name
 from .filters import Condition, json_type
+from .vector_index import VectorIndex
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -81,10 +82,10 @@ def sqlite_where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
 
 
 class _Index:
-    """A collection's FAISS index and the lock that guards it."""
+    """A collection's vectors and the collection version they reflect."""
 
-    def __init__(self, dimension: int, version: int) -> None:
-        self.faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+    def __init__(self, vectors: VectorIndex, version: int) -> None:
+        self.vectors = vectors
         self.version = version
         self.saved_version = -1
         self.lock = threading.Lock()
@@ -95,8 +96,9 @@ class EmbeddedStore:
 
     kind = "embedded"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, ann_threshold: int = 100_000, nprobe: int = 32) -> None:
         self.directory = Path(directory)
+        self._index_options = {"ann_threshold": ann_threshold, "nprobe": nprobe}
         (self.directory / "indexes").mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.directory / "store.lock", "a+")
         try:
@@ -164,7 +166,7 @@ class EmbeddedStore:
 
     # --- the FAISS side ----------------------------------------------------------------------
     def _index_paths(self, name: str) -> tuple[Path, Path]:
-        return self.directory / "indexes" / f"{name}.faiss", self.directory / "indexes" / f"{name}.json"
+        return self.directory / "indexes" / f"{name}.npz", self.directory / "indexes" / f"{name}.json"
 
     def _index(self, name: str) -> _Index:
         with self._indexes_lock:
@@ -183,30 +185,33 @@ class EmbeddedStore:
             except ValueError:
                 saved = {}
             if saved.get("version") == version:
-                index = _Index(dimension, version)
-                index.faiss = faiss.read_index(str(index_path))
+                with np.load(index_path) as data:
+                    vectors = VectorIndex.restore(dimension, data["rids"], data["vectors"], **self._index_options)
+                index = _Index(vectors, version)
                 index.saved_version = version
                 return index
         started = time.monotonic()
-        index = _Index(dimension, version)
+        vectors = VectorIndex(dimension, **self._index_options)
         cursor = self._db().execute("SELECT rid, vector FROM records WHERE collection = ?", (name,))
         while rows := cursor.fetchmany(10_000):
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dimension)
-            index.faiss.add_with_ids(vectors, ids)
+            rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors.upsert(rids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dimension))
         logger.info("rebuilt the index of collection {} ({} vectors) from SQLite in {:.2f}s",
-                    name, index.faiss.ntotal, time.monotonic() - started)
-        return index
+                    name, len(vectors), time.monotonic() - started)
+        return _Index(vectors, version)
 
     def _save(self, name: str, index: _Index) -> None:
         with index.lock:
             if index.saved_version == index.version:
                 return
+            version = index.version
+            rids, vectors = index.vectors.snapshot()
             index_path, meta_path = self._index_paths(name)
-            faiss.write_index(index.faiss, str(index_path) + ".tmp")
-            os.replace(str(index_path) + ".tmp", index_path)
-            meta_path.write_text(json.dumps({"version": index.version}))
-            index.saved_version = index.version
+            tmp = index_path.with_suffix(".tmp.npz")
+            np.savez(tmp, rids=rids, vectors=vectors)
+            os.replace(tmp, index_path)
+            meta_path.write_text(json.dumps({"version": version}))
+            index.saved_version = version
 
     def _save_periodically(self) -> None:
         while not self._closed.wait(SAVE_INDEX_EVERY_S):
@@ -244,10 +249,9 @@ class EmbeddedStore:
                 raise
             vectors = np.stack([np.asarray(r.vector, dtype=np.float32) for r in records])
             with index.lock:
-                index.faiss.remove_ids(rids)
-                index.faiss.add_with_ids(vectors, rids)
+                index.vectors.upsert(rids, vectors)
                 index.version = version
-            return int(index.faiss.ntotal)
+            return len(index.vectors)
 
     @staticmethod
     def _rids(db: sqlite3.Connection, name: str, ids: Sequence[str]) -> np.ndarray:
@@ -284,7 +288,7 @@ class EmbeddedStore:
                 db.execute("ROLLBACK")
                 raise
             with index.lock:
-                index.faiss.remove_ids(np.array([r[0] for r in rows], dtype=np.int64))
+                index.vectors.remove(np.array([r[0] for r in rows], dtype=np.int64))
                 index.version = version
         return len(rows)
 
@@ -307,20 +311,15 @@ class EmbeddedStore:
                threshold: float | None) -> list[list[Hit]]:
         check_collection_name(name)
         index = self._index(name)
-        params = None
+        allowed = None
         if where:
             sql, args = sqlite_where(where)
             allowed = np.array([r[0] for r in self._db().execute(
                 f"SELECT rid FROM records WHERE collection = ? AND {sql}", [name, *args])], dtype=np.int64)
             if allowed.size == 0:
                 return [[] for _ in range(len(queries))]
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-        with index.lock:
-            k = min(top_k, index.faiss.ntotal)
-            if k == 0:
-                return [[] for _ in range(len(queries))]
-            # cosine, as pgvector's <=> computes it, even for a query that is not unit length
-            scores, rids = index.faiss.search(normalize(np.asarray(queries, dtype=np.float32)), k, params=params)
+        # cosine, as pgvector's <=> computes it, even for a query that is not unit length
+        scores, rids = index.vectors.search(normalize(np.asarray(queries, dtype=np.float32)), top_k, allowed)
         rows = self._rows_by_rid(name, {int(r) for r in rids.ravel() if r >= 0})
         out: list[list[Hit]] = []
         for row_scores, row_rids in zip(scores, rids):
