@@ -57,10 +57,12 @@ async def start(self: Any) -> None:
     """Load the model and start the engine (and the store, when configured)."""
     from chutes_embeddings.collections import Collections
     from chutes_embeddings.engine import start_engine
+    from chutes_embeddings.logs import configure_logging
     from chutes_embeddings.settings import Settings
     from chutes_embeddings.store import open_store
 
     settings = Settings.from_env()
+    configure_logging(settings)
     self.engine = start_engine(settings, S.LIMITS)
     store = open_store(settings.store_url, settings.data_path, **settings.store_options())
     self.collections = Collections(self.engine, store)

@@ -53,3 +53,23 @@ def sentences(n: int, seed: int = 0) -> list[str]:
         raise ValueError(f"at most {len(combos)} distinct sentences")
     random.Random(seed).shuffle(combos)
     return combos[:n]
+
+
+def mixed_sentences(n: int, seed: int = 0, min_words: int = 5, max_words: int = 60) -> list[str]:
+    """``n`` distinct texts of 5-60 words (mean ~32), cut from runs of corpus sentences."""
+    rng = random.Random(seed)
+    pool = sentences(min(126_000, 30 * n), seed=seed + 1000)
+    out: list[str] = []
+    seen: set[str] = set()
+    i = 0
+    while len(out) < n:
+        target = rng.randint(min_words, max_words)
+        words: list[str] = []
+        while len(words) < target:
+            words += pool[i % len(pool)].split()
+            i += 1
+        text = " ".join(words[:target])
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out

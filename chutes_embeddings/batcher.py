@@ -2,8 +2,8 @@
 
 Cords run in many worker threads while there is one model. Callers ``submit`` texts and get
 ``concurrent.futures.Future`` objects back; one worker thread gathers what is waiting (waiting at
-most ``max_wait_s`` for company when there is little), sorts it by length so batches pad little,
-packs batches up to a padded-token budget and a size cap, runs the backend, and completes every
+most ``max_wait_s`` for company when there is little), sorts it by length and splits it into batches of similar lengths (padding costs compute; so does
+each extra pass: see ``_pack``) within a padded-token budget and a size cap, runs the backend, and completes every
 future with its own vector or with the batch's exception. The queue is bounded: when it is full
 ``submit`` raises ``Overloaded`` at once instead of growing without end.
 """
@@ -49,6 +49,7 @@ class Batcher:
         max_wait_s: float,
         max_queue: int,
         workers: int = 1,
+        overhead_tokens: int = 32,
         name: str = "batcher",
     ) -> None:
         self._embed_fn = embed_fn
@@ -56,7 +57,10 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
+        self.overhead_tokens = overhead_tokens
         self._pending: deque[_Item] = deque()
+        self._ready: deque[list[_Item]] = deque()  # packed batches of the current gathering
+        self._in_ready = 0
         self._cond = threading.Condition()
         self._closed = False
         self.batches_run = 0
@@ -92,10 +96,10 @@ class Batcher:
         with self._cond:
             if self._closed:
                 raise BackendUnavailable("the embedding engine is shutting down")
-            free = self.max_queue - len(self._pending)
-            if len(items) > free:
+            waiting = len(self._pending) + self._in_ready
+            if len(items) > self.max_queue - waiting:
                 raise Overloaded(
-                    f"{len(self._pending)} texts are waiting to be embedded and the queue holds "
+                    f"{waiting} texts are waiting to be embedded and the queue holds "
                     f"{self.max_queue}; retry shortly",
                     limit=self.max_queue,
                     retry_after_s=1,
@@ -107,7 +111,7 @@ class Batcher:
     @property
     def queue_depth(self) -> int:
         """Texts waiting now."""
-        return len(self._pending)
+        return len(self._pending) + self._in_ready
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop taking work, finish what is queued, and stop the worker."""
@@ -119,17 +123,21 @@ class Batcher:
 
     # --- worker side ---------------------------------------------------------------------
     def _take(self) -> list[_Item] | None:
-        """Wait for work, then (bounded) for company, and take the next batch.
+        """The next batch to run: a packed batch still waiting, or a new gathering.
 
-        The batch is packed from the oldest ``4 x max_batch_size`` waiting items, longest first:
-        sorting cuts padding, and the window bounds how long a short text can wait behind
-        newer long ones.
+        A gathering takes the oldest ``4 x max_batch_size`` waiting items (after waiting up to
+        ``max_wait_s`` for company) and packs them all; its batches run before anything that
+        arrived later is packed, so a short text cannot be overtaken for ever by newer long ones.
         """
         with self._cond:
+            if self._ready:
+                return self._take_ready()
             while not self._pending:
                 if self._closed:
                     return None
                 self._cond.wait()
+                if self._ready:
+                    return self._take_ready()
             deadline = self._pending[0].enqueued + self.max_wait_s
             while not self._closed:
                 budget_used = sum(item.tokens for item in self._pending)
@@ -139,30 +147,46 @@ class Batcher:
                 self._cond.wait(remaining)
                 if not self._pending:  # another worker took it
                     return []
-            window = list(itertools.islice(self._pending, 4 * self.max_batch_size))
-            batch = self._pack(window)[0]
-            taken = {id(item) for item in batch}
-            self._pending = deque(item for item in self._pending if id(item) not in taken)
-            if self._pending:
-                self._cond.notify()
-            return batch
+            window = [self._pending.popleft() for _ in range(min(len(self._pending), 4 * self.max_batch_size))]
+            packed = self._pack(window)
+            self._ready.extend(packed)
+            self._in_ready += len(window)
+            return self._take_ready()
+
+    def _take_ready(self) -> list[_Item]:
+        batch = self._ready.popleft()
+        self._in_ready -= len(batch)
+        if self._ready:
+            self._cond.notify()  # another worker may run the next one
+        return batch
 
     def _pack(self, items: list[_Item]) -> list[list[_Item]]:
-        """Longest first; each batch keeps longest x count within the token budget and the caps."""
+        """Split items, longest first, into batches that waste little compute on padding.
+
+        A forward pass costs about ``overhead_tokens + count x longest`` (measured on CPU: 2.7 ms
+        + 0.096 ms per padded token, so ~28 tokens of overhead). Each batch is the prefix of the
+        remaining sorted items with the most real tokens per unit of that cost, within the token
+        budget and the size caps: texts of similar length go together, and a batch grows only
+        while padding costs less than another pass would.
+        """
         items = sorted(items, key=lambda it: it.tokens, reverse=True)
         batches: list[list[_Item]] = []
-        current: list[_Item] = []
-        cap = self.max_batch_size
-        for item in items:
-            longest = current[0].tokens if current else item.tokens
-            new_cap = min(cap, item.max_batch)
-            if current and (longest * (len(current) + 1) > self.max_batch_tokens or len(current) + 1 > new_cap):
-                batches.append(current)
-                current, new_cap = [], item.max_batch
-            current.append(item)
-            cap = new_cap
-        if current:
-            batches.append(current)
+        start = 0
+        while start < len(items):
+            longest = items[start].tokens
+            cap = self.max_batch_size
+            best_end, best_rate, useful = start + 1, -1.0, 0
+            for end in range(start + 1, len(items) + 1):
+                cap = min(cap, items[end - 1].max_batch)
+                count = end - start
+                if count > cap or (count > 1 and longest * count > self.max_batch_tokens):
+                    break
+                useful += items[end - 1].tokens
+                rate = useful / (self.overhead_tokens + longest * count)
+                if rate >= best_rate:
+                    best_end, best_rate = end, rate
+            batches.append(items[start:best_end])
+            start = best_end
         return batches
 
     def _run(self) -> None:

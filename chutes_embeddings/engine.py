@@ -34,6 +34,7 @@ class Engine:
         token_counter: counts tokens per text with the model's tokenizer (no truncation).
         limits: request limits to report in /info.
         batches_in_flight: forward passes the batcher runs at once (1 for a local model).
+        batch_overhead_tokens: the cost of one more pass in padded tokens (default: the setting).
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class Engine:
         token_counter: Any,
         limits: dict[str, int] | None = None,
         batches_in_flight: int = 1,
+        batch_overhead_tokens: int | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -56,6 +58,7 @@ class Engine:
             max_wait_s=settings.batch_wait_ms / 1000.0,
             max_queue=settings.max_queue,
             workers=batches_in_flight,
+            overhead_tokens=settings.batch_overhead_tokens if batch_overhead_tokens is None else batch_overhead_tokens,
         )
 
     @property
@@ -285,6 +288,8 @@ class Engine:
 
 # A TEI server batches again on its side; a few requests in flight keep its GPU busy.
 TEI_BATCHES_IN_FLIGHT = 4
+# On a GPU a pass costs mostly its launch overhead: padding is cheap, extra passes are not.
+GPU_BATCH_OVERHEAD_TOKENS = 2048
 
 
 def start_engine(settings: Settings, limits: dict[str, int] | None = None, model: Any = None) -> Engine:
@@ -311,11 +316,13 @@ def start_engine(settings: Settings, limits: dict[str, int] | None = None, model
     model = model or LoadedModel(settings, device)
     local = build_local_backend(settings, model)
     backend: Backend = local
-    in_flight = 1
+    in_flight, overhead = 1, None
+    if model.device != "cpu":
+        overhead = GPU_BATCH_OVERHEAD_TOKENS
     if binary is not None:
         backend = _start_tei(settings, binary, local)
-        in_flight = TEI_BATCHES_IN_FLIGHT
-    engine = Engine(settings, backend, model.count_tokens, limits, in_flight)
+        in_flight, overhead = TEI_BATCHES_IN_FLIGHT, settings.max_batch_tokens  # TEI re-batches: send big batches
+    engine = Engine(settings, backend, model.count_tokens, limits, in_flight, overhead)
     logger.info(
         "engine ready: model={} backend={} runtime={} dim={} in {:.1f}s",
         engine.model_id, backend.kind, backend.runtime, engine.dimension, time.monotonic() - started,

@@ -83,7 +83,7 @@ def test_per_request_max_batch_is_honoured():
 
 def test_sorted_by_length_within_a_gathering():
     rec = Recorder()
-    b = make(rec, max_wait_s=0.05)
+    b = make(rec, max_wait_s=0.05, overhead_tokens=1000)
     futs = b.submit(["a", "bbbb", "cc", "ddddddd"], ["mean"] * 4, [1, 4, 2, 7])
     for f in futs:
         f.result(timeout=10)
@@ -183,4 +183,34 @@ def test_several_workers_run_batches_concurrently():
     for f in futs:
         f.result(timeout=10)
     assert peak[0] > 1
+    b.close()
+
+
+def test_texts_of_very_different_lengths_are_split_to_save_padding():
+    rec = Recorder()
+    b = make(rec, max_wait_s=0.05, overhead_tokens=32)
+    futs = b.submit([f"long{i}" for i in range(4)] + [f"short{i}" for i in range(4)], ["mean"] * 8, [100] * 4 + [10] * 4)
+    for f in futs:
+        f.result(timeout=10)
+    assert sorted(map(sorted, rec.batches)) == [[f"long{i}" for i in range(4)], [f"short{i}" for i in range(4)]]
+    b.close()
+
+
+def test_a_gathering_runs_before_later_arrivals_are_packed():
+    gate = threading.Event()
+    order: list[list[str]] = []
+
+    def embed(texts, poolings, truncates):
+        gate.wait(10)
+        order.append(list(texts))
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    b = make(embed, max_wait_s=0.05, overhead_tokens=1)
+    first = b.submit(["long", "short"], ["mean"] * 2, [100, 1])  # packed into two batches
+    time.sleep(0.2)
+    later = b.submit(["longer still"], ["mean"], [200])
+    gate.set()
+    for f in first + later:
+        f.result(timeout=10)
+    assert order == [["long"], ["short"], ["longer still"]]
     b.close()

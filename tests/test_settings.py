@@ -18,8 +18,14 @@ def test_reads_prefixed_variables_with_types():
 
 
 @pytest.mark.parametrize("env", [{"EMBEDDINGS_DEVICE": "tpu"}, {"EMBEDDINGS_CACHE_SIZE": "many"},
-                                 {"EMBEDDINGS_MAX_QUEUE": "0"}, {"EMBEDDINGS_BACKEND": "tensorrt"}])
+                                 {"EMBEDDINGS_MAX_QUEUE": "0"}, {"EMBEDDINGS_BACKEND": "tensorrt"},
+                                 {"EMBEDDINGS_LOG_JSON": "maybe"}])
 def test_bad_values_are_refused_with_the_variable_name(env):
     with pytest.raises(ValueError) as err:
         Settings.from_env(env)
     assert next(iter(env)) in str(err.value)
+
+
+def test_booleans():
+    assert Settings.from_env({"EMBEDDINGS_LOG_JSON": "true"}).log_json is True
+    assert Settings.from_env({"EMBEDDINGS_LOG_JSON": "0"}).log_json is False

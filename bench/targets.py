@@ -1,0 +1,116 @@
+"""What a benchmark talks to: the service over HTTP as users run it, or the engine in-process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class HttpTarget:
+    """``chutes run my_embeddings:chute --dev`` on a free loopback port, driven by the client."""
+
+    def __init__(self, env: dict[str, str], data_dir: str) -> None:
+        from chutes_embeddings import EmbeddingsClient
+
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        full_env = {**os.environ, "CHUTES_EXECUTION_CONTEXT": "REMOTE", "HF_HUB_OFFLINE": "1",
+                    "EMBEDDINGS_DATA_DIR": data_dir, "EMBEDDINGS_LOG_LEVEL": "WARNING", **env}
+        self._log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "chutes"), "run", "my_embeddings:chute", "--dev", "--host", "127.0.0.1",
+             "--port", str(port), "--logging-port", str(_free_port())],
+            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 300
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited; see {self._log.name}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not healthy after 300 s; see {self._log.name}")
+            time.sleep(0.3)
+        self.client = EmbeddingsClient(self.url, timeout=300)
+        self._http = httpx.Client(timeout=300, limits=httpx.Limits(max_connections=64))
+
+    def info(self) -> dict[str, Any]:
+        return self.client.info()
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.client.embed_batch(texts, batch_size=32), dtype=np.float32)
+
+    def embed_one(self, text: str) -> np.ndarray:
+        r = self._http.post(f"{self.url}/embed", json={"inputs": text})
+        r.raise_for_status()
+        return np.asarray(r.json()["embeddings"], dtype=np.float32)
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb(self.proc.pid)
+
+    def close(self) -> None:
+        self.client.close()
+        self._http.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class InProcessTarget:
+    """The engine in this process (for machines without the Chutes SDK, e.g. a bare GPU box)."""
+
+    def __init__(self, env: dict[str, str], data_dir: str) -> None:
+        from chutes_embeddings.engine import start_engine
+        from chutes_embeddings.settings import Settings
+
+        environ = {"EMBEDDINGS_DATA_DIR": data_dir, **{k: v for k, v in os.environ.items() if k.startswith("EMBEDDINGS_")},
+                   **env}
+        self.engine = start_engine(Settings.from_env(environ))
+
+    def info(self) -> dict[str, Any]:
+        return self.engine.info()
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        limit = 1000
+        return np.concatenate([self.engine.embed_vectors(texts[i : i + limit], max_batch=32)
+                               for i in range(0, len(texts), limit)])
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.engine.embed_vectors([text])[0]
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb(os.getpid())
+
+    def close(self) -> None:
+        self.engine.close()

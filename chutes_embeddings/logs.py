@@ -1,0 +1,29 @@
+"""Logging: loguru to stdout (where the Chutes SDK's log server reads it), quiet by default.
+
+The service's own records pass at ``EMBEDDINGS_LOG_LEVEL`` (INFO: start-up, TEI state, failovers;
+texts are never logged at INFO). Everything else, the SDK's two INFO lines per request included,
+passes at WARNING unless DEBUG or TRACE is asked for. ``EMBEDDINGS_LOG_JSON=1`` writes one JSON
+object per line.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from loguru import logger
+
+from .settings import Settings
+
+
+def configure_logging(settings: Settings) -> None:
+    """Replace loguru's sinks with one filtered stdout sink (see module docstring)."""
+    ours = logger.level(settings.log_level).no
+    others = ours if ours <= logger.level("DEBUG").no else max(ours, logger.level("WARNING").no)
+
+    def keep(record: dict[str, Any]) -> bool:
+        own = (record["name"] or "").startswith("chutes_embeddings")
+        return record["level"].no >= (ours if own else others)
+
+    logger.remove()
+    logger.add(sys.stdout, level=min(ours, others), filter=keep, serialize=settings.log_json)
