@@ -48,7 +48,7 @@ class LoadedModel:
         names = [type(module).__name__ for module in self.st]
         if not names or names[0] != "Transformer" or any(n not in _SUPPORTED_MODULES for n in names):
             raise ValueError(f"unsupported module stack {names}: expected Transformer, Pooling[, Normalize]")
-        st_pooling = self.st[1].pooling_mode if len(names) > 1 and names[1] == "Pooling" else "cls"
+        st_pooling = _pooling_mode(self.st[1]) if len(names) > 1 and names[1] == "Pooling" else "cls"
         if not isinstance(st_pooling, str):
             raise ValueError(f"model combines poolings {st_pooling}; only one pooling mode is supported")
         self.default_pooling = ST_POOLING_NAMES.get(st_pooling, st_pooling)
@@ -58,7 +58,8 @@ class LoadedModel:
         self.tokenizer = self.st.tokenizer
         self.transformer = self.st[0].auto_model
         self.max_input_tokens = int(self.st.max_seq_length)
-        self.dimension = int(self.st.get_embedding_dimension())
+        dimension = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
+        self.dimension = int(dimension())
         self.path = settings.model
         self.model_id = model_display_name(settings.model)
         # HF fast tokenizers are not safe to call from several threads at once ("Already borrowed").
@@ -77,6 +78,14 @@ class LoadedModel:
                 list(texts), padding=True, truncation=True, max_length=self.max_input_tokens, return_tensors="np"
             )
         return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+
+
+def _pooling_mode(module: object) -> str | tuple[str, ...]:
+    """The Pooling module's mode (``pooling_mode`` in sentence-transformers 6, a method before)."""
+    mode = getattr(module, "pooling_mode", None)
+    if mode is None and hasattr(module, "get_pooling_mode_str"):
+        mode = module.get_pooling_mode_str()
+    return mode if mode is not None else "mean"
 
 
 def resolve_device(device: str) -> str:
