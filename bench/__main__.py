@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
 import threading
 import time
@@ -125,19 +124,38 @@ def bench_store(real: np.ndarray, queries: np.ndarray, sizes: list[int], nprobe:
         for mode in ("exact", "ivf"):
             index = VectorIndex(real.shape[1], ann_threshold=(1 if mode == "ivf" else n + 1), nprobe=nprobe,
                                 background=False)
-            _, build_s = timed(lambda: index.upsert(rids, vectors))
+            started = time.perf_counter()
+            index.upsert(rids, vectors)
+            build_s = time.perf_counter() - started
             latencies, hits = [], []
             for q in queries:
-                (_, found), seconds = timed(lambda q=q: index.search(q[None, :], 10))
-                latencies.append(seconds)
+                started = time.perf_counter()
+                _, found = index.search(q[None, :], 10)
+                latencies.append(time.perf_counter() - started)
                 hits.append(found[0])
             recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(hits, truth)]))
             rows.append({"vectors": n, "mode": mode, "build_s": index.last_build_s if mode == "ivf" else build_s,
                          "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
                          "recall_at_10": recall})
-            del index
-        del vectors, base
+
     return rows
+
+
+def baseline(model_name: str, cuda: bool, texts: list[str], singles: list[str],
+             extra: list[str]) -> tuple[np.ndarray, float, float, np.ndarray, np.ndarray]:
+    """sentence-transformers in this process on the same texts, before any server runs: its vectors,
+    texts/s, Spearman on the pairs, and the real embeddings the store benchmark is built from."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_name, device="cuda" if cuda else "cpu", local_files_only=Path(model_name).is_dir())
+
+    def encode(batch: list[str]) -> np.ndarray:
+        return model.encode(batch, batch_size=32, normalize_embeddings=True)
+
+    encode(texts[:64])  # warm-up
+    reference, seconds = timed(lambda: encode(texts))
+    real = np.concatenate([reference, encode(singles)]).astype(np.float32)
+    return reference, len(texts) / seconds, spearman(encode), real, encode(extra[:100]).astype(np.float32)
 
 
 def render(meta: dict[str, Any], services: list[Row], store: list[Row]) -> str:
@@ -173,7 +191,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from sentence_transformers import SentenceTransformer
 
     from chutes_embeddings.settings import Settings
 
@@ -183,16 +200,7 @@ def main() -> None:
     texts, singles, extra = (mixed_sentences(n_texts, seed=s) for s in (1, 2, 3))
     command = "make bench" + (" (--in-process)" if args.in_process else "") + (" --quick" if args.quick else "")
 
-    # the baseline: sentence-transformers in this process, same texts, before any server runs
-    model = SentenceTransformer(settings.model, device="cuda" if cuda else "cpu",
-                                local_files_only=Path(settings.model).is_dir())
-    model.encode(texts[:64], batch_size=32)
-    reference, seconds = timed(lambda: model.encode(texts, batch_size=32, normalize_embeddings=True))
-    baseline_tps = len(texts) / seconds
-    baseline_spearman = spearman(lambda batch: model.encode(batch, batch_size=32, normalize_embeddings=True))
-    real = np.concatenate([reference, model.encode(singles, batch_size=64, normalize_embeddings=True)]).astype(np.float32)
-    queries = model.encode(extra[:100], batch_size=64, normalize_embeddings=True).astype(np.float32)
-    del model
+    reference, baseline_tps, baseline_spearman, real, queries = baseline(settings.model, cuda, texts, singles, extra)
     if cuda:
         torch.cuda.empty_cache()
 

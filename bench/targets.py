@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import httpx
 import numpy as np
 
+from chutes_embeddings.devserver import start_dev_server
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -38,28 +29,10 @@ class HttpTarget:
     def __init__(self, env: dict[str, str], data_dir: str) -> None:
         from chutes_embeddings import EmbeddingsClient
 
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        full_env = {**os.environ, "CHUTES_EXECUTION_CONTEXT": "REMOTE", "HF_HUB_OFFLINE": "1",
-                    "EMBEDDINGS_DATA_DIR": data_dir, "EMBEDDINGS_LOG_LEVEL": "WARNING", **env}
         self._log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "chutes"), "run", "my_embeddings:chute", "--dev", "--host", "127.0.0.1",
-             "--port", str(port), "--logging-port", str(_free_port())],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 300
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited; see {self._log.name}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not healthy after 300 s; see {self._log.name}")
-            time.sleep(0.3)
+        self.server = start_dev_server(ROOT, {"EMBEDDINGS_DATA_DIR": data_dir, "EMBEDDINGS_LOG_LEVEL": "WARNING", **env},
+                                       self._log)
+        self.url = self.server.url
         self.client = EmbeddingsClient(self.url, timeout=300)
         self._http = httpx.Client(timeout=300, limits=httpx.Limits(max_connections=64))
 
@@ -75,16 +48,12 @@ class HttpTarget:
         return np.asarray(r.json()["embeddings"], dtype=np.float32)
 
     def peak_rss_mb(self) -> float:
-        return peak_rss_mb(self.proc.pid)
+        return peak_rss_mb(self.server.proc.pid)
 
     def close(self) -> None:
         self.client.close()
         self._http.close()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.server.stop()
 
 
 class InProcessTarget:

@@ -10,7 +10,6 @@ future with its own vector or with the batch's exception. The queue is bounded: 
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import deque

@@ -13,15 +13,12 @@ import base64
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
 import orjson
 import pytest
 
@@ -42,10 +39,7 @@ os.chdir(ROOT)
 sys.path.insert(0, str(ROOT))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from chutes_embeddings.devserver import free_port  # noqa: E402,F401  (tests import it from here)
 
 
 @pytest.fixture(scope="session")
@@ -122,38 +116,19 @@ def dev_call(test_client: Any) -> Call:
 def running_server(workdir: Path, env_extra: dict[str, str] | None = None, timeout_s: float = 180,
                    stop_signal: int = signal.SIGTERM):
     """``chutes run my_embeddings:chute --dev`` on a free loopback port, as ``make serve`` runs it."""
-    port, log_port = free_port(), free_port()
-    env = {**os.environ, "EMBEDDINGS_DATA_DIR": str(workdir / "data"), **(env_extra or {})}
-    env.pop("CHUTES_DEV_MODE", None)
+    from chutes_embeddings.devserver import start_dev_server
+
+    env = {"EMBEDDINGS_DATA_DIR": str(workdir / "data"), **(env_extra or {})}
     log_path = workdir / "server.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "chutes"), "run", "my_embeddings:chute", "--dev", "--host", "127.0.0.1",
-         "--port", str(port), "--logging-port", str(log_port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not become healthy: {log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.send_signal(stop_signal)
+    with open(log_path, "ab") as log:
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            server = start_dev_server(ROOT, env, log, timeout_s)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {log_path.read_text()[-3000:]}") from None
+        try:
+            yield server.url
+        finally:
+            server.stop(stop_signal)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from chutes_embeddings import AsyncEmbeddingsClient, EmbeddingsClient, InvalidInput, Overloaded
+from chutes_embeddings import AsyncEmbeddingsClient, EmbeddingsClient, EmbeddingsError, InvalidInput, Overloaded
 from chutes_embeddings.client import EmbeddingsConnectionError
 
 
@@ -95,9 +95,9 @@ def test_gives_up_after_max_retries_with_typed_error():
 def test_4xx_is_not_retried():
     handler, seen = _flaky_transport([422])
     with EmbeddingsClient("http://svc", backoff_s=0.001, transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(Exception):
+        with pytest.raises(EmbeddingsError) as err:
             c.health()
-    assert len(seen) == 1
+    assert len(seen) == 1 and err.value.status == 422
 
 
 def test_connection_refused_is_retried_then_raised():
@@ -113,7 +113,7 @@ def test_plain_text_error_body_becomes_typed_error():
         return httpx.Response(500, text="Internal Server Error")
 
     with EmbeddingsClient("http://svc", transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(Exception) as err:
+        with pytest.raises(EmbeddingsError) as err:
             c.info()
     assert err.value.status == 500 and "Internal Server Error" in str(err.value)
 

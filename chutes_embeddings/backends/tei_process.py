@@ -18,7 +18,6 @@ import signal
 import sys
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 
 import httpx

@@ -22,6 +22,7 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -130,6 +131,33 @@ class EmbeddedStore:
             self._local.db = db
         return db
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, committed (durably) on success, rolled back on error. Callers hold
+        ``_write_lock`` across it and the index update that follows, so the index takes writes in
+        commit order and only after they are committed."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @staticmethod
+    def _by_ids(db: sqlite3.Connection, sql: str, name: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` (with ``{marks}`` for the id list) for ids in chunks SQLite accepts."""
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows += db.execute(sql.format(marks=",".join("?" * len(chunk))), [name, *chunk]).fetchall()
+        return rows
+
+    def _bump_version(self, db: sqlite3.Connection, name: str) -> int:
+        db.execute("UPDATE collections SET version = version + 1 WHERE name = ?", (name,))
+        return self._row(name)[2]
+
     # --- collections -------------------------------------------------------------------------
     def _row(self, name: str) -> tuple[str, int, int]:
         row = self._db().execute("SELECT model, dimension, version FROM collections WHERE name = ?", (name,)).fetchone()
@@ -230,9 +258,7 @@ class EmbeddedStore:
         records = list({r.id: r for r in records}.values())  # one id once: the last one wins
         index = self._index(name)
         with self._write_lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as db:
                 db.executemany(
                     "INSERT INTO records (collection, id, text, metadata, vector) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
@@ -240,53 +266,28 @@ class EmbeddedStore:
                     [(name, r.id, r.text, json.dumps(r.metadata), np.asarray(r.vector, dtype=np.float32).tobytes())
                      for r in records],
                 )
-                rids = self._rids(db, name, [r.id for r in records])
-                db.execute("UPDATE collections SET version = version + 1 WHERE name = ?", (name,))
-                version = self._row(name)[2]
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            vectors = np.stack([np.asarray(r.vector, dtype=np.float32) for r in records])
+                found = dict(self._by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
+                                          name, [r.id for r in records]))
+                version = self._bump_version(db, name)
+            rids = np.fromiter((found[r.id] for r in records), dtype=np.int64, count=len(records))
             with index.lock:
-                index.vectors.upsert(rids, vectors)
+                index.vectors.upsert(rids, np.stack([np.asarray(r.vector, dtype=np.float32) for r in records]))
                 index.version = version
-            return len(index.vectors)
-
-    @staticmethod
-    def _rids(db: sqlite3.Connection, name: str, ids: Sequence[str]) -> np.ndarray:
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            found.update(db.execute(f"SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
-                                    [name, *chunk]).fetchall())
-        return np.fromiter((found[i] for i in ids), dtype=np.int64, count=len(ids))
+        return len(index.vectors)
 
     def delete(self, name: str, ids: Sequence[str] | None, where: Sequence[Condition] | None) -> int:
         check_collection_name(name)
         index = self._index(name)
         with self._write_lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as db:
                 if ids is not None:
-                    rows: list[tuple[int]] = []
-                    for start in range(0, len(ids), 500):
-                        chunk = list(ids[start : start + 500])
-                        marks = ",".join("?" * len(chunk))
-                        rows += db.execute(f"DELETE FROM records WHERE collection = ? AND id IN ({marks}) RETURNING rid",
-                                           [name, *chunk]).fetchall()
+                    rows = self._by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) "
+                                        "RETURNING rid", name, ids)
                 else:
                     sql, params = sqlite_where(where or [])
                     rows = db.execute(f"DELETE FROM records WHERE collection = ? AND {sql} RETURNING rid",
                                       [name, *params]).fetchall()
-                db.execute("UPDATE collections SET version = version + 1 WHERE name = ?", (name,))
-                version = self._row(name)[2]
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                version = self._bump_version(db, name)
             with index.lock:
                 index.vectors.remove(np.array([r[0] for r in rows], dtype=np.int64))
                 index.version = version
@@ -296,11 +297,9 @@ class EmbeddedStore:
         check_collection_name(name)
         self._row(name)
         with self._write_lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("DELETE FROM records WHERE collection = ?", (name,))
-            db.execute("DELETE FROM collections WHERE name = ?", (name,))
-            db.execute("COMMIT")
+            with self._transaction() as db:
+                db.execute("DELETE FROM records WHERE collection = ?", (name,))
+                db.execute("DELETE FROM collections WHERE name = ?", (name,))
             with self._indexes_lock:
                 self._indexes.pop(name, None)
             for path in self._index_paths(name):
@@ -342,15 +341,11 @@ class EmbeddedStore:
 
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:
         check_collection_name(name)
-        _, dimension, _ = self._row(name)
-        found: dict[str, Record] = {}
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            for rec_id, text, meta, vec in self._db().execute(
-                f"SELECT id, text, metadata, vector FROM records WHERE collection = ? AND id IN ({marks})", [name, *chunk]
-            ):
-                found[rec_id] = Record(rec_id, text, json.loads(meta), np.frombuffer(vec, dtype=np.float32).copy())
+        self._row(name)  # NotFound for an unknown collection
+        rows = self._by_ids(self._db(), "SELECT id, text, metadata, vector FROM records WHERE collection = ? "
+                            "AND id IN ({marks})", name, ids)
+        found = {rec_id: Record(rec_id, text, json.loads(meta), np.frombuffer(vec, dtype=np.float32).copy())
+                 for rec_id, text, meta, vec in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def export(self, name: str) -> Iterator[Record]:

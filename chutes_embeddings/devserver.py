@@ -1,0 +1,72 @@
+"""Start the chute locally the way ``make serve`` does, on a free loopback port (tests, benchmarks).
+
+    server = start_dev_server(project_root, {"EMBEDDINGS_STORE_URL": ...}, log_file)
+    ... httpx.get(f"{server.url}/health") ...
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class DevServer:
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> None:
+        """Send ``sig`` (SIGKILL to simulate a crash) and wait for the process to go."""
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def start_dev_server(root: Path, env: dict[str, str], log: IO[bytes], timeout_s: float = 300) -> DevServer:
+    """Run ``chutes run my_embeddings:chute --dev`` bound to 127.0.0.1 and wait for ``/health``.
+
+    Raises:
+        RuntimeError: the server exited or did not become healthy in time (see the log).
+    """
+    port = free_port()
+    full_env = {**os.environ, "CHUTES_EXECUTION_CONTEXT": "REMOTE", "HF_HUB_OFFLINE": "1", **env}
+    full_env.pop("CHUTES_DEV_MODE", None)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "chutes"), "run", "my_embeddings:chute", "--dev", "--host", "127.0.0.1",
+         "--port", str(port), "--logging-port", str(free_port())],
+        cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    server = DevServer(proc, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}; see {getattr(log, 'name', 'its log')}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            server.stop(signal.SIGKILL)
+            raise RuntimeError(f"the server was not healthy after {timeout_s:.0f} s; see {getattr(log, 'name', 'its log')}")
+        time.sleep(0.3)
