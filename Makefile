@@ -17,9 +17,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Each port gets its own embedded store (one process per store), all share the ONNX export cache;
+# EMBEDDINGS_DATA_DIR / EMBEDDINGS_MODEL_CACHE_DIR set in the environment win.
 serve: install
-	CHUTES_EXECUTION_CONTEXT=REMOTE HF_HUB_OFFLINE=1 $(VENV)/bin/chutes run my_embeddings:chute --dev \
-		--host 127.0.0.1 --port $(PORT) --logging-port $(LOGGING_PORT)
+	CHUTES_EXECUTION_CONTEXT=REMOTE HF_HUB_OFFLINE=1 \
+	EMBEDDINGS_DATA_DIR=$${EMBEDDINGS_DATA_DIR:-$(CURDIR)/data/port-$(PORT)} \
+	EMBEDDINGS_MODEL_CACHE_DIR=$${EMBEDDINGS_MODEL_CACHE_DIR:-$(CURDIR)/data/models} \
+	$(VENV)/bin/chutes run my_embeddings:chute --dev --host 127.0.0.1 --port $(PORT) --logging-port $(LOGGING_PORT)
 
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -29,7 +29,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--model-id", required=True)
     p.add_argument("--revision")
-    p.add_argument("--hostname", default="0.0.0.0")
+    p.add_argument("--hostname", default="127.0.0.1")  # TEI defaults to 0.0.0.0; a test tool need not
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--max-batch-tokens", type=int, default=16384)
     p.add_argument("--max-client-batch-size", type=int, default=32)
