@@ -250,6 +250,7 @@ class InfoResponse(BaseModel):
     cache: dict[str, Any]
     batching: dict[str, Any]
     limits: dict[str, int]
+    tei: dict[str, Any] | None = None
     version: str
 
 

@@ -55,8 +55,8 @@ class Collections:
                threshold: float | None) -> dict[str, Any]:
         """The best matches of one query in a stored collection."""
         where = parse_filter(filter_metadata)
-        self.store.describe(collection)  # NotFound before the forward pass
-        vector = self.engine.embed_vectors([query], field="query")
+        check_collection_name(collection)
+        vector = self.engine.embed_vectors([query], field="query")  # the store answers NotFound (404)
         hits = self.store.search(collection, vector, top_k, where, threshold)[0]
         results = [{"id": h.id, "text": h.text, "score": h.score, "rank": rank, "metadata": h.metadata}
                    for rank, h in enumerate(hits, start=1)]
