@@ -58,6 +58,7 @@ class Batcher:
         self.max_queue = max_queue
         self.overhead_tokens = overhead_tokens
         self._pending: deque[_Item] = deque()
+        self._pending_tokens = 0  # sum of tokens in _pending, kept as items come and go
         self._ready: deque[list[_Item]] = deque()  # packed batches of the current gathering
         self._in_ready = 0
         self._cond = threading.Condition()
@@ -104,6 +105,7 @@ class Batcher:
                     retry_after_s=1,
                 )
             self._pending.extend(items)
+            self._pending_tokens += sum(item.tokens for item in items)
             self._cond.notify()
         return [item.future for item in items]
 
@@ -139,14 +141,14 @@ class Batcher:
                     return self._take_ready()
             deadline = self._pending[0].enqueued + self.max_wait_s
             while not self._closed:
-                budget_used = sum(item.tokens for item in self._pending)
                 remaining = deadline - time.monotonic()
-                if budget_used >= self.max_batch_tokens or len(self._pending) >= self.max_batch_size or remaining <= 0:
+                if self._pending_tokens >= self.max_batch_tokens or len(self._pending) >= self.max_batch_size or remaining <= 0:
                     break
                 self._cond.wait(remaining)
                 if not self._pending:  # another worker took it
                     return []
             window = [self._pending.popleft() for _ in range(min(len(self._pending), 4 * self.max_batch_size))]
+            self._pending_tokens -= sum(item.tokens for item in window)
             packed = self._pack(window)
             self._ready.extend(packed)
             self._in_ready += len(window)

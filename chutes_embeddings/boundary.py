@@ -95,7 +95,7 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
             f"the request body is not valid JSON ({exc.__class__.__name__}); send a JSON object",
             field="body",
         ).to_body()
-        return JSONResponse(body and {"detail": body}, status_code=400)
+        return JSONResponse({"detail": body}, status_code=400)
     request_id = uuid.uuid4().hex[:12]
     logger.opt(exception=exc).error("unhandled error on {} (request {})", request.url.path, request_id)
     detail = EmbeddingsError(f"internal error; quote request id {request_id} when reporting it").to_body()

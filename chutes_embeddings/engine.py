@@ -334,10 +334,11 @@ def _start_tei(settings: Settings, binary: str, local: Backend) -> Backend:
     from .backends.failover import FailoverBackend
     from .backends.tei import TeiBackend, TeiUnavailable
     from .backends.tei_process import TeiLaunch, TeiSupervisor
+    from .devserver import free_port
 
     supervisor = TeiSupervisor(
         TeiLaunch(
-            binary=binary, model=settings.model, port=settings.tei_port, revision=settings.model_revision,
+            binary=binary, model=settings.model, port=settings.tei_port or free_port(), revision=settings.model_revision,
             max_batch_tokens=settings.tei_max_batch_tokens, max_client_batch_size=settings.tei_max_client_batch_size,
             max_concurrent_requests=settings.tei_max_concurrent_requests,
         )

@@ -65,7 +65,7 @@ class Settings:
     ann_nprobe: int = 32
     pg_pool_size: int = 10
     tei_binary: str = "text-embeddings-router"
-    tei_port: int = 3001
+    tei_port: int = 0  # 0: a free loopback port chosen at start (instances side by side never share a TEI)
     tei_max_batch_tokens: int = 16384
     tei_max_client_batch_size: int = 64
     tei_max_concurrent_requests: int = 512
@@ -78,7 +78,7 @@ class Settings:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"EMBEDDINGS_{name.upper()}={getattr(self, name)!r}: expected one of {allowed}")
         for name in ("cache_size", "max_batch_tokens", "max_batch_size", "max_queue", "tei_port"):
-            if getattr(self, name) < (0 if name == "cache_size" else 1):
+            if getattr(self, name) < (0 if name in ("cache_size", "tei_port") else 1):
                 raise ValueError(f"EMBEDDINGS_{name.upper()} must be positive, got {getattr(self, name)}")
 
     @classmethod

@@ -68,3 +68,15 @@ def test_image_renders_a_dockerfile_with_tei_and_the_project():
     assert [l for l in lines if l.startswith("WORKDIR")][-1] == "WORKDIR /app"
     assert "'torch==2.13.0'" in dockerfile and "ENV EMBEDDINGS_TEI_BINARY=text-embeddings-router" in lines
     assert "1.9.3" in result.stdout.split("TAG")[-1]
+
+
+def test_request_enums_match_the_engine():
+    """schemas.py must import without numpy, so it repeats these lists; they must not drift."""
+    from typing import get_args
+
+    import schemas
+    from chutes_embeddings.cluster import METHODS
+    from chutes_embeddings.vectors import POOLINGS
+
+    assert get_args(schemas.Pooling) == POOLINGS
+    assert get_args(schemas.ClusterMethod) == METHODS

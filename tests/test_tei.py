@@ -83,6 +83,19 @@ def test_requests_are_served_by_tei_split_to_its_cap_and_match_the_contract(tmp_
     assert info["backend"] == "tei" and info["tei"]["healthy"] and info["tei"]["version"] == "1.9.3-standin"
 
 
+def test_default_tei_port_is_a_free_one_per_instance(tmp_path, tei_engine, engine):
+    first = tei_engine(StandIn(tmp_path))
+    settings = Settings(model=engine.settings.model, tei_binary=str(StandIn(tmp_path).binary), data_dir=str(tmp_path),
+                        tei_startup_timeout_s=90.0, cache_size=0)
+    assert settings.tei_port == 0
+    second = start_engine(settings, S.LIMITS, model=engine.backend.model)
+    try:
+        assert second.backend.primary.base_url != first.backend.primary.base_url
+        assert second.health()["backend"] == "tei" and second.embed_vectors(["own TEI"]).shape == (1, 384)
+    finally:
+        second.close()
+
+
 def test_launched_on_loopback_with_explicit_flags_and_a_scrubbed_environment(tmp_path, tei_engine, monkeypatch):
     monkeypatch.setenv("HOSTNAME", "somebox")
     monkeypatch.setenv("PORT", "80")
@@ -93,7 +106,7 @@ def test_launched_on_loopback_with_explicit_flags_and_a_scrubbed_environment(tmp
     start = next(ev for ev in standin.events() if ev.get("event") == "start")
     argv = start["argv"]
     assert argv[argv.index("--hostname") + 1] == "127.0.0.1"
-    assert argv[argv.index("--port") + 1] == str(e.settings.tei_port)
+    assert e.backend.primary.base_url == f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
     assert argv[argv.index("--max-client-batch-size") + 1] == "16"
     assert argv[argv.index("--max-batch-tokens") + 1] == "2048"
     assert argv[argv.index("--model-id") + 1] == e.settings.model
