@@ -6,7 +6,8 @@ Deploy: ``chutes deploy my_embeddings:chute``. Run locally:
 Only this file is uploaded on deploy; ``schemas.py``, ``image.py`` and ``chutes_embeddings/``
 live in the image's WORKDIR. Module-level imports need only the ``chutes`` SDK: the engine
 (torch, numpy, ...) is imported by the startup hook. Each cord takes the raw JSON body,
-validates it (``cord_call``), calls the engine and returns a plain dict.
+validates it and calls the engine (``cord_call``) and returns a plain dict; the request guard
+installed by ``install_boundary`` sees every request first.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from chutes.chute import Chute, NodeSelector
 
 import schemas as S
-from chutes_embeddings.boundary import cord_call, install_error_handlers, run_cord
+from chutes_embeddings.boundary import cord_call, install_boundary, run_cord
 from image import image
 
 chute = Chute(
@@ -29,18 +30,29 @@ chute = Chute(
     node_selector=NodeSelector(gpu_count=1, min_vram_gb_per_gpu=16),
     concurrency=64,
 )
-install_error_handlers(chute)
+# Routes (public and the SDK's internal cord paths) whose requests queue forward passes: while
+# the engine is overloaded the request guard refuses them before their bodies are parsed.
+MODEL_WORK_PATHS: set[str] = set()
+install_boundary(chute, MODEL_WORK_PATHS)
 
 
-def _post(path: str, request_model: type, response_model: type) -> Any:
+def _post(path: str, request_model: type, response_model: type, uses_model: bool = True) -> Any:
     """The cord decorator for a POST route: the SDK sees a JSON schema, not a model to validate."""
-    return chute.cord(
+    cord = chute.cord(
         public_api_path=path,
         public_api_method="POST",
         input_schema=request_model.model_json_schema(),
         output_schema=response_model.model_json_schema(),
         output_content_type="application/json",
     )
+
+    def register(func: Any) -> Any:
+        declared = cord(func)  # sets cord.path, the SDK's internal path for this cord
+        if uses_model:
+            MODEL_WORK_PATHS.update((path, cord.path))
+        return declared
+
+    return register
 
 
 def _get(path: str, response_model: type) -> Any:
@@ -63,6 +75,7 @@ async def start(self: Any) -> None:
 
     settings = Settings.from_env()
     configure_logging(settings)
+    self.settings = settings  # read by the request guard (body limits, local-server rules)
     self.engine = start_engine(settings, S.LIMITS)
     store = open_store(settings.store_url, settings.data_path, **settings.store_options())
     self.collections = Collections(self.engine, store)
@@ -80,7 +93,7 @@ async def stop(self: Any) -> None:
 @_post("/embed", S.EmbedRequest, S.EmbedResponse)
 async def embed(self: Any, body: Any = None) -> dict:
     """Embed one text (one vector back) or a list of texts."""
-    return cord_call(
+    return await cord_call(
         S.EmbedRequest,
         body,
         lambda r: self.engine.embed(r.inputs, single=r.single, normalize=r.normalize, truncate=r.truncate, pooling=r.pooling),
@@ -90,7 +103,7 @@ async def embed(self: Any, body: Any = None) -> dict:
 @_post("/embed/batch", S.EmbedBatchRequest, S.EmbedBatchResponse)
 async def embed_batch(self: Any, body: Any = None) -> dict:
     """Embed up to 1000 texts; ``batch_size`` caps texts per forward pass."""
-    return cord_call(
+    return await cord_call(
         S.EmbedBatchRequest,
         body,
         lambda r: self.engine.embed_batch(r.texts, batch_size=r.batch_size, normalize=r.normalize),
@@ -100,7 +113,7 @@ async def embed_batch(self: Any, body: Any = None) -> dict:
 @_post("/similarity", S.SimilarityRequest, S.SimilarityResponse)
 async def similarity(self: Any, body: Any = None) -> dict:
     """Similarity of one source text to each target, best first."""
-    return cord_call(
+    return await cord_call(
         S.SimilarityRequest,
         body,
         lambda r: self.engine.similarity(r.source_text, r.target_texts, normalize=r.normalize),
@@ -110,13 +123,13 @@ async def similarity(self: Any, body: Any = None) -> dict:
 @_post("/rerank", S.RerankRequest, S.RerankResponse)
 async def rerank(self: Any, body: Any = None) -> dict:
     """Texts ordered by relevance to the query."""
-    return cord_call(S.RerankRequest, body, lambda r: self.engine.rerank(r.query, r.texts, top_k_=r.top_k))
+    return await cord_call(S.RerankRequest, body, lambda r: self.engine.rerank(r.query, r.texts, top_k_=r.top_k))
 
 
 @_post("/search", S.SearchRequest, S.SearchResponse)
 async def search(self: Any, body: Any = None) -> dict:
     """The best matches of a query in a corpus sent with it."""
-    return cord_call(
+    return await cord_call(
         S.SearchRequest,
         body,
         lambda r: self.engine.search(r.query, r.corpus, top_k_=r.top_k, threshold=r.threshold),
@@ -126,7 +139,7 @@ async def search(self: Any, body: Any = None) -> dict:
 @_post("/cluster", S.ClusterRequest, S.ClusterResponse)
 async def cluster(self: Any, body: Any = None) -> dict:
     """Group texts by meaning (k-means, agglomerative or HDBSCAN)."""
-    return cord_call(
+    return await cord_call(
         S.ClusterRequest,
         body,
         lambda r: self.engine.cluster(r.texts, n_clusters=r.n_clusters, method=r.method, max_clusters=S.MAX_CLUSTERS),
@@ -148,35 +161,35 @@ async def info(self: Any) -> dict:
 @_post("/store/add", S.StoreAddRequest, S.StoreAddResponse)
 async def store_add(self: Any, body: Any = None) -> dict:
     """Upsert texts into a collection; answered after the store has committed them."""
-    return cord_call(S.StoreAddRequest, body,
+    return await cord_call(S.StoreAddRequest, body,
                      lambda r: self.collections.add(r.collection, r.texts, r.ids, r.metadata))
 
 
 @_post("/store/search", S.StoreSearchRequest, S.StoreSearchResponse)
 async def store_search(self: Any, body: Any = None) -> dict:
     """Search a stored collection, optionally filtered by metadata."""
-    return cord_call(S.StoreSearchRequest, body,
+    return await cord_call(S.StoreSearchRequest, body,
                      lambda r: self.collections.search(r.collection, r.query, r.top_k, r.filter_metadata, r.threshold))
 
 
-@_post("/store/get", S.StoreGetRequest, S.StoreGetResponse)
+@_post("/store/get", S.StoreGetRequest, S.StoreGetResponse, uses_model=False)
 async def store_get(self: Any, body: Any = None) -> dict:
     """Fetch records by id."""
-    return cord_call(S.StoreGetRequest, body,
+    return await cord_call(S.StoreGetRequest, body,
                      lambda r: self.collections.get(r.collection, r.ids, r.include_vectors))
 
 
-@_post("/store/delete", S.StoreDeleteRequest, S.StoreDeleteResponse)
+@_post("/store/delete", S.StoreDeleteRequest, S.StoreDeleteResponse, uses_model=False)
 async def store_delete(self: Any, body: Any = None) -> dict:
     """Delete records by id or by a metadata filter."""
-    return cord_call(S.StoreDeleteRequest, body,
+    return await cord_call(S.StoreDeleteRequest, body,
                      lambda r: self.collections.delete(r.collection, r.ids, r.filter_metadata))
 
 
-@_post("/store/drop", S.StoreDropRequest, S.StoreDropResponse)
+@_post("/store/drop", S.StoreDropRequest, S.StoreDropResponse, uses_model=False)
 async def store_drop(self: Any, body: Any = None) -> dict:
     """Delete a collection and everything in it."""
-    return cord_call(S.StoreDropRequest, body, lambda r: self.collections.drop(r.collection))
+    return await cord_call(S.StoreDropRequest, body, lambda r: self.collections.drop(r.collection))
 
 
 @_get("/store/collections", S.CollectionsResponse)

@@ -232,11 +232,18 @@ class ClusterResponse(BaseModel):
     silhouette: float | None
 
 
+class HealthQueue(BaseModel):
+    depth: int
+    estimated_wait_s: float
+
+
 class HealthResponse(BaseModel):
-    status: str
+    status: Literal["ok", "degraded", "overloaded"]
     backend: Literal["tei", "local"]
     model: str
     dimension: int
+    queue: HealthQueue
+    reasons: list[str]
 
 
 class InfoResponse(BaseModel):

@@ -4,12 +4,18 @@ Cords run in many worker threads while there is one model. Callers ``submit`` te
 ``concurrent.futures.Future`` objects back; one worker thread gathers what is waiting (waiting at
 most ``max_wait_s`` for company when there is little), sorts it by length and splits it into batches of similar lengths (padding costs compute; so does
 each extra pass: see ``_pack``) within a padded-token budget and a size cap, runs the backend, and completes every
-future with its own vector or with the batch's exception. The queue is bounded: when it is full
-``submit`` raises ``Overloaded`` at once instead of growing without end.
+future with its own vector or with the batch's exception.
+
+Admission: the queue is bounded by a text count (``max_queue``) and by time: the batcher measures
+how fast it drains (padded tokens per second of forward passes) and, while what already waits
+would take longer than ``max_queue_wait_s`` to drain, ``admit``/``submit`` raise ``Overloaded``
+at once, with a ``retry_after_s`` from that estimate. Work whose caller has gone (its future was
+cancelled: the client disconnected or its deadline passed) is dropped before it reaches the model.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -22,7 +28,11 @@ from loguru import logger
 
 from .errors import BackendUnavailable, InvalidInput, Overloaded
 
-EmbedFn = Callable[[list[str], list[str], list[bool]], np.ndarray]
+# embed_fn(texts, poolings, truncates, token_ids): token_ids[i] is text i already tokenised
+# (truncated at the model's limit), or None when the caller did not tokenise.
+EmbedFn = Callable[[list[str], list[str], list[bool], list[Sequence[int] | None]], np.ndarray]
+RATE_SMOOTHING = 0.3  # weight of the newest batch in the drain-rate average
+MAX_RETRY_AFTER_S = 60
 
 
 @dataclass
@@ -32,8 +42,39 @@ class _Item:
     truncate: bool
     tokens: int
     max_batch: int
+    ids: Sequence[int] | None = None
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
+
+
+class Admission:
+    """Room reserved in a ``Batcher``'s queue by ``admit``; used up by ``submit`` or released."""
+
+    def __init__(self, batcher: "Batcher", texts: int, tokens: int) -> None:
+        self._batcher = batcher
+        self._texts = texts
+        self._tokens = tokens
+        self._held = True
+
+    def release_locked(self) -> bool:
+        """Give the room back (the batcher's lock held); False when it was already given back."""
+        if not self._held:
+            return False
+        self._held = False
+        self._batcher._reserved_texts -= self._texts
+        self._batcher._reserved_tokens -= self._tokens
+        return True
+
+    def release(self) -> None:
+        """Give the room back if ``submit`` did not use it."""
+        with self._batcher._cond:
+            self.release_locked()
+
+    def __enter__(self) -> "Admission":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class Batcher:
@@ -47,6 +88,7 @@ class Batcher:
         max_batch_size: int,
         max_wait_s: float,
         max_queue: int,
+        max_queue_wait_s: float = math.inf,
         workers: int = 1,
         overhead_tokens: int = 32,
         name: str = "batcher",
@@ -56,15 +98,23 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
+        self.max_queue_wait_s = max_queue_wait_s
         self.overhead_tokens = overhead_tokens
+        self.workers = workers
         self._pending: deque[_Item] = deque()
         self._pending_tokens = 0  # sum of tokens in _pending, kept as items come and go
         self._ready: deque[list[_Item]] = deque()  # packed batches of the current gathering
         self._in_ready = 0
+        self._ready_tokens = 0
+        self._reserved_texts = 0  # admitted, not yet submitted (see admit)
+        self._reserved_tokens = 0
         self._cond = threading.Condition()
         self._closed = False
+        self._tokens_per_s: float | None = None  # measured drain rate (all workers), None until a batch ran
         self.batches_run = 0
         self.items_run = 0
+        self.items_dropped = 0
+        self.refused = 0
         self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(workers)]
         for thread in self._threads:
             thread.start()
@@ -77,6 +127,8 @@ class Batcher:
         tokens: Sequence[int],
         max_batch: int | None = None,
         truncate: bool = True,
+        token_ids: Sequence[Sequence[int]] | None = None,
+        admitted: Admission | None = None,
     ) -> list[Future]:
         """Queue texts (all or none) and return one future per text, in order.
 
@@ -86,33 +138,83 @@ class Batcher:
             tokens: each text's token count (its cost in the budget; capped at the model limit).
             max_batch: at most this many texts per forward pass for these items.
             truncate: whether the backend may cut these texts at the model's token limit.
+            token_ids: each text already tokenised (and truncated), handed to the backend so
+                it does not tokenise again.
+            admitted: the place ``admit`` reserved for these texts (it is used up here); without
+                one the queue is checked now.
 
         Raises:
-            Overloaded: the queue cannot take all of them now.
+            Overloaded: the queue cannot take them now (see ``admit``).
             BackendUnavailable: the batcher is shut down.
         """
         cap = min(max_batch or self.max_batch_size, self.max_batch_size)
-        items = [_Item(t, p, truncate, max(1, n), cap) for t, p, n in zip(texts, poolings, tokens)]
+        ids: Sequence[Sequence[int] | None] = token_ids if token_ids is not None else [None] * len(texts)
+        items = [_Item(t, p, truncate, max(1, n), cap, i) for t, p, n, i in zip(texts, poolings, tokens, ids)]
         with self._cond:
-            if self._closed:
-                raise BackendUnavailable("the embedding engine is shutting down")
-            waiting = len(self._pending) + self._in_ready
-            if len(items) > self.max_queue - waiting:
-                raise Overloaded(
-                    f"{waiting} texts are waiting to be embedded and the queue holds "
-                    f"{self.max_queue}; retry shortly",
-                    limit=self.max_queue,
-                    retry_after_s=1,
-                )
+            if admitted is not None and admitted.release_locked():
+                if self._closed:
+                    raise BackendUnavailable("the embedding engine is shutting down")
+            else:
+                self._admit_locked(len(items), sum(item.tokens for item in items))
             self._pending.extend(items)
             self._pending_tokens += sum(item.tokens for item in items)
             self._cond.notify()
         return [item.future for item in items]
 
+    def admit(self, n: int, tokens: int) -> Admission:
+        """Reserve room for ``n`` texts of about ``tokens`` tokens, or raise ``Overloaded`` now.
+
+        A cheap early check, before the caller spends time tokenising: the reservation counts as
+        queued work (so concurrent callers cannot all pass an empty queue at once) until
+        ``submit`` uses it or it is released. Use it as a context manager (released on exit).
+        """
+        with self._cond:
+            self._admit_locked(n, tokens)
+            self._reserved_texts += n
+            self._reserved_tokens += tokens
+        return Admission(self, n, tokens)
+
+    def _admit_locked(self, n: int, tokens: int) -> None:
+        if self._closed:
+            raise BackendUnavailable("the embedding engine is shutting down")
+        waiting = self._waiting_locked()
+        wait_s = self._wait_locked()
+        if n > self.max_queue - waiting:
+            reason = f"{waiting} texts are waiting to be embedded and the queue holds {self.max_queue}"
+        elif waiting and wait_s > self.max_queue_wait_s:
+            reason = (f"the texts already waiting need about {wait_s:.1f} s of model time "
+                      f"(more than {self.max_queue_wait_s:g} s)")
+        else:
+            return
+        self.refused += 1
+        retry_after = min(MAX_RETRY_AFTER_S, max(1, math.ceil(wait_s)))
+        raise Overloaded(f"{reason}; retry in {retry_after} s", limit=self.max_queue, retry_after_s=retry_after)
+
+    def _waiting_locked(self) -> int:
+        return len(self._pending) + self._in_ready + self._reserved_texts
+
+    def _wait_locked(self) -> float:
+        if not self._tokens_per_s:
+            return 0.0
+        return (self._pending_tokens + self._ready_tokens + self._reserved_tokens) / self._tokens_per_s
+
+    @property
+    def estimated_wait_s(self) -> float:
+        """Seconds of model time the waiting texts need at the measured rate (0 before any batch)."""
+        with self._cond:
+            return self._wait_locked()
+
+    @property
+    def overloaded(self) -> bool:
+        """True while new work would be refused on time grounds."""
+        with self._cond:
+            return bool(self._waiting_locked()) and self._wait_locked() > self.max_queue_wait_s
+
     @property
     def queue_depth(self) -> int:
-        """Texts waiting now."""
-        return len(self._pending) + self._in_ready
+        """Texts waiting now (admitted ones still being tokenised included)."""
+        with self._cond:
+            return self._waiting_locked()
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop taking work, finish what is queued, and stop the worker."""
@@ -152,11 +254,13 @@ class Batcher:
             packed = self._pack(window)
             self._ready.extend(packed)
             self._in_ready += len(window)
+            self._ready_tokens += sum(item.tokens for item in window)
             return self._take_ready()
 
     def _take_ready(self) -> list[_Item]:
         batch = self._ready.popleft()
         self._in_ready -= len(batch)
+        self._ready_tokens -= sum(item.tokens for item in batch)
         if self._ready:
             self._cond.notify()  # another worker may run the next one
         return batch
@@ -190,19 +294,33 @@ class Batcher:
             start = best_end
         return batches
 
+    def _measure(self, batch: list[_Item], elapsed_s: float) -> None:
+        """Fold one batch into the drain rate (tokens/s over all workers) and the counters."""
+        rate = sum(item.tokens for item in batch) / max(elapsed_s, 1e-4) * self.workers
+        with self._cond:
+            self.batches_run += 1
+            self.items_run += len(batch)
+            old = self._tokens_per_s
+            self._tokens_per_s = rate if old is None else (1 - RATE_SMOOTHING) * old + RATE_SMOOTHING * rate
+
     def _run(self) -> None:
         while True:
             batch = self._take()
             if batch is None:
                 return
-            # callers that gave up (timed out) cost no compute
+            # callers that gave up (disconnected, timed out) cost no compute
             live = [it for it in batch if it.future.set_running_or_notify_cancel()]
+            if len(live) < len(batch):
+                with self._cond:
+                    self.items_dropped += len(batch) - len(live)
             if live:
                 self._run_batch(live)
 
     def _run_batch(self, batch: list[_Item]) -> None:
+        started = time.monotonic()
         try:
-            vectors = self._embed_fn([it.text for it in batch], [it.pooling for it in batch], [it.truncate for it in batch])
+            vectors = self._embed_fn([it.text for it in batch], [it.pooling for it in batch],
+                                     [it.truncate for it in batch], [it.ids for it in batch])
         except InvalidInput as exc:
             if len(batch) > 1:  # one caller's bad text must not fail the others
                 for item in batch:
@@ -215,7 +333,6 @@ class Batcher:
             for item in batch:
                 item.future.set_exception(exc)
             return
-        self.batches_run += 1
-        self.items_run += len(batch)
+        self._measure(batch, time.monotonic() - started)
         for item, row in zip(batch, vectors):
             item.future.set_result(row)

@@ -2,9 +2,18 @@
 
 Needs only httpx, tenacity and tqdm (no torch). Every cord has a method; errors raise the
 service's own exception classes (``chutes_embeddings.errors``) rebuilt from the response body,
-carrying ``status`` and the server's message. 429, 503 and connection failures are retried with
-exponential backoff. ``embed_batch`` takes any number of texts and splits them to the server's
-limit (read once from ``/info``).
+carrying ``status`` and the server's message.
+
+Retries: a request the server surely did not act on (connection refused, 429) is retried for any
+call; a failure after the request may have been acted on (503, a dropped connection) only for
+idempotent calls (all but ``store_drop``). The wait honours the server's ``Retry-After``, else
+backs off exponentially, and retries stop at ``max_retries`` or when the next wait would pass
+``retry_budget_s`` (default 60 s: longer than a server restart). A read timeout is not retried:
+``timeout`` is how long you are willing to wait for an answer.
+
+``embed_batch`` takes any number of texts and splits them to the server's limit (read once from
+``/info``); an error names the text by its index in your list and carries the vectors computed
+before it (``err.partial``), which ``embed_batch(..., resume_from=err.partial)`` continues from.
 
     >>> client = EmbeddingsClient("http://127.0.0.1:8000")
     >>> client.embed("hello")["dimension"]
@@ -14,23 +23,39 @@ limit (read once from ``/info``).
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import httpx
-from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+    stop_before_delay,
+)
 from tqdm.auto import tqdm
 
 from .errors import EmbeddingsError
 
-RETRY_STATUSES = (429, 503)
+MAX_BACKOFF_S = 8.0
+_TEXT_INDEX = re.compile(r"\btexts\[(\d+)\]")
 
 
 class EmbeddingsConnectionError(EmbeddingsError):
-    """The server could not be reached (after retries). ``status`` is 0: no answer came."""
+    """The server could not be reached or dropped the connection (after retries). ``status`` is 0."""
 
     status = 0
     error_type = "connection"
+
+
+class EmbeddingsTimeout(EmbeddingsConnectionError):
+    """No answer within the client's ``timeout`` (not retried: the server may still be working)."""
+
+    error_type = "timeout"
 
 
 @dataclass(frozen=True)
@@ -38,16 +63,50 @@ class _Call:
     method: str
     path: str
     json: dict[str, Any] | None = None
+    idempotent: bool = True  # False: retried only when the server surely did not act on it
 
 
 def _drop_none(**kwargs: Any) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, EmbeddingsConnectionError) or (
-        isinstance(exc, EmbeddingsError) and exc.status in RETRY_STATUSES
-    )
+def _not_sent(exc: BaseException) -> bool:
+    """True when the server cannot have acted on the request."""
+    return isinstance(exc, EmbeddingsError) and (exc.status == 429 or getattr(exc, "not_sent", False))
+
+
+def _may_retry(exc: BaseException, idempotent: bool) -> bool:
+    if isinstance(exc, EmbeddingsTimeout) or not isinstance(exc, EmbeddingsError):
+        return False
+    if _not_sent(exc):
+        return True
+    return idempotent and (exc.status == 503 or isinstance(exc, EmbeddingsConnectionError))
+
+
+def _transport_error(call: _Call, exc: httpx.TransportError) -> EmbeddingsError:
+    if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
+        return EmbeddingsTimeout(f"{call.method} {call.path}: no answer in time ({type(exc).__name__})")
+    err = EmbeddingsConnectionError(f"{call.method} {call.path}: {exc!r}")
+    err.not_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))  # type: ignore[attr-defined]
+    return err
+
+
+def shift_text_indices(err: EmbeddingsError, offset: int, partial: list[list[float]]) -> EmbeddingsError:
+    """Rename ``texts[i]`` to ``texts[i + offset]`` in an error from one chunk of a larger job,
+    and attach the vectors computed before it (``err.partial``)."""
+    def shift(text: Any) -> Any:
+        return _TEXT_INDEX.sub(lambda m: f"texts[{int(m.group(1)) + offset}]", text) if isinstance(text, str) else text
+
+    err.message = shift(err.message)
+    err.args = (err.message,)
+    err.field = shift(err.field)
+    if isinstance(err.extra.get("errors"), list):
+        err.extra["errors"] = [{**e, "field": shift(e.get("field"))} if isinstance(e, dict) else e
+                               for e in err.extra["errors"]]
+    match = _TEXT_INDEX.search(err.field or "")
+    err.index = int(match.group(1)) if match else None  # type: ignore[attr-defined]
+    err.partial = partial  # type: ignore[attr-defined]
+    return err
 
 
 class _ClientBase:
@@ -58,23 +117,33 @@ class _ClientBase:
         base_url: str,
         api_key: str | None = None,
         timeout: float = 120.0,
-        max_retries: int = 4,
+        max_retries: int = 10,
         backoff_s: float = 0.5,
+        retry_budget_s: float = 60.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_s = backoff_s
+        self.retry_budget_s = retry_budget_s
         self._batch_limit: int | None = None
 
-    def _retry_kwargs(self) -> dict[str, Any]:
+    def _retry_kwargs(self, call: _Call) -> dict[str, Any]:
         return {
-            "retry": retry_if_exception(_retryable),
-            "stop": stop_after_attempt(self.max_retries + 1),
-            "wait": wait_exponential(multiplier=self.backoff_s, max=8.0),
+            "retry": retry_if_exception(lambda exc: _may_retry(exc, call.idempotent)),
+            "stop": stop_any(stop_after_attempt(self.max_retries + 1), stop_before_delay(self.retry_budget_s)),
+            "wait": self._wait_s,
             "reraise": True,
         }
+
+    def _wait_s(self, state: RetryCallState) -> float:
+        """The server's Retry-After when it sent one, else exponential backoff."""
+        exc = state.outcome.exception() if state.outcome else None
+        hint = getattr(exc, "retry_after_s", None)
+        if hint:
+            return float(hint)
+        return min(self.backoff_s * 2 ** (state.attempt_number - 1), MAX_BACKOFF_S)
 
     @staticmethod
     def _decode(response: httpx.Response) -> Any:
@@ -83,7 +152,10 @@ class _ClientBase:
         except ValueError:
             body = response.text
         if response.status_code >= 400:
-            raise EmbeddingsError.from_body(response.status_code, body)
+            err = EmbeddingsError.from_body(response.status_code, body)
+            retry_after = response.headers.get("Retry-After", "")
+            err.retry_after_s = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None  # type: ignore[attr-defined]
+            raise err
         return body
 
     # request builders shared by both clients ---------------------------------------------
@@ -135,8 +207,14 @@ class _ClientBase:
                                                          filter_metadata=filter_metadata))
 
     @staticmethod
-    def _chunks(texts: Sequence[str], size: int) -> list[Sequence[str]]:
-        return [texts[i : i + size] for i in range(0, len(texts), size)]
+    def _store_drop(collection: str) -> _Call:
+        # a retry after the drop happened would answer 404: only retried when surely not sent
+        return _Call("POST", "/store/drop", {"collection": collection}, idempotent=False)
+
+    @staticmethod
+    def _chunks(texts: Sequence[str], size: int, start: int = 0) -> list[tuple[int, Sequence[str]]]:
+        """(offset, chunk) pairs covering ``texts[start:]``."""
+        return [(i, texts[i : i + size]) for i in range(start, len(texts), size)]
 
 
 class EmbeddingsClient(_ClientBase):
@@ -146,13 +224,15 @@ class EmbeddingsClient(_ClientBase):
         base_url: e.g. ``http://127.0.0.1:8000`` or the chute's public URL.
         api_key: sent as ``Authorization: Bearer <api_key>``.
         timeout: seconds per request.
-        max_retries: retries of 429/503/connection failures.
+        max_retries: retries at most (see the module docstring for which failures are retried).
         transport: an httpx transport (tests inject ``httpx.MockTransport``).
+        retry_budget_s: no retry starts once waiting for it would pass this many seconds.
     """
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0,
-                 max_retries: int = 4, backoff_s: float = 0.5, transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(base_url, api_key, timeout, max_retries, backoff_s)
+                 max_retries: int = 10, backoff_s: float = 0.5, transport: httpx.BaseTransport | None = None,
+                 retry_budget_s: float = 60.0) -> None:
+        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s)
         self._http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport)
 
     def __enter__(self) -> "EmbeddingsClient":
@@ -165,12 +245,12 @@ class EmbeddingsClient(_ClientBase):
         self._http.close()
 
     def _send(self, call: _Call) -> Any:
-        for attempt in Retrying(**self._retry_kwargs()):
+        for attempt in Retrying(**self._retry_kwargs(call)):
             with attempt:
                 try:
                     response = self._http.request(call.method, call.path, json=call.json)
                 except httpx.TransportError as exc:
-                    raise EmbeddingsConnectionError(f"{call.method} {call.path}: {exc!r}") from exc
+                    raise _transport_error(call, exc) from exc
                 return self._decode(response)
 
     def embed(self, inputs: str | Sequence[str], normalize: bool = True, truncate: bool = True,
@@ -179,14 +259,27 @@ class EmbeddingsClient(_ClientBase):
         return self._send(self._embed(inputs, normalize, truncate, pooling))
 
     def embed_batch(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True,
-                    progress: bool = False) -> list[list[float]]:
-        """Embed any number of texts through /embed/batch, split to the server's limit, in input order."""
+                    progress: bool = False, resume_from: Sequence[list[float]] | None = None) -> list[list[float]]:
+        """Embed any number of texts through /embed/batch, split to the server's limit, in input order.
+
+        Args:
+            resume_from: vectors of ``texts[:len(resume_from)]`` from an earlier call (an error's
+                ``partial``); only the rest is sent.
+
+        Raises:
+            EmbeddingsError: naming the failing text by its index in ``texts``, with the vectors
+                computed before it in ``err.partial``.
+        """
         limit = self._batch_limit or self.info()["limits"]["max_batch_texts"]
         self._batch_limit = limit
-        vectors: list[list[float]] = []
-        with tqdm(total=len(texts), disable=not progress, unit="text") as bar:
-            for chunk in self._chunks(texts, limit):
-                vectors.extend(self._send(self._embed_batch_chunk(chunk, batch_size, normalize))["embeddings"])
+        vectors: list[list[float]] = list(resume_from or [])
+        with tqdm(total=len(texts), initial=len(vectors), disable=not progress, unit="text") as bar:
+            for offset, chunk in self._chunks(texts, limit, len(vectors)):
+                try:
+                    body = self._send(self._embed_batch_chunk(chunk, batch_size, normalize))
+                except EmbeddingsError as err:
+                    raise shift_text_indices(err, offset, vectors) from None
+                vectors.extend(body["embeddings"])
                 bar.update(len(chunk))
         return vectors
 
@@ -235,7 +328,7 @@ class EmbeddingsClient(_ClientBase):
 
     def store_drop(self, collection: str) -> dict[str, Any]:
         """POST /store/drop."""
-        return self._send(_Call("POST", "/store/drop", {"collection": collection}))
+        return self._send(self._store_drop(collection))
 
     def store_collections(self) -> dict[str, Any]:
         """GET /store/collections."""
@@ -246,9 +339,9 @@ class AsyncEmbeddingsClient(_ClientBase):
     """The asyncio twin of ``EmbeddingsClient`` (same methods, awaited)."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0,
-                 max_retries: int = 4, backoff_s: float = 0.5, transport: httpx.AsyncBaseTransport | None = None,
-                 max_concurrency: int = 4) -> None:
-        super().__init__(base_url, api_key, timeout, max_retries, backoff_s)
+                 max_retries: int = 10, backoff_s: float = 0.5, transport: httpx.AsyncBaseTransport | None = None,
+                 max_concurrency: int = 4, retry_budget_s: float = 60.0) -> None:
+        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport)
         self.max_concurrency = max_concurrency
 
@@ -262,12 +355,12 @@ class AsyncEmbeddingsClient(_ClientBase):
         await self._http.aclose()
 
     async def _send(self, call: _Call) -> Any:
-        async for attempt in AsyncRetrying(**self._retry_kwargs()):
+        async for attempt in AsyncRetrying(**self._retry_kwargs(call)):
             with attempt:
                 try:
                     response = await self._http.request(call.method, call.path, json=call.json)
                 except httpx.TransportError as exc:
-                    raise EmbeddingsConnectionError(f"{call.method} {call.path}: {exc!r}") from exc
+                    raise _transport_error(call, exc) from exc
                 return self._decode(response)
 
     async def embed(self, inputs: str | Sequence[str], normalize: bool = True, truncate: bool = True,
@@ -275,12 +368,14 @@ class AsyncEmbeddingsClient(_ClientBase):
         return await self._send(self._embed(inputs, normalize, truncate, pooling))
 
     async def embed_batch(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True,
-                          progress: bool = False) -> list[list[float]]:
-        """Like the sync version; up to ``max_concurrency`` chunks are in flight at once."""
+                          progress: bool = False, resume_from: Sequence[list[float]] | None = None) -> list[list[float]]:
+        """Like the sync version; up to ``max_concurrency`` chunks are in flight at once. On an
+        error, ``err.partial`` holds the vectors of the chunks before the first failed one."""
         limit = self._batch_limit or (await self.info())["limits"]["max_batch_texts"]
         self._batch_limit = limit
+        vectors: list[list[float]] = list(resume_from or [])
         gate = asyncio.Semaphore(self.max_concurrency)
-        with tqdm(total=len(texts), disable=not progress, unit="text") as bar:
+        with tqdm(total=len(texts), initial=len(vectors), disable=not progress, unit="text") as bar:
 
             async def one(chunk: Sequence[str]) -> list[list[float]]:
                 async with gate:
@@ -288,8 +383,15 @@ class AsyncEmbeddingsClient(_ClientBase):
                 bar.update(len(chunk))
                 return body["embeddings"]
 
-            parts = await asyncio.gather(*(one(c) for c in self._chunks(texts, limit)))
-        return [vec for part in parts for vec in part]
+            chunks = self._chunks(texts, limit, len(vectors))
+            parts = await asyncio.gather(*(one(c) for _, c in chunks), return_exceptions=True)
+        for (offset, _), part in zip(chunks, parts):
+            if isinstance(part, BaseException):
+                if isinstance(part, EmbeddingsError):
+                    raise shift_text_indices(part, offset, vectors) from None
+                raise part
+            vectors.extend(part)
+        return vectors
 
     async def similarity(self, source_text: str, target_texts: Sequence[str], normalize: bool = True) -> dict[str, Any]:
         return await self._send(self._similarity(source_text, target_texts, normalize))
@@ -327,7 +429,7 @@ class AsyncEmbeddingsClient(_ClientBase):
         return await self._send(self._store_delete(collection, ids, filter_metadata))
 
     async def store_drop(self, collection: str) -> dict[str, Any]:
-        return await self._send(_Call("POST", "/store/drop", {"collection": collection}))
+        return await self._send(self._store_drop(collection))
 
     async def store_collections(self) -> dict[str, Any]:
         return await self._send(_Call("GET", "/store/collections"))

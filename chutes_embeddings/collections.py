@@ -9,6 +9,7 @@ from .engine import Engine
 from .errors import InvalidInput
 from .store import CollectionInfo, Record, VectorStore, check_collection_name
 from .store.filters import parse_filter
+from .store.metadata import encode_metadata
 
 
 def text_id(text: str) -> str:
@@ -40,7 +41,10 @@ class Collections:
                 raise InvalidInput(f"metadata has {len(metadata)} entries for {len(texts)} texts; send one per text "
                                    "or one object for all", field="metadata", limit=len(texts))
             metas = [dict(m) for m in metadata]
+            for i, meta in enumerate(metas):
+                encode_metadata(meta, ("metadata", i))
         else:
+            encode_metadata(metadata or {}, ("metadata",))
             metas = [dict(metadata or {}) for _ in texts]
         record_ids = list(ids) if ids is not None else [text_id(t) for t in texts]
         # fail fast on a model/dimension conflict, before spending a forward pass

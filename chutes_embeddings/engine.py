@@ -8,6 +8,7 @@ batcher (one forward pass shared by concurrent callers); the verbs turn them int
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import time
 from typing import Any, Sequence
 
@@ -16,13 +17,20 @@ from loguru import logger
 
 from . import __version__
 from .backends import Backend
-from .batcher import Batcher
+from .batcher import Admission, Batcher
 from .cache import EmbeddingCache
+from .caller import current_scope
 from .cluster import cluster as run_clustering
 from .errors import BackendUnavailable, EmbeddingsError, InvalidInput
+from .payload import MAX_JSON_DEPTH
 from .settings import Settings
+from .store.filters import MAX_FILTER_KEYS, MAX_IN_VALUES
+from .store.metadata import MAX_METADATA_BYTES, MAX_METADATA_KEYS
 from .similarity import scores, top_k
 from .vectors import POOLINGS, normalize as l2_normalize
+
+
+CHARS_PER_TOKEN = 4  # admission's estimate of a text's cost before it is tokenised
 
 
 class Engine:
@@ -31,7 +39,7 @@ class Engine:
     Args:
         settings: the service settings.
         backend: what serves forward passes (local, TEI, or TEI with local fallback).
-        token_counter: counts tokens per text with the model's tokenizer (no truncation).
+        tokenizer: tokenises texts once: (ids cut at the model's limit, full token counts).
         limits: request limits to report in /info.
         batches_in_flight: forward passes the batcher runs at once (1 for a local model).
         batch_overhead_tokens: the cost of one more pass in padded tokens (default: the setting).
@@ -41,14 +49,14 @@ class Engine:
         self,
         settings: Settings,
         backend: Backend,
-        token_counter: Any,
+        tokenizer: Any,
         limits: dict[str, int] | None = None,
         batches_in_flight: int = 1,
         batch_overhead_tokens: int | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
-        self._count_tokens = token_counter
+        self._tokenize = tokenizer
         self.limits = dict(limits or {})
         self.cache = EmbeddingCache(settings.cache_size)
         self.batcher = Batcher(
@@ -57,6 +65,7 @@ class Engine:
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.batch_wait_ms / 1000.0,
             max_queue=settings.max_queue,
+            max_queue_wait_s=settings.max_queue_wait_s,
             workers=batches_in_flight,
             overhead_tokens=settings.batch_overhead_tokens if batch_overhead_tokens is None else batch_overhead_tokens,
         )
@@ -87,6 +96,12 @@ class Engine:
     ) -> np.ndarray:
         """Embed texts (cache first, then shared forward passes), in input order.
 
+        The steps, in this order: check the options; look each text up in the cache; admit the
+        misses (``Overloaded`` at once when the queue is full, before any tokenising); tokenise
+        once (the misses, and with ``truncate=False`` every text, so a cached vector never
+        answers an input over the limit); queue the misses, with their token ids, for shared
+        forward passes; normalise.
+
         Args:
             texts: the texts, as given (nothing is rewritten).
             pooling: a mode from ``POOLINGS``; None uses the model's own.
@@ -106,8 +121,7 @@ class Engine:
         mode = pooling or self.backend.default_pooling
         if mode not in POOLINGS:
             raise InvalidInput(f"pooling {mode!r} is not one of {list(POOLINGS)}", field="pooling", limit=list(POOLINGS))
-        keys = [(self.model_id, mode, text) for text in texts]
-        found = self.cache.get_many(keys)
+        found = self.cache.get_many([(self.model_id, mode, text) for text in texts])
         missing: dict[str, list[int]] = {}
         for i, (text, vec) in enumerate(zip(texts, found)):
             if vec is None:
@@ -116,30 +130,60 @@ class Engine:
         for i, vec in enumerate(found):
             if vec is not None:
                 out[i] = vec
-        if missing:
-            unique = list(missing)
-            vectors = self._compute(unique, [missing[t][0] for t in unique], mode, truncate, max_batch, field)
-            self.cache.put_many([(self.model_id, mode, t) for t in unique], vectors)
-            for text, row in zip(unique, vectors):
-                out[missing[text]] = row
+        with self._admit(missing) as admitted:
+            first_seen: dict[str, int] = {}
+            if not truncate:
+                for i, text in enumerate(texts):
+                    first_seen.setdefault(text, i)
+            to_tokenize = list(first_seen) if not truncate else list(missing)
+            ids, counts = self._tokenize(to_tokenize) if to_tokenize else ([], [])
+            if not truncate:
+                self._check_token_limit(to_tokenize, counts, first_seen, field)
+            if missing:
+                unique = list(missing)
+                encoded = dict(zip(to_tokenize, zip(ids, counts)))
+                vectors = self._compute(unique, [encoded[t] for t in unique], mode, truncate, max_batch, admitted)
+                self.cache.put_many([(self.model_id, mode, t) for t in unique], vectors)
+                for text, row in zip(unique, vectors):
+                    out[missing[text]] = row
         return l2_normalize(out) if normalize else out
 
-    def _compute(
-        self, texts: list[str], positions: list[int], mode: str, truncate: bool, max_batch: int | None, field: str
-    ) -> np.ndarray:
+    def refuse_if_overloaded(self) -> None:
+        """Raise ``Overloaded`` (with ``retry_after_s``) if new model work would be refused now;
+        the HTTP guard asks before parsing a request's body."""
+        self.batcher.admit(0, 0)
+
+    def _admit(self, texts: Sequence[str]) -> Any:
+        """A place in the batch queue for these texts (``Overloaded`` now if there is none), sized
+        before tokenising by a cheap estimate: ~4 characters a token, at most the model's limit."""
+        if not texts:
+            return contextlib.nullcontext()
         limit = self.backend.max_input_tokens
-        counts = self._count_tokens(texts)
-        if not truncate:
-            for pos, n in zip(positions, counts):
-                if n > limit:
-                    raise InvalidInput(
-                        f"{field}[{pos}] has {n} tokens; the model accepts at most {limit}. "
-                        "Send truncate=true to embed its first tokens, or split the text.",
-                        field=f"{field}[{pos}]",
-                        limit=limit,
-                        tokens=n,
-                    )
-        futures = self.batcher.submit(texts, [mode] * len(texts), [min(n, limit) for n in counts], max_batch, truncate)
+        return self.batcher.admit(len(texts), sum(min(limit, len(t) // CHARS_PER_TOKEN + 2) for t in texts))
+
+    def _check_token_limit(self, texts: list[str], counts: list[int], position: dict[str, int], field: str) -> None:
+        limit = self.backend.max_input_tokens
+        for text, n in zip(texts, counts):
+            if n > limit:
+                pos = position[text]
+                raise InvalidInput(
+                    f"{field}[{pos}] has {n} tokens; the model accepts at most {limit}. "
+                    "Send truncate=true to embed its first tokens, or split the text.",
+                    field=f"{field}[{pos}]",
+                    limit=limit,
+                    tokens=n,
+                )
+
+    def _compute(
+        self, texts: list[str], encoded: list[tuple[list[int], int]], mode: str, truncate: bool, max_batch: int | None,
+        admitted: Admission | None,
+    ) -> np.ndarray:
+        token_ids = [ids for ids, _ in encoded]
+        futures = self.batcher.submit(texts, [mode] * len(texts), [len(ids) for ids in token_ids], max_batch, truncate,
+                                      token_ids, admitted)
+        scope = current_scope()
+        if scope is not None:
+            scope.track(futures)
         deadline = time.monotonic() + self.settings.request_timeout_s
         try:
             rows = [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
@@ -149,7 +193,7 @@ class Engine:
             raise BackendUnavailable(
                 f"no answer from the model within {self.settings.request_timeout_s:.0f} s; retry later"
             ) from None
-        except EmbeddingsError:
+        except (EmbeddingsError, cf.CancelledError):
             for f in futures:
                 f.cancel()
             raise
@@ -250,14 +294,44 @@ class Engine:
             "silhouette": result.silhouette,
         }
 
-    def health(self) -> dict[str, Any]:
-        """/health: whether we can serve, from which backend."""
-        ok = self.backend.healthy()
+    def service_limits(self) -> dict[str, int]:
+        """Limits the engine, the store and the HTTP layer enforce (request models' come in ``limits``)."""
         return {
-            "status": "ok" if ok else "degraded",
+            "max_body_bytes": self.settings.max_body_bytes,
+            "max_json_depth": MAX_JSON_DEPTH,
+            "max_filter_keys": MAX_FILTER_KEYS,
+            "max_in_values": MAX_IN_VALUES,
+            "max_metadata_bytes": MAX_METADATA_BYTES,
+            "max_metadata_keys": MAX_METADATA_KEYS,
+        }
+
+    def health(self) -> dict[str, Any]:
+        """/health: whether we can serve, from which backend, and why not fully when we cannot.
+
+        ``status`` is ``ok``; ``degraded`` when a backend is down and a fallback answers (TEI not
+        serving) or the backend reports itself unhealthy; ``overloaded`` while new work is refused
+        with 429. The HTTP status stays 200: the process is alive and answers what it can.
+        """
+        reasons: list[str] = []
+        status = "ok"
+        if not self.backend.healthy():
+            status = "degraded"
+            reasons.append("the backend reports itself unhealthy")
+        if getattr(self.backend, "serving_tei", None) is False:
+            status = "degraded"
+            reasons.append("TEI is not serving (down, restarting or its circuit is open); the local model answers")
+        wait_s = self.batcher.estimated_wait_s
+        if self.batcher.overloaded:
+            status = "overloaded"
+            reasons.append(f"the queue needs about {wait_s:.1f} s of model time to drain (more than "
+                           f"{self.settings.max_queue_wait_s:g} s): new work is refused with 429")
+        return {
+            "status": status,
             "backend": self.backend.kind,
             "model": self.model_id,
             "dimension": self.dimension,
+            "queue": {"depth": self.batcher.queue_depth, "estimated_wait_s": round(wait_s, 3)},
+            "reasons": reasons,
         }
 
     def info(self) -> dict[str, Any]:
@@ -276,11 +350,15 @@ class Engine:
                 "max_batch_size": self.settings.max_batch_size,
                 "batch_wait_ms": self.settings.batch_wait_ms,
                 "max_queue": self.settings.max_queue,
+                "max_queue_wait_s": self.settings.max_queue_wait_s,
                 "queue_depth": self.batcher.queue_depth,
+                "estimated_wait_s": round(self.batcher.estimated_wait_s, 3),
                 "batches_run": self.batcher.batches_run,
                 "texts_run": self.batcher.items_run,
+                "texts_dropped": self.batcher.items_dropped,
+                "requests_refused": self.batcher.refused,
             },
-            "limits": self.limits,
+            "limits": {**self.limits, **self.service_limits()},
             "tei": self.backend.status() if hasattr(self.backend, "status") else None,
             "version": __version__,
         }
@@ -322,7 +400,7 @@ def start_engine(settings: Settings, limits: dict[str, int] | None = None, model
     if binary is not None:
         backend = _start_tei(settings, binary, local)
         in_flight, overhead = TEI_BATCHES_IN_FLIGHT, settings.max_batch_tokens  # TEI re-batches: send big batches
-    engine = Engine(settings, backend, model.count_tokens, limits, in_flight, overhead)
+    engine = Engine(settings, backend, model.tokenize, limits, in_flight, overhead)
     logger.info(
         "engine ready: model={} backend={} runtime={} dim={} in {:.1f}s",
         engine.model_id, backend.kind, backend.runtime, engine.dimension, time.monotonic() - started,

@@ -5,11 +5,17 @@ HTTP layer sends and ``from_body()`` is how the client rebuilds the same class. 
 the project knows a status code.
 
     EmbeddingsError (500 internal)
-    +-- InvalidInput (422 invalid_input)       the request broke a rule; names the field and limit
-    +-- NotFound (404 not_found)                a collection or record that does not exist
-    +-- Conflict (409 conflict)                 e.g. vectors of another model or dimension
-    +-- Overloaded (429 overloaded)             queue full; retry after a moment
-    +-- BackendUnavailable (503 unavailable)    no backend (or store) can serve right now
+    +-- InvalidInput (422 invalid_input)           the request broke a rule; names the field and limit
+    |   +-- MalformedRequest (400 malformed_request)  the body is not JSON, too deep, a number too long
+    |   +-- PayloadTooLarge (413 payload_too_large)   the body is over EMBEDDINGS_MAX_BODY_BYTES
+    |   +-- UnsupportedMediaType (415 unsupported_media_type)  a local-server POST that is not JSON
+    +-- Forbidden (403 forbidden)                   a local-server request for a host that is not loopback
+    +-- NotFound (404 not_found)                    a route, collection or record that does not exist
+    +-- MethodNotAllowed (405 method_not_allowed)   a route asked with the wrong method
+    +-- RequestTimeout (408 request_timeout)        the body did not arrive in time
+    +-- Conflict (409 conflict)                     e.g. vectors of another model or dimension
+    +-- Overloaded (429 overloaded)                 queue full; retry after ``retry_after_s``
+    +-- BackendUnavailable (503 unavailable)        no backend (or store) can serve right now
 """
 
 from __future__ import annotations
@@ -65,8 +71,50 @@ class InvalidInput(EmbeddingsError):
     error_type = "invalid_input"
 
 
+class MalformedRequest(InvalidInput):
+    """The body cannot be read as JSON within the limits (syntax, nesting depth, number length)."""
+
+    status = 400
+    error_type = "malformed_request"
+
+
+class PayloadTooLarge(InvalidInput):
+    """The body is larger than the service accepts."""
+
+    status = 413
+    error_type = "payload_too_large"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The body is not declared as JSON."""
+
+    status = 415
+    error_type = "unsupported_media_type"
+
+
+class Forbidden(EmbeddingsError):
+    """The request is refused whatever its body (e.g. a non-loopback Host on the local server)."""
+
+    status = 403
+    error_type = "forbidden"
+
+
+class MethodNotAllowed(EmbeddingsError):
+    """The route exists but not for this method."""
+
+    status = 405
+    error_type = "method_not_allowed"
+
+
+class RequestTimeout(EmbeddingsError):
+    """The request body did not arrive within the time allowed."""
+
+    status = 408
+    error_type = "request_timeout"
+
+
 class NotFound(EmbeddingsError):
-    """A named thing (collection, record) does not exist."""
+    """A named thing (route, collection, record) does not exist."""
 
     status = 404
     error_type = "not_found"

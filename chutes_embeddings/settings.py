@@ -57,7 +57,14 @@ class Settings:
     # while padding costs more than this (measured ~28 on a 2-core CPU with ONNX Runtime).
     batch_overhead_tokens: int = 32
     max_queue: int = 16_384
+    # Admission: while the texts already waiting would take longer than this to drain (at the
+    # measured rate), new work is refused with 429 at once, before it is tokenised.
+    max_queue_wait_s: float = 2.0
     request_timeout_s: float = 120.0
+    # HTTP: bodies larger than this are refused with 413 before they are read; a body must arrive
+    # within body_timeout_s (408).
+    max_body_bytes: int = 16 * 1024 * 1024
+    body_timeout_s: float = 30.0
     torch_threads: int = 0
     store_url: str = ""
     pg_ef_search: int = 100
@@ -72,12 +79,15 @@ class Settings:
     tei_startup_timeout_s: float = 600.0
     log_level: str = "INFO"
     log_json: bool = False
+    # Not an EMBEDDINGS_* variable: `chutes run --dev` (make serve, tests) sets CHUTES_DEV_MODE.
+    # The local server then hides the SDK's /_* routes, wants JSON bodies and a loopback Host.
+    local_server: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"EMBEDDINGS_{name.upper()}={getattr(self, name)!r}: expected one of {allowed}")
-        for name in ("cache_size", "max_batch_tokens", "max_batch_size", "max_queue", "tei_port"):
+        for name in ("cache_size", "max_batch_tokens", "max_batch_size", "max_queue", "tei_port", "max_body_bytes"):
             if getattr(self, name) < (0 if name in ("cache_size", "tei_port") else 1):
                 raise ValueError(f"EMBEDDINGS_{name.upper()} must be positive, got {getattr(self, name)}")
 
@@ -90,7 +100,10 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
+        values["local_server"] = env.get("CHUTES_DEV_MODE", "").lower() == "true"
         for f in fields(cls):
+            if f.name == "local_server":
+                continue
             raw = env.get(f"EMBEDDINGS_{f.name.upper()}")
             if raw is None or raw == "":
                 continue

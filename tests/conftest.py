@@ -79,7 +79,8 @@ def st_model(engine: Any) -> Any:
 def test_client(chute_app: Any) -> Any:
     from starlette.testclient import TestClient
 
-    with TestClient(chute_app, raise_server_exceptions=False) as client:
+    # the local server answers loopback host names only
+    with TestClient(chute_app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
         yield client
 
 
@@ -87,9 +88,11 @@ Call = Callable[..., tuple[int, Any]]
 
 
 def _make_call(client: Any, production: bool) -> Call:
-    def call(method: str, path: str, json: Any = None, content: bytes | None = None) -> tuple[int, Any]:
-        headers = {"x-test-production": "1"} if production else {}
+    def call(method: str, path: str, json: Any = None, content: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        headers = {**({"x-test-production": "1"} if production else {}), **(headers or {})}
         if content is not None:
+            headers.setdefault("content-type", "application/json")
             response = client.request(method, path, content=content, headers=headers)
         else:
             response = client.request(method, path, json=json, headers=headers)
@@ -133,7 +136,8 @@ def running_server(workdir: Path, env_extra: dict[str, str] | None = None, timeo
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: Any) -> str:
-    with running_server(tmp_path_factory.mktemp("live")) as url:
+    # a short body timeout so the slow-body test need not wait the default 30 s
+    with running_server(tmp_path_factory.mktemp("live"), {"EMBEDDINGS_BODY_TIMEOUT_S": "2"}) as url:
         yield url
 
 
@@ -143,7 +147,10 @@ def pg_url(tmp_path_factory: Any) -> str:
     workdir = Path(tempfile.mkdtemp(prefix="embeddings-pg-"))
     script = ROOT / "scripts" / "pg-test-server"
     env = {**os.environ, "PYTHON": sys.executable}
-    url = subprocess.run([str(script), "start", str(workdir)], env=env, check=True, capture_output=True,
-                         text=True).stdout.strip().splitlines()[-1]
+    started = subprocess.run([str(script), "start", str(workdir)], env=env, capture_output=True, text=True)
+    if started.returncode != 0:  # e.g. a pgvector that dies with SIGILL on this CPU: say so, loudly
+        pytest.fail(f"the test PostgreSQL did not start (exit {started.returncode}):\n{started.stderr[-3000:]}",
+                    pytrace=False)
+    url = started.stdout.strip().splitlines()[-1]
     yield url
     subprocess.run([str(script), "stop", str(workdir)], env=env, check=False)

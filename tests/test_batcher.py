@@ -25,7 +25,7 @@ class Recorder:
         self.fail_on = fail_on
         self.lock = threading.Lock()
 
-    def __call__(self, texts, poolings, truncates):
+    def __call__(self, texts, poolings, truncates, token_ids=None):
         with self.lock:
             self.batches.append(list(texts))
         time.sleep(self.delay)
@@ -106,7 +106,7 @@ def test_failed_batch_fails_its_callers_and_worker_survives():
 def test_full_queue_is_refused_at_once_with_overloaded():
     gate = threading.Event()
 
-    def slow(texts, poolings, truncates):
+    def slow(texts, poolings, truncates, token_ids=None):
         gate.wait(10)
         return np.zeros((len(texts), 4), dtype=np.float32)
 
@@ -126,7 +126,7 @@ def test_cancelled_items_cost_no_compute():
     gate = threading.Event()
     seen: list[str] = []
 
-    def embed(texts, poolings, truncates):
+    def embed(texts, poolings, truncates, token_ids=None):
         gate.wait(10)
         seen.extend(texts)
         return np.zeros((len(texts), 4), dtype=np.float32)
@@ -153,7 +153,7 @@ def test_lone_request_is_not_held_long():
 def test_invalid_input_fails_only_the_offending_caller():
     from chutes_embeddings.errors import InvalidInput
 
-    def embed(texts, poolings, truncates):
+    def embed(texts, poolings, truncates, token_ids=None):
         if "bad" in texts:
             raise InvalidInput("backend refused 'bad'")
         return np.stack([fake_vector(t, p) for t, p in zip(texts, poolings)])
@@ -169,7 +169,7 @@ def test_invalid_input_fails_only_the_offending_caller():
 def test_several_workers_run_batches_concurrently():
     active, peak, lock = [0], [0], threading.Lock()
 
-    def embed(texts, poolings, truncates):
+    def embed(texts, poolings, truncates, token_ids=None):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
@@ -200,7 +200,7 @@ def test_a_gathering_runs_before_later_arrivals_are_packed():
     gate = threading.Event()
     order: list[list[str]] = []
 
-    def embed(texts, poolings, truncates):
+    def embed(texts, poolings, truncates, token_ids=None):
         gate.wait(10)
         order.append(list(texts))
         return np.zeros((len(texts), 4), dtype=np.float32)
@@ -213,4 +213,83 @@ def test_a_gathering_runs_before_later_arrivals_are_packed():
     for f in first + later:
         f.result(timeout=10)
     assert order == [["long"], ["short"], ["longer still"]]
+    b.close()
+
+
+def test_admission_refuses_by_measured_drain_time_with_retry_after():
+    gate = threading.Event()
+    gate.set()
+
+    def embed(texts, poolings, truncates, token_ids=None):
+        gate.wait(10)
+        time.sleep(0.05)
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    b = make(embed, max_batch_size=4, max_wait_s=0.0, max_queue_wait_s=0.3)
+    for f in b.submit([f"m{i}" for i in range(4)], ["mean"] * 4, [10] * 4):  # measures ~800 tokens/s
+        f.result(timeout=10)
+    assert b.estimated_wait_s == 0.0 and not b.overloaded
+    gate.clear()
+    hold = b.submit(["hold"], ["mean"], [10])
+    time.sleep(0.05)
+    queued = b.submit([f"q{i}" for i in range(40)], ["mean"] * 40, [10] * 40)  # ~0.5 s of model time
+    assert b.overloaded and b.estimated_wait_s > 0.3
+    with pytest.raises(Overloaded) as err:
+        b.admit(1, 1)
+    assert err.value.extra["retry_after_s"] >= 1 and "model time" in err.value.message
+    with pytest.raises(Overloaded):
+        b.submit(["late"], ["mean"], [1])
+    assert b.refused == 2
+    gate.set()
+    for f in hold + queued:
+        f.result(timeout=10)
+    b.admit(1000, 1000).release()  # drained: admitted again
+    assert not b.overloaded
+    b.close()
+
+
+def test_caller_scope_cancels_its_queued_work_when_the_caller_leaves():
+    from chutes_embeddings.caller import CallerScope
+
+    gate = threading.Event()
+    seen: list[str] = []
+
+    def embed(texts, poolings, truncates, token_ids=None):
+        gate.wait(10)
+        seen.extend(texts)
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    b = make(embed, max_wait_s=0.0)
+    b.submit(["busy"], ["mean"], [1])
+    time.sleep(0.05)
+    scope = CallerScope()
+    scope.track(b.submit([f"gone{i}" for i in range(5)], ["mean"] * 5, [1] * 5))
+    scope.leave()
+    late = b.submit(["after leave"], ["mean"], [1])
+    scope.track(late)  # tracked after leaving: cancelled at once
+    assert late[0].cancelled()
+    gate.set()
+    b.submit(["later"], ["mean"], [1])[0].result(timeout=10)
+    assert not any(t.startswith("gone") or t == "after leave" for t in seen)
+    assert b.items_dropped == 6
+    b.close()
+
+
+def test_an_admission_holds_its_place_so_a_burst_cannot_all_pass_an_empty_queue():
+    def embed(texts, poolings, truncates, token_ids=None):
+        time.sleep(0.05)
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    b = make(embed, max_batch_size=4, max_wait_s=0.0, max_queue_wait_s=0.3)
+    for f in b.submit([f"m{i}" for i in range(4)], ["mean"] * 4, [10] * 4):  # ~800 tokens/s measured
+        f.result(timeout=10)
+    first = b.admit(50, 500)  # ~0.6 s of work, still being tokenised by its caller
+    assert b.queue_depth == 50 and b.overloaded
+    with pytest.raises(Overloaded):
+        b.admit(1, 10)
+    first.release()
+    with b.admit(1, 10) as second:  # released: the queue is empty again
+        futures = b.submit(["x"], ["mean"], [10], admitted=second)
+    futures[0].result(timeout=10)
+    assert b.queue_depth == 0
     b.close()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 
 import httpx
 import numpy as np
 import pytest
 
 from chutes_embeddings import AsyncEmbeddingsClient, EmbeddingsClient, EmbeddingsError, InvalidInput, Overloaded
-from chutes_embeddings.client import EmbeddingsConnectionError
+from chutes_embeddings.client import EmbeddingsConnectionError, EmbeddingsTimeout
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +109,111 @@ def test_connection_refused_is_retried_then_raised():
     with EmbeddingsClient(f"http://127.0.0.1:{free_port()}", max_retries=1, backoff_s=0.001) as c:
         with pytest.raises(EmbeddingsConnectionError):
             c.health()
+
+
+def test_retry_after_is_honoured():
+    stamps = []
+
+    def handler(request):
+        stamps.append(time.monotonic())
+        if len(stamps) == 1:
+            return httpx.Response(429, headers={"Retry-After": "0.6"},
+                                  json={"detail": {"error_type": "overloaded", "message": "busy", "retry_after_s": 1}})
+        return httpx.Response(200, json={"status": "ok"})
+
+    with EmbeddingsClient("http://svc", backoff_s=0.001, transport=httpx.MockTransport(handler)) as c:
+        assert c.health() == {"status": "ok"}
+    assert stamps[1] - stamps[0] >= 0.55
+
+
+def test_retry_budget_outlasts_a_server_that_comes_up_later():
+    """The server is down for 3 s (a restart); the default budget (60 s) waits it out."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    ready = threading.Event()
+
+    def late_server():
+        time.sleep(3)
+        with socket.socket() as srv:
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            srv.bind(("127.0.0.1", port))
+            srv.listen()
+            ready.set()
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n"
+                             b"connection: close\r\n\r\n{\"status\":\"ok\"}")
+
+    thread = threading.Thread(target=late_server, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    with EmbeddingsClient(f"http://127.0.0.1:{port}", backoff_s=0.2) as c:
+        assert c.health() == {"status": "ok"}
+    assert ready.is_set() and time.monotonic() - started >= 3
+    with EmbeddingsClient(f"http://127.0.0.1:{free_port()}", backoff_s=0.2, retry_budget_s=1.0) as c:
+        started = time.monotonic()
+        with pytest.raises(EmbeddingsConnectionError):
+            c.health()
+        assert time.monotonic() - started < 2.0, "a small budget gives up soon"
+
+
+def test_a_server_that_never_answers_costs_one_timeout():
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        with EmbeddingsClient(f"http://127.0.0.1:{port}", timeout=1.0) as c:
+            started = time.monotonic()
+            with pytest.raises(EmbeddingsTimeout):
+                c.health()
+            assert time.monotonic() - started < 2.5
+
+
+def test_only_idempotent_calls_are_retried_after_the_server_may_have_acted():
+    handler, seen = _flaky_transport([503, 200])
+    with EmbeddingsClient("http://svc", backoff_s=0.001, transport=httpx.MockTransport(handler)) as c:
+        with pytest.raises(EmbeddingsError) as err:
+            c.store_drop("docs")  # a retry after a drop that happened would answer 404
+    assert err.value.status == 503 and len(seen) == 1
+    handler, seen = _flaky_transport([429, 200])
+    with EmbeddingsClient("http://svc", backoff_s=0.001, transport=httpx.MockTransport(handler)) as c:
+        c.store_drop("docs")  # 429: refused before any work, safe to send again
+    assert len(seen) == 2
+    handler, seen = _flaky_transport([503, 200])
+    with EmbeddingsClient("http://svc", backoff_s=0.001, transport=httpx.MockTransport(handler)) as c:
+        c.store_search("q", collection="docs")
+    assert len(seen) == 2
+
+
+def test_embed_batch_errors_name_the_global_index_and_keep_what_was_computed(client):
+    limit = client.info()["limits"]["max_batch_texts"]
+    texts = [f"text {i}" for i in range(limit * 2 + 10)]
+    texts[limit * 2 + 3] = ""  # breaks the third chunk
+    with pytest.raises(InvalidInput) as err:
+        client.embed_batch(texts)
+    bad = limit * 2 + 3
+    assert err.value.field == f"texts[{bad}]" and f"texts[{bad}]" in err.value.message and err.value.index == bad
+    assert len(err.value.partial) == limit * 2
+    texts[bad] = "fixed"
+    vectors = client.embed_batch(texts, resume_from=err.value.partial)
+    assert len(vectors) == len(texts)
+    assert vectors[:5] == err.value.partial[:5]
+
+
+def test_async_embed_batch_errors_name_the_global_index(live_server):
+    async def main():
+        async with AsyncEmbeddingsClient(live_server) as c:
+            limit = (await c.info())["limits"]["max_batch_texts"]
+            texts = [f"t{i}" for i in range(limit + 5)]
+            texts[limit + 1] = ""
+            with pytest.raises(InvalidInput) as err:
+                await c.embed_batch(texts)
+            return limit, err.value
+
+    limit, err = asyncio.run(main())
+    assert err.field == f"texts[{limit + 1}]" and len(err.partial) == limit
 
 
 def test_plain_text_error_body_becomes_typed_error():

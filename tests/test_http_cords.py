@@ -90,15 +90,16 @@ def test_cluster_fixed_k(call):
     assert status == 200 and body["n_clusters"] == 3
 
 
-def test_health_and_info(call):
+def test_health_and_info(call, engine):
     status, body = call("GET", "/health")
     assert status == 200
     S.HealthResponse.model_validate(body)
-    assert body == {"status": "ok", "backend": "local", "model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384}
+    assert body == {"status": "ok", "backend": "local", "model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384,
+                    "queue": {"depth": 0, "estimated_wait_s": 0.0}, "reasons": []}
     status, body = call("GET", "/info")
     assert status == 200
     S.InfoResponse.model_validate(body)
-    assert body["limits"] == S.LIMITS
+    assert body["limits"] == {**S.LIMITS, **engine.service_limits()}
     assert body["max_input_tokens"] == 256 and body["pooling"] == "mean"
 
 
@@ -172,7 +173,7 @@ def test_truncate_false_over_limit_says_tokens_and_limit(dev_call, engine):
     assert status == 422, body
     detail = body["detail"]
     assert detail["field"] == "inputs[1]" and detail["limit"] == 256
-    assert detail["tokens"] == engine.backend.model.count_tokens([long_text])[0] > 256
+    assert detail["tokens"] == engine.backend.model.tokenize([long_text])[1][0] > 256
     assert "256" in detail["message"] and str(detail["tokens"]) in detail["message"]
     # with truncation the same text is embedded from its first 256 tokens
     status, body = dev_call("POST", "/embed", {"inputs": long_text, "truncate": True})

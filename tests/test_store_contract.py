@@ -290,3 +290,108 @@ def test_copy_command_line(tmp_path, pg_url, name):
         assert pg.describe(name).size == 7
     finally:
         pg.close()
+
+
+# --- limits hold at the limit, on both stores ---------------------------------------------------
+from chutes_embeddings.store.filters import MAX_FILTER_KEYS, MAX_IN_VALUES  # noqa: E402
+from chutes_embeddings.store.metadata import MAX_METADATA_BYTES, MAX_METADATA_KEYS  # noqa: E402
+
+
+@pytest.mark.parametrize("op", ["$in", "$nin"])
+def test_in_and_nin_work_at_their_limit_and_refuse_one_more(store, name, op):
+    vecs = unit(np.random.default_rng(20), 12)
+    add(store, name, vecs, metas=[{"n": i, "s": f"v{i}"} for i in range(12)])
+    numbers = list(range(0, 2 * MAX_IN_VALUES, 2))  # exactly the limit: even n match
+    assert len(numbers) == MAX_IN_VALUES
+    where = parse_filter({"n": {op: numbers}})
+    found = {h.id for h in store.search(name, vecs[:1], 12, where, None)[0]}
+    evens = {f"r{i}" for i in range(0, 12, 2)}
+    assert found == (evens if op == "$in" else {f"r{i}" for i in range(12)} - evens)
+    mixed = parse_filter({"s": {op: [f"v{i}" for i in range(3)] + [True, None, 1.5] + ["x"] * (MAX_IN_VALUES - 6)}})
+    assert len({h.id for h in store.search(name, vecs[:1], 12, mixed, None)[0]}) == (3 if op == "$in" else 9)
+    assert store.delete(name, None, where) == (6 if op == "$in" else 6)
+    with pytest.raises(InvalidInput) as err:
+        parse_filter({"n": {op: list(range(MAX_IN_VALUES + 1))}})
+    assert err.value.limit == MAX_IN_VALUES and err.value.field == f"filter_metadata.n.{op}"
+
+
+def test_filters_work_with_the_most_keys_and_refuse_one_more(store, name):
+    vecs = unit(np.random.default_rng(21), 4)
+    meta = {f"k{j}": j for j in range(MAX_FILTER_KEYS)}
+    add(store, name, vecs, metas=[meta, {**meta, "k0": -1}, {}, meta])
+    # every key with two operators: the largest filter that parses
+    flt = {f"k{j}": {"$gte": j, "$lte": j} for j in range(MAX_FILTER_KEYS)}
+    hits = store.search(name, vecs[:1], 4, parse_filter(flt), None)[0]
+    assert {h.id for h in hits} == {"r0", "r3"}
+    assert store.delete(name, None, parse_filter(flt)) == 2
+    with pytest.raises(InvalidInput) as err:
+        parse_filter({f"k{j}": j for j in range(MAX_FILTER_KEYS + 1)})
+    assert err.value.limit == MAX_FILTER_KEYS
+
+
+@pytest.mark.parametrize("flt", [{"n": 18446744073709551616}, {"n": {"$gt": -(2**64)}}, {"n": {"$in": [2**63]}}])
+def test_filter_numbers_outside_int64_are_refused_naming_the_field(flt):
+    with pytest.raises(InvalidInput) as err:
+        parse_filter(flt)
+    assert err.value.field.startswith("filter_metadata.n") and err.value.status == 422
+
+
+def test_metadata_limits_hold_at_the_limit(store, name):
+    vecs = unit(np.random.default_rng(22), 3)
+    store.ensure_collection(name, MODEL, DIM)
+    biggest = {"blob": "x" * (MAX_METADATA_BYTES - len('{"blob":""}'))}
+    most_keys = {f"k{j}": j for j in range(MAX_METADATA_KEYS)}
+    assert store.upsert(name, [Record("big", "t", biggest, vecs[0]), Record("keys", "t", most_keys, vecs[1])]) == 2
+    assert store.get(name, ["big"])[0].metadata == biggest
+    too_big = {"blob": biggest["blob"] + "x"}
+    for bad, limit in [(too_big, MAX_METADATA_BYTES), ({**most_keys, "one_more": 1}, MAX_METADATA_KEYS)]:
+        with pytest.raises(InvalidInput) as err:
+            store.upsert(name, [Record("bad", "t", bad, vecs[2])])
+        assert err.value.limit == limit
+    for bad in [{"x": float("nan")}, {"x": [1, float("inf")]}, {"x": {"y": 2**64}}]:
+        with pytest.raises(InvalidInput):
+            store.upsert(name, [Record("bad", "t", bad, vecs[2])])
+    assert store.get(name, ["bad"]) == [] and store.describe(name).size == 2
+
+
+def _plant_bad_metadata(store, name, rec_id: str) -> None:
+    """Write what the metadata rules now refuse straight into the store, as an older version or a
+    hand-made edit could have."""
+    if isinstance(store, EmbeddedStore):
+        db = store._db()
+        db.execute("UPDATE records SET metadata = ? WHERE collection = ? AND id = ?",
+                   ('{"lang": "en", "x": NaN, "y": [Infinity, 1], "z": 99999999999999999999999}', name, rec_id))
+    else:
+        from chutes_embeddings.store.pgvector import table_name
+
+        with store._tx() as conn:  # jsonb takes neither NaN nor Infinity, but numbers past a float
+            conn.execute(f'UPDATE {table_name(name)} SET metadata = %s::jsonb WHERE id = %s',
+                         ('{"lang": "en", "x": 1e400, "y": [1e400, 1], "z": 99999999999999999999999}', rec_id))
+
+
+def test_a_stored_bad_value_never_breaks_reads(store, name):
+    rng = np.random.default_rng(23)
+    vecs = unit(rng, 5)
+    add(store, name, vecs, metas=[{"lang": "en", "i": i} for i in range(5)])
+    _plant_bad_metadata(store, name, "r2")
+    repaired = {"lang": "en", "x": None, "y": [None, 1], "z": None}
+    assert store.get(name, ["r2"])[0].metadata == repaired
+    hits = store.search(name, vecs[2:3], 5, [], None)[0]
+    assert hits[0].id == "r2" and hits[0].metadata == repaired
+    assert {h.id for h in store.search(name, vecs[2:3], 5, parse_filter({"lang": "en"}), None)[0]} >= {"r0", "r1"}
+    assert [r.metadata for r in store.export(name) if r.id == "r2"] == [repaired]
+    assert store.delete(name, None, parse_filter({"i": {"$in": [0, 1]}})) == 2
+    assert store.describe(name).size == 3
+
+
+def test_embedded_store_reads_rows_whose_metadata_is_not_json(tmp_path, name):
+    store = EmbeddedStore(tmp_path / "store")
+    try:
+        vecs = unit(np.random.default_rng(24), 3)
+        add(store, name, vecs, metas=[{"lang": "en"}] * 3)
+        store._db().execute("UPDATE records SET metadata = 'not json {' WHERE id = 'r1'")
+        assert store.get(name, ["r1"])[0].metadata == {}
+        assert {h.id for h in store.search(name, vecs[:1], 3, parse_filter({"lang": "en"}), None)[0]} == {"r0", "r2"}
+        assert {h.id for h in store.search(name, vecs[:1], 3, parse_filter({"lang": {"$ne": "en"}}), None)[0]} == {"r1"}
+    finally:
+        store.close()

@@ -22,11 +22,14 @@ class Backend(Protocol):
     max_input_tokens: int
     default_pooling: str
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool],
+              token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
         """Raw (len(texts), dimension) float32 vectors, text i pooled with poolings[i].
 
         ``truncates[i]`` False means text i must not be cut; a backend that finds it over its
         limit raises ``InvalidInput`` (the engine checks the local limit before queueing).
+        ``token_ids[i]``, when given, is text i already tokenised by the engine (with the local
+        model's tokenizer, cut at its limit): a local backend uses it instead of tokenising again.
         """
         ...
 

@@ -98,7 +98,8 @@ class FailoverBackend:
     def runtime(self) -> str:
         return self.fallback.runtime
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool],
+              token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
         if self.supervisor.healthy and self.breaker.allow():
             try:
                 vectors = self.primary.embed(texts, poolings, truncates)
@@ -115,7 +116,7 @@ class FailoverBackend:
                 self.breaker.record_success()
                 self._count("tei", len(texts))
                 return vectors
-        vectors = self.fallback.embed(texts, poolings, truncates)
+        vectors = self.fallback.embed(texts, poolings, truncates, token_ids)
         self._count("local", len(texts))
         return vectors
 

@@ -64,20 +64,50 @@ class LoadedModel:
         self.model_id = model_display_name(settings.model)
         # HF fast tokenizers are not safe to call from several threads at once ("Already borrowed").
         self.tokenizer_lock = threading.Lock()
+        self.pad_token_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens of each text, special tokens included, without truncation."""
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        """Tokenise each text once: (its ids cut at the model's limit, its full token count).
+
+        The ids are what the forward pass takes (special tokens included); cutting keeps the
+        leading and trailing special tokens and drops content from the end, exactly as the
+        tokenizer's own ``truncation=True`` does. The full count is what ``truncate=false`` checks.
+        """
         with self.tokenizer_lock:
-            ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        return [len(x) for x in ids]
+            enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False,
+                                 return_special_tokens_mask=True, return_attention_mask=False,
+                                 return_token_type_ids=False)
+        limit = self.max_input_tokens
+        ids_out: list[list[int]] = []
+        counts: list[int] = []
+        for ids, special in zip(enc["input_ids"], enc["special_tokens_mask"]):
+            counts.append(len(ids))
+            if len(ids) > limit:
+                tail = 0
+                while tail < len(special) and special[len(special) - 1 - tail]:
+                    tail += 1
+                ids = ids[: limit - tail] + ids[len(ids) - tail :]
+            ids_out.append(ids)
+        return ids_out, counts
+
+    def pad(self, ids: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        """Token ids of several texts as the model's padded int64 inputs."""
+        longest = max(len(x) for x in ids)
+        input_ids = np.full((len(ids), longest), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(ids), longest), dtype=np.int64)
+        left = self.tokenizer.padding_side == "left"
+        for row, seq in enumerate(ids):
+            cols = slice(longest - len(seq), longest) if left else slice(0, len(seq))
+            input_ids[row, cols] = seq
+            mask[row, cols] = 1
+        encoded = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            encoded["token_type_ids"] = np.zeros_like(input_ids)
+        return encoded
 
     def encode_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Tokenise, padded to the longest and truncated at the model's limit, as int64 arrays."""
-        with self.tokenizer_lock:
-            enc = self.tokenizer(
-                list(texts), padding=True, truncation=True, max_length=self.max_input_tokens, return_tensors="np"
-            )
-        return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+        return self.pad(self.tokenize(texts)[0])
 
 
 def _pooling_mode(module: object) -> str | tuple[str, ...]:
@@ -139,10 +169,16 @@ class LocalBackend:
         self.default_pooling = model.default_pooling
         self._lock = threading.Lock()
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool] = ()) -> np.ndarray:
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool] = (),
+              token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
         # truncates: the engine has already refused texts over this model's limit
+        ids = list(token_ids) if token_ids is not None else [None] * len(texts)
+        todo = [i for i, x in enumerate(ids) if x is None]
+        if todo:  # only what the engine did not tokenise already
+            for i, x in zip(todo, self.model.tokenize([texts[i] for i in todo])[0]):
+                ids[i] = x
+        encoded = self.model.pad(ids)  # type: ignore[arg-type]
         with self._lock:  # one forward pass at a time: several would only fight for the cores
-            encoded = self.model.encode_inputs(texts)
             hidden = self.runner(encoded)
         return pool_each(hidden, encoded["attention_mask"], poolings)
 

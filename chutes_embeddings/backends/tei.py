@@ -94,7 +94,9 @@ class TeiBackend:
     def close(self) -> None:
         self._http.close()
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool],
+              token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
+        """TEI tokenises on its side: ``token_ids`` (the local tokenizer's) are not sent."""
         if self._max_client_batch is None:
             self.refresh_info()
         out = np.empty((len(texts), self.dimension), dtype=np.float32)

@@ -33,6 +33,7 @@ from ..errors import BackendUnavailable, Conflict, NotFound
 from ..vectors import normalize
 from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name
 from .filters import Condition, json_type
+from .metadata import decode_metadata, encode_metadata
 from .vector_index import VectorIndex
 
 _SCHEMA = """
@@ -46,40 +47,55 @@ CREATE TABLE IF NOT EXISTS records (
 _SQLITE_TYPES = {"number": ("integer", "real"), "string": ("text",), "boolean": ("true", "false"), "null": ("null",)}
 _COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 SAVE_INDEX_EVERY_S = 30.0
+# A row whose metadata is not valid JSON (written before the metadata rules, or by hand) reads as
+# {} in filters, instead of failing the whole statement with "malformed JSON".
+_META = "(CASE WHEN json_valid(metadata) THEN metadata ELSE '{}' END)"
 
 
 def sqlite_where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
-    """SQL (over column ``metadata``) and parameters for filter conditions; ``1`` when none."""
+    """SQL (over column ``metadata``) and parameters for filter conditions; ``1`` when none.
+
+    The statement's size does not grow with ``$in`` lists (they are one ``json_each`` per JSON
+    type) and its conditions are joined as a balanced tree, so filters at their documented limits
+    stay within SQLite's expression-depth limit.
+    """
     parts: list[str] = []
     params: list[Any] = []
 
-    def equals(key: str, value: Any) -> str:
+    def equals_any(key: str, values: Sequence[Any]) -> str:
         path = f'$."{key}"'
-        kind = json_type(value)
-        if kind == "boolean":
-            params.append(path)
-            return f"json_type(metadata, ?) = '{'true' if value else 'false'}'"
-        if kind == "null":
-            params.append(path)
-            return "json_type(metadata, ?) = 'null'"
-        params.extend([path, path, value])
-        types = ",".join(f"'{t}'" for t in _SQLITE_TYPES[kind])
-        return f"(json_type(metadata, ?) IN ({types}) AND json_extract(metadata, ?) = ?)"
+        by_type: dict[str, list[Any]] = {}
+        for value in values:
+            by_type.setdefault(json_type(value), []).append(value)
+        options = []
+        for kind, group in by_type.items():
+            if kind in ("boolean", "null"):
+                names = sorted({"null" if v is None else ("true" if v else "false") for v in group})
+                params.append(path)
+                options.append(f"json_type({_META}, ?) IN ({','.join(repr(n) for n in names)})")
+                continue
+            types = ",".join(f"'{t}'" for t in _SQLITE_TYPES[kind])
+            params.extend([path, path, json.dumps(group) if len(group) > 1 else group[0]])
+            match = "IN (SELECT value FROM json_each(?))" if len(group) > 1 else "= ?"
+            options.append(f"(json_type({_META}, ?) IN ({types}) AND json_extract({_META}, ?) {match})")
+        return "(" + " OR ".join(options) + ")"
 
     for c in conditions:
-        if c.op == "$eq":
-            parts.append(equals(c.key, c.value))
-        elif c.op == "$ne":
-            parts.append(f"NOT coalesce({equals(c.key, c.value)}, 0)")
+        if c.op in ("$eq", "$ne"):
+            match = equals_any(c.key, [c.value])
+            parts.append(match if c.op == "$eq" else f"NOT coalesce({match}, 0)")
         elif c.op in ("$in", "$nin"):
-            any_of = "(" + " OR ".join(equals(c.key, v) for v in c.value) + ")"
-            parts.append(any_of if c.op == "$in" else f"NOT coalesce({any_of}, 0)")
+            match = equals_any(c.key, c.value)
+            parts.append(match if c.op == "$in" else f"NOT coalesce({match}, 0)")
         else:
             path = f'$."{c.key}"'
             types = ",".join(f"'{t}'" for t in _SQLITE_TYPES[json_type(c.value)])
             params.extend([path, path, c.value])
-            parts.append(f"(json_type(metadata, ?) IN ({types}) AND json_extract(metadata, ?) {_COMPARE[c.op]} ?)")
-    return (" AND ".join(f"coalesce({p}, 0)" for p in parts) or "1"), params
+            parts.append(f"(json_type({_META}, ?) IN ({types}) AND json_extract({_META}, ?) {_COMPARE[c.op]} ?)")
+    terms = [f"coalesce({p}, 0)" for p in parts]
+    while len(terms) > 1:  # balanced: depth log2(n), not n
+        terms = [f"({a} AND {b})" for a, b in zip(terms[::2], terms[1::2])] + (terms[-1:] if len(terms) % 2 else [])
+    return (terms[0] if terms else "1"), params
 
 
 class _Index:
@@ -263,7 +279,7 @@ class EmbeddedStore:
                     "INSERT INTO records (collection, id, text, metadata, vector) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
                     "vector = excluded.vector",
-                    [(name, r.id, r.text, json.dumps(r.metadata), np.asarray(r.vector, dtype=np.float32).tobytes())
+                    [(name, r.id, r.text, encode_metadata(r.metadata), np.asarray(r.vector, dtype=np.float32).tobytes())
                      for r in records],
                 )
                 found = dict(self._by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
@@ -337,14 +353,14 @@ class EmbeddedStore:
         marks = ",".join("?" * len(rids))
         rows = self._db().execute(f"SELECT rid, id, text, metadata FROM records WHERE collection = ? AND rid IN ({marks})",
                                   [name, *rids]).fetchall()
-        return {rid: (rec_id, text, json.loads(meta)) for rid, rec_id, text, meta in rows}
+        return {rid: (rec_id, text, decode_metadata(meta, name)) for rid, rec_id, text, meta in rows}
 
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:
         check_collection_name(name)
         self._row(name)  # NotFound for an unknown collection
         rows = self._by_ids(self._db(), "SELECT id, text, metadata, vector FROM records WHERE collection = ? "
                             "AND id IN ({marks})", name, ids)
-        found = {rec_id: Record(rec_id, text, json.loads(meta), np.frombuffer(vec, dtype=np.float32).copy())
+        found = {rec_id: Record(rec_id, text, decode_metadata(meta, name), np.frombuffer(vec, dtype=np.float32).copy())
                  for rec_id, text, meta, vec in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
@@ -355,7 +371,7 @@ class EmbeddedStore:
                                     (name,))
         while rows := cursor.fetchmany(1000):
             for rec_id, text, meta, vec in rows:
-                yield Record(rec_id, text, json.loads(meta), np.frombuffer(vec, dtype=np.float32).copy())
+                yield Record(rec_id, text, decode_metadata(meta, name), np.frombuffer(vec, dtype=np.float32).copy())
 
     def close(self) -> None:
         self._closed.set()

@@ -8,7 +8,9 @@ A filter is a JSON object; every key must hold (AND):
 
 Values are JSON scalars (string, number, boolean, null); comparisons ($gt, $gte, $lt, $lte) take
 numbers or strings and only match stored values of the same type. A missing key never equals
-anything, so ``$ne`` and ``$nin`` match records without it. Keys are 1..64 of [A-Za-z0-9_-].
+anything, so ``$ne`` and ``$nin`` match records without it. Keys are 1..64 of [A-Za-z0-9_-];
+a filter has at most ``MAX_FILTER_KEYS`` keys and ``$in``/``$nin`` at most ``MAX_IN_VALUES``
+values; numbers are finite and integers fit in 64 bits (what both stores can compare).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidInput
+from ..payload import check_values
 
 OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte")
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_IN_VALUES = 1000
+MAX_FILTER_KEYS = 64
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,10 @@ def parse_filter(raw: dict[str, Any] | None, field: str = "filter_metadata") -> 
         return []
     if not isinstance(raw, dict):
         raise InvalidInput(f"{field} must be an object", field=field)
+    if len(raw) > MAX_FILTER_KEYS:
+        raise InvalidInput(f"{field}: {len(raw)} keys; a filter has at most {MAX_FILTER_KEYS}", field=field,
+                           limit=MAX_FILTER_KEYS)
+    check_values(raw, (field,))
     conditions: list[Condition] = []
     for key, spec in raw.items():
         where = f"{field}.{key}"

@@ -26,6 +26,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..errors import BackendUnavailable, Conflict, NotFound
 from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name
 from .filters import Condition, json_type
+from .metadata import decode_metadata, encode_metadata
 
 _COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
@@ -154,10 +155,11 @@ class PgVectorStore:
             tbl, _, _ = self._meta(conn, name)
             with conn.cursor() as cur:
                 cur.executemany(
-                    sql.SQL("INSERT INTO {} (id, text, metadata, embedding) VALUES (%s, %s, %s, %s) ON CONFLICT (id) "
+                    sql.SQL("INSERT INTO {} (id, text, metadata, embedding) VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (id) "
                             "DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
                             "embedding = excluded.embedding, updated_at = clock_timestamp()").format(tbl),
-                    [(r.id, r.text, Jsonb(r.metadata), np.asarray(r.vector, dtype=np.float32)) for r in records],
+                    [(r.id, r.text, encode_metadata(r.metadata), np.asarray(r.vector, dtype=np.float32))
+                     for r in records],
                 )
             return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tbl)).fetchone()[0]
 
@@ -183,11 +185,11 @@ class PgVectorStore:
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, top_k)),))
             if where:
                 conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            query = sql.SQL("SELECT id, text, metadata, 1 - (embedding <=> %s) AS score FROM {} WHERE {} "
+            query = sql.SQL("SELECT id, text, metadata::text, 1 - (embedding <=> %s) AS score FROM {} WHERE {} "
                             "ORDER BY embedding <=> %s LIMIT %s").format(tbl, clause)
             for q in np.asarray(queries, dtype=np.float32):
                 rows = conn.execute(query, [q, *params, q, top_k]).fetchall()
-                hits = [Hit(r[0], r[1], float(r[3]), r[2]) for r in rows]
+                hits = [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name)) for r in rows]
                 hits.sort(key=lambda h: -h.score)  # relaxed_order may return near-ties out of order
                 out.append([h for h in hits if threshold is None or h.score >= threshold])
         return out
@@ -196,9 +198,10 @@ class PgVectorStore:
         check_collection_name(name)
         with self._tx() as conn:
             tbl, _, _ = self._meta(conn, name)
-            rows = conn.execute(sql.SQL("SELECT id, text, metadata, embedding FROM {} WHERE id = ANY(%s)").format(tbl),
-                                (list(ids),)).fetchall()
-        found = {r[0]: Record(r[0], r[1], r[2], r[3].to_numpy().astype(np.float32)) for r in rows}
+            rows = conn.execute(sql.SQL("SELECT id, text, metadata::text, embedding FROM {} WHERE id = ANY(%s)")
+                                .format(tbl), (list(ids),)).fetchall()
+        found = {r[0]: Record(r[0], r[1], decode_metadata(r[2], name), r[3].to_numpy().astype(np.float32))
+                 for r in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def export(self, name: str) -> Iterator[Record]:
@@ -206,9 +209,10 @@ class PgVectorStore:
         with self._pool.connection() as conn, conn.transaction():
             tbl, _, _ = self._meta(conn, name)
             with conn.cursor(name="embeddings_export") as cur:
-                cur.execute(sql.SQL("SELECT id, text, metadata, embedding FROM {} ORDER BY updated_at, id").format(tbl))
+                cur.execute(sql.SQL("SELECT id, text, metadata::text, embedding FROM {} ORDER BY updated_at, id")
+                            .format(tbl))
                 for rec_id, text, meta, vec in cur:
-                    yield Record(rec_id, text, meta, vec.to_numpy().astype(np.float32))
+                    yield Record(rec_id, text, decode_metadata(meta, name), vec.to_numpy().astype(np.float32))
 
     def close(self) -> None:
         self._pool.close()

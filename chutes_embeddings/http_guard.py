@@ -1,0 +1,234 @@
+"""The chute's outermost ASGI layer: what every request must pass before anything parses it.
+
+Everywhere (local and on Chutes):
+- a body over ``max_body_bytes`` is refused with 413, from ``Content-Length`` before a byte is
+  read, or once a streamed body has passed the limit (what follows is dropped unread); a body
+  that does not arrive within ``body_timeout_s`` gets 408;
+- while the engine refuses new work (overloaded), a request to a route that queues model work
+  gets its 429 as soon as its body has arrived, before anything parses or validates it;
+- an exception nothing else answered becomes a JSON 500 and one log line, never a traceback sent
+  to the caller or a second copy logged by the server.
+
+On the local server only (``chutes run --dev``: ``make serve`` and the tests), which has no
+authentication in front of it:
+- the SDK's own ``/_*`` routes (process list with environments, file reads, URL fetches, ...)
+  answer 404: on Chutes the platform's validator uses them over an authenticated channel;
+- the ``Host`` must be a loopback name (403 otherwise), so a web page cannot reach the server
+  through DNS rebinding;
+- a POST must declare ``application/json`` (415 otherwise): browsers send ``text/plain`` bodies
+  cross-origin without a CORS preflight, JSON ones never;
+- unknown paths answer 404 and wrong methods 405 before the body is read, and the body is parsed
+  here with the limits of ``payload.loads_body`` (400 naming the limit), so the SDK's dev
+  middleware never meets a body it would fail on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+import uuid
+from typing import Any, Awaitable, Callable
+
+from loguru import logger
+from starlette.responses import JSONResponse
+from starlette.routing import Match
+
+from .errors import (
+    EmbeddingsError,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
+from .payload import loads_body
+from .settings import Settings
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+BODY_METHODS = ("POST", "PUT", "PATCH")
+LOGGED_FRAMES = 12
+
+
+def host_name(host_header: str) -> str:
+    """``[::1]:8000`` -> ``::1``, ``localhost:8000`` -> ``localhost``."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+class RequestGuard:
+    """ASGI middleware applying the rules in the module docstring.
+
+    Args:
+        app: the application inside (Starlette's whole middleware stack).
+        routes: the routes to match on the local server (404/405 before the body is read).
+        settings: a callable returning the current ``Settings`` (set by the startup hook).
+        admission: called with the path of each request with a body; raises ``Overloaded`` when
+            that path queues model work and the engine refuses new work now.
+    """
+
+    def __init__(self, app: ASGIApp, routes: Callable[[], list[Any]], settings: Callable[[], Settings],
+                 admission: Callable[[str], None]) -> None:
+        self.app = app
+        self.routes = routes
+        self.settings = settings
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            receive_next = await self._screen(scope, receive, self.settings())
+            if receive_next is None:
+                return  # the client went away while sending its body
+            await self.app(scope, receive_next, tracking_send)
+        except EmbeddingsError as err:
+            logger.info("refused {} {}: {} {}", scope["method"], scope["path"], err.status, err.error_type)
+            if not started:
+                await error_response(err)(scope, receive, send)
+        except Exception as exc:  # the last line of defence: answer, log once, never re-raise to the server
+            response = internal_error_response(exc, scope["method"], scope["path"])
+            if not started:
+                await response(scope, receive, send)
+
+    async def _screen(self, scope: Scope, receive: Receive, settings: Settings) -> Receive | None:
+        """Check the request; return the ``receive`` the app should use (None: client gone)."""
+        method, path = scope["method"], scope["path"]
+        if settings.local_server:
+            if host_name(_header(scope, b"host") or "") not in LOOPBACK_HOSTS:
+                raise Forbidden("the local server answers loopback host names only (localhost, 127.0.0.1, [::1])",
+                                field="Host", limit=list(LOOPBACK_HOSTS))
+            self._match_route(scope, path, method)
+        if method not in BODY_METHODS:
+            return receive
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
+            raise PayloadTooLarge(f"the body has {int(length)} bytes; at most {settings.max_body_bytes} are accepted",
+                                  field="body", limit=settings.max_body_bytes)
+        if settings.local_server:
+            media = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                raise UnsupportedMediaType(f"send the body as application/json (got {media or 'no Content-Type'})",
+                                           field="Content-Type", limit="application/json")
+        body = await self._read_body(receive, settings)
+        if body is None:
+            return None
+        self.admission(path)  # read (so the client hears the answer) but not parsed
+        if settings.local_server:
+            loads_body(body)  # 400 on a body the SDK's dev middleware would fail on
+        return _replay(body, receive)
+
+    def _match_route(self, scope: Scope, path: str, method: str) -> None:
+        if path.startswith("/_"):
+            raise NotFound(f"no route {path}", field="path")
+        allowed: set[str] = set()
+        for route in self.routes():
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return
+            if match == Match.PARTIAL:
+                allowed |= set(getattr(route, "methods", None) or ())
+        if allowed:
+            raise MethodNotAllowed(f"{path} answers {', '.join(sorted(allowed))}, not {method}", field="method",
+                                   limit=sorted(allowed), allow=sorted(allowed))
+        raise NotFound(f"no route {path}", field="path")
+
+    @staticmethod
+    async def _read_body(receive: Receive, settings: Settings) -> bytes | None:
+        """The whole body, or None when the client went away.
+
+        Raises:
+            PayloadTooLarge: past ``max_body_bytes``. The rest is still read (and dropped) until
+                the body ends or its time is up, because a client that is still sending would
+                not read the answer (and would hang on a full socket).
+            RequestTimeout: the body did not end within ``body_timeout_s``.
+        """
+        chunks: list[bytes] = []
+        size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.body_timeout_s
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                if size > settings.max_body_bytes:
+                    break
+                raise RequestTimeout(f"the body did not arrive within {settings.body_timeout_s:g} s",
+                                     field="body", limit=settings.body_timeout_s) from None
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= settings.max_body_bytes:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        if size > settings.max_body_bytes:
+            raise PayloadTooLarge(f"the body has {size} bytes; at most {settings.max_body_bytes} are accepted",
+                                  field="body", limit=settings.max_body_bytes)
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the body already read, then what the client sends next
+    (the SDK waits on it for ``http.disconnect`` to cancel work whose caller has gone)."""
+    delivered = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def error_response(err: EmbeddingsError) -> JSONResponse:
+    """The documented ``{"detail": {...}}`` answer for a service error (with its headers)."""
+    headers: dict[str, str] = {}
+    if err.status in (429, 503):
+        headers["Retry-After"] = str(err.extra.get("retry_after_s", 1))
+    if err.status == 405 and err.extra.get("allow"):
+        headers["Allow"] = ", ".join(err.extra["allow"])
+    return JSONResponse({"detail": err.to_body()}, status_code=err.status, headers=headers)
+
+
+def internal_error_response(exc: BaseException, method: str, path: str) -> JSONResponse:
+    """A JSON 500 with a request id to quote, never the exception itself.
+
+    The exception is logged once: its type and the last ``LOGGED_FRAMES`` frames (file, line,
+    function, source line), without its message, the exceptions it was raised from, or local
+    variables, any of which can quote a request's texts or stored records.
+    """
+    request_id = getattr(exc, "_embeddings_request_id", None)
+    if request_id is None:
+        request_id = uuid.uuid4().hex[:12]
+        setattr(exc, "_embeddings_request_id", request_id)  # the outer guard sees the same exception again
+        frames = "".join(traceback.format_tb(exc.__traceback__, limit=-LOGGED_FRAMES)).rstrip()
+        logger.error("unhandled {} on {} {} (request {}; message withheld)\n{}", type(exc).__qualname__, method,
+                     path, request_id, frames)
+    detail = EmbeddingsError(f"internal error; quote request id {request_id} when reporting it").to_body()
+    return JSONResponse({"detail": {**detail, "request_id": request_id}}, status_code=500)

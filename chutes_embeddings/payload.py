@@ -1,0 +1,90 @@
+"""What a request body may hold: JSON within limits, finite numbers, 64-bit integers.
+
+Pure functions, no HTTP: the local server's request guard parses bodies with ``loads_body``
+(syntax, nesting and number-length problems become 400 before anything else sees the body) and
+every cord checks the parsed body with ``check_values`` (production parses bodies in the SDK, so
+this second check is the one that always runs). Python's ``json`` accepts ``NaN`` and
+``Infinity`` and integers of any size; no store can keep them faithfully and no JSON encoder on
+the way out may emit them, so they are refused with the field that holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable
+
+from .errors import InvalidInput, MalformedRequest
+
+MAX_JSON_DEPTH = 32  # objects/arrays inside each other; metadata nests well below this
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# CPython refuses to parse integer literals longer than this (int_max_str_digits).
+MAX_NUMBER_DIGITS = 4300
+
+
+def field_path(loc: Iterable[Any]) -> str:
+    """``("metadata", 0, "x")`` -> ``metadata[0].x`` (``body`` for the empty path)."""
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+def loads_body(raw: bytes) -> Any:
+    """Parse a request body as JSON.
+
+    Raises:
+        MalformedRequest: not UTF-8 JSON, nested past what the parser can take, or a number
+            literal longer than ``MAX_NUMBER_DIGITS`` digits (each names the limit).
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise MalformedRequest(f"the body nests objects/arrays deeper than {MAX_JSON_DEPTH} levels",
+                               field="body", limit=MAX_JSON_DEPTH) from None
+    except json.JSONDecodeError as exc:
+        raise MalformedRequest(f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                               "send a JSON object", field="body") from None
+    except UnicodeDecodeError:
+        raise MalformedRequest("the body is not UTF-8 text; send a JSON object", field="body") from None
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise MalformedRequest(f"a number in the body has more than {MAX_NUMBER_DIGITS} digits",
+                               field="body", limit=MAX_NUMBER_DIGITS) from None
+
+
+def check_values(body: Any, root: tuple[Any, ...] = ()) -> None:
+    """Refuse what JSON parsers let through but nothing downstream can hold.
+
+    Walks the parsed body without recursion (so a deep body cannot exhaust the stack).
+
+    Raises:
+        MalformedRequest: objects/arrays nested deeper than ``MAX_JSON_DEPTH`` (400).
+        InvalidInput: ``NaN``/``Infinity``, or an integer outside 64 bits, naming its field (422).
+    """
+    stack: list[tuple[Any, tuple[Any, ...], int]] = [(body, root, 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[tuple[Any, Any]] = value.items()
+        elif isinstance(value, list):
+            children = enumerate(value)
+        else:
+            _check_scalar(value, path)
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise MalformedRequest(f"{field_path(path)}: objects/arrays nest deeper than {MAX_JSON_DEPTH} levels",
+                                   field=field_path(path), limit=MAX_JSON_DEPTH)
+        for key, child in children:
+            if not isinstance(child, str):  # the common case (texts) needs no look
+                stack.append((child, (*path, key), depth + 1))
+
+
+def _check_scalar(value: Any, path: tuple[Any, ...]) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        where = field_path(path)
+        raise InvalidInput(f"{where}: NaN and Infinity are not JSON numbers; send a finite number or null",
+                           field=where)
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        where = field_path(path)
+        raise InvalidInput(f"{where}: integers must fit in 64 bits (-2^63 .. 2^63-1); send a string or a float",
+                           field=where, limit=INT64_MAX)
