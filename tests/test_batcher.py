@@ -122,7 +122,8 @@ def test_full_queue_is_refused_at_once_with_overloaded():
     b.close()
 
 
-def test_cancelled_items_cost_no_compute():
+def _busy_batcher() -> tuple[threading.Event, list[str], Batcher]:
+    """A batcher whose model is busy with one text until ``gate`` is set; ``seen`` lists what ran."""
     gate = threading.Event()
     seen: list[str] = []
 
@@ -134,6 +135,11 @@ def test_cancelled_items_cost_no_compute():
     b = make(embed, max_wait_s=0.0)
     b.submit(["busy"], ["mean"], [1])
     time.sleep(0.05)
+    return gate, seen, b
+
+
+def test_cancelled_items_cost_no_compute():
+    gate, seen, b = _busy_batcher()
     gone = b.submit(["abandoned"], ["mean"], [1])[0]
     assert gone.cancel()
     gate.set()
@@ -251,17 +257,7 @@ def test_admission_refuses_by_measured_drain_time_with_retry_after():
 def test_caller_scope_cancels_its_queued_work_when_the_caller_leaves():
     from chutes_embeddings.caller import CallerScope
 
-    gate = threading.Event()
-    seen: list[str] = []
-
-    def embed(texts, poolings, truncates, token_ids=None):
-        gate.wait(10)
-        seen.extend(texts)
-        return np.zeros((len(texts), 4), dtype=np.float32)
-
-    b = make(embed, max_wait_s=0.0)
-    b.submit(["busy"], ["mean"], [1])
-    time.sleep(0.05)
+    gate, seen, b = _busy_batcher()
     scope = CallerScope()
     scope.track(b.submit([f"gone{i}" for i in range(5)], ["mean"] * 5, [1] * 5))
     scope.leave()

@@ -131,6 +131,7 @@ class FailoverBackend:
         """TEI's state for /info."""
         return {
             "url": self.primary.base_url,
+            "pid": self.supervisor.pid,
             "healthy": self.supervisor.healthy,
             "circuit": self.breaker.state,
             "restarts": self.supervisor.restarts,

@@ -5,6 +5,13 @@ environment (TEI reads every flag from the environment too, and an inherited ``H
 make it bind 0.0.0.0), waits for ``GET /health``, forwards its log lines, restarts it with
 exponential backoff when it dies, and stops it on shutdown. ``healthy`` is what the failover
 backend consults before routing a request to TEI.
+
+The environment also carries what TEI needs to come up as an unprivileged user: a hub cache it
+can write (checked at start: an unwritable one is logged as an error naming the variable and
+replaced by a writable fallback, because TEI would otherwise fail to download its model and
+never become healthy), and the folders where some runtimes mount the GPU driver
+(``/usr/local/nvidia/{lib,lib64,bin}``) on ``LD_LIBRARY_PATH`` and ``PATH``: TEI's newer
+entrypoints register them with ``ldconfig``, which needs root.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ import shutil
 import signal
 import sys
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass
+from typing import Mapping
 
 import httpx
 from loguru import logger
@@ -28,6 +37,10 @@ _PASSED_ENV = (
     "PATH", "HOME", "LANG", "TMPDIR", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
     "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE",
 )
+# Where some container runtimes mount the host's driver libraries and nvidia-smi.
+DRIVER_LIB_DIRS = ("/usr/local/nvidia/lib64", "/usr/local/nvidia/lib")
+DRIVER_BIN_DIRS = ("/usr/local/nvidia/bin",)
+HUB_CACHE_VARIABLES = ("HUGGINGFACE_HUB_CACHE", "HF_HUB_CACHE")
 _LEVELS = {"TRACE": "TRACE", "DEBUG": "DEBUG", "INFO": "DEBUG", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
 
 
@@ -84,13 +97,54 @@ class TeiLaunch:
             args += ["--revision", self.revision]
         return args
 
-    def env(self, source: dict[str, str], offline: bool) -> dict[str, str]:
+    fallback_cache: str | None = None  # hub cache to use when the configured one is not writable
+
+    def env(self, source: Mapping[str, str]) -> dict[str, str]:
+        """TEI's environment: the few variables it needs from ``source``, a writable hub cache
+        (see ``writable_hub_cache``), and the driver folders on the search paths."""
         env = {k: source[k] for k in _PASSED_ENV if k in source}
-        if "HF_HOME" in env and "HUGGINGFACE_HUB_CACHE" not in env:
-            env["HUGGINGFACE_HUB_CACHE"] = os.path.join(env["HF_HOME"], "hub")
-        if offline:  # restarts happen after start-up, when Chutes has closed the network
-            env["HF_HUB_OFFLINE"] = "1"
+        cache = writable_hub_cache(source, self.fallback_cache)
+        env.update({name: cache for name in HUB_CACHE_VARIABLES})
+        env["LD_LIBRARY_PATH"] = _with_dirs(env.get("LD_LIBRARY_PATH", ""), DRIVER_LIB_DIRS)
+        env["PATH"] = _with_dirs(env.get("PATH", os.defpath), DRIVER_BIN_DIRS)
         return env
+
+
+def _with_dirs(search_path: str, dirs: tuple[str, ...]) -> str:
+    """``search_path`` with ``dirs`` appended where missing (existing entries keep priority)."""
+    parts = [p for p in search_path.split(":") if p]
+    return ":".join(parts + [d for d in dirs if d not in parts])
+
+
+def _writable_dir(path: str) -> bool:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return False
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def writable_hub_cache(source: Mapping[str, str], fallback: str | None) -> str:
+    """The hub cache TEI gets: the configured one (``HUGGINGFACE_HUB_CACHE``, else ``HF_HUB_CACHE``,
+    else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``) when this user can create and write
+    it; otherwise an error naming the variable is logged and ``fallback`` (or a folder in the
+    temp dir) is used."""
+    name = next((n for n in HUB_CACHE_VARIABLES if source.get(n)), None)
+    if name is not None:
+        path = source[name]
+    elif source.get("HF_HOME"):
+        name, path = "HF_HOME", os.path.join(source["HF_HOME"], "hub")
+    else:
+        name, path = "HOME", os.path.join(source.get("HOME") or os.path.expanduser("~"), ".cache", "huggingface", "hub")
+    if _writable_dir(path):
+        return path
+    for candidate in (fallback, os.path.join(tempfile.gettempdir(), "chutes-embeddings-hub")):
+        if candidate and _writable_dir(candidate):
+            logger.error("TEI's hub cache {} (from {}) cannot be written by uid {}: TEI could not download "
+                         "its model there and would never become healthy. Using {} instead; set {} to a "
+                         "writable folder.", path, name, os.getuid(), candidate, name)
+            return candidate
+    raise RuntimeError(f"no writable hub cache for TEI: {path} (from {name}) and the fallbacks are not writable")
 
 
 class TeiSupervisor:
@@ -107,7 +161,7 @@ class TeiSupervisor:
         self._stopping = threading.Event()
         self._http = httpx.Client(timeout=2.0)
         self._monitor = threading.Thread(target=self._watch, name="tei-supervisor", daemon=True)
-        self._parent_env = dict(os.environ)
+        self._env = launch.env(os.environ)  # checked once: the cache warning is logged once
 
     @property
     def healthy(self) -> bool:
@@ -150,8 +204,10 @@ class TeiSupervisor:
     def _spawn(self, offline: bool) -> None:
         argv = self.launch.argv()
         logger.info("starting TEI: {}", " ".join(argv))
+        # restarts happen after start-up, when Chutes has closed the network: from the cache only
+        env = {**self._env, "HF_HUB_OFFLINE": "1"} if offline else self._env
         self._proc = subprocess.Popen(
-            argv, env=self.launch.env(self._parent_env, offline), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
         )
         threading.Thread(target=self._forward_logs, args=(self._proc,), name="tei-logs", daemon=True).start()
