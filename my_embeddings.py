@@ -4,10 +4,11 @@ Deploy: ``chutes deploy my_embeddings:chute``. Run locally:
 ``CHUTES_EXECUTION_CONTEXT=REMOTE chutes run my_embeddings:chute --dev --host 127.0.0.1 --port 8000``.
 
 Only this file is uploaded on deploy; ``schemas.py``, ``image.py`` and ``chutes_embeddings/``
-live in the image's WORKDIR. Module-level imports need only the ``chutes`` SDK: the engine
-(torch, numpy, ...) is imported by the startup hook. Each cord takes the raw JSON body,
-validates it and calls the engine (``cord_call``) and returns a plain dict; the request guard
-installed by ``install_boundary`` sees every request first.
+live in the image's WORKDIR. Module-level imports need only the ``chutes`` SDK and light modules
+of the package: the engine (torch, numpy, ...) is imported by the startup hook. Each cord takes
+the raw JSON body, validates it and calls the engine (``cord_call``) and returns a plain value;
+the route table says which dialect each route speaks (ours, OpenAI's, TEI's), and the request
+guard installed by ``install_boundary`` sees every request first.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import os
 from typing import Any
 
 from chutes.chute import Chute, NodeSelector
+from starlette.responses import Response
 
 import schemas as S
-from chutes_embeddings.boundary import cord_call, install_boundary, run_cord
+from chutes_embeddings.boundary import RouteTable, cord_call, install_boundary, run_cord
+from chutes_embeddings.dialects import native, openai, tei
+from chutes_embeddings.openapi import build_openapi
 from image import image
 
 chute = Chute(
@@ -30,47 +34,45 @@ chute = Chute(
     node_selector=NodeSelector(gpu_count=1, min_vram_gb_per_gpu=16),
     concurrency=64,
 )
-# Routes (public and the SDK's internal cord paths) whose requests queue forward passes: while
-# the engine is overloaded the request guard refuses them before their bodies are parsed.
-MODEL_WORK_PATHS: set[str] = set()
-install_boundary(chute, MODEL_WORK_PATHS)
+ROUTES = RouteTable(error_models={"native": S.NativeError, "openai": S.OpenAIError, "tei": S.TeiError})
+install_boundary(chute, ROUTES)
 
 
-def _post(path: str, request_model: type, response_model: type, uses_model: bool = True) -> Any:
-    """The cord decorator for a POST route: the SDK sees a JSON schema, not a model to validate."""
+def _route(method: str, path: str, request: type | None, response: type | None, *, dialect: Any = native,
+           uses_model: bool = False, media_type: str = "application/json") -> Any:
+    """Declare a cord (the SDK sees JSON schemas, not models to validate) and record the route."""
     cord = chute.cord(
         public_api_path=path,
-        public_api_method="POST",
-        input_schema=request_model.model_json_schema(),
-        output_schema=response_model.model_json_schema(),
-        output_content_type="application/json",
+        public_api_method=method,
+        **({"input_schema": request.model_json_schema()} if request else {}),
+        output_schema=response.model_json_schema() if response else {"type": "string"},
+        output_content_type=media_type,
     )
 
     def register(func: Any) -> Any:
         declared = cord(func)  # sets cord.path, the SDK's internal path for this cord
-        if uses_model:
-            MODEL_WORK_PATHS.update((path, cord.path))
+        ROUTES.add(method, path, cord.path, func.__doc__ or "", request, response, dialect, uses_model, media_type)
         return declared
 
     return register
 
 
-def _get(path: str, response_model: type) -> Any:
-    return chute.cord(
-        public_api_path=path,
-        public_api_method="GET",
-        output_schema=response_model.model_json_schema(),
-        output_content_type="application/json",
-    )
+def _post(path: str, request: type, response: type | None, **options: Any) -> Any:
+    return _route("POST", path, request, response, **options)
+
+
+def _get(path: str, response: type | None, **options: Any) -> Any:
+    return _route("GET", path, None, response, **options)
 
 
 @chute.on_startup()
 async def start(self: Any) -> None:
     """Load the model and start the engine (and the store, when configured)."""
     from chutes_embeddings.collections import Collections
-    from chutes_embeddings.engine import start_engine
     from chutes_embeddings.logs import configure_logging
+    from chutes_embeddings.metrics import Metrics
     from chutes_embeddings.settings import Settings
+    from chutes_embeddings.startup import start_engine
     from chutes_embeddings.store import open_store
 
     settings = Settings.from_env()
@@ -79,6 +81,7 @@ async def start(self: Any) -> None:
     self.engine = start_engine(settings, S.LIMITS)
     store = open_store(settings.store_url, settings.data_path, **settings.store_options())
     self.collections = Collections(self.engine, store)
+    self.metrics = Metrics(self.engine, self.collections, ROUTES)
 
 
 @chute.on_shutdown()
@@ -90,60 +93,47 @@ async def stop(self: Any) -> None:
         self.engine.close()
 
 
-@_post("/embed", S.EmbedRequest, S.EmbedResponse)
+# --- the service's own API ------------------------------------------------------------------
+@_post("/embed", S.EmbedRequest, S.EmbedResponse, uses_model=True)
 async def embed(self: Any, body: Any = None) -> dict:
     """Embed one text (one vector back) or a list of texts."""
-    return await cord_call(
-        S.EmbedRequest,
-        body,
-        lambda r: self.engine.embed(r.inputs, single=r.single, normalize=r.normalize, truncate=r.truncate, pooling=r.pooling),
-    )
+    return await cord_call(S.EmbedRequest, body, lambda r: self.engine.embed(
+        r.inputs, single=r.single, normalize=r.normalize, truncate=r.truncate, pooling=r.pooling,
+        dimensions=r.dimensions))
 
 
-@_post("/embed/batch", S.EmbedBatchRequest, S.EmbedBatchResponse)
+@_post("/embed/batch", S.EmbedBatchRequest, S.EmbedBatchResponse, uses_model=True)
 async def embed_batch(self: Any, body: Any = None) -> dict:
     """Embed up to 1000 texts; ``batch_size`` caps texts per forward pass."""
-    return await cord_call(
-        S.EmbedBatchRequest,
-        body,
-        lambda r: self.engine.embed_batch(r.texts, batch_size=r.batch_size, normalize=r.normalize),
-    )
+    return await cord_call(S.EmbedBatchRequest, body, lambda r: self.engine.embed_batch(
+        r.texts, batch_size=r.batch_size, normalize=r.normalize, dimensions=r.dimensions))
 
 
-@_post("/similarity", S.SimilarityRequest, S.SimilarityResponse)
+@_post("/similarity", S.SimilarityRequest, S.SimilarityResponse, uses_model=True)
 async def similarity(self: Any, body: Any = None) -> dict:
     """Similarity of one source text to each target, best first."""
-    return await cord_call(
-        S.SimilarityRequest,
-        body,
-        lambda r: self.engine.similarity(r.source_text, r.target_texts, normalize=r.normalize),
-    )
+    return await cord_call(S.SimilarityRequest, body, lambda r: self.engine.similarity(
+        r.source_text, r.target_texts, normalize=r.normalize))
 
 
-@_post("/rerank", S.RerankRequest, S.RerankResponse)
+@_post("/rerank", S.RerankRequest, S.RerankResponse, uses_model=True)
 async def rerank(self: Any, body: Any = None) -> dict:
     """Texts ordered by relevance to the query."""
     return await cord_call(S.RerankRequest, body, lambda r: self.engine.rerank(r.query, r.texts, top_k_=r.top_k))
 
 
-@_post("/search", S.SearchRequest, S.SearchResponse)
+@_post("/search", S.SearchRequest, S.SearchResponse, uses_model=True)
 async def search(self: Any, body: Any = None) -> dict:
     """The best matches of a query in a corpus sent with it."""
-    return await cord_call(
-        S.SearchRequest,
-        body,
-        lambda r: self.engine.search(r.query, r.corpus, top_k_=r.top_k, threshold=r.threshold),
-    )
+    return await cord_call(S.SearchRequest, body, lambda r: self.engine.search(
+        r.query, r.corpus, top_k_=r.top_k, threshold=r.threshold))
 
 
-@_post("/cluster", S.ClusterRequest, S.ClusterResponse)
+@_post("/cluster", S.ClusterRequest, S.ClusterResponse, uses_model=True)
 async def cluster(self: Any, body: Any = None) -> dict:
     """Group texts by meaning (k-means, agglomerative or HDBSCAN)."""
-    return await cord_call(
-        S.ClusterRequest,
-        body,
-        lambda r: self.engine.cluster(r.texts, n_clusters=r.n_clusters, method=r.method, max_clusters=S.MAX_CLUSTERS),
-    )
+    return await cord_call(S.ClusterRequest, body, lambda r: self.engine.cluster(
+        r.texts, n_clusters=r.n_clusters, method=r.method, max_clusters=S.MAX_CLUSTERS))
 
 
 @_get("/health", S.HealthResponse)
@@ -158,35 +148,35 @@ async def info(self: Any) -> dict:
     return run_cord(self.engine.info)
 
 
-@_post("/store/add", S.StoreAddRequest, S.StoreAddResponse)
+@_post("/store/add", S.StoreAddRequest, S.StoreAddResponse, uses_model=True)
 async def store_add(self: Any, body: Any = None) -> dict:
     """Upsert texts into a collection; answered after the store has committed them."""
-    return await cord_call(S.StoreAddRequest, body,
-                     lambda r: self.collections.add(r.collection, r.texts, r.ids, r.metadata))
+    return await cord_call(S.StoreAddRequest, body, lambda r: self.collections.add(
+        r.collection, r.texts, r.ids, r.metadata))
 
 
-@_post("/store/search", S.StoreSearchRequest, S.StoreSearchResponse)
+@_post("/store/search", S.StoreSearchRequest, S.StoreSearchResponse, uses_model=True)
 async def store_search(self: Any, body: Any = None) -> dict:
     """Search a stored collection, optionally filtered by metadata."""
-    return await cord_call(S.StoreSearchRequest, body,
-                     lambda r: self.collections.search(r.collection, r.query, r.top_k, r.filter_metadata, r.threshold))
+    return await cord_call(S.StoreSearchRequest, body, lambda r: self.collections.search(
+        r.collection, r.query, r.top_k, r.filter_metadata, r.threshold))
 
 
-@_post("/store/get", S.StoreGetRequest, S.StoreGetResponse, uses_model=False)
+@_post("/store/get", S.StoreGetRequest, S.StoreGetResponse)
 async def store_get(self: Any, body: Any = None) -> dict:
     """Fetch records by id."""
-    return await cord_call(S.StoreGetRequest, body,
-                     lambda r: self.collections.get(r.collection, r.ids, r.include_vectors))
+    return await cord_call(S.StoreGetRequest, body, lambda r: self.collections.get(
+        r.collection, r.ids, r.include_vectors))
 
 
-@_post("/store/delete", S.StoreDeleteRequest, S.StoreDeleteResponse, uses_model=False)
+@_post("/store/delete", S.StoreDeleteRequest, S.StoreDeleteResponse)
 async def store_delete(self: Any, body: Any = None) -> dict:
     """Delete records by id or by a metadata filter."""
-    return await cord_call(S.StoreDeleteRequest, body,
-                     lambda r: self.collections.delete(r.collection, r.ids, r.filter_metadata))
+    return await cord_call(S.StoreDeleteRequest, body, lambda r: self.collections.delete(
+        r.collection, r.ids, r.filter_metadata))
 
 
-@_post("/store/drop", S.StoreDropRequest, S.StoreDropResponse, uses_model=False)
+@_post("/store/drop", S.StoreDropRequest, S.StoreDropResponse)
 async def store_drop(self: Any, body: Any = None) -> dict:
     """Delete a collection and everything in it."""
     return await cord_call(S.StoreDropRequest, body, lambda r: self.collections.drop(r.collection))
@@ -196,3 +186,76 @@ async def store_drop(self: Any, body: Any = None) -> dict:
 async def store_collections(self: Any) -> dict:
     """Every collection with its size, dimension, model and a few sample texts."""
     return run_cord(self.collections.collections)
+
+
+# --- OpenAI's embeddings API --------------------------------------------------------------------
+@_post("/v1/embeddings", S.OpenAIEmbeddingsRequest, S.OpenAIEmbeddingsResponse, dialect=openai, uses_model=True)
+async def openai_embeddings(self: Any, body: Any = None) -> dict:
+    """OpenAI-compatible embeddings (floats or base64, ``dimensions``, real token usage)."""
+    return await cord_call(S.OpenAIEmbeddingsRequest, body, lambda r: openai.embeddings(self.engine, r))
+
+
+@_get("/v1/models", S.OpenAIModelsResponse, dialect=openai)
+async def openai_models(self: Any) -> dict:
+    """The served model, as OpenAI's model list."""
+    return run_cord(lambda: openai.models(self.engine))
+
+
+# --- TEI's API ----------------------------------------------------------------------------------
+@_post("/tei", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model=True)
+async def tei_root(self: Any, body: Any = None) -> list:
+    """TEI's ``POST /``: embeddings (what ``huggingface_hub.InferenceClient(model=<url>/tei)`` calls)."""
+    return await cord_call(S.TeiEmbedRequest, body, lambda r: tei.embed(self.engine, r))
+
+
+@_post("/tei/embed", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model=True)
+async def tei_embed(self: Any, body: Any = None) -> list:
+    """TEI's ``POST /embed``."""
+    return await cord_call(S.TeiEmbedRequest, body, lambda r: tei.embed(self.engine, r))
+
+
+@_post("/tei/embed_all", S.TeiEmbedAllRequest, S.TeiEmbedAllResponse, dialect=tei, uses_model=True)
+async def tei_embed_all(self: Any, body: Any = None) -> list:
+    """TEI's ``POST /embed_all``: token embeddings."""
+    return await cord_call(S.TeiEmbedAllRequest, body, lambda r: tei.embed_all(self.engine, r))
+
+
+@_post("/tei/tokenize", S.TeiTokenizeRequest, S.TeiTokenizeResponse, dialect=tei)
+async def tei_tokenize(self: Any, body: Any = None) -> list:
+    """TEI's ``POST /tokenize``."""
+    return await cord_call(S.TeiTokenizeRequest, body, lambda r: tei.tokenize(self.engine, r))
+
+
+@_post("/tei/rerank", S.TeiRerankRequest, S.TeiRerankResponse, dialect=tei, uses_model=True)
+async def tei_rerank(self: Any, body: Any = None) -> list:
+    """TEI's ``POST /rerank``: every text with its score, best first."""
+    return await cord_call(S.TeiRerankRequest, body, lambda r: tei.rerank(self.engine, r))
+
+
+@_get("/tei/info", S.TeiInfoResponse, dialect=tei)
+async def tei_info(self: Any) -> dict:
+    """TEI's ``GET /info``."""
+    return run_cord(lambda: tei.info(self.engine))
+
+
+@_get("/tei/health", None, dialect=tei, media_type="text/plain")
+async def tei_health(self: Any) -> Response:
+    """TEI's ``GET /health``: an empty 200 while the service can embed, else 503."""
+    run_cord(lambda: tei.health(self.engine))
+    return Response(status_code=200)
+
+
+# --- operations ---------------------------------------------------------------------------------
+@_get("/metrics", None, media_type="text/plain; version=0.0.4")
+async def metrics(self: Any) -> Response:
+    """Prometheus metrics (requests, queue, batches, cache, failover, store)."""
+    return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@_get("/openapi", None)
+async def openapi_document(self: Any) -> dict:
+    """This API's OpenAPI 3.1 document (also at /openapi.json on the local server)."""
+    return build_openapi(ROUTES)
+
+
+chute.openapi = lambda: build_openapi(ROUTES)  # what FastAPI serves at /openapi.json and /docs

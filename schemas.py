@@ -2,14 +2,17 @@
 
 The limits are named constants below and enter the models only as ``Field`` constraints, so a
 broken limit is reported by pydantic with the field and the limit value; ``GET /info`` serves
-them (``LIMITS``) and the client reads them from there. This module needs only pydantic.
+them (``LIMITS``) and the client reads them from there. This module needs only pydantic and the
+service's error classes (``chutes_embeddings.errors``, which imports nothing heavy).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, StringConstraints, model_validator
+
+from chutes_embeddings.errors import InvalidInput
 
 # --- limits (the only place they are written) ---------------------------------------------
 MAX_TEXT_CHARS = 100_000
@@ -31,6 +34,7 @@ MAX_STORE_TOP_K = 100
 DEFAULT_STORE_TOP_K = 10
 MAX_ID_CHARS = 256
 MAX_STORE_IDS = 1000
+MAX_OPENAI_INPUTS = 2048
 
 LIMITS: dict[str, int] = {
     name.lower(): value for name, value in dict(globals()).items() if name.startswith(("MAX_", "MIN_", "DEFAULT_"))
@@ -43,6 +47,42 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 CollectionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
 Metadata = dict[str, Any]
+Dimensions = Annotated[int, Field(ge=1)]  # at most the model's dimension: checked by the engine
+
+TOKEN_IDS_HINT = ("token-id input is not supported: this service tokenises with its own model's tokenizer, so "
+                  "ids from another tokenizer would embed the wrong text; send the text instead (LangChain's "
+                  "OpenAIEmbeddings: pass check_embedding_ctx_length=False)")
+
+
+def _text_inputs(field: str, max_items: int) -> BeforeValidator:
+    """OpenAI's ``input`` / TEI's ``inputs``: one text or a list of 1..``max_items`` texts.
+
+    Checked before pydantic sees the union, so an error names ``field[i]`` and the limit (a
+    union's own errors name its members); token ids, which both APIs define, get a hint.
+    """
+
+    def check(value: Any) -> Any:
+        single = isinstance(value, str)
+        if not single and not isinstance(value, list):
+            raise InvalidInput(f"{field} must be a string or a list of strings", field=field)
+        items = [value] if single else value
+        if not items:
+            raise InvalidInput(f"{field} is empty; send 1..{max_items} texts", field=field, limit=1, reason="empty")
+        if len(items) > max_items:
+            raise InvalidInput(f"{field} has {len(items)} items; at most {max_items} are accepted", field=field,
+                               limit=max_items)
+        for i, item in enumerate(items):
+            where = field if single else f"{field}[{i}]"
+            if isinstance(item, (int, list)) and not isinstance(item, bool):
+                raise InvalidInput(f"{where}: {TOKEN_IDS_HINT}", field=where, reason="token_ids")
+            if not isinstance(item, str):
+                raise InvalidInput(f"{where} must be a string", field=where)
+            if not 1 <= len(item) <= MAX_TEXT_CHARS:
+                raise InvalidInput(f"{where} has {len(item)} characters; send 1..{MAX_TEXT_CHARS}", field=where,
+                                   limit=MAX_TEXT_CHARS, **({} if item else {"reason": "empty"}))
+        return value
+
+    return BeforeValidator(check)
 
 
 class _Request(BaseModel):
@@ -57,6 +97,7 @@ class EmbedRequest(_Request):
     normalize: bool = True
     truncate: bool = True
     pooling: Pooling | None = None
+    dimensions: Dimensions | None = None
     _single: bool = False
 
     @model_validator(mode="wrap")
@@ -81,6 +122,7 @@ class EmbedBatchRequest(_Request):
     texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_BATCH_TEXTS)]
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = DEFAULT_BATCH_SIZE
     normalize: bool = True
+    dimensions: Dimensions | None = None
 
 
 class SimilarityRequest(_Request):
@@ -155,6 +197,159 @@ class StoreDropRequest(_Request):
     """POST /store/drop: delete a collection."""
 
     collection: CollectionName
+
+
+# --- OpenAI's embeddings API (/v1/*) -----------------------------------------------------------
+class _CompatRequest(BaseModel):
+    # Compatible clients send fields we do not use (OpenAI's extra_body, TEI's newer options):
+    # ignored, as the originals ignore them. Lax, as the originals are (JSON has no int/float split).
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class OpenAIEmbeddingsRequest(_CompatRequest):
+    """POST /v1/embeddings (OpenAI's request; ``model`` is accepted whatever it names)."""
+
+    input: Annotated[str | list[str], _text_inputs("input", MAX_OPENAI_INPUTS)]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Dimensions | None = None
+    user: str | None = None
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str  # str: base64 of little-endian float32
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingsResponse(BaseModel):
+    object: Literal["list"]
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
+
+
+class OpenAIModel(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class OpenAIModelsResponse(BaseModel):
+    object: Literal["list"]
+    data: list[OpenAIModel]
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """The body of every 4xx/5xx answer under /v1."""
+
+    error: OpenAIErrorDetail
+
+
+# --- TEI's API (/tei/*), as text-embeddings-inference 1.9.3 documents it -----------------------
+TeiInputs = Annotated[str | list[str], _text_inputs("inputs", MAX_EMBED_INPUTS)]
+TruncationDirection = Literal["Left", "Right", "left", "right"]
+
+
+class TeiEmbedRequest(_CompatRequest):
+    """POST /tei and /tei/embed."""
+
+    inputs: TeiInputs
+    normalize: bool = True
+    truncate: bool | None = None  # None: the server's auto_truncate (true)
+    truncation_direction: TruncationDirection = "Right"
+    prompt_name: str | None = None
+    dimensions: Annotated[int, Field(ge=0)] | None = None
+
+
+class TeiEmbedAllRequest(_CompatRequest):
+    """POST /tei/embed_all."""
+
+    inputs: TeiInputs
+    truncate: bool | None = None
+    truncation_direction: TruncationDirection = "Right"
+    prompt_name: str | None = None
+
+
+class TeiTokenizeRequest(_CompatRequest):
+    """POST /tei/tokenize."""
+
+    inputs: TeiInputs
+    add_special_tokens: bool = True
+    prompt_name: str | None = None
+
+
+class TeiRerankRequest(_CompatRequest):
+    """POST /tei/rerank."""
+
+    query: Text
+    texts: Annotated[list[Text], Field(max_length=MAX_RERANK_TEXTS)]
+    raw_scores: bool = False
+    return_text: bool = False
+    truncate: bool | None = None
+    truncation_direction: TruncationDirection = "Right"
+
+
+TeiEmbedResponse = RootModel[list[list[float]]]
+TeiEmbedAllResponse = RootModel[list[list[list[float]]]]
+
+
+class TeiToken(BaseModel):
+    id: int
+    text: str
+    special: bool
+    start: int | None = None
+    stop: int | None = None
+
+
+TeiTokenizeResponse = RootModel[list[list[TeiToken]]]
+
+
+class TeiRank(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
+
+
+TeiRerankResponse = RootModel[list[TeiRank]]
+
+
+class TeiInfoResponse(BaseModel):
+    model_id: str
+    model_sha: str | None = None
+    model_dtype: str
+    served_model_name: str
+    model_type: dict[str, Any]
+    max_concurrent_requests: int
+    max_input_length: int
+    max_batch_tokens: int
+    max_batch_requests: int | None = None
+    max_client_batch_size: int
+    auto_truncate: bool
+    tokenization_workers: int
+    version: str
+    sha: str | None = None
+    docker_label: str | None = None
+
+
+class TeiError(BaseModel):
+    """The body of every 4xx/5xx answer under /tei."""
+
+    error: str
+    error_type: Literal["Unhealthy", "Backend", "Overloaded", "Validation", "Tokenizer", "Empty"]
 
 
 # --- responses (documentation and tests; cords return plain dicts of these shapes) ------------
@@ -329,3 +524,9 @@ class ErrorBody(BaseModel):
     message: str
     field: str | None = None
     limit: Any = None
+
+
+class NativeError(BaseModel):
+    """The body of every 4xx/5xx answer of the service's own API."""
+
+    detail: ErrorBody

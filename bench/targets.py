@@ -60,7 +60,7 @@ class InProcessTarget:
     """The engine in this process (for machines without the Chutes SDK, e.g. a bare GPU box)."""
 
     def __init__(self, env: dict[str, str], data_dir: str) -> None:
-        from chutes_embeddings.engine import start_engine
+        from chutes_embeddings.startup import start_engine
         from chutes_embeddings.settings import Settings
 
         environ = {"EMBEDDINGS_DATA_DIR": data_dir, **{k: v for k, v in os.environ.items() if k.startswith("EMBEDDINGS_")},

@@ -18,7 +18,7 @@ _EXPORTS = {
     "EmbeddingsTimeout": "client",
     "Settings": "settings",
     "Engine": "engine",
-    "start_engine": "engine",
+    "start_engine": "startup",
     "EmbeddingsError": "errors",
     "InvalidInput": "errors",
     "MalformedRequest": "errors",

@@ -28,9 +28,10 @@ from loguru import logger
 
 from .errors import BackendUnavailable, InvalidInput, Overloaded
 
-# embed_fn(texts, poolings, truncates, token_ids): token_ids[i] is text i already tokenised
-# (truncated at the model's limit), or None when the caller did not tokenise.
-EmbedFn = Callable[[list[str], list[str], list[bool], list[Sequence[int] | None]], np.ndarray]
+# embed_fn(texts, poolings, truncations, token_ids): truncations[i] is "right", "left" or None
+# (see backends.Backend.embed); token_ids[i] is text i already tokenised (cut at the model's
+# limit), or None when the caller did not tokenise.
+EmbedFn = Callable[[list[str], list[str], list[str | None], list[Sequence[int] | None]], np.ndarray]
 RATE_SMOOTHING = 0.3  # weight of the newest batch in the drain-rate average
 MAX_RETRY_AFTER_S = 60
 
@@ -39,7 +40,7 @@ MAX_RETRY_AFTER_S = 60
 class _Item:
     text: str
     pooling: str
-    truncate: bool
+    truncation: str | None
     tokens: int
     max_batch: int
     ids: Sequence[int] | None = None
@@ -115,6 +116,8 @@ class Batcher:
         self.items_run = 0
         self.items_dropped = 0
         self.refused = 0
+        # observer(tokens per text, queue wait per text, pass seconds), after each forward pass
+        self.observer: Callable[[list[int], list[float], float], None] | None = None
         self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(workers)]
         for thread in self._threads:
             thread.start()
@@ -126,7 +129,7 @@ class Batcher:
         poolings: Sequence[str],
         tokens: Sequence[int],
         max_batch: int | None = None,
-        truncate: bool = True,
+        truncation: str | None = "right",
         token_ids: Sequence[Sequence[int]] | None = None,
         admitted: Admission | None = None,
     ) -> list[Future]:
@@ -137,7 +140,8 @@ class Batcher:
             poolings: the pooling mode for each text.
             tokens: each text's token count (its cost in the budget; capped at the model limit).
             max_batch: at most this many texts per forward pass for these items.
-            truncate: whether the backend may cut these texts at the model's token limit.
+            truncation: how the backend may cut these texts at the model's token limit ("right",
+                "left"; None: not at all).
             token_ids: each text already tokenised (and truncated), handed to the backend so
                 it does not tokenise again.
             admitted: the place ``admit`` reserved for these texts (it is used up here); without
@@ -149,7 +153,7 @@ class Batcher:
         """
         cap = min(max_batch or self.max_batch_size, self.max_batch_size)
         ids: Sequence[Sequence[int] | None] = token_ids if token_ids is not None else [None] * len(texts)
-        items = [_Item(t, p, truncate, max(1, n), cap, i) for t, p, n, i in zip(texts, poolings, tokens, ids)]
+        items = [_Item(t, p, truncation, max(1, n), cap, i) for t, p, n, i in zip(texts, poolings, tokens, ids)]
         with self._cond:
             if admitted is not None and admitted.release_locked():
                 if self._closed:
@@ -320,7 +324,7 @@ class Batcher:
         started = time.monotonic()
         try:
             vectors = self._embed_fn([it.text for it in batch], [it.pooling for it in batch],
-                                     [it.truncate for it in batch], [it.ids for it in batch])
+                                     [it.truncation for it in batch], [it.ids for it in batch])
         except InvalidInput as exc:
             if len(batch) > 1:  # one caller's bad text must not fail the others
                 for item in batch:
@@ -333,6 +337,9 @@ class Batcher:
             for item in batch:
                 item.future.set_exception(exc)
             return
-        self._measure(batch, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        self._measure(batch, elapsed)
+        if self.observer is not None:
+            self.observer([it.tokens for it in batch], [started - it.enqueued for it in batch], elapsed)
         for item, row in zip(batch, vectors):
             item.future.set_result(row)

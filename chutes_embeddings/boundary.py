@@ -4,16 +4,18 @@ The chute's cords take the raw JSON body (so the SDK's opaque "Invalid input par
 answers) and ``await cord_call(...)``, which checks the values (``payload.check_values``),
 validates the body with the request model, runs the engine in a worker thread inside a
 ``CallerScope`` (so a client that disconnects has its queued work dropped) and maps
-``EmbeddingsError`` to an ``HTTPException`` whose detail names the field and the limit.
-``install_boundary`` puts the request guard (``http_guard``) outside everything and makes every
-other answer (404, 405, the SDK's own errors, unexpected failures) the same ``{"detail": {...}}``.
+``EmbeddingsError`` to an HTTP answer that names the field and the limit, in the dialect of the
+route (``dialects``: the native ``{"detail": {...}}``, OpenAI's, TEI's). ``install_boundary``
+puts the request guard (``http_guard``) outside everything and renders every other answer (404,
+405, the SDK's own errors, unexpected failures) the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Collection, TypeVar
+from dataclasses import dataclass, field as dataclass_field
+from typing import Any, Callable, TypeVar
 
 from fastapi import HTTPException
 from pydantic import BaseModel, ValidationError
@@ -22,8 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .caller import CallerScope, run_in_scope
+from .dialects import Dialect, native
 from .errors import ERROR_CLASSES, EmbeddingsError, InvalidInput
-from .http_guard import RequestGuard, error_response, internal_error_response
+from .http_guard import RequestGuard, error_response, internal_error
 from .payload import check_values, field_path
 from .settings import Settings
 
@@ -33,7 +36,7 @@ _LIMIT_KEYS = ("max_length", "min_length", "le", "ge", "lt", "gt", "expected", "
 # Engine calls run here, not in the SDK's cord thread: that thread's event loop must stay free to
 # hear a client disconnect (the SDK cancels the cord then) while the engine waits for the model.
 _ENGINE_CALLS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="engine-call")
-_ERROR_TYPE_BY_STATUS = {cls.status: cls.error_type for cls in ERROR_CLASSES}
+_ERROR_CLASS_BY_STATUS = {cls.status: cls for cls in reversed(ERROR_CLASSES)}  # the most general class
 
 
 def _limit(ctx: dict[str, Any] | None) -> Any:
@@ -74,14 +77,21 @@ def parse_request(model: type[M], body: Any) -> M:
         raise invalid_input_from(exc) from None
 
 
+class ServiceHTTPException(HTTPException):
+    """A service error on its way out of a cord; rendered in the route's dialect by the handler."""
+
+    def __init__(self, error: EmbeddingsError) -> None:
+        super().__init__(status_code=error.status, detail=error.message)
+        self.error = error
+
+
 def http_error(err: EmbeddingsError) -> HTTPException:
-    """The ``HTTPException`` for a service error (429/503 carry Retry-After)."""
-    headers = {"Retry-After": str(err.extra.get("retry_after_s", 1))} if err.status in (429, 503) else None
-    return HTTPException(status_code=err.status, detail=err.to_body(), headers=headers)
+    """The exception a cord raises for a service error (the handler renders it)."""
+    return ServiceHTTPException(err)
 
 
-async def cord_call(model: type[M], body: Any, handler: Callable[[M], dict[str, Any]]) -> dict[str, Any]:
-    """Parse ``body``, run ``handler`` and return its plain dict; errors become HTTP answers.
+async def cord_call(model: type[M], body: Any, handler: Callable[[M], Any]) -> Any:
+    """Parse ``body``, run ``handler`` and return its plain result; errors become HTTP answers.
 
     If the cord is cancelled (the SDK does that when the client disconnects), the caller's work
     still waiting for the model is dropped.
@@ -101,7 +111,7 @@ async def cord_call(model: type[M], body: Any, handler: Callable[[M], dict[str, 
         raise http_error(err) from None
 
 
-def run_cord(handler: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def run_cord(handler: Callable[[], Any]) -> Any:
     """Run a body-less cord (GET: cheap, never queued) with the same error mapping."""
     try:
         return handler()
@@ -109,32 +119,83 @@ def run_cord(handler: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         raise http_error(err) from None
 
 
-async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Starlette's and the SDK's HTTP errors (404, 405, 400 "Invalid input parameters", ...) in
-    the documented shape; ours already carry a dict detail."""
-    detail = exc.detail
-    if not isinstance(detail, dict):
-        detail = {"error_type": _ERROR_TYPE_BY_STATUS.get(exc.status_code, "error"), "message": str(detail)}
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+@dataclass(frozen=True)
+class Route:
+    """One declared route: what the OpenAPI document and the HTTP layer need to know of it."""
+
+    method: str
+    path: str
+    internal_path: str  # the SDK's own path for the cord (production routes by both)
+    summary: str
+    request: Any  # a pydantic model class, or None
+    response: Any  # a pydantic model class, or None (a body that is not JSON)
+    dialect: Dialect
+    uses_model: bool  # queues model work: refused early while the engine is overloaded
+    media_type: str
 
 
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, EmbeddingsError):
-        return error_response(exc)
-    return internal_error_response(exc, request.method, request.url.path)
+@dataclass
+class RouteTable:
+    """Every route of the chute, filled in by the chute file as it declares cords."""
+
+    error_models: dict[str, Any] = dataclass_field(default_factory=dict)  # dialect name -> its error body model
+    routes: list[Route] = dataclass_field(default_factory=list)
+    dialects: dict[str, Dialect] = dataclass_field(default_factory=dict)
+    model_paths: set[str] = dataclass_field(default_factory=set)
+    labels: dict[str, str] = dataclass_field(default_factory=dict)  # either path -> public path
+
+    def add(self, method: str, path: str, internal_path: str, summary: str, request: Any, response: Any,
+            dialect: Dialect, uses_model: bool, media_type: str) -> None:
+        """Record a route under its public and internal paths."""
+        self.routes.append(Route(method, path, internal_path, summary, request, response, dialect, uses_model,
+                                 media_type))
+        for key in (path, internal_path):
+            self.dialects[key] = dialect
+            self.labels[key] = path
+            if uses_model:
+                self.model_paths.add(key)
+
+    def dialect(self, path: str) -> Dialect:
+        """The dialect ``path`` speaks (the native one for paths no route declared)."""
+        return self.dialects.get(path, native)
+
+    def route_label(self, path: str) -> str:
+        """``path`` as a metrics label: a declared public path, else ``other`` (bounded cardinality)."""
+        return self.labels.get(path, "other")
 
 
-def install_boundary(app: Any, model_paths: Collection[str] = ()) -> None:
-    """Wrap ``app`` (the chute) in the request guard and map every error to the documented shape.
+def _error_from_http(exc: StarletteHTTPException) -> EmbeddingsError:
+    """Starlette's and the SDK's own HTTP errors (404, 405, 400 "Invalid input parameters", ...)
+    as the service error of that status."""
+    if isinstance(exc, ServiceHTTPException):
+        return exc.error
+    cls = _ERROR_CLASS_BY_STATUS.get(exc.status_code, EmbeddingsError)
+    err = cls(str(exc.detail))
+    err.status = exc.status_code
+    allow = (getattr(exc, "headers", None) or {}).get("Allow")
+    if allow:
+        err.extra["allow"] = [m.strip() for m in allow.split(",")]
+    return err
+
+
+def install_boundary(app: Any, routes: RouteTable) -> None:
+    """Wrap ``app`` (the chute) in the request guard and render every error in its route's dialect.
 
     The guard wraps the whole middleware stack, Starlette's error middleware and the SDK's
     (dev or encryption) middleware included, so it sees each request before anything reads its
     body. It reads the settings the startup hook stores in ``app.settings``, and refuses requests
-    to ``model_paths`` (routes that queue forward passes; filled in as cords are declared) early
-    while ``app.engine`` is overloaded.
+    to ``routes.model_paths`` early while ``app.engine`` is overloaded.
     """
-    app.add_exception_handler(StarletteHTTPException, _http_exception)
-    app.add_exception_handler(Exception, _unhandled)
+
+    async def http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(_error_from_http(exc), routes.dialect(request.url.path))
+
+    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        err = exc if isinstance(exc, EmbeddingsError) else internal_error(exc, request.method, request.url.path)
+        return error_response(err, routes.dialect(request.url.path))
+
+    app.add_exception_handler(StarletteHTTPException, http_exception)
+    app.add_exception_handler(Exception, unhandled)
     build = app.build_middleware_stack
     fallback: list[Settings] = []
 
@@ -148,7 +209,13 @@ def install_boundary(app: Any, model_paths: Collection[str] = ()) -> None:
 
     def admission(path: str) -> None:
         engine = getattr(app, "engine", None)
-        if engine is not None and path in model_paths:
+        if engine is not None and path in routes.model_paths:
             engine.refuse_if_overloaded()
 
-    app.build_middleware_stack = lambda: RequestGuard(build(), lambda: app.routes, settings, admission)
+    def observe(method: str, path: str, status: int, seconds: float) -> None:
+        metrics = getattr(app, "metrics", None)
+        if metrics is not None:
+            metrics.observe_request(routes.route_label(path), method, status, seconds)
+
+    app.build_middleware_stack = lambda: RequestGuard(build(), lambda: app.routes, settings, admission,
+                                                      routes.dialect, observe)

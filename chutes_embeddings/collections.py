@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 from .engine import Engine
 from .errors import InvalidInput
@@ -28,6 +30,18 @@ class Collections:
     def __init__(self, engine: Engine, store: VectorStore) -> None:
         self.engine = engine
         self.store = store
+        self.observer: Callable[[str, bool, float], None] | None = None  # (operation, succeeded, seconds)
+
+    @contextmanager
+    def _operation(self, op: str) -> Iterator[None]:
+        """Time a store operation for the observer (metrics)."""
+        started, ok = time.perf_counter(), False
+        try:
+            yield
+            ok = True
+        finally:
+            if self.observer is not None:
+                self.observer(op, ok, time.perf_counter() - started)
 
     def add(self, collection: str, texts: Sequence[str], ids: Sequence[str] | None,
             metadata: dict[str, Any] | Sequence[dict[str, Any]] | None) -> dict[str, Any]:
@@ -51,7 +65,8 @@ class Collections:
         self.store.ensure_collection(collection, self.engine.model_id, self.engine.dimension)
         vectors = self.engine.embed_vectors(texts, field="texts")
         records = [Record(i, t, m, v) for i, t, m, v in zip(record_ids, texts, metas, vectors)]
-        total = self.store.upsert(collection, records)
+        with self._operation("upsert"):
+            total = self.store.upsert(collection, records)
         return {"collection": collection, "added_count": len(dict.fromkeys(record_ids)), "ids": record_ids,
                 "total_in_collection": total}
 
@@ -61,14 +76,16 @@ class Collections:
         where = parse_filter(filter_metadata)
         check_collection_name(collection)
         vector = self.engine.embed_vectors([query], field="query")  # the store answers NotFound (404)
-        hits = self.store.search(collection, vector, top_k, where, threshold)[0]
+        with self._operation("search"):
+            hits = self.store.search(collection, vector, top_k, where, threshold)[0]
         results = [{"id": h.id, "text": h.text, "score": h.score, "rank": rank, "metadata": h.metadata}
                    for rank, h in enumerate(hits, start=1)]
         return {"collection": collection, "query": query, "results": results, "results_returned": len(results),
                 "model": self.engine.model_id}
 
     def get(self, collection: str, ids: Sequence[str], include_vectors: bool) -> dict[str, Any]:
-        records = self.store.get(collection, ids)
+        with self._operation("get"):
+            records = self.store.get(collection, ids)
         found = [{"id": r.id, "text": r.text, "metadata": r.metadata,
                   **({"vector": r.vector.tolist()} if include_vectors and r.vector is not None else {})}
                  for r in records]
@@ -82,12 +99,14 @@ class Collections:
         if where is not None and not where:
             raise InvalidInput("an empty filter would delete everything; use /store/drop", field="filter_metadata")
         self.store.describe(collection)
-        deleted = self.store.delete(collection, ids, where)
+        with self._operation("delete"):
+            deleted = self.store.delete(collection, ids, where)
         return {"collection": collection, "deleted_count": deleted,
                 "total_in_collection": self.store.describe(collection).size}
 
     def drop(self, collection: str) -> dict[str, Any]:
-        self.store.drop(collection)
+        with self._operation("drop"):
+            self.store.drop(collection)
         return {"collection": collection, "dropped": True}
 
     def collections(self) -> dict[str, Any]:

@@ -1,48 +1,36 @@
 """The engine: every verb of the service, synchronous and thread-safe.
 
-Cords call these methods from many worker threads. Vectors come from the cache or from the
-batcher (one forward pass shared by concurrent callers); the verbs turn them into plain dicts
+Cords call these methods from many worker threads. Vectors come from the embedding pipeline
+(cache, then one forward pass shared by concurrent callers); the verbs turn them into plain dicts
 (lists and floats only) so a cord can return them as they are.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import contextlib
-import time
 from typing import Any, Sequence
 
 import numpy as np
-from loguru import logger
 
 from . import __version__
 from .backends import Backend
-from .batcher import Admission, Batcher
-from .cache import EmbeddingCache
-from .caller import current_scope
 from .cluster import cluster as run_clustering
-from .errors import BackendUnavailable, EmbeddingsError, InvalidInput
+from .errors import InvalidInput
 from .payload import MAX_JSON_DEPTH
+from .pipeline import EmbeddingPipeline
 from .settings import Settings
+from .similarity import scores, top_k
 from .store.filters import MAX_FILTER_KEYS, MAX_IN_VALUES
 from .store.metadata import MAX_METADATA_BYTES, MAX_METADATA_KEYS
-from .similarity import scores, top_k
-from .vectors import POOLINGS, normalize as l2_normalize
+from .vectors import POOLINGS
 
 
-CHARS_PER_TOKEN = 4  # admission's estimate of a text's cost before it is tokenised
-
-
-class Engine:
-    """Embedding service over one model (see module docstring).
+class Engine(EmbeddingPipeline):
+    """Embedding service over one model: the pipeline plus the verbs (see module docstring).
 
     Args:
-        settings: the service settings.
-        backend: what serves forward passes (local, TEI, or TEI with local fallback).
-        tokenizer: tokenises texts once: (ids cut at the model's limit, full token counts).
+        settings, backend, tokenizer, batches_in_flight, batch_overhead_tokens: see
+            ``EmbeddingPipeline``.
         limits: request limits to report in /info.
-        batches_in_flight: forward passes the batcher runs at once (1 for a local model).
-        batch_overhead_tokens: the cost of one more pass in padded tokens (default: the setting).
     """
 
     def __init__(
@@ -54,158 +42,17 @@ class Engine:
         batches_in_flight: int = 1,
         batch_overhead_tokens: int | None = None,
     ) -> None:
-        self.settings = settings
-        self.backend = backend
-        self._tokenize = tokenizer
+        super().__init__(settings, backend, tokenizer, batches_in_flight, batch_overhead_tokens)
         self.limits = dict(limits or {})
-        self.cache = EmbeddingCache(settings.cache_size)
-        self.batcher = Batcher(
-            backend.embed,
-            max_batch_tokens=settings.max_batch_tokens,
-            max_batch_size=settings.max_batch_size,
-            max_wait_s=settings.batch_wait_ms / 1000.0,
-            max_queue=settings.max_queue,
-            max_queue_wait_s=settings.max_queue_wait_s,
-            workers=batches_in_flight,
-            overhead_tokens=settings.batch_overhead_tokens if batch_overhead_tokens is None else batch_overhead_tokens,
-        )
-
-    @property
-    def model_id(self) -> str:
-        return self.backend.model_id
-
-    @property
-    def dimension(self) -> int:
-        return self.backend.dimension
-
-    def close(self) -> None:
-        """Stop the batcher and the backend."""
-        self.batcher.close()
-        self.backend.close()
-
-    # --- the one path every text takes ---------------------------------------------------
-    def embed_vectors(
-        self,
-        texts: Sequence[str],
-        *,
-        pooling: str | None = None,
-        normalize: bool = True,
-        truncate: bool = True,
-        max_batch: int | None = None,
-        field: str = "inputs",
-    ) -> np.ndarray:
-        """Embed texts (cache first, then shared forward passes), in input order.
-
-        The steps, in this order: check the options; look each text up in the cache; admit the
-        misses (``Overloaded`` at once when the queue is full, before any tokenising); tokenise
-        once (the misses, and with ``truncate=False`` every text, so a cached vector never
-        answers an input over the limit); queue the misses, with their token ids, for shared
-        forward passes; normalise.
-
-        Args:
-            texts: the texts, as given (nothing is rewritten).
-            pooling: a mode from ``POOLINGS``; None uses the model's own.
-            normalize: L2-normalise the vectors.
-            truncate: cut texts at the model's token limit; when False such a text is an error.
-            max_batch: at most this many of these texts per forward pass.
-            field: the request field the texts came from, for error messages.
-
-        Returns:
-            (len(texts), dimension) float32 array.
-
-        Raises:
-            InvalidInput: a text is over the token limit and ``truncate`` is False.
-            Overloaded: the batch queue is full.
-            BackendUnavailable: no answer within ``request_timeout_s``.
-        """
-        mode = pooling or self.backend.default_pooling
-        if mode not in POOLINGS:
-            raise InvalidInput(f"pooling {mode!r} is not one of {list(POOLINGS)}", field="pooling", limit=list(POOLINGS))
-        found = self.cache.get_many([(self.model_id, mode, text) for text in texts])
-        missing: dict[str, list[int]] = {}
-        for i, (text, vec) in enumerate(zip(texts, found)):
-            if vec is None:
-                missing.setdefault(text, []).append(i)
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for i, vec in enumerate(found):
-            if vec is not None:
-                out[i] = vec
-        with self._admit(missing) as admitted:
-            first_seen: dict[str, int] = {}
-            if not truncate:
-                for i, text in enumerate(texts):
-                    first_seen.setdefault(text, i)
-            to_tokenize = list(first_seen) if not truncate else list(missing)
-            ids, counts = self._tokenize(to_tokenize) if to_tokenize else ([], [])
-            if not truncate:
-                self._check_token_limit(to_tokenize, counts, first_seen, field)
-            if missing:
-                unique = list(missing)
-                encoded = dict(zip(to_tokenize, zip(ids, counts)))
-                vectors = self._compute(unique, [encoded[t] for t in unique], mode, truncate, max_batch, admitted)
-                self.cache.put_many([(self.model_id, mode, t) for t in unique], vectors)
-                for text, row in zip(unique, vectors):
-                    out[missing[text]] = row
-        return l2_normalize(out) if normalize else out
-
-    def refuse_if_overloaded(self) -> None:
-        """Raise ``Overloaded`` (with ``retry_after_s``) if new model work would be refused now;
-        the HTTP guard asks before parsing a request's body."""
-        self.batcher.admit(0, 0)
-
-    def _admit(self, texts: Sequence[str]) -> Any:
-        """A place in the batch queue for these texts (``Overloaded`` now if there is none), sized
-        before tokenising by a cheap estimate: ~4 characters a token, at most the model's limit."""
-        if not texts:
-            return contextlib.nullcontext()
-        limit = self.backend.max_input_tokens
-        return self.batcher.admit(len(texts), sum(min(limit, len(t) // CHARS_PER_TOKEN + 2) for t in texts))
-
-    def _check_token_limit(self, texts: list[str], counts: list[int], position: dict[str, int], field: str) -> None:
-        limit = self.backend.max_input_tokens
-        for text, n in zip(texts, counts):
-            if n > limit:
-                pos = position[text]
-                raise InvalidInput(
-                    f"{field}[{pos}] has {n} tokens; the model accepts at most {limit}. "
-                    "Send truncate=true to embed its first tokens, or split the text.",
-                    field=f"{field}[{pos}]",
-                    limit=limit,
-                    tokens=n,
-                )
-
-    def _compute(
-        self, texts: list[str], encoded: list[tuple[list[int], int]], mode: str, truncate: bool, max_batch: int | None,
-        admitted: Admission | None,
-    ) -> np.ndarray:
-        token_ids = [ids for ids, _ in encoded]
-        futures = self.batcher.submit(texts, [mode] * len(texts), [len(ids) for ids in token_ids], max_batch, truncate,
-                                      token_ids, admitted)
-        scope = current_scope()
-        if scope is not None:
-            scope.track(futures)
-        deadline = time.monotonic() + self.settings.request_timeout_s
-        try:
-            rows = [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
-        except cf.TimeoutError:
-            for f in futures:
-                f.cancel()
-            raise BackendUnavailable(
-                f"no answer from the model within {self.settings.request_timeout_s:.0f} s; retry later"
-            ) from None
-        except (EmbeddingsError, cf.CancelledError):
-            for f in futures:
-                f.cancel()
-            raise
-        return np.stack(rows)
 
     # --- verbs ----------------------------------------------------------------------------
     def embed(
-        self, inputs: Sequence[str], *, single: bool, normalize: bool, truncate: bool, pooling: str | None
+        self, inputs: Sequence[str], *, single: bool, normalize: bool, truncate: bool, pooling: str | None,
+        dimensions: int | None = None,
     ) -> dict[str, Any]:
         """/embed: one vector for a single text, a list of vectors (with count) for a list."""
-        vecs = self.embed_vectors(inputs, pooling=pooling, normalize=normalize, truncate=truncate)
-        body: dict[str, Any] = {"model": self.model_id, "dimension": self.dimension}
+        vecs = self.embed_vectors(inputs, pooling=pooling, normalize=normalize, truncate=truncate, dimensions=dimensions)
+        body: dict[str, Any] = {"model": self.model_id, "dimension": int(vecs.shape[1])}
         if single:
             body["embeddings"] = vecs[0].tolist()
         else:
@@ -213,15 +60,16 @@ class Engine:
             body["count"] = len(inputs)
         return body
 
-    def embed_batch(self, texts: Sequence[str], *, batch_size: int, normalize: bool) -> dict[str, Any]:
+    def embed_batch(self, texts: Sequence[str], *, batch_size: int, normalize: bool,
+                    dimensions: int | None = None) -> dict[str, Any]:
         """/embed/batch: vectors in input order; ``batch_size`` caps texts per forward pass."""
-        vecs = self.embed_vectors(texts, normalize=normalize, max_batch=batch_size, field="texts")
+        vecs = self.embed_vectors(texts, normalize=normalize, max_batch=batch_size, field="texts", dimensions=dimensions)
         return {
             "embeddings": vecs.tolist(),
             "processed_count": len(texts),
             "batch_size": batch_size,
             "model": self.model_id,
-            "dimension": self.dimension,
+            "dimension": int(vecs.shape[1]),
         }
 
     def similarity(self, source_text: str, target_texts: Sequence[str], *, normalize: bool) -> dict[str, Any]:
@@ -362,75 +210,3 @@ class Engine:
             "tei": self.backend.status() if hasattr(self.backend, "status") else None,
             "version": __version__,
         }
-
-
-# A TEI server batches again on its side; a few requests in flight keep its GPU busy.
-TEI_BATCHES_IN_FLIGHT = 4
-# On a GPU a pass costs mostly its launch overhead: padding is cheap, extra passes are not.
-GPU_BATCH_OVERHEAD_TOKENS = 2048
-
-
-def start_engine(settings: Settings, limits: dict[str, int] | None = None, model: Any = None) -> Engine:
-    """Build the engine for ``settings`` (the startup hook calls this).
-
-    When the TEI binary is found, TEI is launched and supervised and serves requests, with the
-    local model as a fallback nobody notices; the local model then stays on the CPU (with
-    ``EMBEDDINGS_DEVICE=auto``) so the GPU holds the model once, in TEI. Start-up waits at most
-    ``tei_startup_timeout_s`` for TEI and otherwise goes on with the fallback.
-
-    Args:
-        settings: the service settings.
-        limits: request limits reported by /info.
-        model: an already loaded ``LoadedModel`` to reuse (tests share one).
-    """
-    from .backends.local import LoadedModel, build_local_backend
-    from .backends.tei_process import find_binary
-
-    started = time.monotonic()
-    binary = find_binary(settings.tei_binary) if settings.tei_binary else None
-    if binary is None:
-        logger.info("TEI binary {!r} not found: serving with the local backend only", settings.tei_binary)
-    device = "cpu" if binary and settings.device == "auto" else settings.device
-    model = model or LoadedModel(settings, device)
-    local = build_local_backend(settings, model)
-    backend: Backend = local
-    in_flight, overhead = 1, None
-    if model.device != "cpu":
-        overhead = GPU_BATCH_OVERHEAD_TOKENS
-    if binary is not None:
-        backend = _start_tei(settings, binary, local)
-        in_flight, overhead = TEI_BATCHES_IN_FLIGHT, settings.max_batch_tokens  # TEI re-batches: send big batches
-    engine = Engine(settings, backend, model.tokenize, limits, in_flight, overhead)
-    logger.info(
-        "engine ready: model={} backend={} runtime={} dim={} in {:.1f}s",
-        engine.model_id, backend.kind, backend.runtime, engine.dimension, time.monotonic() - started,
-    )
-    return engine
-
-
-def _start_tei(settings: Settings, binary: str, local: Backend) -> Backend:
-    from .backends.failover import FailoverBackend
-    from .backends.tei import TeiBackend, TeiUnavailable
-    from .backends.tei_process import TeiLaunch, TeiSupervisor
-    from .devserver import free_port
-
-    supervisor = TeiSupervisor(
-        TeiLaunch(
-            binary=binary, model=settings.model, port=settings.tei_port or free_port(), revision=settings.model_revision,
-            max_batch_tokens=settings.tei_max_batch_tokens, max_client_batch_size=settings.tei_max_client_batch_size,
-            max_concurrent_requests=settings.tei_max_concurrent_requests,
-            fallback_cache=str(settings.data_path / "hub"),
-        )
-    )
-    supervisor.start()
-    tei = TeiBackend(supervisor.url, model_id=local.model_id, dimension=local.dimension,
-                     max_input_tokens=local.max_input_tokens, default_pooling=local.default_pooling)
-    if supervisor.wait_ready(settings.tei_startup_timeout_s):
-        try:
-            tei.refresh_info()
-        except TeiUnavailable as exc:
-            logger.warning("TEI is up but /info failed ({}); it will be read on first use", exc)
-    else:
-        logger.warning("TEI not healthy after {:.0f} s: serving from the local model until it is",
-                       settings.tei_startup_timeout_s)
-    return FailoverBackend(tei, local, supervisor)

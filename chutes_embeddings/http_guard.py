@@ -25,6 +25,7 @@ authentication in front of it:
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
 import uuid
 from typing import Any, Awaitable, Callable
@@ -33,6 +34,7 @@ from loguru import logger
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
+from .dialects import Dialect
 from .errors import (
     EmbeddingsError,
     Forbidden,
@@ -79,24 +81,31 @@ class RequestGuard:
         settings: a callable returning the current ``Settings`` (set by the startup hook).
         admission: called with the path of each request with a body; raises ``Overloaded`` when
             that path queues model work and the engine refuses new work now.
+        dialect_for: the dialect a path speaks (its errors are rendered in that dialect's shape).
+        observe: called once per answered request with (method, path, status, seconds).
     """
 
     def __init__(self, app: ASGIApp, routes: Callable[[], list[Any]], settings: Callable[[], Settings],
-                 admission: Callable[[str], None]) -> None:
+                 admission: Callable[[str], None], dialect_for: Callable[[str], Dialect],
+                 observe: Callable[[str, str, int, float], None]) -> None:
         self.app = app
         self.routes = routes
         self.settings = settings
         self.admission = admission
+        self.dialect_for = dialect_for
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        started = time.perf_counter()
+        status = 0
 
         async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
             await send(message)
 
         try:
@@ -106,12 +115,15 @@ class RequestGuard:
             await self.app(scope, receive_next, tracking_send)
         except EmbeddingsError as err:
             logger.info("refused {} {}: {} {}", scope["method"], scope["path"], err.status, err.error_type)
-            if not started:
-                await error_response(err)(scope, receive, send)
+            if not status:
+                await error_response(err, self.dialect_for(scope["path"]))(scope, receive, tracking_send)
         except Exception as exc:  # the last line of defence: answer, log once, never re-raise to the server
-            response = internal_error_response(exc, scope["method"], scope["path"])
-            if not started:
-                await response(scope, receive, send)
+            err = internal_error(exc, scope["method"], scope["path"])
+            if not status:
+                await error_response(err, self.dialect_for(scope["path"]))(scope, receive, tracking_send)
+        finally:
+            if status:
+                self.observe(scope["method"], scope["path"], status, time.perf_counter() - started)
 
     async def _screen(self, scope: Scope, receive: Receive, settings: Settings) -> Receive | None:
         """Check the request; return the ``receive`` the app should use (None: client gone)."""
@@ -206,18 +218,19 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def error_response(err: EmbeddingsError) -> JSONResponse:
-    """The documented ``{"detail": {...}}`` answer for a service error (with its headers)."""
+def error_response(err: EmbeddingsError, dialect: Dialect) -> JSONResponse:
+    """A service error in ``dialect``'s shape, with the headers its status calls for."""
+    status, body = dialect.render_error(err)
     headers: dict[str, str] = {}
-    if err.status in (429, 503):
+    if status in (429, 503):
         headers["Retry-After"] = str(err.extra.get("retry_after_s", 1))
-    if err.status == 405 and err.extra.get("allow"):
+    if status == 405 and err.extra.get("allow"):
         headers["Allow"] = ", ".join(err.extra["allow"])
-    return JSONResponse({"detail": err.to_body()}, status_code=err.status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
-def internal_error_response(exc: BaseException, method: str, path: str) -> JSONResponse:
-    """A JSON 500 with a request id to quote, never the exception itself.
+def internal_error(exc: BaseException, method: str, path: str) -> EmbeddingsError:
+    """The 500 for an unexpected exception: a request id to quote, never the exception itself.
 
     The exception is logged once: its type and the last ``LOGGED_FRAMES`` frames (file, line,
     function, source line), without its message, the exceptions it was raised from, or local
@@ -230,5 +243,4 @@ def internal_error_response(exc: BaseException, method: str, path: str) -> JSONR
         frames = "".join(traceback.format_tb(exc.__traceback__, limit=-LOGGED_FRAMES)).rstrip()
         logger.error("unhandled {} on {} {} (request {}; message withheld)\n{}", type(exc).__qualname__, method,
                      path, request_id, frames)
-    detail = EmbeddingsError(f"internal error; quote request id {request_id} when reporting it").to_body()
-    return JSONResponse({"detail": {**detail, "request_id": request_id}}, status_code=500)
+    return EmbeddingsError(f"internal error; quote request id {request_id} when reporting it", request_id=request_id)

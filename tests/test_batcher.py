@@ -166,7 +166,7 @@ def test_invalid_input_fails_only_the_offending_caller():
 
     b = make(embed, max_wait_s=0.05)
     good = b.submit(["good1", "good2"], ["mean"] * 2, [1, 1])
-    bad = b.submit(["bad"], ["mean"], [1], truncate=False)
+    bad = b.submit(["bad"], ["mean"], [1], truncation=None)
     assert isinstance(bad[0].exception(timeout=10), InvalidInput)
     assert all(f.exception(timeout=10) is None for f in good)
     b.close()

@@ -3,8 +3,9 @@
 Bodies are drawn from each request model's JSON schema (valid ones), then mutated (a field
 replaced by any JSON value, dropped, an unknown key added, extreme numbers, long or odd strings,
 NaN/Infinity, deep nesting), plus raw bytes, wrong content types and wrong methods. Every answer
-must be below 500, JSON, in the documented ``{"detail": {...}}`` shape when it is an error, free
-of tracebacks, and come back in time; the server must be healthy afterwards.
+must be below 500, JSON, in its API's error shape when it is an error (ours ``{"detail": {...}}``,
+OpenAI's ``{"error": {...}}``, TEI's ``{"error", "error_type"}``), free of tracebacks, and come
+back in time; the server must be healthy afterwards.
 
 ``EMBEDDINGS_FUZZ_EXAMPLES`` sets the number of requests (default 1,000; the closing note of issue 8
 records a 2,000-body run).
@@ -30,8 +31,10 @@ POST_MODELS = {
     "/rerank": S.RerankRequest, "/search": S.SearchRequest, "/cluster": S.ClusterRequest,
     "/store/add": S.StoreAddRequest, "/store/search": S.StoreSearchRequest, "/store/get": S.StoreGetRequest,
     "/store/delete": S.StoreDeleteRequest, "/store/drop": S.StoreDropRequest,
+    "/v1/embeddings": S.OpenAIEmbeddingsRequest, "/tei": S.TeiEmbedRequest, "/tei/embed": S.TeiEmbedRequest,
+    "/tei/embed_all": S.TeiEmbedAllRequest, "/tei/tokenize": S.TeiTokenizeRequest, "/tei/rerank": S.TeiRerankRequest,
 }
-GET_PATHS = ["/health", "/info", "/store/collections"]
+GET_PATHS = ["/health", "/info", "/store/collections", "/v1/models", "/tei/info", "/tei/health", "/metrics", "/openapi"]
 FUZZ_COLLECTIONS = ["fuzz_a", "fuzz_b", "default"]
 MAX_ITEMS = 6  # list sizes drawn (limits themselves are tested elsewhere)
 
@@ -130,6 +133,7 @@ def request_case(draw: st.DrawFn) -> tuple[str, str, bytes | None, str]:
         st.sampled_from(["text/plain", "application/x-www-form-urlencoded", "", "application/json-patch"]))
 
 
+TEI_ERROR_TYPES = ("Unhealthy", "Backend", "Overloaded", "Validation", "Tokenizer", "Empty")
 TRACEBACK = re.compile(r"Traceback|File \"|line \d+, in ")
 
 
@@ -148,10 +152,16 @@ def test_no_input_gets_a_5xx_or_a_traceback_or_hangs(live_server):
             seen[response.status_code] = seen.get(response.status_code, 0) + 1
             assert response.status_code < 500, (case[:2], response.status_code, response.text[:500])
             assert not TRACEBACK.search(response.text), response.text[:500]
+            if response.status_code < 400:
+                return
             data = response.json()
-            if response.status_code >= 400:
-                detail = data.get("detail") if isinstance(data, dict) else None
-                assert isinstance(detail, dict) and detail.get("error_type") and detail.get("message"), data
+            assert isinstance(data, dict), data
+            if path.startswith("/v1/"):  # OpenAI's shape
+                assert data["error"]["message"] and data["error"]["type"], data
+            elif path == "/tei" or path.startswith("/tei/"):  # TEI's shape
+                assert data["error"] and data["error_type"] in TEI_ERROR_TYPES, data
+            else:
+                assert isinstance(data.get("detail"), dict) and data["detail"]["error_type"], data
 
         one()
         health = http.get("/health").json()

@@ -10,6 +10,10 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+# How a text over the model's token limit is cut: "right" keeps its start, "left" its end; None
+# means it must not be cut (the engine refuses such a text before it reaches a backend).
+TRUNCATION_DIRECTIONS = ("right", "left")
+
 
 @runtime_checkable
 class Backend(Protocol):
@@ -22,15 +26,20 @@ class Backend(Protocol):
     max_input_tokens: int
     default_pooling: str
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool],
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncations: Sequence[str | None],
               token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
         """Raw (len(texts), dimension) float32 vectors, text i pooled with poolings[i].
 
-        ``truncates[i]`` False means text i must not be cut; a backend that finds it over its
-        limit raises ``InvalidInput`` (the engine checks the local limit before queueing).
-        ``token_ids[i]``, when given, is text i already tokenised by the engine (with the local
-        model's tokenizer, cut at its limit): a local backend uses it instead of tokenising again.
+        ``truncations[i]`` is ``"right"``/``"left"`` (cut text i at the limit from that side) or
+        None (it must not be cut; a backend that finds it over its limit raises ``InvalidInput``;
+        the engine checks the local limit before queueing). ``token_ids[i]``, when given, is text i
+        already tokenised by the engine (with the local model's tokenizer, cut at its limit): a
+        local backend uses it instead of tokenising again.
         """
+        ...
+
+    def embed_tokens(self, texts: Sequence[str], truncation: str | None) -> list[np.ndarray]:
+        """Each text's un-pooled token embeddings, a (tokens, dimension) float32 array per text."""
         ...
 
     def healthy(self) -> bool:

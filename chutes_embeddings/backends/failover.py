@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 from loguru import logger
 
 from ..errors import InvalidInput
 from .tei import TeiBackend, TeiUnavailable
+
+T = TypeVar("T")
 
 
 class CircuitBreaker:
@@ -83,7 +85,8 @@ class FailoverBackend:
         # The engine checks token limits with the local tokenizer, so it uses the local limit.
         self.max_input_tokens = fallback.max_input_tokens
         self.default_pooling = fallback.default_pooling
-        self.served = {"tei": 0, "local": 0}
+        self.served = {"tei": 0, "local": 0}  # texts, by who served them
+        self.failovers = 0  # TEI calls that failed over to the local model
         self._lock = threading.Lock()
 
     @property
@@ -98,27 +101,42 @@ class FailoverBackend:
     def runtime(self) -> str:
         return self.fallback.runtime
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool],
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncations: Sequence[str | None],
               token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
+        return self._serve(len(texts), lambda b: b.embed(texts, poolings, truncations),
+                           lambda b: b.embed(texts, poolings, truncations, token_ids))
+
+    def embed_tokens(self, texts: Sequence[str], truncation: str | None) -> list[np.ndarray]:
+        return self._serve(len(texts), lambda b: b.embed_tokens(texts, truncation),
+                           lambda b: b.embed_tokens(texts, truncation))
+
+    def _serve(self, n: int, on_tei: Callable[[Any], T], on_local: Callable[[Any], T]) -> T:
+        """TEI's answer when it can give one, else the local model's (see module docstring)."""
         if self.supervisor.healthy and self.breaker.allow():
             try:
-                vectors = self.primary.embed(texts, poolings, truncates)
+                result = on_tei(self.primary)
             except InvalidInput:
                 self.breaker.record_success()  # TEI answered; the input was wrong
                 raise
             except TeiUnavailable as exc:
                 self.breaker.record_failure()
-                logger.warning("TEI failed ({}); serving {} texts from the local model", exc, len(texts))
+                self._failed_over()
+                logger.warning("TEI failed ({}); serving {} texts from the local model", exc, n)
             except Exception as exc:  # a TEI answer we could not use is TEI's failure, not the caller's
                 self.breaker.record_failure()
-                logger.opt(exception=exc).error("unexpected TEI failure; serving {} texts locally", len(texts))
+                self._failed_over()
+                logger.opt(exception=exc).error("unexpected TEI failure; serving {} texts locally", n)
             else:
                 self.breaker.record_success()
-                self._count("tei", len(texts))
-                return vectors
-        vectors = self.fallback.embed(texts, poolings, truncates, token_ids)
-        self._count("local", len(texts))
-        return vectors
+                self._count("tei", n)
+                return result
+        result = on_local(self.fallback)
+        self._count("local", n)
+        return result
+
+    def _failed_over(self) -> None:
+        with self._lock:
+            self.failovers += 1
 
     def _count(self, which: str, n: int) -> None:
         with self._lock:
@@ -136,6 +154,7 @@ class FailoverBackend:
             "circuit": self.breaker.state,
             "restarts": self.supervisor.restarts,
             "served_texts": dict(self.served),
+            "failovers": self.failovers,
             "version": self.primary.info.get("version"),
         }
 

@@ -66,12 +66,13 @@ class LoadedModel:
         self.tokenizer_lock = threading.Lock()
         self.pad_token_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
 
-    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+    def tokenize(self, texts: Sequence[str], direction: str = "right") -> tuple[list[list[int]], list[int]]:
         """Tokenise each text once: (its ids cut at the model's limit, its full token count).
 
         The ids are what the forward pass takes (special tokens included); cutting keeps the
-        leading and trailing special tokens and drops content from the end, exactly as the
-        tokenizer's own ``truncation=True`` does. The full count is what ``truncate=false`` checks.
+        leading and trailing special tokens and drops content from the end (``direction="right"``,
+        exactly as the tokenizer's own ``truncation=True``) or from the start (``"left"``). The
+        full count is what ``truncate=false`` checks.
         """
         with self.tokenizer_lock:
             enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False,
@@ -83,12 +84,32 @@ class LoadedModel:
         for ids, special in zip(enc["input_ids"], enc["special_tokens_mask"]):
             counts.append(len(ids))
             if len(ids) > limit:
-                tail = 0
-                while tail < len(special) and special[len(special) - 1 - tail]:
-                    tail += 1
-                ids = ids[: limit - tail] + ids[len(ids) - tail :]
+                head = next((i for i, s in enumerate(special) if not s), len(special))
+                tail = next((i for i, s in enumerate(reversed(special)) if not s), len(special))
+                keep = limit - head - tail
+                content = ids[head : len(ids) - tail]
+                content = content[:keep] if direction == "right" else content[len(content) - keep :]
+                ids = ids[:head] + content + ids[len(ids) - tail :]
             ids_out.append(ids)
         return ids_out, counts
+
+    def token_details(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[dict[str, object]]]:
+        """Each text's tokens as TEI's ``/tokenize`` reports them: id, text, special, start, stop
+        (character offsets into the text; None for special tokens)."""
+        with self.tokenizer_lock:
+            enc = self.tokenizer(list(texts), add_special_tokens=add_special_tokens, truncation=False, verbose=False,
+                                 return_special_tokens_mask=True, return_offsets_mapping=True,
+                                 return_attention_mask=False, return_token_type_ids=False)
+            names = [self.tokenizer.convert_ids_to_tokens(ids) for ids in enc["input_ids"]]
+        out = []
+        for text, ids, special, offsets, tokens in zip(texts, enc["input_ids"], enc["special_tokens_mask"],
+                                                       enc["offset_mapping"], names):
+            out.append([
+                {"id": int(i), "text": token if sp else text[a:b], "special": bool(sp),
+                 "start": None if sp else int(a), "stop": None if sp else int(b)}
+                for i, sp, (a, b), token in zip(ids, special, offsets, tokens)
+            ])
+        return out
 
     def pad(self, ids: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         """Token ids of several texts as the model's padded int64 inputs."""
@@ -169,18 +190,26 @@ class LocalBackend:
         self.default_pooling = model.default_pooling
         self._lock = threading.Lock()
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool] = (),
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncations: Sequence[str | None] = (),
               token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
-        # truncates: the engine has already refused texts over this model's limit
+        # the engine has already refused texts over this model's limit that must not be cut
         ids = list(token_ids) if token_ids is not None else [None] * len(texts)
-        todo = [i for i, x in enumerate(ids) if x is None]
-        if todo:  # only what the engine did not tokenise already
-            for i, x in zip(todo, self.model.tokenize([texts[i] for i in todo])[0]):
-                ids[i] = x
+        directions = list(truncations) or ["right"] * len(texts)
+        for direction in {d or "right" for i, d in enumerate(directions) if ids[i] is None}:
+            todo = [i for i, x in enumerate(ids) if x is None and (directions[i] or "right") == direction]
+            for i, x in zip(todo, self.model.tokenize([texts[i] for i in todo], direction)[0]):
+                ids[i] = x  # only what the engine did not tokenise already
         encoded = self.model.pad(ids)  # type: ignore[arg-type]
         with self._lock:  # one forward pass at a time: several would only fight for the cores
             hidden = self.runner(encoded)
         return pool_each(hidden, encoded["attention_mask"], poolings)
+
+    def embed_tokens(self, texts: Sequence[str], truncation: str | None) -> list[np.ndarray]:
+        encoded = self.model.pad(self.model.tokenize(texts, truncation or "right")[0])
+        with self._lock:
+            hidden = self.runner(encoded)
+        mask = encoded["attention_mask"].astype(bool)
+        return [np.asarray(hidden[i][mask[i]], dtype=np.float32) for i in range(len(texts))]
 
     def healthy(self) -> bool:
         return True

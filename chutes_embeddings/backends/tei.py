@@ -57,6 +57,13 @@ def map_error(response: httpx.Response) -> Exception:
     return TeiUnavailable(f"TEI answered {response.status_code} {kind}: {message}")
 
 
+def _truncation_fields(truncation: str | None) -> dict[str, Any]:
+    """TEI's request fields for a truncation (its enum is capitalised: Right, Left)."""
+    if truncation is None:
+        return {"truncate": False}
+    return {"truncate": True, "truncation_direction": truncation.capitalize()}
+
+
 class TeiBackend:
     """Backend over a running TEI server (see module docstring)."""
 
@@ -94,27 +101,38 @@ class TeiBackend:
     def close(self) -> None:
         self._http.close()
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncates: Sequence[bool],
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncations: Sequence[str | None],
               token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
         """TEI tokenises on its side: ``token_ids`` (the local tokenizer's) are not sent."""
         if self._max_client_batch is None:
             self.refresh_info()
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        groups: dict[tuple[str, bool], list[int]] = {}
-        for i, (mode, truncate) in enumerate(zip(poolings, truncates)):
-            groups.setdefault((mode, bool(truncate)), []).append(i)
-        for (mode, truncate), rows in groups.items():
+        groups: dict[tuple[str, str | None], list[int]] = {}
+        for i, (mode, truncation) in enumerate(zip(poolings, truncations)):
+            groups.setdefault((mode, truncation), []).append(i)
+        for (mode, truncation), rows in groups.items():
             for chunk in self._chunks([texts[i] for i in rows]):
                 idx = rows[chunk.start : chunk.stop]
                 part = [texts[i] for i in idx]
                 if mode == self.default_pooling:
-                    out[idx] = np.asarray(self._post("/embed", {"inputs": part, "normalize": False, "truncate": truncate}),
-                                          dtype=np.float32)
+                    body = {"inputs": part, "normalize": False, **_truncation_fields(truncation)}
+                    out[idx] = np.asarray(self._post("/embed", body), dtype=np.float32)
                 else:
-                    tokens = self._post("/embed_all", {"inputs": part, "truncate": truncate})
-                    hidden, mask = pad_token_embeddings([np.asarray(t, dtype=np.float32) for t in tokens])
+                    hidden, mask = pad_token_embeddings(self._embed_all(part, truncation))
                     out[idx] = pool(hidden, mask, mode)
         return out
+
+    def embed_tokens(self, texts: Sequence[str], truncation: str | None) -> list[np.ndarray]:
+        if self._max_client_batch is None:
+            self.refresh_info()
+        out: list[np.ndarray] = []
+        for chunk in self._chunks(list(texts)):
+            out += self._embed_all(list(texts[chunk]), truncation)
+        return out
+
+    def _embed_all(self, texts: list[str], truncation: str | None) -> list[np.ndarray]:
+        tokens = self._post("/embed_all", {"inputs": texts, **_truncation_fields(truncation)})
+        return [np.asarray(t, dtype=np.float32) for t in tokens]
 
     def _chunks(self, texts: list[str]) -> list[slice]:
         """Slices of at most ``max_client_batch_size`` texts and ``MAX_PAYLOAD_BYTES`` of text each."""

@@ -1,0 +1,115 @@
+"""text-embeddings-inference's API under ``/tei``, so any TEI client pointed at ``<service>/tei`` works.
+
+Routes and shapes follow TEI 1.9.3's OpenAPI document (``shared/reference/tei-openapi.json``):
+``POST /tei`` and ``/tei/embed`` (``[[float]]``), ``/tei/embed_all`` (``[[[float]]]``),
+``/tei/tokenize``, ``/tei/rerank`` (``[{index, score, text?}]`` best first), ``GET /tei/info`` and
+``/tei/health``. Errors are TEI's ``{"error": str, "error_type": ...}``: an empty batch is 400
+``Empty``, bad input 422 ``Validation`` (413 for a body over the size limit), a full queue 429
+``Overloaded``, no backend 503 ``Unhealthy``. Token-id inputs (which TEI decodes with its own
+tokenizer) and ``prompt_name`` (this model defines no prompts) are refused as ``Validation``.
+``auto_truncate`` is true: an omitted ``truncate`` cuts long inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+from ..errors import BackendUnavailable, EmbeddingsError, InvalidInput, Overloaded
+
+name = "tei"
+ERROR_STATUSES = (400, 403, 404, 405, 408, 413, 415, 422, 429, 500, 503)  # what its routes can answer besides 200
+AUTO_TRUNCATE = True
+
+
+def _texts(inputs: str | list[str]) -> list[str]:
+    return [inputs] if isinstance(inputs, str) else list(inputs)
+
+
+def _no_prompts(prompt_name: str | None) -> None:
+    if prompt_name is not None:
+        raise InvalidInput(f"prompt_name {prompt_name!r}: this model defines no prompts", field="prompt_name",
+                           limit=[])
+
+
+def _truncation(request: Any) -> dict[str, Any]:
+    truncate = AUTO_TRUNCATE if request.truncate is None else request.truncate
+    return {"truncate": truncate, "truncation_direction": request.truncation_direction.lower()}
+
+
+def embed(engine: Any, request: Any) -> list[list[float]]:
+    """``POST /tei/embed``: one vector per input, always a list of vectors."""
+    _no_prompts(request.prompt_name)
+    vectors = engine.embed_vectors(_texts(request.inputs), normalize=request.normalize,
+                                   dimensions=request.dimensions, **_truncation(request))
+    return vectors.tolist()
+
+
+def embed_all(engine: Any, request: Any) -> list[list[list[float]]]:
+    """``POST /tei/embed_all``: every input's token embeddings."""
+    _no_prompts(request.prompt_name)
+    return [t.tolist() for t in engine.embed_tokens(_texts(request.inputs), **_truncation(request))]
+
+
+def tokenize(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
+    """``POST /tei/tokenize``: each input's tokens with their character offsets."""
+    _no_prompts(request.prompt_name)
+    return engine.tokenize(_texts(request.inputs), add_special_tokens=request.add_special_tokens)
+
+
+def rerank(engine: Any, request: Any) -> list[dict[str, Any]]:
+    """``POST /tei/rerank``: every text with its score, best first (TEI has no top_n).
+
+    Scores come from the engine's rerank verb; ``raw_scores`` changes nothing while that verb
+    scores with the embedding model (cosine, already raw).
+    """
+    if not request.texts:
+        raise InvalidInput("`texts` cannot be empty", field="texts", limit=1, reason="empty")
+    ranked = engine.rerank(request.query, request.texts, top_k_=None)["results"]
+    return [{"index": r["index"], "score": r["score"], **({"text": r["text"]} if request.return_text else {})}
+            for r in ranked]
+
+
+def info(engine: Any) -> dict[str, Any]:
+    """``GET /tei/info``: TEI's ``Info`` for the served model and this service's limits."""
+    state = engine.info()
+    return {
+        "model_id": state["model"],
+        "model_sha": None,
+        "model_dtype": "int8" if state["local_runtime"].endswith("int8") else "float32",
+        "served_model_name": state["model"],
+        "model_type": {"embedding": {"pooling": state["pooling"]}},
+        "max_concurrent_requests": state["batching"]["max_queue"],
+        "max_input_length": state["max_input_tokens"],
+        "max_batch_tokens": state["batching"]["max_batch_tokens"],
+        "max_batch_requests": state["batching"]["max_batch_size"],
+        "max_client_batch_size": state["limits"]["max_embed_inputs"],
+        "auto_truncate": AUTO_TRUNCATE,
+        "tokenization_workers": 1,
+        "version": __version__,
+        "sha": None,
+        "docker_label": None,
+    }
+
+
+def health(engine: Any) -> None:
+    """``GET /tei/health``: returns when the service can embed (an empty 200), else raises.
+
+    Raises:
+        BackendUnavailable: no backend can answer (503 ``Unhealthy``).
+    """
+    if not engine.backend.healthy():
+        raise BackendUnavailable("unhealthy")
+
+
+def render_error(err: EmbeddingsError) -> tuple[int, Any]:
+    """TEI's ``{"error", "error_type"}`` with TEI's status for the same failure."""
+    if isinstance(err, InvalidInput):
+        if err.extra.get("reason") == "empty":
+            return 400, {"error": err.message, "error_type": "Empty"}
+        return err.status, {"error": err.message, "error_type": "Validation"}  # 400/413/415/422
+    if isinstance(err, Overloaded):
+        return 429, {"error": err.message, "error_type": "Overloaded"}
+    if isinstance(err, BackendUnavailable):
+        return 503, {"error": err.message, "error_type": "Unhealthy"}
+    return err.status, {"error": err.message, "error_type": "Validation" if err.status < 500 else "Backend"}

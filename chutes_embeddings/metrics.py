@@ -1,0 +1,122 @@
+"""Prometheus metrics of one service, served at ``GET /metrics``.
+
+Names follow TEI's ``te_*`` metrics where the meaning is the same, so dashboards built for TEI
+work whichever backend serves (``prometheus_client`` adds ``_total`` to counters, which TEI's
+exporter does not); the rest are ``embeddings_*``. Recorded on the request path: requests
+(by route, method and status) and their durations (by the request guard), per-batch and per-text
+figures (by the batcher's observer), store operations (by ``Collections``). Read at scrape time
+from the engine, so they cost nothing per request: queue, cache, TEI and failover state.
+
+| name | type | meaning |
+|---|---|---|
+| ``embeddings_requests_total{route,method,status}`` | counter | HTTP answers |
+| ``embeddings_request_duration_seconds{route}`` | histogram | time to answer |
+| ``te_queue_size`` | gauge | texts waiting for the model |
+| ``embeddings_queue_wait_seconds`` | gauge | model time the waiting texts need (admission's estimate) |
+| ``te_batch_next_size`` / ``te_batch_next_tokens`` | histogram | texts / tokens per forward pass |
+| ``te_embed_queue_duration`` / ``te_embed_inference_duration`` | histogram | per text: queue wait, its pass |
+| ``te_request_input_length`` | histogram | tokens per text embedded |
+| ``te_embed_count_total`` | counter | texts the model embedded |
+| ``embeddings_cache_hits_total`` / ``_misses_total`` | counter | vector cache |
+| ``embeddings_texts_dropped_total`` | counter | queued texts whose caller had gone |
+| ``embeddings_requests_refused_total`` | counter | requests refused at admission (429) |
+| ``embeddings_backend_info{backend,runtime,model}`` | gauge | 1 for what serves now |
+| ``embeddings_tei_restarts_total``, ``embeddings_failovers_total``, ``embeddings_served_texts_total{backend}`` | counter | TEI supervision |
+| ``embeddings_store_operations_total{op,status}`` / ``embeddings_store_operation_duration_seconds{op}`` | counter / histogram | vector store |
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+# TEI's duration buckets: 1.5e-5 s x 1.5^k up to ~14.6 s.
+DURATION_BUCKETS = tuple(1e-5 * 1.5 ** k for k in range(1, 36))
+POWERS_OF_TWO = tuple(float(2 ** k) for k in range(0, 21))
+
+
+class Metrics:
+    """The metrics of one engine, its store and its routes (see module docstring)."""
+
+    def __init__(self, engine: Any, collections: Any, routes: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("embeddings_requests", "HTTP answers", ["route", "method", "status"], registry=r)
+        self.request_duration = Histogram("embeddings_request_duration_seconds", "time to answer", ["route"],
+                                          buckets=DURATION_BUCKETS, registry=r)
+        self.batch_size = Histogram("te_batch_next_size", "texts per forward pass", buckets=POWERS_OF_TWO[:13],
+                                    registry=r)
+        self.batch_tokens = Histogram("te_batch_next_tokens", "tokens per forward pass", buckets=POWERS_OF_TWO,
+                                      registry=r)
+        self.queue_duration = Histogram("te_embed_queue_duration", "seconds a text waited for its forward pass",
+                                        buckets=DURATION_BUCKETS, registry=r)
+        self.inference_duration = Histogram("te_embed_inference_duration", "seconds of the pass that embedded a text",
+                                            buckets=DURATION_BUCKETS, registry=r)
+        self.input_length = Histogram("te_request_input_length", "tokens per text embedded",
+                                      buckets=POWERS_OF_TWO, registry=r)
+        self.store_operations = Counter("embeddings_store_operations", "vector store operations", ["op", "status"],
+                                        registry=r)
+        self.store_duration = Histogram("embeddings_store_operation_duration_seconds", "vector store operation time",
+                                        ["op"], buckets=DURATION_BUCKETS, registry=r)
+        r.register(_EngineState(engine))
+        engine.batcher.observer = self.observe_batch
+        collections.observer = self.observe_store
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One HTTP answer (the request guard calls this)."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.request_duration.labels(route).observe(seconds)
+
+    def observe_batch(self, tokens: Sequence[int], waits: Sequence[float], seconds: float) -> None:
+        """One forward pass: each text's tokens and queue wait, and the pass's duration."""
+        self.batch_size.observe(len(tokens))
+        self.batch_tokens.observe(sum(tokens))
+        for n, wait in zip(tokens, waits):
+            self.input_length.observe(n)
+            self.queue_duration.observe(wait)
+            self.inference_duration.observe(seconds)
+
+    def observe_store(self, op: str, ok: bool, seconds: float) -> None:
+        """One vector-store operation."""
+        self.store_operations.labels(op, "ok" if ok else "error").inc()
+        self.store_duration.labels(op).observe(seconds)
+
+    def render(self) -> bytes:
+        """The text exposition format (``text/plain; version=0.0.4``)."""
+        return generate_latest(self.registry)
+
+
+class _EngineState:
+    """Counters and gauges read from the engine at scrape time."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self.engine
+        batcher, cache = engine.batcher, engine.cache
+        yield GaugeMetricFamily("te_queue_size", "texts waiting for the model", value=batcher.queue_depth)
+        yield GaugeMetricFamily("embeddings_queue_wait_seconds", "model time the waiting texts need",
+                                value=batcher.estimated_wait_s)
+        yield CounterMetricFamily("te_embed_count", "texts the model embedded", value=batcher.items_run)
+        yield CounterMetricFamily("embeddings_cache_hits", "vector cache hits", value=cache.hits)
+        yield CounterMetricFamily("embeddings_cache_misses", "vector cache misses", value=cache.misses)
+        yield CounterMetricFamily("embeddings_texts_dropped", "queued texts whose caller had gone",
+                                  value=batcher.items_dropped)
+        yield CounterMetricFamily("embeddings_requests_refused", "requests refused at admission (429)",
+                                  value=batcher.refused)
+        info = GaugeMetricFamily("embeddings_backend_info", "what serves now", labels=["backend", "runtime", "model"])
+        info.add_metric([engine.backend.kind, engine.backend.runtime, engine.model_id], 1)
+        yield info
+        tei = engine.backend.status() if hasattr(engine.backend, "status") else None
+        if tei is not None:
+            yield CounterMetricFamily("embeddings_tei_restarts", "TEI restarts by the supervisor", value=tei["restarts"])
+            yield CounterMetricFamily("embeddings_failovers", "TEI calls answered by the local model instead",
+                                      value=tei["failovers"])
+            served = CounterMetricFamily("embeddings_served_texts", "texts by the backend that embedded them",
+                                         labels=["backend"])
+            for backend, n in tei["served_texts"].items():
+                served.add_metric([backend], n)
+            yield served
