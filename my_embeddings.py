@@ -152,21 +152,21 @@ async def info(self: Any) -> dict:
 async def store_add(self: Any, body: Any = None) -> dict:
     """Upsert texts into a collection; answered after the store has committed them."""
     return await cord_call(S.StoreAddRequest, body, lambda r: self.collections.add(
-        r.collection, r.texts, r.ids, r.metadata))
+        r.collection, r.texts, r.ids, r.metadata, r.vectors, r.vector_model))
 
 
 @_post("/store/search", S.StoreSearchRequest, S.StoreSearchResponse, uses_model=True)
 async def store_search(self: Any, body: Any = None) -> dict:
     """Search a stored collection, optionally filtered by metadata."""
     return await cord_call(S.StoreSearchRequest, body, lambda r: self.collections.search(
-        r.collection, r.query, r.top_k, r.filter_metadata, r.threshold))
+        r.collection, r.query, r.top_k, r.filter_metadata, r.threshold, r.query_vector))
 
 
 @_post("/store/get", S.StoreGetRequest, S.StoreGetResponse)
 async def store_get(self: Any, body: Any = None) -> dict:
-    """Fetch records by id."""
+    """Fetch records by id, or those a metadata filter matches."""
     return await cord_call(S.StoreGetRequest, body, lambda r: self.collections.get(
-        r.collection, r.ids, r.include_vectors))
+        r.collection, r.ids, r.include_vectors, r.filter_metadata, r.limit))
 
 
 @_post("/store/delete", S.StoreDeleteRequest, S.StoreDeleteResponse)

@@ -35,6 +35,8 @@ DEFAULT_STORE_TOP_K = 10
 MAX_ID_CHARS = 256
 MAX_STORE_IDS = 1000
 MAX_OPENAI_INPUTS = 2048
+MAX_VECTOR_DIMENSION = 8192
+DEFAULT_FIND_LIMIT = 100
 
 LIMITS: dict[str, int] = {
     name.lower(): value for name, value in dict(globals()).items() if name.startswith(("MAX_", "MIN_", "DEFAULT_"))
@@ -47,6 +49,7 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 CollectionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
 Metadata = dict[str, Any]
+Vector = Annotated[list[float], Field(min_length=1, max_length=MAX_VECTOR_DIMENSION)]
 Dimensions = Annotated[int, Field(ge=1)]  # at most the model's dimension: checked by the engine
 
 TOKEN_IDS_HINT = ("token-id input is not supported: this service tokenises with its own model's tokenizer, so "
@@ -159,29 +162,44 @@ class ClusterRequest(_Request):
 
 
 class StoreAddRequest(_Request):
-    """POST /store/add: upsert texts into a collection (ids default to a hash of the text)."""
+    """POST /store/add: upsert texts into a collection (ids default to a hash of the text).
+
+    With ``vectors`` (one per text) the caller's vectors are stored instead of the server's, and
+    the collection records ``vector_model`` (default ``external``) and their dimension.
+    """
 
     collection: CollectionName = "default"
     texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)]
     ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
     metadata: Metadata | list[Metadata] | None = None
+    vectors: Annotated[list[Vector], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
+    vector_model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
 class StoreSearchRequest(_Request):
-    """POST /store/search: a query against a stored collection."""
+    """POST /store/search: a query text (embedded by the server) or ``query_vector`` (exactly one)."""
 
     collection: CollectionName = "default"
-    query: Text
+    query: Text | None = None
+    query_vector: Vector | None = None
     top_k: Annotated[int, Field(ge=1, le=MAX_STORE_TOP_K)] = DEFAULT_STORE_TOP_K
     filter_metadata: Metadata | None = None
     threshold: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
 
+    @model_validator(mode="after")
+    def _one_query(self) -> "StoreSearchRequest":
+        if (self.query is None) == (self.query_vector is None):
+            raise InvalidInput("send either query or query_vector (exactly one)", field="query")
+        return self
+
 
 class StoreGetRequest(_Request):
-    """POST /store/get: records by id."""
+    """POST /store/get: records by ``ids``, or up to ``limit`` records a filter matches (exactly one)."""
 
     collection: CollectionName = "default"
-    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)]
+    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
+    filter_metadata: Metadata | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_STORE_IDS)] = DEFAULT_FIND_LIMIT
     include_vectors: bool = False
 
 
@@ -473,7 +491,7 @@ class StoreHit(BaseModel):
 
 class StoreSearchResponse(BaseModel):
     collection: str
-    query: str
+    query: str | None
     results: list[StoreHit]
     results_returned: int
     model: str

@@ -186,20 +186,26 @@ class _ClientBase:
 
     @staticmethod
     def _store_add(texts: Sequence[str], collection: str, ids: Sequence[str] | None,
-                   metadata: dict[str, Any] | Sequence[dict[str, Any]] | None) -> _Call:
+                   metadata: dict[str, Any] | Sequence[dict[str, Any]] | None,
+                   vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None) -> _Call:
         meta = metadata if metadata is None or isinstance(metadata, dict) else list(metadata)
-        return _Call("POST", "/store/add", _drop_none(collection=collection, texts=list(texts),
-                                                      ids=None if ids is None else list(ids), metadata=meta))
+        return _Call("POST", "/store/add", _drop_none(
+            collection=collection, texts=list(texts), ids=None if ids is None else list(ids), metadata=meta,
+            vectors=None if vectors is None else [list(map(float, v)) for v in vectors], vector_model=vector_model))
 
     @staticmethod
-    def _store_search(query: str, collection: str, top_k: int, filter_metadata: dict[str, Any] | None,
-                      threshold: float | None) -> _Call:
-        return _Call("POST", "/store/search", _drop_none(collection=collection, query=query, top_k=top_k,
-                                                         filter_metadata=filter_metadata, threshold=threshold))
+    def _store_search(query: str | None, collection: str, top_k: int, filter_metadata: dict[str, Any] | None,
+                      threshold: float | None, query_vector: Sequence[float] | None = None) -> _Call:
+        return _Call("POST", "/store/search", _drop_none(
+            collection=collection, query=query, top_k=top_k, filter_metadata=filter_metadata, threshold=threshold,
+            query_vector=None if query_vector is None else list(map(float, query_vector))))
 
     @staticmethod
-    def _store_get(ids: Sequence[str], collection: str, include_vectors: bool) -> _Call:
-        return _Call("POST", "/store/get", {"collection": collection, "ids": list(ids), "include_vectors": include_vectors})
+    def _store_get(ids: Sequence[str] | None, collection: str, include_vectors: bool,
+                   filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> _Call:
+        return _Call("POST", "/store/get", _drop_none(
+            collection=collection, ids=None if ids is None else list(ids), include_vectors=include_vectors,
+            filter_metadata=filter_metadata, limit=limit))
 
     @staticmethod
     def _store_delete(collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None) -> _Call:
@@ -308,18 +314,29 @@ class EmbeddingsClient(_ClientBase):
         return self._send(_Call("GET", "/info"))
 
     def store_add(self, texts: Sequence[str], collection: str = "default", ids: Sequence[str] | None = None,
-                  metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """POST /store/add: upsert texts (ids default to a hash of the text)."""
-        return self._send(self._store_add(texts, collection, ids, metadata))
+                  metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+                  vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None) -> dict[str, Any]:
+        """POST /store/add: upsert texts (ids default to a hash of the text); with ``vectors``, yours."""
+        return self._send(self._store_add(texts, collection, ids, metadata, vectors, vector_model))
 
-    def store_search(self, query: str, collection: str = "default", top_k: int = 10,
-                     filter_metadata: dict[str, Any] | None = None, threshold: float | None = None) -> dict[str, Any]:
-        """POST /store/search."""
-        return self._send(self._store_search(query, collection, top_k, filter_metadata, threshold))
+    def store_search(self, query: str | None = None, collection: str = "default", top_k: int = 10,
+                     filter_metadata: dict[str, Any] | None = None, threshold: float | None = None,
+                     query_vector: Sequence[float] | None = None) -> dict[str, Any]:
+        """POST /store/search, by a query text or by your ``query_vector``."""
+        return self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector))
 
-    def store_get(self, ids: Sequence[str], collection: str = "default", include_vectors: bool = False) -> dict[str, Any]:
-        """POST /store/get."""
-        return self._send(self._store_get(ids, collection, include_vectors))
+    def store_get(self, ids: Sequence[str] | None = None, collection: str = "default", include_vectors: bool = False,
+                  filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> dict[str, Any]:
+        """POST /store/get: by ids, or up to ``limit`` records a filter matches."""
+        return self._send(self._store_get(ids, collection, include_vectors, filter_metadata, limit))
+
+    def add_to_store(self, texts: Sequence[str], collection: str = "default", **options: Any) -> dict[str, Any]:
+        """``store_add`` under the name the original chute's documentation uses."""
+        return self.store_add(texts, collection, **options)
+
+    def search_store(self, query: str, collection: str = "default", top_k: int = 10, **options: Any) -> dict[str, Any]:
+        """``store_search`` under the name the original chute's documentation uses."""
+        return self.store_search(query, collection, top_k, **options)
 
     def store_delete(self, collection: str = "default", ids: Sequence[str] | None = None,
                      filter_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -413,16 +430,27 @@ class AsyncEmbeddingsClient(_ClientBase):
         return await self._send(_Call("GET", "/info"))
 
     async def store_add(self, texts: Sequence[str], collection: str = "default", ids: Sequence[str] | None = None,
-                        metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
-        return await self._send(self._store_add(texts, collection, ids, metadata))
+                        metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+                        vectors: Sequence[Sequence[float]] | None = None,
+                        vector_model: str | None = None) -> dict[str, Any]:
+        return await self._send(self._store_add(texts, collection, ids, metadata, vectors, vector_model))
 
-    async def store_search(self, query: str, collection: str = "default", top_k: int = 10,
-                           filter_metadata: dict[str, Any] | None = None, threshold: float | None = None) -> dict[str, Any]:
-        return await self._send(self._store_search(query, collection, top_k, filter_metadata, threshold))
+    async def store_search(self, query: str | None = None, collection: str = "default", top_k: int = 10,
+                           filter_metadata: dict[str, Any] | None = None, threshold: float | None = None,
+                           query_vector: Sequence[float] | None = None) -> dict[str, Any]:
+        return await self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector))
 
-    async def store_get(self, ids: Sequence[str], collection: str = "default",
-                        include_vectors: bool = False) -> dict[str, Any]:
-        return await self._send(self._store_get(ids, collection, include_vectors))
+    async def store_get(self, ids: Sequence[str] | None = None, collection: str = "default",
+                        include_vectors: bool = False, filter_metadata: dict[str, Any] | None = None,
+                        limit: int | None = None) -> dict[str, Any]:
+        return await self._send(self._store_get(ids, collection, include_vectors, filter_metadata, limit))
+
+    async def add_to_store(self, texts: Sequence[str], collection: str = "default", **options: Any) -> dict[str, Any]:
+        return await self.store_add(texts, collection, **options)
+
+    async def search_store(self, query: str, collection: str = "default", top_k: int = 10,
+                           **options: Any) -> dict[str, Any]:
+        return await self.store_search(query, collection, top_k, **options)
 
     async def store_delete(self, collection: str = "default", ids: Sequence[str] | None = None,
                            filter_metadata: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -7,11 +7,36 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
+
 from .engine import Engine
-from .errors import InvalidInput
+from .errors import Conflict, InvalidInput
 from .store import CollectionInfo, Record, VectorStore, check_collection_name
 from .store.filters import parse_filter
 from .store.metadata import encode_metadata
+
+
+EXTERNAL_MODEL = "external"  # what a collection of callers' vectors records when they name no model
+
+
+def _caller_vectors(vectors: Sequence[Sequence[float]], expected: int, field: str = "vectors") -> np.ndarray:
+    """Callers' vectors as unit-length float32 rows (cosine search), checked.
+
+    Raises:
+        InvalidInput: not one per text, of unequal lengths, or a zero vector.
+    """
+    if len(vectors) != expected:
+        raise InvalidInput(f"{field} has {len(vectors)} entries for {expected} texts; send one per text",
+                           field=field, limit=expected)
+    if len({len(v) for v in vectors}) != 1:
+        raise InvalidInput(f"{field}: every vector must have the same length", field=field)
+    rows = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=1)
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        bad = int(np.argmin(np.where(np.isfinite(norms), norms, 0)))
+        where = field if field == "query_vector" else f"{field}[{bad}]"
+        raise InvalidInput(f"{where}: a zero (or overflowing) vector has no direction to search by", field=where)
+    return rows / norms[:, None]
 
 
 def text_id(text: str) -> str:
@@ -44,8 +69,15 @@ class Collections:
                 self.observer(op, ok, time.perf_counter() - started)
 
     def add(self, collection: str, texts: Sequence[str], ids: Sequence[str] | None,
-            metadata: dict[str, Any] | Sequence[dict[str, Any]] | None) -> dict[str, Any]:
-        """Upsert texts (ids default to a hash of the text); acknowledged after the store commits."""
+            metadata: dict[str, Any] | Sequence[dict[str, Any]] | None,
+            vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None) -> dict[str, Any]:
+        """Upsert texts (ids default to a hash of the text); acknowledged after the store commits.
+
+        With ``vectors`` (one per text) the caller's vectors are stored as given (normalised) and
+        the collection is one of ``vector_model``'s (default ``external``) at their dimension;
+        without, the server embeds the texts. A collection refuses vectors of another model or
+        dimension (409).
+        """
         check_collection_name(collection)
         if ids is not None and len(ids) != len(texts):
             raise InvalidInput(f"ids has {len(ids)} entries for {len(texts)} texts; send one id per text",
@@ -61,36 +93,63 @@ class Collections:
             encode_metadata(metadata or {}, ("metadata",))
             metas = [dict(metadata or {}) for _ in texts]
         record_ids = list(ids) if ids is not None else [text_id(t) for t in texts]
-        # fail fast on a model/dimension conflict, before spending a forward pass
-        self.store.ensure_collection(collection, self.engine.model_id, self.engine.dimension)
-        vectors = self.engine.embed_vectors(texts, field="texts")
-        records = [Record(i, t, m, v) for i, t, m, v in zip(record_ids, texts, metas, vectors)]
+        if vectors is not None:
+            rows = _caller_vectors(vectors, len(texts))
+            self.store.ensure_collection(collection, vector_model or EXTERNAL_MODEL, rows.shape[1])
+        else:
+            # fail fast on a model/dimension conflict, before spending a forward pass
+            self.store.ensure_collection(collection, self.engine.model_id, self.engine.dimension)
+            rows = self.engine.embed_vectors(texts, field="texts")
+        records = [Record(i, t, m, v) for i, t, m, v in zip(record_ids, texts, metas, rows)]
         with self._operation("upsert"):
             total = self.store.upsert(collection, records)
         return {"collection": collection, "added_count": len(dict.fromkeys(record_ids)), "ids": record_ids,
                 "total_in_collection": total}
 
-    def search(self, collection: str, query: str, top_k: int, filter_metadata: dict[str, Any] | None,
-               threshold: float | None) -> dict[str, Any]:
-        """The best matches of one query in a stored collection."""
+    def search(self, collection: str, query: str | None, top_k: int, filter_metadata: dict[str, Any] | None,
+               threshold: float | None, query_vector: Sequence[float] | None = None) -> dict[str, Any]:
+        """The best matches of one query (a text the server embeds, or the caller's vector)."""
         where = parse_filter(filter_metadata)
         check_collection_name(collection)
-        vector = self.engine.embed_vectors([query], field="query")  # the store answers NotFound (404)
+        model, dimension = self.store.model_of(collection)  # NotFound (404) for an unknown collection
+        if query_vector is not None:
+            vector = _caller_vectors([query_vector], 1, "query_vector")
+            if vector.shape[1] != dimension:
+                raise InvalidInput(f"query_vector has {vector.shape[1]} dimensions; collection {collection!r} holds "
+                                   f"{dimension}", field="query_vector", limit=dimension)
+        else:
+            if (model, dimension) != (self.engine.model_id, self.engine.dimension):
+                raise Conflict(f"collection {collection!r} holds vectors of {model!r} ({dimension}); this server "
+                               f"embeds with {self.engine.model_id!r}: send query_vector made by {model!r}",
+                               field="query")
+            vector = self.engine.embed_vectors([query], field="query")
         with self._operation("search"):
             hits = self.store.search(collection, vector, top_k, where, threshold)[0]
         results = [{"id": h.id, "text": h.text, "score": h.score, "rank": rank, "metadata": h.metadata}
                    for rank, h in enumerate(hits, start=1)]
         return {"collection": collection, "query": query, "results": results, "results_returned": len(results),
-                "model": self.engine.model_id}
+                "model": model}
 
-    def get(self, collection: str, ids: Sequence[str], include_vectors: bool) -> dict[str, Any]:
+    def get(self, collection: str, ids: Sequence[str] | None, include_vectors: bool = False,
+            filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> dict[str, Any]:
+        """Records by id (in the order asked, with the ids not found), or up to ``limit`` that a filter
+        matches (the request model supplies its default)."""
+        if (ids is None) == (filter_metadata is None):
+            raise InvalidInput("send either ids or filter_metadata (exactly one)", field="ids")
+        check_collection_name(collection)
         with self._operation("get"):
-            records = self.store.get(collection, ids)
+            if ids is not None:
+                records = self.store.get(collection, ids)
+            elif limit is None or limit < 1:
+                raise InvalidInput("a filtered get needs a limit of 1 or more", field="limit", limit=1)
+            else:
+                records = self.store.find(collection, parse_filter(filter_metadata), limit)
         found = [{"id": r.id, "text": r.text, "metadata": r.metadata,
                   **({"vector": r.vector.tolist()} if include_vectors and r.vector is not None else {})}
                  for r in records]
         present = {r.id for r in records}
-        return {"collection": collection, "records": found, "missing_ids": [i for i in ids if i not in present]}
+        return {"collection": collection, "records": found,
+                "missing_ids": [i for i in ids if i not in present] if ids is not None else []}
 
     def delete(self, collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None) -> dict[str, Any]:
         if (ids is None) == (filter_metadata is None):

@@ -42,15 +42,34 @@ class DevServer:
             self.proc.wait(10)
 
 
-def start_dev_server(root: Path, env: dict[str, str], log: IO[bytes], timeout_s: float = 300) -> DevServer:
+def start_dev_server(root: Path, env: dict[str, str], log: IO[bytes], timeout_s: float = 300,
+                     attempts: int = 3) -> DevServer:
     """Run ``chutes run my_embeddings:chute --dev`` bound to 127.0.0.1 and wait for ``/health``.
+
+    A free port can be taken by another process between choosing it and binding it; a start that
+    fails with "Address already in use" is tried again on new ports, ``attempts`` times in all.
 
     Raises:
         RuntimeError: the server exited or did not become healthy in time (see the log).
     """
+    for attempt in range(attempts):
+        try:
+            return _start_once(root, env, log, timeout_s)
+        except _PortTaken:
+            if attempt == attempts - 1:
+                raise RuntimeError(f"no free port after {attempts} tries; see {getattr(log, 'name', 'its log')}") from None
+    raise AssertionError("this is a bug: the start loop ended without a result")
+
+
+class _PortTaken(RuntimeError):
+    """The server exited because its port was taken before it could bind it."""
+
+
+def _start_once(root: Path, env: dict[str, str], log: IO[bytes], timeout_s: float) -> DevServer:
     port = free_port()
     full_env = {**os.environ, "CHUTES_EXECUTION_CONTEXT": "REMOTE", "HF_HUB_OFFLINE": "1", **env}
     full_env.pop("CHUTES_DEV_MODE", None)
+    started_at = log.tell() if log.seekable() else None
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "chutes"), "run", "my_embeddings:chute", "--dev", "--host", "127.0.0.1",
          "--port", str(port), "--logging-port", str(free_port())],
@@ -59,6 +78,10 @@ def start_dev_server(root: Path, env: dict[str, str], log: IO[bytes], timeout_s:
     server = DevServer(proc, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + timeout_s
     while True:
+        # the SDK lingers 60 s after a failed start: spot a taken port in the log, not by the exit
+        if started_at is not None and b"Address already in use" in _read_from(log, started_at):
+            server.stop(signal.SIGKILL)
+            raise _PortTaken(port)
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}; see {getattr(log, 'name', 'its log')}")
         try:
@@ -70,3 +93,11 @@ def start_dev_server(root: Path, env: dict[str, str], log: IO[bytes], timeout_s:
             server.stop(signal.SIGKILL)
             raise RuntimeError(f"the server was not healthy after {timeout_s:.0f} s; see {getattr(log, 'name', 'its log')}")
         time.sleep(0.3)
+
+
+def _read_from(log: IO[bytes], offset: int) -> bytes:
+    """What the server wrote to ``log`` since ``offset`` (the log is a regular file)."""
+    log.flush()
+    with open(log.name, "rb") as again:
+        again.seek(offset)
+        return again.read()

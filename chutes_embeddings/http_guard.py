@@ -28,6 +28,7 @@ import asyncio
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from loguru import logger
@@ -108,24 +109,25 @@ class RequestGuard:
                 status = message["status"]
             await send(message)
 
+        body = _BodyState(done=scope["method"] not in BODY_METHODS)
         try:
-            receive_next = await self._screen(scope, receive, self.settings())
+            receive_next = await self._screen(scope, receive, self.settings(), body)
             if receive_next is None:
                 return  # the client went away while sending its body
             await self.app(scope, receive_next, tracking_send)
         except EmbeddingsError as err:
             logger.info("refused {} {}: {} {}", scope["method"], scope["path"], err.status, err.error_type)
             if not status:
-                await error_response(err, self.dialect_for(scope["path"]))(scope, receive, tracking_send)
+                await _answer(error_response(err, self.dialect_for(scope["path"])), body, scope, receive, tracking_send)
         except Exception as exc:  # the last line of defence: answer, log once, never re-raise to the server
             err = internal_error(exc, scope["method"], scope["path"])
             if not status:
-                await error_response(err, self.dialect_for(scope["path"]))(scope, receive, tracking_send)
+                await _answer(error_response(err, self.dialect_for(scope["path"])), body, scope, receive, tracking_send)
         finally:
             if status:
                 self.observe(scope["method"], scope["path"], status, time.perf_counter() - started)
 
-    async def _screen(self, scope: Scope, receive: Receive, settings: Settings) -> Receive | None:
+    async def _screen(self, scope: Scope, receive: Receive, settings: Settings, state: "_BodyState") -> Receive | None:
         """Check the request; return the ``receive`` the app should use (None: client gone)."""
         method, path = scope["method"], scope["path"]
         if settings.local_server:
@@ -147,6 +149,7 @@ class RequestGuard:
         body = await self._read_body(receive, settings)
         if body is None:
             return None
+        state.done = True
         self.admission(path)  # read (so the client hears the answer) but not parsed
         if settings.local_server:
             loads_body(body)  # 400 on a body the SDK's dev middleware would fail on
@@ -201,6 +204,19 @@ class RequestGuard:
             raise PayloadTooLarge(f"the body has {size} bytes; at most {settings.max_body_bytes} are accepted",
                                   field="body", limit=settings.max_body_bytes)
         return b"".join(chunks)
+
+
+@dataclass
+class _BodyState:
+    done: bool  # the whole request body has been read
+
+
+async def _answer(response: JSONResponse, body: _BodyState, scope: Scope, receive: Receive, send: Send) -> None:
+    """Send an early answer; if the request body was not read, the connection cannot carry another
+    request (its unread bytes would be taken for one), so say it closes."""
+    if not body.done:
+        response.headers["connection"] = "close"
+    await response(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

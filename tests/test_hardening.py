@@ -320,3 +320,15 @@ def test_work_of_clients_that_disconnected_is_dropped(live_server):
         after = http.get("/info").json()["batching"]
     assert gone >= 20, "no request was left waiting: the blocker was too short for this machine"
     assert after["texts_dropped"] - before["texts_dropped"] >= gone // 2, (gone, before, after)
+
+
+def test_early_refusals_do_not_poison_kept_alive_connections(live_server):
+    """A 405/404/415 sent before the body is read closes the connection (and says so), so a client
+    that keeps connections alive never sends its next request into a closing one."""
+    with httpx.Client(base_url=live_server, timeout=30) as http:
+        for i in range(60):
+            refused = http.request(["PATCH", "PUT", "POST"][i % 3], ["/rerank", "/embed", "/nope"][i % 3],
+                                   content=b'{"inputs": "x"}', headers={"content-type": "application/json"})
+            assert refused.status_code in (404, 405)
+            assert refused.headers.get("connection") == "close"
+            assert http.get("/health").status_code == 200

@@ -9,7 +9,8 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "numpy", "sklearn", "sentence_transformers", "transformers", "faiss", "onnxruntime", "psycopg", "cachetools")
+HEAVY = ("torch", "numpy", "sklearn", "sentence_transformers", "transformers", "faiss", "onnxruntime", "psycopg", "cachetools",
+         "langchain_core", "langchain", "llama_index")  # the client and the chute module need none of these
 
 
 def _run_blocking_heavy(code: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -11,9 +11,10 @@ from chutes_embeddings.errors import Conflict, InvalidInput, NotFound
 from chutes_embeddings.store import Record
 from chutes_embeddings.store.__main__ import copy_collection, read_jsonl, write_jsonl
 from chutes_embeddings.store.embedded import EmbeddedStore
-from chutes_embeddings.store.filters import parse_filter
+from chutes_embeddings.store.filters import All, parse_filter
 from chutes_embeddings.store.pgvector import PgVectorStore
 
+NO_FILTER = All()
 DIM = 384
 MODEL = "test-model"
 
@@ -57,7 +58,7 @@ def test_add_search_orders_by_cosine_like_brute_force(store, name):
     assert add(store, name, vecs) == 60
     q = vecs[7:8] + 0.05 * unit(rng, 1)
     q /= np.linalg.norm(q)
-    hits = store.search(name, q, 10, [], None)[0]
+    hits = store.search(name, q, 10, NO_FILTER, None)[0]
     expected = np.argsort(-(vecs @ q[0]))[:10]
     assert [h.id for h in hits] == [f"r{i}" for i in expected]
     assert [round(h.score, 4) for h in hits] == [round(float(vecs[i] @ q[0]), 4) for i in expected]
@@ -67,7 +68,7 @@ def test_add_search_orders_by_cosine_like_brute_force(store, name):
 def test_several_queries_at_once(store, name):
     vecs = unit(np.random.default_rng(2), 30)
     add(store, name, vecs)
-    results = store.search(name, vecs[[3, 9, 21]], 1, [], None)
+    results = store.search(name, vecs[[3, 9, 21]], 1, NO_FILTER, None)
     assert [r[0].id for r in results] == ["r3", "r9", "r21"]
 
 
@@ -79,7 +80,7 @@ def test_upsert_replaces_by_id(store, name):
     assert total == 5
     [rec] = store.get(name, ["r2"])
     assert rec.text == "replaced" and rec.metadata == {"v": 2} and np.allclose(rec.vector, new)
-    assert store.search(name, new[None], 1, [], None)[0][0].id == "r2"
+    assert store.search(name, new[None], 1, NO_FILTER, None)[0][0].id == "r2"
 
 
 def test_same_id_twice_in_one_upsert_keeps_the_last(store, name):
@@ -87,7 +88,7 @@ def test_same_id_twice_in_one_upsert_keeps_the_last(store, name):
     v = unit(np.random.default_rng(4), 2)
     assert store.upsert(name, [Record("x", "first", {}, v[0]), Record("x", "second", {}, v[1])]) == 1
     assert store.get(name, ["x"])[0].text == "second"
-    assert len(store.search(name, v[1:2], 5, [], None)[0]) == 1
+    assert len(store.search(name, v[1:2], 5, NO_FILTER, None)[0]) == 1
 
 
 def test_get_keeps_order_and_skips_missing(store, name):
@@ -100,7 +101,7 @@ def test_delete_by_ids_and_by_filter(store, name):
     assert store.delete(name, ["r1", "r3", "missing"], None) == 2
     assert store.delete(name, None, parse_filter({"even": True})) == 5
     assert store.describe(name).size == 3
-    remaining = {h.id for h in store.search(name, unit(np.random.default_rng(0), 1), 10, [], None)[0]}
+    remaining = {h.id for h in store.search(name, unit(np.random.default_rng(0), 1), 10, NO_FILTER, None)[0]}
     assert remaining == {"r5", "r7", "r9"}
 
 
@@ -110,7 +111,7 @@ def test_drop_and_not_found(store, name):
     with pytest.raises(NotFound):
         store.describe(name)
     with pytest.raises(NotFound):
-        store.search(name, unit(np.random.default_rng(0), 1), 3, [], None)
+        store.search(name, unit(np.random.default_rng(0), 1), 3, NO_FILTER, None)
     with pytest.raises(NotFound):
         store.drop(name)
     assert name not in [c.name for c in store.collections()]
@@ -162,6 +163,13 @@ FILTER_CASES = [
     ({"tag": {"$gte": "b"}}, {1, 2}),
     ({"lang": "en", "year": {"$gte": 2020}}, {2}),
     ({"missing": "x"}, set()),
+    ({"$or": [{"lang": "de"}, {"year": {"$gte": 2023}}]}, {1, 2}),
+    ({"$and": [{"year": {"$gte": 2019}}, {"year": {"$lte": 2021}}]}, {0, 1}),
+    ({"$not": {"lang": "en"}}, {1, 3, 4}),
+    ({"lang": "en", "$or": [{"flag": True}, {"tag": "c"}]}, {0, 2}),
+    ({"$not": {"$or": [{"lang": "en"}, {"other": "x"}]}}, {1, 3}),
+    ({"$or": [{"$and": [{"lang": "en"}, {"year": {"$lt": 2020}}]}, {"tag": None}]}, {0, 3}),
+    ({"$or": [{"missing": 1}, {"other": {"$ne": "x"}}]}, {0, 1, 2, 3}),
 ]
 
 
@@ -184,7 +192,7 @@ def test_selective_filter_still_fills_top_k(store, name):
 def test_threshold(store, name):
     vecs = unit(np.random.default_rng(11), 20)
     add(store, name, vecs)
-    hits = store.search(name, vecs[:1], 20, [], 0.5)[0]
+    hits = store.search(name, vecs[:1], 20, NO_FILTER, 0.5)[0]
     assert [h.id for h in hits] == ["r0"] and hits[0].score == pytest.approx(1.0, abs=1e-5)
 
 
@@ -193,7 +201,11 @@ def test_threshold(store, name):
                                        ({"a": {"$in": []}}, "filter_metadata.a.$in"),
                                        ({"a": {"$gt": True}}, "filter_metadata.a.$gt"),
                                        ({"a": {"x": 1}}, "filter_metadata.a.x"),
-                                       ({"a": [1, 2]}, "filter_metadata.a")])
+                                       ({"a": [1, 2]}, "filter_metadata.a"),
+                                       ({"$not": []}, "filter_metadata.$not"),
+                                       ({"$and": []}, "filter_metadata.$and"),
+                                       ({"$xor": [{"a": 1}]}, "filter_metadata.$xor"),
+                                       ({"$or": [{"a": {"$gt": None}}]}, "filter_metadata.$or[0].a.$gt")])
 def test_bad_filters_name_the_key(bad, field):
     with pytest.raises(InvalidInput) as err:
         parse_filter(bad)
@@ -208,7 +220,7 @@ def test_ten_thousand_records_in_one_collection(store, name):
         total = store.upsert(name, [Record(f"r{i}", f"text {i}", {"i": i}, vecs[i]) for i in range(start, start + 1000)])
     assert total == 10_000 == store.describe(name).size
     queries = vecs[rng.integers(0, 10_000, 20)] + 0.01 * unit(rng, 20)
-    got = store.search(name, queries, 10, [], None)
+    got = store.search(name, queries, 10, NO_FILTER, None)
     exact = np.argsort(-(queries @ vecs.T), axis=1)[:, :10]
     recall = np.mean([len({h.id for h in g} & {f"r{i}" for i in e}) / 10 for g, e in zip(got, exact)])
     assert recall == 1.0 if store.kind == "embedded" else recall >= 0.95
@@ -265,11 +277,11 @@ def test_embedded_index_is_rebuilt_when_missing_or_stale(tmp_path, name):
     s._closed.set()
     s._lock_file.close()
     s = EmbeddedStore(tmp_path / "s")
-    assert s.search(name, -vecs[:1], 1, [], None)[0][0].id == "late"
+    assert s.search(name, -vecs[:1], 1, NO_FILTER, None)[0][0].id == "late"
     s.close()
     index_file.unlink()
     s = EmbeddedStore(tmp_path / "s")
-    assert s.search(name, vecs[5:6], 1, [], None)[0][0].id == "r5"
+    assert s.search(name, vecs[5:6], 1, NO_FILTER, None)[0][0].id == "r5"
     s.close()
 
 
@@ -376,7 +388,7 @@ def test_a_stored_bad_value_never_breaks_reads(store, name):
     _plant_bad_metadata(store, name, "r2")
     repaired = {"lang": "en", "x": None, "y": [None, 1], "z": None}
     assert store.get(name, ["r2"])[0].metadata == repaired
-    hits = store.search(name, vecs[2:3], 5, [], None)[0]
+    hits = store.search(name, vecs[2:3], 5, NO_FILTER, None)[0]
     assert hits[0].id == "r2" and hits[0].metadata == repaired
     assert {h.id for h in store.search(name, vecs[2:3], 5, parse_filter({"lang": "en"}), None)[0]} >= {"r0", "r1"}
     assert [r.metadata for r in store.export(name) if r.id == "r2"] == [repaired]
@@ -395,3 +407,42 @@ def test_embedded_store_reads_rows_whose_metadata_is_not_json(tmp_path, name):
         assert {h.id for h in store.search(name, vecs[:1], 3, parse_filter({"lang": {"$ne": "en"}}), None)[0]} == {"r1"}
     finally:
         store.close()
+
+
+# --- callers' vectors, find by filter, deep filters (issue 11) ------------------------------------
+def test_collections_of_callers_vectors_keep_their_model_and_dimension(store, name):
+    rng = np.random.default_rng(30)
+    small = unit(rng, 4, dim=6)
+    store.ensure_collection(name, "fake-6", 6)
+    store.upsert(name, [Record(f"v{i}", f"t{i}", {"i": i}, v) for i, v in enumerate(small)])
+    assert store.model_of(name) == ("fake-6", 6)
+    assert store.search(name, small[2:3], 1, NO_FILTER, None)[0][0].id == "v2"
+    for model, dim in (("fake-6", 7), ("other", 6)):
+        with pytest.raises(Conflict):
+            store.ensure_collection(name, model, dim)
+    with pytest.raises(NotFound):
+        store.model_of("c_" + uuid.uuid4().hex[:12])
+
+
+def test_find_returns_what_a_filter_matches_oldest_first_up_to_the_limit(store, name):
+    vecs = unit(np.random.default_rng(31), 6)
+    add(store, name, vecs, metas=[{"even": i % 2 == 0, "i": i} for i in range(6)])
+    found = store.find(name, parse_filter({"even": True}), 10)
+    assert [r.id for r in found] == ["r0", "r2", "r4"] and found[0].vector.shape == (DIM,)
+    assert [r.id for r in store.find(name, NO_FILTER, 2)] == ["r0", "r1"]
+    assert [r.metadata["i"] for r in store.find(name, parse_filter({"$not": {"i": {"$lt": 4}}}), 10)] == [4, 5]
+
+
+def test_filters_nest_to_their_depth_limit():
+    from chutes_embeddings.store.filters import MAX_FILTER_DEPTH
+
+    def nested(depth):
+        flt = {"k": 1}
+        for _ in range(depth):
+            flt = {"$and": [flt]}
+        return flt
+
+    parse_filter(nested(MAX_FILTER_DEPTH))
+    with pytest.raises(InvalidInput) as err:
+        parse_filter(nested(MAX_FILTER_DEPTH + 1))
+    assert err.value.limit == MAX_FILTER_DEPTH

@@ -9,10 +9,12 @@ import pytest
 
 from bench.corpus import sentences
 from chutes_embeddings.store import Record
+from chutes_embeddings.store.filters import All
 from chutes_embeddings.store.embedded import EmbeddedStore
 from chutes_embeddings.store.pgvector import PgVectorStore
 
 N, QUERIES, K = 10_000, 100, 10
+NO_FILTER = All()
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def _load(store, name, texts, vectors):
 
 def _recall(store, name, corpus, queries):
     exact = np.argsort(-(queries @ corpus.T), axis=1)[:, :K]
-    got = store.search(name, queries, K, [], None)
+    got = store.search(name, queries, K, NO_FILTER, None)
     return float(np.mean([len({h.id for h in g} & {str(i) for i in e}) / K for g, e in zip(got, exact)]))
 
 

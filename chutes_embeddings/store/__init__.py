@@ -18,8 +18,8 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import InvalidInput
-from .filters import Condition
+from ..errors import Conflict, InvalidInput
+from .filters import Filter
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SAMPLE_TEXTS = 3
@@ -62,6 +62,12 @@ def check_collection_name(name: str) -> str:
     return name
 
 
+def model_conflict(name: str, have_model: str, have_dim: int, model: str, dimension: int) -> Conflict:
+    """The 409 for vectors of another model or dimension than a collection holds."""
+    return Conflict(f"collection {name!r} holds {have_dim}-dimensional vectors of {have_model!r}; this request "
+                    f"brings {model!r} ({dimension}). Use another collection or drop this one.", field="collection")
+
+
 class VectorStore(Protocol):
     """What both stores offer. Vectors are unit-length float32 rows."""
 
@@ -75,11 +81,15 @@ class VectorStore(Protocol):
         """Create the collection, or check it was built with this model and dimension (``Conflict``)."""
         ...
 
+    def model_of(self, name: str) -> tuple[str, int]:
+        """The model and dimension the collection was built with (cheap). Raises ``NotFound``."""
+        ...
+
     def upsert(self, name: str, records: Sequence[Record]) -> int:
         """Insert or replace records by id, atomically and durably; returns the collection size."""
         ...
 
-    def search(self, name: str, queries: np.ndarray, top_k: int, where: Sequence[Condition],
+    def search(self, name: str, queries: np.ndarray, top_k: int, where: Filter,
                threshold: float | None) -> list[list[Hit]]:
         """Best ``top_k`` hits per query row, best first. Raises ``NotFound``."""
         ...
@@ -88,7 +98,11 @@ class VectorStore(Protocol):
         """The records with these ids that exist, in the order asked (vectors included)."""
         ...
 
-    def delete(self, name: str, ids: Sequence[str] | None, where: Sequence[Condition] | None) -> int:
+    def find(self, name: str, where: Filter, limit: int) -> list[Record]:
+        """Up to ``limit`` records the filter matches, oldest first (vectors included). Raises ``NotFound``."""
+        ...
+
+    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
         """Delete by ids or by filter; returns how many went."""
         ...
 

@@ -29,10 +29,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from loguru import logger
 
-from ..errors import BackendUnavailable, Conflict, NotFound
+from ..errors import BackendUnavailable, NotFound
 from ..vectors import normalize
-from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name
-from .filters import Condition, json_type
+from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name, model_conflict
+from .filters import All, Condition, Filter, Not, json_type
 from .metadata import decode_metadata, encode_metadata
 from .vector_index import VectorIndex
 
@@ -52,14 +52,13 @@ SAVE_INDEX_EVERY_S = 30.0
 _META = "(CASE WHEN json_valid(metadata) THEN metadata ELSE '{}' END)"
 
 
-def sqlite_where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
-    """SQL (over column ``metadata``) and parameters for filter conditions; ``1`` when none.
+def sqlite_where(where: Filter) -> tuple[str, list[Any]]:
+    """SQL (over column ``metadata``) and parameters for a filter tree; ``1`` when it is empty.
 
     The statement's size does not grow with ``$in`` lists (they are one ``json_each`` per JSON
-    type) and its conditions are joined as a balanced tree, so filters at their documented limits
-    stay within SQLite's expression-depth limit.
+    type) and long runs of conditions are joined as balanced trees, so filters at their
+    documented limits stay within SQLite's expression-depth limit.
     """
-    parts: list[str] = []
     params: list[Any] = []
 
     def equals_any(key: str, values: Sequence[Any]) -> str:
@@ -80,22 +79,33 @@ def sqlite_where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
             options.append(f"(json_type({_META}, ?) IN ({types}) AND json_extract({_META}, ?) {match})")
         return "(" + " OR ".join(options) + ")"
 
-    for c in conditions:
-        if c.op in ("$eq", "$ne"):
-            match = equals_any(c.key, [c.value])
-            parts.append(match if c.op == "$eq" else f"NOT coalesce({match}, 0)")
-        elif c.op in ("$in", "$nin"):
-            match = equals_any(c.key, c.value)
-            parts.append(match if c.op == "$in" else f"NOT coalesce({match}, 0)")
-        else:
-            path = f'$."{c.key}"'
-            types = ",".join(f"'{t}'" for t in _SQLITE_TYPES[json_type(c.value)])
-            params.extend([path, path, c.value])
-            parts.append(f"(json_type({_META}, ?) IN ({types}) AND json_extract({_META}, ?) {_COMPARE[c.op]} ?)")
-    terms = [f"coalesce({p}, 0)" for p in parts]
-    while len(terms) > 1:  # balanced: depth log2(n), not n
-        terms = [f"({a} AND {b})" for a, b in zip(terms[::2], terms[1::2])] + (terms[-1:] if len(terms) % 2 else [])
-    return (terms[0] if terms else "1"), params
+    def condition(c: Condition) -> str:
+        if c.op in ("$eq", "$ne", "$in", "$nin"):
+            match = equals_any(c.key, c.value if c.op in ("$in", "$nin") else [c.value])
+            return match if c.op in ("$eq", "$in") else f"NOT coalesce({match}, 0)"
+        path = f'$."{c.key}"'
+        types = ",".join(f"'{t}'" for t in _SQLITE_TYPES[json_type(c.value)])
+        params.extend([path, path, c.value])
+        return f"(json_type({_META}, ?) IN ({types}) AND json_extract({_META}, ?) {_COMPARE[c.op]} ?)"
+
+    def render(node: Filter) -> str:  # always 0 or 1, never NULL
+        if isinstance(node, Condition):
+            return f"coalesce({condition(node)}, 0)"
+        if isinstance(node, Not):
+            return f"NOT {render(node.item)}"
+        joiner, empty = (" AND ", "1") if isinstance(node, All) else (" OR ", "0")
+        return _balanced([render(item) for item in node.items], joiner, empty)
+
+    return render(where), params
+
+
+def _balanced(terms: list[str], joiner: str, empty: str) -> str:
+    """``terms`` joined by ``joiner`` as a balanced tree (depth log2(n), not n)."""
+    if not terms:
+        return empty
+    while len(terms) > 1:
+        terms = [f"({a}{joiner}{b})" for a, b in zip(terms[::2], terms[1::2])] + (terms[-1:] if len(terms) % 2 else [])
+    return terms[0]
 
 
 class _Index:
@@ -202,11 +212,7 @@ class EmbeddedStore:
                        (name, model, dimension, time.time()))
             have_model, have_dim, _ = self._row(name)
         if (have_model, have_dim) != (model, dimension):
-            raise Conflict(
-                f"collection {name!r} holds {have_dim}-dimensional vectors of {have_model!r}; "
-                f"this server embeds with {model!r} ({dimension}). Use another collection or drop this one.",
-                field="collection",
-            )
+            raise model_conflict(name, have_model, have_dim, model, dimension)
 
     # --- the FAISS side ----------------------------------------------------------------------
     def _index_paths(self, name: str) -> tuple[Path, Path]:
@@ -291,7 +297,7 @@ class EmbeddedStore:
                 index.version = version
         return len(index.vectors)
 
-    def delete(self, name: str, ids: Sequence[str] | None, where: Sequence[Condition] | None) -> int:
+    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
         check_collection_name(name)
         index = self._index(name)
         with self._write_lock:
@@ -300,7 +306,7 @@ class EmbeddedStore:
                     rows = self._by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) "
                                         "RETURNING rid", name, ids)
                 else:
-                    sql, params = sqlite_where(where or [])
+                    sql, params = sqlite_where(where or All())
                     rows = db.execute(f"DELETE FROM records WHERE collection = ? AND {sql} RETURNING rid",
                                       [name, *params]).fetchall()
                 version = self._bump_version(db, name)
@@ -322,7 +328,7 @@ class EmbeddedStore:
                 path.unlink(missing_ok=True)
 
     # --- reads -------------------------------------------------------------------------------
-    def search(self, name: str, queries: np.ndarray, top_k: int, where: Sequence[Condition],
+    def search(self, name: str, queries: np.ndarray, top_k: int, where: Filter,
                threshold: float | None) -> list[list[Hit]]:
         check_collection_name(name)
         index = self._index(name)
@@ -363,6 +369,20 @@ class EmbeddedStore:
         found = {rec_id: Record(rec_id, text, decode_metadata(meta, name), np.frombuffer(vec, dtype=np.float32).copy())
                  for rec_id, text, meta, vec in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def find(self, name: str, where: Filter, limit: int) -> list[Record]:
+        check_collection_name(name)
+        self._row(name)  # NotFound for an unknown collection
+        sql, params = sqlite_where(where)
+        rows = self._db().execute(f"SELECT id, text, metadata, vector FROM records WHERE collection = ? AND {sql} "
+                                  "ORDER BY rid LIMIT ?", [name, *params, limit]).fetchall()
+        return [Record(rec_id, text, decode_metadata(meta, name), np.frombuffer(vec, dtype=np.float32).copy())
+                for rec_id, text, meta, vec in rows]
+
+    def model_of(self, name: str) -> tuple[str, int]:
+        check_collection_name(name)
+        model, dimension, _ = self._row(name)
+        return model, dimension
 
     def export(self, name: str) -> Iterator[Record]:
         check_collection_name(name)

@@ -1,31 +1,38 @@
 """Metadata filters: parsed and checked once, then run as SQL by either store.
 
-A filter is a JSON object; every key must hold (AND):
+A filter is a JSON object; every entry must hold (AND):
 
     {"lang": "en"}                      equality (shorthand for {"$eq": "en"})
     {"year": {"$gte": 2020, "$lt": 2024}}
     {"tag": {"$in": ["a", "b"]}}        also $nin, $ne, $gt, $lte
+    {"$or": [{"lang": "en"}, {"year": {"$gt": 2020}}]}    any of the filters in the list
+    {"$and": [{...}, {...}]}            all of them (as a list, e.g. two conditions on one key)
+    {"$not": {"lang": "en"}}            the filter does not hold
 
 Values are JSON scalars (string, number, boolean, null); comparisons ($gt, $gte, $lt, $lte) take
 numbers or strings and only match stored values of the same type. A missing key never equals
-anything, so ``$ne`` and ``$nin`` match records without it. Keys are 1..64 of [A-Za-z0-9_-];
-a filter has at most ``MAX_FILTER_KEYS`` keys and ``$in``/``$nin`` at most ``MAX_IN_VALUES``
-values; numbers are finite and integers fit in 64 bits (what both stores can compare).
+anything, so ``$ne``, ``$nin`` and ``$not`` of an equality match records without it. Keys are
+1..64 of [A-Za-z0-9_-]; a filter names at most ``MAX_FILTER_KEYS`` keys in all, nests ``$and`` /
+``$or`` / ``$not`` at most ``MAX_FILTER_DEPTH`` deep, and ``$in``/``$nin`` take at most
+``MAX_IN_VALUES`` values; numbers are finite and integers fit in 64 bits (what both stores can
+compare).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 from ..errors import InvalidInput
 from ..payload import check_values
 
 OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte")
+LOGICAL = ("$and", "$or", "$not")
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_IN_VALUES = 1000
 MAX_FILTER_KEYS = 64
+MAX_FILTER_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,33 @@ class Condition:
     key: str
     op: str
     value: Any
+
+
+@dataclass(frozen=True)
+class All:
+    """Every item holds (no items: everything matches)."""
+
+    items: tuple["Filter", ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one item holds."""
+
+    items: tuple["Filter", ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """The item does not hold."""
+
+    item: "Filter"
+
+
+Filter = Union[Condition, All, AnyOf, Not]
 
 
 def json_type(value: Any) -> str:
@@ -48,32 +82,55 @@ def json_type(value: Any) -> str:
     return "other"
 
 
-def parse_filter(raw: dict[str, Any] | None, field: str = "filter_metadata") -> list[Condition]:
-    """Check a filter object and turn it into conditions (all must hold).
+def parse_filter(raw: dict[str, Any] | None, field: str = "filter_metadata") -> All:
+    """Check a filter object and turn it into a tree of conditions (empty: no filter).
 
     Raises:
-        InvalidInput: naming the key or operator at fault.
+        InvalidInput: naming the key or operator at fault and the limit broken.
     """
     if raw is None:
-        return []
+        return All()
     if not isinstance(raw, dict):
         raise InvalidInput(f"{field} must be an object", field=field)
-    if len(raw) > MAX_FILTER_KEYS:
-        raise InvalidInput(f"{field}: {len(raw)} keys; a filter has at most {MAX_FILTER_KEYS}", field=field,
-                           limit=MAX_FILTER_KEYS)
     check_values(raw, (field,))
-    conditions: list[Condition] = []
+    keys = [0]
+    tree = _parse_object(raw, field, 0, keys)
+    return tree
+
+
+def _parse_object(raw: dict[str, Any], where: str, depth: int, keys: list[int]) -> All:
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidInput(f"{where}: $and/$or/$not nest deeper than {MAX_FILTER_DEPTH}", field=where,
+                           limit=MAX_FILTER_DEPTH)
+    items: list[Filter] = []
     for key, spec in raw.items():
-        where = f"{field}.{key}"
+        at = f"{where}.{key}"
+        if key in LOGICAL:
+            items.append(_parse_logical(key, spec, at, depth, keys))
+            continue
         if not _KEY.match(key):
-            raise InvalidInput(f"{where}: filter keys are 1..64 of A-Z a-z 0-9 _ - (no $and/$or)", field=where,
-                               limit=_KEY.pattern)
+            raise InvalidInput(f"{at}: filter keys are 1..64 of A-Z a-z 0-9 _ -, or one of {', '.join(LOGICAL)}",
+                               field=at, limit=_KEY.pattern)
+        keys[0] += 1
+        if keys[0] > MAX_FILTER_KEYS:
+            raise InvalidInput(f"{at}: a filter names at most {MAX_FILTER_KEYS} keys", field=at, limit=MAX_FILTER_KEYS)
         ops = spec if isinstance(spec, dict) else {"$eq": spec}
         if not ops:
-            raise InvalidInput(f"{where}: empty condition", field=where)
+            raise InvalidInput(f"{at}: empty condition", field=at)
         for op, value in ops.items():
-            conditions.append(_condition(key, op, value, f"{where}.{op}" if isinstance(spec, dict) else where))
-    return conditions
+            items.append(_condition(key, op, value, f"{at}.{op}" if isinstance(spec, dict) else at))
+    return All(tuple(items))
+
+
+def _parse_logical(op: str, spec: Any, where: str, depth: int, keys: list[int]) -> Filter:
+    if op == "$not":
+        if not isinstance(spec, dict) or not spec:
+            raise InvalidInput(f"{where}: $not takes one non-empty filter object", field=where)
+        return Not(_parse_object(spec, where, depth + 1, keys))
+    if not isinstance(spec, list) or not spec or not all(isinstance(f, dict) and f for f in spec):
+        raise InvalidInput(f"{where}: {op} takes a non-empty list of non-empty filter objects", field=where)
+    parsed = tuple(_parse_object(f, f"{where}[{i}]", depth + 1, keys) for i, f in enumerate(spec))
+    return All(parsed) if op == "$and" else AnyOf(parsed)
 
 
 def _condition(key: str, op: str, value: Any, where: str) -> Condition:

@@ -23,32 +23,42 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..errors import BackendUnavailable, Conflict, NotFound
-from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name
-from .filters import Condition, json_type
+from ..errors import BackendUnavailable, NotFound
+from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name, model_conflict
+from .filters import All, Condition, Filter, Not, json_type
 from .metadata import decode_metadata, encode_metadata
 
 _COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
-def pg_where(conditions: Sequence[Condition]) -> tuple[sql.Composable, list[Any]]:
+def pg_where(where: Filter) -> tuple[sql.Composable, list[Any]]:
     """SQL over the ``metadata`` jsonb column, with the same meaning as the embedded store's."""
-    parts: list[sql.Composable] = []
     params: list[Any] = []
-    for c in conditions:
+
+    def condition(c: Condition) -> sql.Composable:
         if c.op in ("$eq", "$ne"):
-            params += [c.key, Jsonb(c.value)]
+            params.extend([c.key, Jsonb(c.value)])
             eq = sql.SQL("coalesce(metadata -> %s = %s::jsonb, false)")
-            parts.append(eq if c.op == "$eq" else sql.SQL("NOT ") + eq)
-        elif c.op in ("$in", "$nin"):
-            params += [c.key, [Jsonb(v) for v in c.value]]
+            return eq if c.op == "$eq" else sql.SQL("NOT ") + eq
+        if c.op in ("$in", "$nin"):
+            params.extend([c.key, [Jsonb(v) for v in c.value]])
             any_of = sql.SQL("coalesce(metadata -> %s = ANY(%s::jsonb[]), false)")
-            parts.append(any_of if c.op == "$in" else sql.SQL("NOT ") + any_of)
-        else:
-            params += [c.key, json_type(c.value), c.key, Jsonb(c.value)]
-            parts.append(sql.SQL("coalesce(jsonb_typeof(metadata -> %s) = %s AND metadata -> %s {} %s::jsonb, false)")
-                         .format(sql.SQL(_COMPARE[c.op])))
-    return (sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")), params
+            return any_of if c.op == "$in" else sql.SQL("NOT ") + any_of
+        params.extend([c.key, json_type(c.value), c.key, Jsonb(c.value)])
+        return sql.SQL("coalesce(jsonb_typeof(metadata -> %s) = %s AND metadata -> %s {} %s::jsonb, false)").format(
+            sql.SQL(_COMPARE[c.op]))
+
+    def render(node: Filter) -> sql.Composable:  # always true or false, never NULL
+        if isinstance(node, Condition):
+            return condition(node)
+        if isinstance(node, Not):
+            return sql.SQL("NOT ({})").format(render(node.item))
+        if not node.items:
+            return sql.SQL("true" if isinstance(node, All) else "false")
+        joiner = sql.SQL(" AND " if isinstance(node, All) else " OR ")
+        return sql.SQL("({})").format(joiner.join(render(item) for item in node.items))
+
+    return render(where), params
 
 
 def table_name(collection: str) -> str:
@@ -124,11 +134,7 @@ class PgVectorStore:
                          "ON CONFLICT (name) DO NOTHING", (name, tbl, model, dimension))
             _, have_model, have_dim = self._meta(conn, name)
             if (have_model, have_dim) != (model, dimension):
-                raise Conflict(
-                    f"collection {name!r} holds {have_dim}-dimensional vectors of {have_model!r}; "
-                    f"this server embeds with {model!r} ({dimension}). Use another collection or drop this one.",
-                    field="collection",
-                )
+                raise model_conflict(name, have_model, have_dim, model, dimension)
             ident = sql.Identifier(tbl)
             conn.execute(sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, metadata jsonb NOT NULL, "
@@ -163,19 +169,19 @@ class PgVectorStore:
                 )
             return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tbl)).fetchone()[0]
 
-    def delete(self, name: str, ids: Sequence[str] | None, where: Sequence[Condition] | None) -> int:
+    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
         check_collection_name(name)
         with self._tx() as conn:
             tbl, _, _ = self._meta(conn, name)
             if ids is not None:
                 cur = conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(tbl), (list(ids),))
             else:
-                clause, params = pg_where(where or [])
+                clause, params = pg_where(where or All())
                 cur = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(tbl, clause), params)
             return cur.rowcount
 
     # --- reads -------------------------------------------------------------------------------
-    def search(self, name: str, queries: np.ndarray, top_k: int, where: Sequence[Condition],
+    def search(self, name: str, queries: np.ndarray, top_k: int, where: Filter,
                threshold: float | None) -> list[list[Hit]]:
         check_collection_name(name)
         clause, params = pg_where(where)
@@ -203,6 +209,22 @@ class PgVectorStore:
         found = {r[0]: Record(r[0], r[1], decode_metadata(r[2], name), r[3].to_numpy().astype(np.float32))
                  for r in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def find(self, name: str, where: Filter, limit: int) -> list[Record]:
+        check_collection_name(name)
+        clause, params = pg_where(where)
+        with self._tx() as conn:
+            tbl, _, _ = self._meta(conn, name)
+            rows = conn.execute(sql.SQL("SELECT id, text, metadata::text, embedding FROM {} WHERE {} "
+                                        "ORDER BY updated_at, id LIMIT %s").format(tbl, clause),
+                                [*params, limit]).fetchall()
+        return [Record(r[0], r[1], decode_metadata(r[2], name), r[3].to_numpy().astype(np.float32)) for r in rows]
+
+    def model_of(self, name: str) -> tuple[str, int]:
+        check_collection_name(name)
+        with self._tx() as conn:
+            _, model, dimension = self._meta(conn, name)
+        return model, dimension
 
     def export(self, name: str) -> Iterator[Record]:
         check_collection_name(name)
