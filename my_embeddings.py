@@ -202,16 +202,21 @@ async def openai_models(self: Any) -> dict:
 
 
 # --- TEI's API ----------------------------------------------------------------------------------
+def _tei_embed(self: Any, body: Any) -> Any:
+    """The embeddings of TEI's ``POST /`` and ``POST /embed`` (one answer, two routes)."""
+    return cord_call(S.TeiEmbedRequest, body, lambda r: tei.embed(self.engine, r))
+
+
 @_post("/tei", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model=True)
 async def tei_root(self: Any, body: Any = None) -> list:
     """TEI's ``POST /``: embeddings (what ``huggingface_hub.InferenceClient(model=<url>/tei)`` calls)."""
-    return await cord_call(S.TeiEmbedRequest, body, lambda r: tei.embed(self.engine, r))
+    return await _tei_embed(self, body)
 
 
 @_post("/tei/embed", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model=True)
 async def tei_embed(self: Any, body: Any = None) -> list:
     """TEI's ``POST /embed``."""
-    return await cord_call(S.TeiEmbedRequest, body, lambda r: tei.embed(self.engine, r))
+    return await _tei_embed(self, body)
 
 
 @_post("/tei/embed_all", S.TeiEmbedAllRequest, S.TeiEmbedAllResponse, dialect=tei, uses_model=True)
