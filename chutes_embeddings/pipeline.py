@@ -25,6 +25,20 @@ from .vectors import POOLINGS, normalize as l2_normalize
 CHARS_PER_TOKEN = 4  # admission's estimate of a text's cost before it is tokenised
 
 
+def _check_direction(direction: str) -> None:
+    if direction not in TRUNCATION_DIRECTIONS:
+        raise InvalidInput(f"truncation_direction {direction!r} is not one of {list(TRUNCATION_DIRECTIONS)}",
+                           field="truncation_direction", limit=list(TRUNCATION_DIRECTIONS))
+
+
+def _first_positions(texts: Sequence[str]) -> dict[str, int]:
+    """Each distinct text's first index (what an error about it names)."""
+    first: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        first.setdefault(text, i)
+    return first
+
+
 class EmbeddingPipeline:
     """Texts in, vectors out, for one model (see module docstring).
 
@@ -124,10 +138,7 @@ class EmbeddingPipeline:
         mode = pooling or self.backend.default_pooling
         if mode not in POOLINGS:
             raise InvalidInput(f"pooling {mode!r} is not one of {list(POOLINGS)}", field="pooling", limit=list(POOLINGS))
-        if truncation_direction not in TRUNCATION_DIRECTIONS:
-            raise InvalidInput(f"truncation_direction {truncation_direction!r} is not one of "
-                               f"{list(TRUNCATION_DIRECTIONS)}", field="truncation_direction",
-                               limit=list(TRUNCATION_DIRECTIONS))
+        _check_direction(truncation_direction)
         self._check_dimensions(dimensions)
         keys = [(self.model_id, mode, truncation_direction, text) for text in texts]
         found = self.cache.get_many(keys)
@@ -141,10 +152,7 @@ class EmbeddingPipeline:
                 out[i] = vec
         counts: list[int] | None = None
         with self._admit(missing) as admitted:
-            first_seen: dict[str, int] = {}
-            if count_tokens or not truncate:
-                for i, text in enumerate(texts):
-                    first_seen.setdefault(text, i)
+            first_seen = _first_positions(texts) if count_tokens or not truncate else {}
             to_tokenize = list(first_seen) if first_seen else list(missing)
             ids, full = self._tokenize(to_tokenize, truncation_direction) if to_tokenize else ([], [])
             if not truncate:
@@ -227,17 +235,12 @@ class EmbeddingPipeline:
         Not cached and not batched with other callers: one forward pass for this request, after
         the same admission and token-limit checks as every other embedding.
         """
-        if truncation_direction not in TRUNCATION_DIRECTIONS:
-            raise InvalidInput(f"truncation_direction must be one of {list(TRUNCATION_DIRECTIONS)}",
-                               field="truncation_direction", limit=list(TRUNCATION_DIRECTIONS))
+        _check_direction(truncation_direction)
         with self._admit(texts):
+            ids, full = self._tokenize(texts, truncation_direction)  # once: the backend takes these ids
             if not truncate:
-                _, full = self._tokenize(texts, truncation_direction)
-                first = {}
-                for i, text in enumerate(texts):
-                    first.setdefault(text, i)
-                self._check_token_limit(list(texts), full, first, field, truncation_direction)
-            return self.backend.embed_tokens(texts, truncation_direction if truncate else None)
+                self._check_token_limit(list(texts), full, _first_positions(texts), field, truncation_direction)
+            return self.backend.embed_tokens(texts, truncation_direction if truncate else None, ids)
 
     def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
         """Each text's tokens (id, text, special, start, stop), as the model's tokenizer sees them."""

@@ -38,8 +38,10 @@ class Backend(Protocol):
         """
         ...
 
-    def embed_tokens(self, texts: Sequence[str], truncation: str | None) -> list[np.ndarray]:
-        """Each text's un-pooled token embeddings, a (tokens, dimension) float32 array per text."""
+    def embed_tokens(self, texts: Sequence[str], truncation: str | None,
+                     token_ids: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+        """Each text's un-pooled token embeddings, a (tokens, dimension) float32 array per text
+        (``token_ids`` as for ``embed``)."""
         ...
 
     def healthy(self) -> bool:

@@ -106,9 +106,10 @@ class FailoverBackend:
         return self._serve(len(texts), lambda b: b.embed(texts, poolings, truncations),
                            lambda b: b.embed(texts, poolings, truncations, token_ids))
 
-    def embed_tokens(self, texts: Sequence[str], truncation: str | None) -> list[np.ndarray]:
+    def embed_tokens(self, texts: Sequence[str], truncation: str | None,
+                     token_ids: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
         return self._serve(len(texts), lambda b: b.embed_tokens(texts, truncation),
-                           lambda b: b.embed_tokens(texts, truncation))
+                           lambda b: b.embed_tokens(texts, truncation, token_ids))
 
     def _serve(self, n: int, on_tei: Callable[[Any], T], on_local: Callable[[Any], T]) -> T:
         """TEI's answer when it can give one, else the local model's (see module docstring)."""

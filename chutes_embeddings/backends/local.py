@@ -204,8 +204,10 @@ class LocalBackend:
             hidden = self.runner(encoded)
         return pool_each(hidden, encoded["attention_mask"], poolings)
 
-    def embed_tokens(self, texts: Sequence[str], truncation: str | None) -> list[np.ndarray]:
-        encoded = self.model.pad(self.model.tokenize(texts, truncation or "right")[0])
+    def embed_tokens(self, texts: Sequence[str], truncation: str | None,
+                     token_ids: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+        ids = token_ids if token_ids is not None else self.model.tokenize(texts, truncation or "right")[0]
+        encoded = self.model.pad(ids)
         with self._lock:
             hidden = self.runner(encoded)
         mask = encoded["attention_mask"].astype(bool)

@@ -122,7 +122,9 @@ class TeiBackend:
                     out[idx] = pool(hidden, mask, mode)
         return out
 
-    def embed_tokens(self, texts: Sequence[str], truncation: str | None) -> list[np.ndarray]:
+    def embed_tokens(self, texts: Sequence[str], truncation: str | None,
+                     token_ids: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+        """TEI tokenises on its side: ``token_ids`` are not sent."""
         if self._max_client_batch is None:
             self.refresh_info()
         out: list[np.ndarray] = []
