@@ -15,6 +15,14 @@ creates (users mount a volume there) and uid 1000 cannot create: overridden here
 ``LD_LIBRARY_PATH`` keep ``/usr/local/nvidia/{bin,lib,lib64}``, where some runtimes mount the
 driver and ``nvidia-smi`` (TEI's entrypoint needs ``nvidia-smi`` to pick the binary).
 
+The deployment reranks with a real cross-encoder, ``DEFAULT_RERANK_MODEL``
+(``cross-encoder/ms-marco-MiniLM-L6-v2``), served by its own TEI next to the embedder's: 22.7M
+parameters, English, trained on MS MARCO passage ranking, the same 6-layer MiniLM as the default
+embedder. Small on purpose: when its TEI is down the local ``CrossEncoder`` fallback runs on the CPU
+(the GPU belongs to TEI), where a 278M-parameter model such as ``BAAI/bge-reranker-base`` would be
+about 12x slower. Set ``EMBEDDINGS_RERANK_MODEL`` in the chute's environment for another (e.g.
+``BAAI/bge-reranker-v2-m3`` for multilingual text), or to an empty value for none.
+
 Bump ``IMAGE_TAG`` for every change: a name+tag can be built once.
 """
 
@@ -26,7 +34,8 @@ from chutes.image import Image
 
 TEI_VERSION = "1.9.3"
 TEI_BASE_IMAGE = f"ghcr.io/huggingface/text-embeddings-inference:cuda-{TEI_VERSION}"
-IMAGE_TAG = f"0.2.0-tei{TEI_VERSION}"
+IMAGE_TAG = f"0.3.0-tei{TEI_VERSION}"
+DEFAULT_RERANK_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
 WORKDIR = "/app"
 VENV = "/opt/venv"
 CACHE = "/cache"
@@ -55,6 +64,7 @@ IMAGE_ENV = {
     "HUGGINGFACE_HUB_CACHE": HUB_CACHE,  # TEI reads this name; the base image sets it to /data
     "EMBEDDINGS_DATA_DIR": DATA_DIR,
     "EMBEDDINGS_TEI_BINARY": "text-embeddings-router",
+    "EMBEDDINGS_RERANK_MODEL": DEFAULT_RERANK_MODEL,
 }
 
 # What the engine needs on a GPU node (torch from PyPI is the CUDA build there).

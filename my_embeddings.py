@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 import schemas as S
 from chutes_embeddings.boundary import RouteTable, cord_call, install_boundary, run_cord
-from chutes_embeddings.dialects import native, openai, tei
+from chutes_embeddings.dialects import cohere, native, openai, tei
 from chutes_embeddings.openapi import build_openapi
 from image import image
 
@@ -34,7 +34,8 @@ chute = Chute(
     node_selector=NodeSelector(gpu_count=1, min_vram_gb_per_gpu=16),
     concurrency=64,
 )
-ROUTES = RouteTable(error_models={"native": S.NativeError, "openai": S.OpenAIError, "tei": S.TeiError})
+ROUTES = RouteTable(error_models={"native": S.NativeError, "openai": S.OpenAIError, "tei": S.TeiError,
+                                  "cohere": S.CohereError})
 install_boundary(chute, ROUTES)
 
 
@@ -118,15 +119,17 @@ async def similarity(self: Any, body: Any = None) -> dict:
 
 @_post("/rerank", S.RerankRequest, S.RerankResponse, uses_model=True)
 async def rerank(self: Any, body: Any = None) -> dict:
-    """Texts ordered by relevance to the query."""
-    return await cord_call(S.RerankRequest, body, lambda r: self.engine.rerank(r.query, r.texts, top_k_=r.top_k))
+    """Texts ordered by relevance to the query (the cross-encoder's scores when one is configured)."""
+    return await cord_call(S.RerankRequest, body, lambda r: self.engine.rerank(
+        r.query, r.texts, top_k_=r.top_k, raw_scores=r.raw_scores, truncate=r.truncate))
 
 
 @_post("/search", S.SearchRequest, S.SearchResponse, uses_model=True)
 async def search(self: Any, body: Any = None) -> dict:
-    """The best matches of a query in a corpus sent with it."""
+    """The best matches of a query in a corpus sent with it (``rerank``: reordered by the reranker)."""
     return await cord_call(S.SearchRequest, body, lambda r: self.engine.search(
-        r.query, r.corpus, top_k_=r.top_k, threshold=r.threshold))
+        r.query, r.corpus, top_k_=r.top_k, threshold=r.threshold, rerank=r.rerank,
+        rerank_candidates=r.rerank_candidates))
 
 
 @_post("/cluster", S.ClusterRequest, S.ClusterResponse, uses_model=True)
@@ -157,9 +160,10 @@ async def store_add(self: Any, body: Any = None) -> dict:
 
 @_post("/store/search", S.StoreSearchRequest, S.StoreSearchResponse, uses_model=True)
 async def store_search(self: Any, body: Any = None) -> dict:
-    """Search a stored collection, optionally filtered by metadata."""
+    """Search a stored collection, optionally filtered by metadata (``rerank``: two-stage)."""
     return await cord_call(S.StoreSearchRequest, body, lambda r: self.collections.search(
-        r.collection, r.query, r.top_k, r.filter_metadata, r.threshold, r.query_vector))
+        r.collection, r.query, r.top_k, r.filter_metadata, r.threshold, r.query_vector,
+        rerank_candidates=r.rerank_candidates if r.rerank else None))
 
 
 @_post("/store/get", S.StoreGetRequest, S.StoreGetResponse)
@@ -235,6 +239,19 @@ async def tei_tokenize(self: Any, body: Any = None) -> list:
 async def tei_rerank(self: Any, body: Any = None) -> list:
     """TEI's ``POST /rerank``: every text with its score, best first."""
     return await cord_call(S.TeiRerankRequest, body, lambda r: tei.rerank(self.engine, r))
+
+
+# --- Cohere's rerank API (and Jina's, which is Cohere v1's) ------------------------------------
+@_post("/v2/rerank", S.CohereV2RerankRequest, S.CohereRerankResponse, dialect=cohere, uses_model=True)
+async def cohere_rerank_v2(self: Any, body: Any = None) -> dict:
+    """Cohere v2's ``POST /v2/rerank``: documents by relevance, best first, cut to ``top_n``."""
+    return await cord_call(S.CohereV2RerankRequest, body, lambda r: cohere.rerank_v2(self.engine, r))
+
+
+@_post("/v1/rerank", S.CohereV1RerankRequest, S.CohereRerankResponse, dialect=cohere, uses_model=True)
+async def cohere_rerank_v1(self: Any, body: Any = None) -> dict:
+    """Cohere v1's and Jina's ``POST /v1/rerank`` (``return_documents`` adds each text)."""
+    return await cord_call(S.CohereV1RerankRequest, body, lambda r: cohere.rerank_v1(self.engine, r))
 
 
 @_get("/tei/info", S.TeiInfoResponse, dialect=tei)

@@ -21,7 +21,10 @@ MAX_BATCH_TEXTS = 1000
 MAX_BATCH_SIZE = 128
 DEFAULT_BATCH_SIZE = 32
 MAX_SIMILARITY_TARGETS = 100
-MAX_RERANK_TEXTS = 50
+MAX_RERANK_TEXTS = 1000
+MAX_RERANK_CANDIDATES = 200
+DEFAULT_RERANK_CANDIDATES = 50
+MAX_RERANK_TOKENS_PER_DOC = 100_000
 MAX_SEARCH_CORPUS = 1000
 MAX_SEARCH_TOP_K = 100
 DEFAULT_SEARCH_TOP_K = 10
@@ -137,11 +140,17 @@ class SimilarityRequest(_Request):
 
 
 class RerankRequest(_Request):
-    """POST /rerank: order texts by relevance to a query."""
+    """POST /rerank: order texts by relevance to a query (a cross-encoder's scores when one is
+    configured; ``raw_scores``: its logits rather than its activation)."""
 
     query: Text
     texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_RERANK_TEXTS)]
     top_k: Annotated[int, Field(ge=1, le=MAX_RERANK_TEXTS)] | None = None
+    raw_scores: bool = False
+    truncate: bool = True
+
+
+RerankCandidates = Annotated[int, Field(ge=1, le=MAX_RERANK_CANDIDATES)]
 
 
 class SearchRequest(_Request):
@@ -151,6 +160,8 @@ class SearchRequest(_Request):
     corpus: Annotated[list[Text], Field(min_length=1, max_length=MAX_SEARCH_CORPUS)]
     top_k: Annotated[int, Field(ge=1, le=MAX_SEARCH_TOP_K)] = DEFAULT_SEARCH_TOP_K
     threshold: Score | None = None
+    rerank: bool = False  # two-stage: the best rerank_candidates by vector, reordered by the reranker
+    rerank_candidates: RerankCandidates = DEFAULT_RERANK_CANDIDATES
 
 
 class ClusterRequest(_Request):
@@ -185,11 +196,16 @@ class StoreSearchRequest(_Request):
     top_k: Annotated[int, Field(ge=1, le=MAX_STORE_TOP_K)] = DEFAULT_STORE_TOP_K
     filter_metadata: Metadata | None = None
     threshold: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+    rerank: bool = False  # two-stage: the best rerank_candidates by vector, reordered by the reranker
+    rerank_candidates: RerankCandidates = DEFAULT_RERANK_CANDIDATES
 
     @model_validator(mode="after")
     def _one_query(self) -> "StoreSearchRequest":
         if (self.query is None) == (self.query_vector is None):
             raise InvalidInput("send either query or query_vector (exactly one)", field="query")
+        if self.rerank and self.query is None:
+            raise InvalidInput("rerank reads the query text with each candidate: send query, not query_vector",
+                               field="rerank")
         return self
 
 
@@ -321,6 +337,61 @@ class TeiRerankRequest(_CompatRequest):
     truncation_direction: TruncationDirection = "Right"
 
 
+# --- Cohere's rerank API (/v1/rerank: Cohere v1 and Jina; /v2/rerank: Cohere v2) ------------------
+def _rerank_documents(field: str) -> BeforeValidator:
+    """Cohere's and Jina's ``documents``: 1..MAX_RERANK_TEXTS strings or ``{"text": str}`` objects
+    (Cohere v1's form), read as their texts; errors name ``documents[i]``."""
+
+    def check(value: Any) -> list[str]:
+        if not isinstance(value, list):
+            raise InvalidInput(f"{field} must be a list of strings", field=field)
+        if not value:
+            raise InvalidInput(f"{field} is empty; send 1..{MAX_RERANK_TEXTS} documents", field=field, limit=1,
+                               reason="empty")
+        if len(value) > MAX_RERANK_TEXTS:
+            raise InvalidInput(f"{field} has {len(value)} documents; at most {MAX_RERANK_TEXTS} are accepted",
+                               field=field, limit=MAX_RERANK_TEXTS)
+        texts = []
+        for i, item in enumerate(value):
+            where = f"{field}[{i}]"
+            if isinstance(item, dict):
+                item, where = item.get("text"), f"{where}.text"
+            if not isinstance(item, str):
+                raise InvalidInput(f"{where} must be a string (or an object with a string `text`)", field=where)
+            if not 1 <= len(item) <= MAX_TEXT_CHARS:
+                raise InvalidInput(f"{where} has {len(item)} characters; send 1..{MAX_TEXT_CHARS}", field=where,
+                                   limit=MAX_TEXT_CHARS, **({} if item else {"reason": "empty"}))
+            texts.append(item)
+        return texts
+
+    return BeforeValidator(check)
+
+
+RerankDocuments = Annotated[list[str], _rerank_documents("documents")]
+TopN = Annotated[int, Field(ge=1)]
+
+
+class CohereV2RerankRequest(_CompatRequest):
+    """POST /v2/rerank (Cohere v2; any ``model`` name is accepted and answered by the served reranker)."""
+
+    model: str | None = None
+    query: Text
+    documents: RerankDocuments
+    top_n: TopN | None = None
+    max_tokens_per_doc: Annotated[int, Field(ge=1, le=MAX_RERANK_TOKENS_PER_DOC)] | None = None
+
+
+class CohereV1RerankRequest(_CompatRequest):
+    """POST /v1/rerank (Cohere v1 and Jina): documents as strings or ``{"text": ...}``."""
+
+    model: str | None = None
+    query: Text
+    documents: RerankDocuments
+    top_n: TopN | None = None
+    return_documents: bool = False
+    max_tokens_per_doc: Annotated[int, Field(ge=1, le=MAX_RERANK_TOKENS_PER_DOC)] | None = None
+
+
 TeiEmbedResponse = RootModel[list[list[float]]]
 TeiEmbedAllResponse = RootModel[list[list[list[float]]]]
 
@@ -406,18 +477,29 @@ class RerankResult(BaseModel):
     rank: int
 
 
+class Reranker(BaseModel):
+    """What scored a rerank: a cross-encoder, or the embedding model's cosine (bi-encoder)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    kind: Literal["cross-encoder", "bi-encoder"]
+    backend: str | None = None
+
+
 class RerankResponse(BaseModel):
     query: str
     results: list[RerankResult]
     total_results: int
     model: str
+    reranker: Reranker
 
 
 class SearchResult(BaseModel):
     text: str
     corpus_index: int
-    score: float
+    score: float  # the vector similarity
     rank: int
+    rerank_score: float | None = None  # with rerank: the reranker's score, which the rank follows
 
 
 class SearchResponse(BaseModel):
@@ -427,6 +509,7 @@ class SearchResponse(BaseModel):
     results_returned: int
     model: str
     threshold: float | None
+    reranker: Reranker | None = None
 
 
 class Cluster(BaseModel):
@@ -456,6 +539,7 @@ class HealthResponse(BaseModel):
     model: str
     dimension: int
     queue: HealthQueue
+    reranker: Reranker
     reasons: list[str]
 
 
@@ -471,6 +555,7 @@ class InfoResponse(BaseModel):
     batching: dict[str, Any]
     limits: dict[str, int]
     tei: dict[str, Any] | None = None
+    reranker: Reranker
     version: str
 
 
@@ -487,6 +572,7 @@ class StoreHit(BaseModel):
     score: float
     rank: int
     metadata: Metadata
+    rerank_score: float | None = None
 
 
 class StoreSearchResponse(BaseModel):
@@ -495,6 +581,7 @@ class StoreSearchResponse(BaseModel):
     results: list[StoreHit]
     results_returned: int
     model: str
+    reranker: Reranker | None = None
 
 
 class StoreRecord(BaseModel):
@@ -540,6 +627,34 @@ class ErrorBody(BaseModel):
 
     error_type: str
     message: str
+    field: str | None = None
+    limit: Any = None
+
+
+class CohereRerankResult(BaseModel):
+    index: int
+    relevance_score: float  # in [0, 1]
+    document: dict[str, str] | None = None  # /v1 with return_documents: {"text": ...}
+
+
+class CohereRerankResponse(BaseModel):
+    """POST /v2/rerank's answer (and /v1/rerank's, which adds ``usage``)."""
+
+    id: str
+    model: str
+    results: list[CohereRerankResult]
+    meta: dict[str, Any]
+    usage: dict[str, int] | None = None
+    reranker: Reranker
+
+
+class CohereError(BaseModel):
+    """The body of every 4xx/5xx answer under /v1/rerank and /v2/rerank: Cohere's ``message``,
+    the same text as Jina's ``detail``, and the field and limit at fault."""
+
+    message: str
+    detail: str
+    error_type: str
     field: str | None = None
     limit: Any = None
 

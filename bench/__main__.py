@@ -26,6 +26,7 @@ import numpy as np
 
 from .corpus import mixed_sentences
 from .pairs import load_pairs
+from .rerank import bench_rerank, render as render_rerank
 from .targets import HttpTarget, InProcessTarget, peak_rss_mb
 
 Row = dict[str, Any]
@@ -186,6 +187,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 300 texts, 20k vectors")
     parser.add_argument("--backends", default=None, help="comma list of torch,onnx,onnx-int8 (default: by device)")
     parser.add_argument("--no-store", action="store_true", help="skip the store search benchmark")
+    parser.add_argument("--no-rerank", action="store_true", help="skip the rerank benchmark (bench/rerank.py)")
     parser.add_argument("--json", type=Path, default=Path("bench/last-run.json"))
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
@@ -223,9 +225,12 @@ def main() -> None:
     meta = {"machine": machine(), "command": command, "texts": n_texts, "baseline_tps": baseline_tps,
             "baseline_device": "cuda" if cuda else "cpu", "baseline_spearman": baseline_spearman,
             "bench_process_peak_rss_mb": peak_rss_mb(os.getpid())}
+    reranks = [] if args.no_rerank or args.in_process else bench_rerank(queries=10 if args.quick else 40)
     print(render(meta, services, store))
+    if reranks:
+        print("\n" + render_rerank(reranks))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "services": services, "store": store}, indent=2))
+    args.json.write_text(json.dumps({"meta": meta, "services": services, "store": store, "rerank": reranks}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Cross-request batching: many caller threads, one forward pass at a time.
 
-Cords run in many worker threads while there is one model. Callers ``submit`` texts and get
+Cords run in many worker threads while there is one model. Callers ``submit`` work items (a
+text to embed, a query-document pair to score: the batcher only sees each item's token cost) and get
 ``concurrent.futures.Future`` objects back; one worker thread gathers what is waiting (waiting at
 most ``max_wait_s`` for company when there is little), sorts it by length and splits it into batches of similar lengths (padding costs compute; so does
 each extra pass: see ``_pack``) within a padded-token budget and a size cap, runs the backend, and completes every
@@ -21,29 +22,23 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
-
-import numpy as np
+from typing import Any, Callable, Sequence
 from loguru import logger
 
 from .errors import BackendUnavailable, InvalidInput, Overloaded
 
-# embed_fn(texts, poolings, truncations, token_ids): truncations[i] is "right", "left" or None
-# (see backends.Backend.embed); token_ids[i] is text i already tokenised (cut at the model's
-# limit), or None when the caller did not tokenise.
-EmbedFn = Callable[[list[str], list[str], list[str | None], list[Sequence[int] | None]], np.ndarray]
+# run_fn(payloads) -> one result per payload, in order: a forward pass over what callers submitted
+# (e.g. the pipeline's texts with their pooling and token ids, or the reranker's pairs).
+RunFn = Callable[[list[Any]], Sequence[Any]]
 RATE_SMOOTHING = 0.3  # weight of the newest batch in the drain-rate average
 MAX_RETRY_AFTER_S = 60
 
 
 @dataclass
 class _Item:
-    text: str
-    pooling: str
-    truncation: str | None
+    payload: Any
     tokens: int
     max_batch: int
-    ids: Sequence[int] | None = None
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -83,7 +78,7 @@ class Batcher:
 
     def __init__(
         self,
-        embed_fn: EmbedFn,
+        run_fn: RunFn,
         *,
         max_batch_tokens: int,
         max_batch_size: int,
@@ -93,8 +88,10 @@ class Batcher:
         workers: int = 1,
         overhead_tokens: int = 32,
         name: str = "batcher",
+        unit: str = "texts",
     ) -> None:
-        self._embed_fn = embed_fn
+        self._run_fn = run_fn
+        self.unit = unit  # what an item is, in messages ("texts", "pairs")
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -125,26 +122,18 @@ class Batcher:
     # --- caller side ---------------------------------------------------------------------
     def submit(
         self,
-        texts: Sequence[str],
-        poolings: Sequence[str],
+        payloads: Sequence[Any],
         tokens: Sequence[int],
         max_batch: int | None = None,
-        truncation: str | None = "right",
-        token_ids: Sequence[Sequence[int]] | None = None,
         admitted: Admission | None = None,
     ) -> list[Future]:
-        """Queue texts (all or none) and return one future per text, in order.
+        """Queue work items (all or none) and return one future per item, in order.
 
         Args:
-            texts: the texts to embed.
-            poolings: the pooling mode for each text.
-            tokens: each text's token count (its cost in the budget; capped at the model limit).
-            max_batch: at most this many texts per forward pass for these items.
-            truncation: how the backend may cut these texts at the model's token limit ("right",
-                "left"; None: not at all).
-            token_ids: each text already tokenised (and truncated), handed to the backend so
-                it does not tokenise again.
-            admitted: the place ``admit`` reserved for these texts (it is used up here); without
+            payloads: what ``run_fn`` gets for each item (the batcher does not look inside).
+            tokens: each item's token count (its cost in the budget; capped at the model limit).
+            max_batch: at most this many of these items per forward pass.
+            admitted: the place ``admit`` reserved for these items (it is used up here); without
                 one the queue is checked now.
 
         Raises:
@@ -152,12 +141,11 @@ class Batcher:
             BackendUnavailable: the batcher is shut down.
         """
         cap = min(max_batch or self.max_batch_size, self.max_batch_size)
-        ids: Sequence[Sequence[int] | None] = token_ids if token_ids is not None else [None] * len(texts)
-        items = [_Item(t, p, truncation, max(1, n), cap, i) for t, p, n, i in zip(texts, poolings, tokens, ids)]
+        items = [_Item(p, max(1, n), cap) for p, n in zip(payloads, tokens)]
         with self._cond:
             if admitted is not None and admitted.release_locked():
                 if self._closed:
-                    raise BackendUnavailable("the embedding engine is shutting down")
+                    raise BackendUnavailable("the engine is shutting down")
             else:
                 self._admit_locked(len(items), sum(item.tokens for item in items))
             self._pending.extend(items)
@@ -180,13 +168,13 @@ class Batcher:
 
     def _admit_locked(self, n: int, tokens: int) -> None:
         if self._closed:
-            raise BackendUnavailable("the embedding engine is shutting down")
+            raise BackendUnavailable("the engine is shutting down")
         waiting = self._waiting_locked()
         wait_s = self._wait_locked()
         if n > self.max_queue - waiting:
-            reason = f"{waiting} texts are waiting to be embedded and the queue holds {self.max_queue}"
+            reason = f"{waiting} {self.unit} are waiting and the queue holds {self.max_queue}"
         elif waiting and wait_s > self.max_queue_wait_s:
-            reason = (f"the texts already waiting need about {wait_s:.1f} s of model time "
+            reason = (f"the {self.unit} already waiting need about {wait_s:.1f} s of model time "
                       f"(more than {self.max_queue_wait_s:g} s)")
         else:
             return
@@ -323,17 +311,16 @@ class Batcher:
     def _run_batch(self, batch: list[_Item]) -> None:
         started = time.monotonic()
         try:
-            vectors = self._embed_fn([it.text for it in batch], [it.pooling for it in batch],
-                                     [it.truncation for it in batch], [it.ids for it in batch])
+            results = self._run_fn([it.payload for it in batch])
         except InvalidInput as exc:
-            if len(batch) > 1:  # one caller's bad text must not fail the others
+            if len(batch) > 1:  # one caller's bad input must not fail the others
                 for item in batch:
                     self._run_batch([item])
                 return
             batch[0].future.set_exception(exc)
             return
         except BaseException as exc:  # every waiter must hear of it; the worker lives on
-            logger.opt(exception=exc).warning("batch of {} texts failed: {}", len(batch), type(exc).__name__)
+            logger.opt(exception=exc).warning("batch of {} items failed: {}", len(batch), type(exc).__name__)
             for item in batch:
                 item.future.set_exception(exc)
             return
@@ -341,5 +328,5 @@ class Batcher:
         self._measure(batch, elapsed)
         if self.observer is not None:
             self.observer([it.tokens for it in batch], [started - it.enqueued for it in batch], elapsed)
-        for item, row in zip(batch, vectors):
-            item.future.set_result(row)
+        for item, result in zip(batch, results):
+            item.future.set_result(result)

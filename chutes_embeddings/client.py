@@ -173,12 +173,15 @@ class _ClientBase:
         return _Call("POST", "/similarity", {"source_text": source_text, "target_texts": list(target_texts), "normalize": normalize})
 
     @staticmethod
-    def _rerank(query: str, texts: Sequence[str], top_k: int | None) -> _Call:
-        return _Call("POST", "/rerank", _drop_none(query=query, texts=list(texts), top_k=top_k))
+    def _rerank(query: str, texts: Sequence[str], top_k: int | None, raw_scores: bool = False) -> _Call:
+        return _Call("POST", "/rerank", _drop_none(query=query, texts=list(texts), top_k=top_k,
+                                                   raw_scores=raw_scores or None))
 
     @staticmethod
-    def _search(query: str, corpus: Sequence[str], top_k: int, threshold: float | None) -> _Call:
-        return _Call("POST", "/search", _drop_none(query=query, corpus=list(corpus), top_k=top_k, threshold=threshold))
+    def _search(query: str, corpus: Sequence[str], top_k: int, threshold: float | None, rerank: bool = False,
+                rerank_candidates: int | None = None) -> _Call:
+        return _Call("POST", "/search", _drop_none(query=query, corpus=list(corpus), top_k=top_k, threshold=threshold,
+                                                   rerank=rerank or None, rerank_candidates=rerank_candidates))
 
     @staticmethod
     def _cluster(texts: Sequence[str], n_clusters: int | None, method: str) -> _Call:
@@ -195,10 +198,12 @@ class _ClientBase:
 
     @staticmethod
     def _store_search(query: str | None, collection: str, top_k: int, filter_metadata: dict[str, Any] | None,
-                      threshold: float | None, query_vector: Sequence[float] | None = None) -> _Call:
+                      threshold: float | None, query_vector: Sequence[float] | None = None, rerank: bool = False,
+                      rerank_candidates: int | None = None) -> _Call:
         return _Call("POST", "/store/search", _drop_none(
             collection=collection, query=query, top_k=top_k, filter_metadata=filter_metadata, threshold=threshold,
-            query_vector=None if query_vector is None else list(map(float, query_vector))))
+            query_vector=None if query_vector is None else list(map(float, query_vector)),
+            rerank=rerank or None, rerank_candidates=rerank_candidates))
 
     @staticmethod
     def _store_get(ids: Sequence[str] | None, collection: str, include_vectors: bool,
@@ -293,13 +298,15 @@ class EmbeddingsClient(_ClientBase):
         """POST /similarity."""
         return self._send(self._similarity(source_text, target_texts, normalize))
 
-    def rerank(self, query: str, texts: Sequence[str], top_k: int | None = None) -> dict[str, Any]:
-        """POST /rerank."""
-        return self._send(self._rerank(query, texts, top_k))
+    def rerank(self, query: str, texts: Sequence[str], top_k: int | None = None,
+               raw_scores: bool = False) -> dict[str, Any]:
+        """POST /rerank: texts by relevance (``reranker`` in the answer says what scored them)."""
+        return self._send(self._rerank(query, texts, top_k, raw_scores))
 
-    def search(self, query: str, corpus: Sequence[str], top_k: int = 10, threshold: float | None = None) -> dict[str, Any]:
-        """POST /search."""
-        return self._send(self._search(query, corpus, top_k, threshold))
+    def search(self, query: str, corpus: Sequence[str], top_k: int = 10, threshold: float | None = None,
+               rerank: bool = False, rerank_candidates: int | None = None) -> dict[str, Any]:
+        """POST /search (``rerank``: the best ``rerank_candidates`` by vector, reordered by the reranker)."""
+        return self._send(self._search(query, corpus, top_k, threshold, rerank, rerank_candidates))
 
     def cluster(self, texts: Sequence[str], n_clusters: int | None = None, method: str = "kmeans") -> dict[str, Any]:
         """POST /cluster."""
@@ -321,9 +328,11 @@ class EmbeddingsClient(_ClientBase):
 
     def store_search(self, query: str | None = None, collection: str = "default", top_k: int = 10,
                      filter_metadata: dict[str, Any] | None = None, threshold: float | None = None,
-                     query_vector: Sequence[float] | None = None) -> dict[str, Any]:
-        """POST /store/search, by a query text or by your ``query_vector``."""
-        return self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector))
+                     query_vector: Sequence[float] | None = None, rerank: bool = False,
+                     rerank_candidates: int | None = None) -> dict[str, Any]:
+        """POST /store/search, by a query text or by your ``query_vector`` (``rerank``: two-stage)."""
+        return self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector,
+                                             rerank, rerank_candidates))
 
     def store_get(self, ids: Sequence[str] | None = None, collection: str = "default", include_vectors: bool = False,
                   filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> dict[str, Any]:
@@ -413,12 +422,13 @@ class AsyncEmbeddingsClient(_ClientBase):
     async def similarity(self, source_text: str, target_texts: Sequence[str], normalize: bool = True) -> dict[str, Any]:
         return await self._send(self._similarity(source_text, target_texts, normalize))
 
-    async def rerank(self, query: str, texts: Sequence[str], top_k: int | None = None) -> dict[str, Any]:
-        return await self._send(self._rerank(query, texts, top_k))
+    async def rerank(self, query: str, texts: Sequence[str], top_k: int | None = None,
+                     raw_scores: bool = False) -> dict[str, Any]:
+        return await self._send(self._rerank(query, texts, top_k, raw_scores))
 
-    async def search(self, query: str, corpus: Sequence[str], top_k: int = 10,
-                     threshold: float | None = None) -> dict[str, Any]:
-        return await self._send(self._search(query, corpus, top_k, threshold))
+    async def search(self, query: str, corpus: Sequence[str], top_k: int = 10, threshold: float | None = None,
+                     rerank: bool = False, rerank_candidates: int | None = None) -> dict[str, Any]:
+        return await self._send(self._search(query, corpus, top_k, threshold, rerank, rerank_candidates))
 
     async def cluster(self, texts: Sequence[str], n_clusters: int | None = None, method: str = "kmeans") -> dict[str, Any]:
         return await self._send(self._cluster(texts, n_clusters, method))
@@ -437,8 +447,10 @@ class AsyncEmbeddingsClient(_ClientBase):
 
     async def store_search(self, query: str | None = None, collection: str = "default", top_k: int = 10,
                            filter_metadata: dict[str, Any] | None = None, threshold: float | None = None,
-                           query_vector: Sequence[float] | None = None) -> dict[str, Any]:
-        return await self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector))
+                           query_vector: Sequence[float] | None = None, rerank: bool = False,
+                           rerank_candidates: int | None = None) -> dict[str, Any]:
+        return await self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector,
+                                                   rerank, rerank_candidates))
 
     async def store_get(self, ids: Sequence[str] | None = None, collection: str = "default",
                         include_vectors: bool = False, filter_metadata: dict[str, Any] | None = None,

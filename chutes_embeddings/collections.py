@@ -107,8 +107,16 @@ class Collections:
                 "total_in_collection": total}
 
     def search(self, collection: str, query: str | None, top_k: int, filter_metadata: dict[str, Any] | None,
-               threshold: float | None, query_vector: Sequence[float] | None = None) -> dict[str, Any]:
-        """The best matches of one query (a text the server embeds, or the caller's vector)."""
+               threshold: float | None, query_vector: Sequence[float] | None = None,
+               rerank_candidates: int | None = None) -> dict[str, Any]:
+        """The best matches of one query (a text the server embeds, or the caller's vector).
+
+        With ``rerank_candidates`` (two-stage retrieval) that many are retrieved by vector and the
+        engine's reranker reorders them (it reads ``query`` with each text); the best ``top_k`` are
+        returned with both their vector ``score`` and their ``rerank_score``.
+        """
+        if rerank_candidates is not None and query is None:
+            raise InvalidInput("rerank reads the query text with each candidate: send query", field="rerank")
         where = parse_filter(filter_metadata)
         check_collection_name(collection)
         model, dimension = self.store.model_of(collection)  # NotFound (404) for an unknown collection
@@ -123,12 +131,16 @@ class Collections:
                                f"embeds with {self.engine.model_id!r}: send query_vector made by {model!r}",
                                field="query")
             vector = self.engine.embed_vectors([query], field="query")
+        wanted = top_k if rerank_candidates is None else max(top_k, rerank_candidates)
         with self._operation("search"):
-            hits = self.store.search(collection, vector, top_k, where, threshold)[0]
+            hits = self.store.search(collection, vector, wanted, where, threshold)[0]
         results = [{"id": h.id, "text": h.text, "score": h.score, "rank": rank, "metadata": h.metadata}
                    for rank, h in enumerate(hits, start=1)]
+        reranked: dict[str, Any] = {}
+        if rerank_candidates is not None:
+            results, reranked["reranker"] = self.engine.rerank_hits(query, results, top_k_=top_k)
         return {"collection": collection, "query": query, "results": results, "results_returned": len(results),
-                "model": model}
+                "model": model, **reranked}
 
     def get(self, collection: str, ids: Sequence[str] | None, include_vectors: bool = False,
             filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> dict[str, Any]:

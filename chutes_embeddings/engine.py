@@ -7,6 +7,7 @@ Cords call these methods from many worker threads. Vectors come from the embeddi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,11 +18,37 @@ from .cluster import cluster as run_clustering
 from .errors import InvalidInput
 from .payload import MAX_JSON_DEPTH
 from .pipeline import EmbeddingPipeline
+from .reranking import RerankPipeline
 from .settings import Settings
 from .similarity import scores, top_k
 from .store.filters import MAX_FILTER_KEYS, MAX_IN_VALUES
 from .store.metadata import MAX_METADATA_BYTES, MAX_METADATA_KEYS
 from .vectors import POOLINGS
+
+
+BI_ENCODER = "bi-encoder"
+CROSS_ENCODER = "cross-encoder"
+
+
+@dataclass
+class RerankScores:
+    """One query's scores for its documents, in input order, in every form a caller may want.
+
+    ``scores``: what the reranker's users expect (a cross-encoder's own activation, as
+    ``CrossEncoder.predict`` gives it; cosine for the bi-encoder); ``raw``: logits (cosine for the
+    bi-encoder); ``relevance``: in [0, 1] (sigmoid of the logit, as TEI and Cohere give it;
+    ``(cosine + 1) / 2`` for the bi-encoder).
+    """
+
+    scores: np.ndarray
+    raw: np.ndarray
+    relevance: np.ndarray
+    tokens: int
+    reranker: dict[str, Any]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
 
 
 class Engine(EmbeddingPipeline):
@@ -31,6 +58,7 @@ class Engine(EmbeddingPipeline):
         settings, backend, tokenizer, batches_in_flight, batch_overhead_tokens: see
             ``EmbeddingPipeline``.
         limits: request limits to report in /info.
+        reranker: the cross-encoder's pipeline; None: rerank by the embedding model's cosine.
     """
 
     def __init__(
@@ -41,9 +69,25 @@ class Engine(EmbeddingPipeline):
         limits: dict[str, int] | None = None,
         batches_in_flight: int = 1,
         batch_overhead_tokens: int | None = None,
+        reranker: RerankPipeline | None = None,
     ) -> None:
         super().__init__(settings, backend, tokenizer, batches_in_flight, batch_overhead_tokens)
         self.limits = dict(limits or {})
+        self.reranker = reranker
+
+    def close(self) -> None:
+        """Stop the batchers and the backends."""
+        super().close()
+        if self.reranker is not None:
+            self.reranker.close()
+
+    @property
+    def reranker_info(self) -> dict[str, Any]:
+        """What scores rerank requests: ``{model, kind, ...}``."""
+        if self.reranker is not None:
+            return self.reranker.describe()
+        return {"model": self.model_id, "kind": BI_ENCODER, "backend": self.backend.kind,
+                "note": "no EMBEDDINGS_RERANK_MODEL configured: scored by the embedding model's cosine"}
 
     # --- verbs ----------------------------------------------------------------------------
     def embed(
@@ -83,27 +127,71 @@ class Engine(EmbeddingPipeline):
         ]
         return {"source_text": source_text, "results": results, "model": self.model_id}
 
-    def rerank(self, query: str, texts: Sequence[str], *, top_k_: int | None) -> dict[str, Any]:
-        """/rerank: texts ordered by cosine similarity to the query (bi-encoder), best first."""
-        vecs = self.embed_vectors([query, *texts], field="texts")
-        row = scores(vecs[:1], vecs[1:])[0]
+    def rerank_scores(self, query: str, texts: Sequence[str], *, truncate: bool = True,
+                      truncation_direction: str = "right", max_tokens_per_doc: int | None = None,
+                      field: str = "texts") -> RerankScores:
+        """Every text's relevance to the query, in input order (the one rerank verb every shape uses).
+
+        With a cross-encoder configured, each (query, text) pair is scored by it; otherwise by
+        the embedding model's cosine (and ``reranker.kind`` says ``bi-encoder``). Options as for
+        ``RerankPipeline.logits``; ``max_tokens_per_doc`` applies to the cross-encoder only.
+        """
+        if self.reranker is not None:
+            logits, counts = self.reranker.logits(query, texts, truncate=truncate,
+                                                  truncation_direction=truncation_direction,
+                                                  max_tokens_per_doc=max_tokens_per_doc, field=field)
+            return RerankScores(self.reranker.activate(logits), logits, _sigmoid(logits), sum(counts),
+                                self.reranker_info)
+        options = {"truncate": truncate, "truncation_direction": truncation_direction}
+        if truncate:
+            vecs, counts = self.embed_counted([query, *texts], field=field, **options)
+        else:  # separately, so that a text over the limit is named by its own index
+            q, q_counts = self.embed_counted([query], field="query", **options)
+            t, t_counts = self.embed_counted(texts, field=field, **options)
+            vecs, counts = np.vstack([q, t]), q_counts + t_counts
+        cosine = scores(vecs[:1], vecs[1:])[0]
+        return RerankScores(cosine, cosine, ((cosine + 1.0) / 2.0).astype(np.float32), sum(counts), self.reranker_info)
+
+    def rerank(self, query: str, texts: Sequence[str], *, top_k_: int | None, raw_scores: bool = False,
+               truncate: bool = True) -> dict[str, Any]:
+        """/rerank: texts ordered by relevance to the query, best first (see ``rerank_scores``)."""
+        ranked = self.rerank_scores(query, texts, truncate=truncate)
+        row = ranked.raw if raw_scores else ranked.scores
         order = top_k(row, top_k_)
         results = [
             {"text": texts[i], "index": i, "score": float(row[i]), "rank": r} for r, i in enumerate(order, start=1)
         ]
-        return {"query": query, "results": results, "total_results": len(results), "model": self.model_id}
+        return {"query": query, "results": results, "total_results": len(results),
+                "model": ranked.reranker["model"], "reranker": ranked.reranker}
+
+    def rerank_hits(self, query: str, hits: list[dict[str, Any]], *, top_k_: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Two-stage retrieval's second stage: ``hits`` (vector candidates with ``text`` and
+        ``score``) reordered by the reranker, the best ``top_k_`` kept, each with its
+        ``rerank_score`` and new ``rank``; and what reranked them."""
+        if not hits:
+            return [], self.reranker_info
+        ranked = self.rerank_scores(query, [h["text"] for h in hits], field="candidates")
+        order = top_k(ranked.scores, top_k_)
+        return ([{**hits[i], "rerank_score": float(ranked.scores[i]), "rank": r} for r, i in enumerate(order, start=1)],
+                ranked.reranker)
 
     def search(
-        self, query: str, corpus: Sequence[str], *, top_k_: int, threshold: float | None
+        self, query: str, corpus: Sequence[str], *, top_k_: int, threshold: float | None, rerank: bool = False,
+        rerank_candidates: int = 50,
     ) -> dict[str, Any]:
-        """/search: the best ``top_k`` corpus entries for the query, optionally above a threshold."""
+        """/search: the best ``top_k`` corpus entries for the query, optionally above a threshold
+        (on the vector score); with ``rerank`` the best ``rerank_candidates`` by vector are
+        reordered by the reranker first."""
         vecs = self.embed_vectors([query, *corpus], field="corpus")
         row = scores(vecs[:1], vecs[1:])[0]
-        order = top_k(row, top_k_, threshold)
+        order = top_k(row, max(top_k_, rerank_candidates) if rerank else top_k_, threshold)
         results = [
             {"text": corpus[i], "corpus_index": i, "score": float(row[i]), "rank": r}
             for r, i in enumerate(order, start=1)
         ]
+        body: dict[str, Any] = {}
+        if rerank:
+            results, body["reranker"] = self.rerank_hits(query, results, top_k_=top_k_)
         return {
             "query": query,
             "results": results,
@@ -111,6 +199,7 @@ class Engine(EmbeddingPipeline):
             "results_returned": len(results),
             "model": self.model_id,
             "threshold": threshold,
+            **body,
         }
 
     def cluster(self, texts: Sequence[str], *, n_clusters: int | None, method: str, max_clusters: int) -> dict[str, Any]:
@@ -168,6 +257,9 @@ class Engine(EmbeddingPipeline):
         if getattr(self.backend, "serving_tei", None) is False:
             status = "degraded"
             reasons.append("TEI is not serving (down, restarting or its circuit is open); the local model answers")
+        if self.reranker is not None and getattr(self.reranker.backend, "serving_tei", None) is False:
+            status = "degraded"
+            reasons.append("the reranker's TEI is not serving; the local cross-encoder answers")
         wait_s = self.batcher.estimated_wait_s
         if self.batcher.overloaded:
             status = "overloaded"
@@ -179,8 +271,18 @@ class Engine(EmbeddingPipeline):
             "model": self.model_id,
             "dimension": self.dimension,
             "queue": {"depth": self.batcher.queue_depth, "estimated_wait_s": round(wait_s, 3)},
+            "reranker": self._reranker_health(reasons),
             "reasons": reasons,
         }
+
+    def _reranker_health(self, reasons: list[str]) -> dict[str, Any]:
+        state = dict(self.reranker_info)
+        if self.reranker is not None:
+            batcher = self.reranker.batcher
+            state["queue"] = {"depth": batcher.queue_depth, "estimated_wait_s": round(batcher.estimated_wait_s, 3)}
+            if batcher.overloaded:
+                reasons.append("the reranker's queue is full: new rerank work is refused with 429")
+        return state
 
     def info(self) -> dict[str, Any]:
         """/info: model, limits, cache and batching state."""
@@ -208,5 +310,19 @@ class Engine(EmbeddingPipeline):
             },
             "limits": {**self.limits, **self.service_limits()},
             "tei": self.backend.status() if hasattr(self.backend, "status") else None,
+            "reranker": self._reranker_info(),
             "version": __version__,
         }
+
+    def _reranker_info(self) -> dict[str, Any]:
+        state = dict(self.reranker_info)
+        if self.reranker is not None:
+            backend, batcher = self.reranker.backend, self.reranker.batcher
+            state.update({
+                "local_runtime": backend.runtime,
+                "batching": {"max_batch_tokens": batcher.max_batch_tokens, "max_batch_size": batcher.max_batch_size,
+                             "queue_depth": batcher.queue_depth, "batches_run": batcher.batches_run,
+                             "pairs_run": batcher.items_run, "requests_refused": batcher.refused},
+                "tei": backend.status() if hasattr(backend, "status") else None,
+            })
+        return state

@@ -22,6 +22,9 @@ from the engine, so they cost nothing per request: queue, cache, TEI and failove
 | ``embeddings_requests_refused_total`` | counter | requests refused at admission (429) |
 | ``embeddings_backend_info{backend,runtime,model}`` | gauge | 1 for what serves now |
 | ``embeddings_tei_restarts_total``, ``embeddings_failovers_total``, ``embeddings_served_texts_total{backend}`` | counter | TEI supervision |
+| ``embeddings_reranker_info{kind,backend,model}`` | gauge | 1 for what scores rerank requests now |
+| ``embeddings_rerank_pairs_total``, ``embeddings_rerank_queue_size``, ``embeddings_rerank_requests_refused_total`` | counter / gauge / counter | the cross-encoder's batcher |
+| ``embeddings_rerank_tei_restarts_total``, ``embeddings_rerank_failovers_total`` | counter | the reranker's TEI supervision |
 | ``embeddings_store_operations_total{op,status}`` / ``embeddings_store_operation_duration_seconds{op}`` | counter / histogram | vector store |
 """
 
@@ -120,3 +123,26 @@ class _EngineState:
             for backend, n in tei["served_texts"].items():
                 served.add_metric([backend], n)
             yield served
+        yield from self._reranker()
+
+    def _reranker(self) -> Iterator[Metric]:
+        engine = self.engine
+        about = engine.reranker_info
+        info = GaugeMetricFamily("embeddings_reranker_info", "what scores rerank requests now",
+                                 labels=["kind", "backend", "model"])
+        info.add_metric([about["kind"], str(about.get("backend")), about["model"]], 1)
+        yield info
+        if engine.reranker is None:
+            return
+        batcher, backend = engine.reranker.batcher, engine.reranker.backend
+        yield CounterMetricFamily("embeddings_rerank_pairs", "pairs the cross-encoder scored", value=batcher.items_run)
+        yield GaugeMetricFamily("embeddings_rerank_queue_size", "pairs waiting for the cross-encoder",
+                                value=batcher.queue_depth)
+        yield CounterMetricFamily("embeddings_rerank_requests_refused", "rerank requests refused at admission (429)",
+                                  value=batcher.refused)
+        tei = backend.status() if hasattr(backend, "status") else None
+        if tei is not None:
+            yield CounterMetricFamily("embeddings_rerank_tei_restarts", "restarts of the reranker's TEI",
+                                      value=tei["restarts"])
+            yield CounterMetricFamily("embeddings_rerank_failovers",
+                                      "reranker TEI calls answered by the local cross-encoder", value=tei["failovers"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import time
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -25,7 +25,49 @@ from .vectors import POOLINGS, normalize as l2_normalize
 CHARS_PER_TOKEN = 4  # admission's estimate of a text's cost before it is tokenised
 
 
-def _check_direction(direction: str) -> None:
+class EmbedWork(NamedTuple):
+    """One text queued for a forward pass: how to pool it, how it may be cut, its token ids."""
+
+    text: str
+    pooling: str
+    truncation: str | None
+    ids: Sequence[int] | None
+
+
+def embed_runner(backend: Backend) -> Any:
+    """The batcher's run function for ``backend``: one ``Backend.embed`` call per batch."""
+
+    def run(work: list[EmbedWork]) -> np.ndarray:
+        return backend.embed([w.text for w in work], [w.pooling for w in work], [w.truncation for w in work],
+                             [w.ids for w in work])
+
+    return run
+
+
+def wait_for(futures: list[cf.Future], timeout_s: float) -> list[Any]:
+    """The futures' results, in order, within ``timeout_s`` (``BackendUnavailable`` after it).
+
+    The futures belong to the current caller's scope (dropped if the caller goes away); on any
+    failure the others are cancelled, so nobody computes what nobody will read.
+    """
+    scope = current_scope()
+    if scope is not None:
+        scope.track(futures)
+    deadline = time.monotonic() + timeout_s
+    try:
+        return [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
+    except cf.TimeoutError:
+        for f in futures:
+            f.cancel()
+        raise BackendUnavailable(f"no answer from the model within {timeout_s:.0f} s; retry later") from None
+    except (EmbeddingsError, cf.CancelledError):
+        for f in futures:
+            f.cancel()
+        raise
+
+
+def check_direction(direction: str) -> None:
+    """Refuse a truncation direction that is not ``right`` or ``left``."""
     if direction not in TRUNCATION_DIRECTIONS:
         raise InvalidInput(f"truncation_direction {direction!r} is not one of {list(TRUNCATION_DIRECTIONS)}",
                            field="truncation_direction", limit=list(TRUNCATION_DIRECTIONS))
@@ -65,7 +107,7 @@ class EmbeddingPipeline:
         self._tokenize = tokenizer.tokenize
         self.cache = EmbeddingCache(settings.cache_size)
         self.batcher = Batcher(
-            backend.embed,
+            embed_runner(backend),
             max_batch_tokens=settings.max_batch_tokens,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.batch_wait_ms / 1000.0,
@@ -138,7 +180,7 @@ class EmbeddingPipeline:
         mode = pooling or self.backend.default_pooling
         if mode not in POOLINGS:
             raise InvalidInput(f"pooling {mode!r} is not one of {list(POOLINGS)}", field="pooling", limit=list(POOLINGS))
-        _check_direction(truncation_direction)
+        check_direction(truncation_direction)
         self._check_dimensions(dimensions)
         keys = [(self.model_id, mode, truncation_direction, text) for text in texts]
         found = self.cache.get_many(keys)
@@ -208,25 +250,9 @@ class EmbeddingPipeline:
         self, texts: list[str], token_ids: list[list[int]], mode: str, truncation: str | None, max_batch: int | None,
         admitted: Admission | None,
     ) -> np.ndarray:
-        futures = self.batcher.submit(texts, [mode] * len(texts), [len(ids) for ids in token_ids], max_batch,
-                                      truncation, token_ids, admitted)
-        scope = current_scope()
-        if scope is not None:
-            scope.track(futures)
-        deadline = time.monotonic() + self.settings.request_timeout_s
-        try:
-            rows = [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
-        except cf.TimeoutError:
-            for f in futures:
-                f.cancel()
-            raise BackendUnavailable(
-                f"no answer from the model within {self.settings.request_timeout_s:.0f} s; retry later"
-            ) from None
-        except (EmbeddingsError, cf.CancelledError):
-            for f in futures:
-                f.cancel()
-            raise
-        return np.stack(rows)
+        work = [EmbedWork(text, mode, truncation, ids) for text, ids in zip(texts, token_ids)]
+        futures = self.batcher.submit(work, [len(ids) for ids in token_ids], max_batch, admitted)
+        return np.stack(wait_for(futures, self.settings.request_timeout_s))
 
     def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True, truncation_direction: str = "right",
                      field: str = "inputs") -> list[np.ndarray]:
@@ -235,7 +261,7 @@ class EmbeddingPipeline:
         Not cached and not batched with other callers: one forward pass for this request, after
         the same admission and token-limit checks as every other embedding.
         """
-        _check_direction(truncation_direction)
+        check_direction(truncation_direction)
         with self._admit(texts):
             ids, full = self._tokenize(texts, truncation_direction)  # once: the backend takes these ids
             if not truncate:

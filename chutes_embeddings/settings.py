@@ -77,6 +77,14 @@ class Settings:
     tei_max_client_batch_size: int = 64
     tei_max_concurrent_requests: int = 512
     tei_startup_timeout_s: float = 600.0
+    # A cross-encoder for /rerank and two-stage search (hub id or local folder); unset, /rerank
+    # orders by the embedding model's cosine and says so. With the TEI binary it gets its own TEI.
+    rerank_model: str = ""
+    rerank_model_revision: str | None = None
+    rerank_tei_port: int = 0  # 0: a free loopback port chosen at start
+    # Pairs per forward pass and padded tokens per pass for the local cross-encoder.
+    rerank_max_batch_size: int = 64
+    rerank_max_batch_tokens: int = 16384
     log_level: str = "INFO"
     log_json: bool = False
     # Not an EMBEDDINGS_* variable: `chutes run --dev` (make serve, tests) sets CHUTES_DEV_MODE.
@@ -87,8 +95,9 @@ class Settings:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"EMBEDDINGS_{name.upper()}={getattr(self, name)!r}: expected one of {allowed}")
-        for name in ("cache_size", "max_batch_tokens", "max_batch_size", "max_queue", "tei_port", "max_body_bytes"):
-            if getattr(self, name) < (0 if name in ("cache_size", "tei_port") else 1):
+        for name in ("cache_size", "max_batch_tokens", "max_batch_size", "max_queue", "tei_port", "max_body_bytes",
+                     "rerank_tei_port", "rerank_max_batch_size", "rerank_max_batch_tokens"):
+            if getattr(self, name) < (0 if name in ("cache_size", "tei_port", "rerank_tei_port") else 1):
                 raise ValueError(f"EMBEDDINGS_{name.upper()} must be positive, got {getattr(self, name)}")
 
     @classmethod

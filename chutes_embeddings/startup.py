@@ -1,4 +1,5 @@
-"""Building the engine for the settings: the local model, and TEI supervised in front of it."""
+"""Building the engine for the settings: the embedder and the optional reranker, each served by
+its own supervised TEI when the binary is found, with a local model behind it."""
 
 from __future__ import annotations
 
@@ -7,77 +8,39 @@ from typing import Any
 
 from loguru import logger
 
-from .backends import Backend
+from .backends.factory import build_embedder, build_reranker, tei_binary, wait_for_tei
 from .engine import Engine
+from .reranking import RerankPipeline
 from .settings import Settings
 
-# A TEI server batches again on its side; a few requests in flight keep its GPU busy.
-TEI_BATCHES_IN_FLIGHT = 4
-# On a GPU a pass costs mostly its launch overhead: padding is cheap, extra passes are not.
-GPU_BATCH_OVERHEAD_TOKENS = 2048
 
-
-def start_engine(settings: Settings, limits: dict[str, int] | None = None, model: Any = None) -> Engine:
+def start_engine(settings: Settings, limits: dict[str, int] | None = None, model: Any = None,
+                 reranker_model: Any = None) -> Engine:
     """Build the engine for ``settings`` (the startup hook calls this).
 
-    When the TEI binary is found, TEI is launched and supervised and serves requests, with the
-    local model as a fallback nobody notices; the local model then stays on the CPU (with
-    ``EMBEDDINGS_DEVICE=auto``) so the GPU holds the model once, in TEI. Start-up waits at most
-    ``tei_startup_timeout_s`` for TEI and otherwise goes on with the fallback.
+    When the TEI binary is found, TEI is launched and supervised for the embedding model (and
+    another for ``rerank_model``) and serves requests, with the local model as a fallback nobody
+    notices; the local models then stay on the CPU (with ``EMBEDDINGS_DEVICE=auto``) so the GPU
+    holds each model once, in TEI. Start-up waits at most ``tei_startup_timeout_s`` for TEI and
+    otherwise goes on with the fallback.
 
     Args:
         settings: the service settings.
         limits: request limits reported by /info.
         model: an already loaded ``LoadedModel`` to reuse (tests share one).
+        reranker_model: an already loaded ``LoadedReranker`` to reuse.
     """
-    from .backends.local import LoadedModel, build_local_backend
-    from .backends.tei_process import find_binary
-
     started = time.monotonic()
-    binary = find_binary(settings.tei_binary) if settings.tei_binary else None
-    if binary is None:
-        logger.info("TEI binary {!r} not found: serving with the local backend only", settings.tei_binary)
-    device = "cpu" if binary and settings.device == "auto" else settings.device
-    model = model or LoadedModel(settings, device)
-    local = build_local_backend(settings, model)
-    backend: Backend = local
-    in_flight, overhead = 1, None
-    if model.device != "cpu":
-        overhead = GPU_BATCH_OVERHEAD_TOKENS
-    if binary is not None:
-        backend = _start_tei(settings, binary, local)
-        in_flight, overhead = TEI_BATCHES_IN_FLIGHT, settings.max_batch_tokens  # TEI re-batches: send big batches
-    engine = Engine(settings, backend, model, limits, in_flight, overhead)
+    binary = tei_binary(settings)
+    embedder = build_embedder(settings, binary, model)
+    reranker = build_reranker(settings, binary, reranker_model)
+    wait_for_tei([embedder.backend] + ([reranker.backend] if reranker else []), settings.tei_startup_timeout_s)
+    engine = Engine(settings, embedder.backend, embedder.model, limits, embedder.profile.in_flight,
+                    embedder.profile.overhead_tokens,
+                    reranker=RerankPipeline(settings, reranker) if reranker is not None else None)
     logger.info(
-        "engine ready: model={} backend={} runtime={} dim={} in {:.1f}s",
-        engine.model_id, backend.kind, backend.runtime, engine.dimension, time.monotonic() - started,
+        "engine ready: model={} backend={} runtime={} dim={} reranker={} in {:.1f}s",
+        engine.model_id, embedder.backend.kind, embedder.backend.runtime, engine.dimension,
+        engine.reranker_info["model"] if reranker else "none (bi-encoder)", time.monotonic() - started,
     )
     return engine
-
-
-def _start_tei(settings: Settings, binary: str, local: Backend) -> Backend:
-    from .backends.failover import FailoverBackend
-    from .backends.tei import TeiBackend, TeiUnavailable
-    from .backends.tei_process import TeiLaunch, TeiSupervisor
-    from .devserver import free_port
-
-    supervisor = TeiSupervisor(
-        TeiLaunch(
-            binary=binary, model=settings.model, port=settings.tei_port or free_port(), revision=settings.model_revision,
-            max_batch_tokens=settings.tei_max_batch_tokens, max_client_batch_size=settings.tei_max_client_batch_size,
-            max_concurrent_requests=settings.tei_max_concurrent_requests,
-            fallback_cache=str(settings.data_path / "hub"),
-        )
-    )
-    supervisor.start()
-    tei = TeiBackend(supervisor.url, model_id=local.model_id, dimension=local.dimension,
-                     max_input_tokens=local.max_input_tokens, default_pooling=local.default_pooling)
-    if supervisor.wait_ready(settings.tei_startup_timeout_s):
-        try:
-            tei.refresh_info()
-        except TeiUnavailable as exc:
-            logger.warning("TEI is up but /info failed ({}); it will be read on first use", exc)
-    else:
-        logger.warning("TEI not healthy after {:.0f} s: serving from the local model until it is",
-                       settings.tei_startup_timeout_s)
-    return FailoverBackend(tei, local, supervisor)

@@ -154,3 +154,28 @@ def pg_url(tmp_path_factory: Any) -> str:
     url = started.stdout.strip().splitlines()[-1]
     yield url
     subprocess.run([str(script), "stop", str(workdir)], env=env, check=False)
+
+
+def build_tiny_cross_encoder(folder: Path) -> Path:
+    """A tiny randomly initialised one-label BERT cross-encoder (seeded, so the same every run) with
+    the bundled model's tokenizer, saved as a model folder: real loading code, no downloads.
+
+    The weights are drawn wide (``initializer_range=0.5``) so that scores differ clearly from pair
+    to pair: a near-constant scorer could not show that pairs are scored and ordered right."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from chutes_embeddings.settings import default_model
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=1, initializer_range=0.5)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_path(tmp_path_factory: Any) -> str:
+    return str(build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder")))

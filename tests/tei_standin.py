@@ -8,6 +8,11 @@ capitalised ``error_type``, more inputs than ``--max-client-batch-size`` is a 42
 is a 400 ``Empty``, and when its input permits (``--max-concurrent-requests``) run out it answers
 429 ``Overloaded`` at once. Each request and each start is appended as a JSON line to ``--record``.
 
+A sequence-classification model (a cross-encoder) is served as TEI serves one: ``POST /rerank``
+(``{index, score, text?}`` best first; sigmoid unless ``raw_scores``), ``/embed`` and
+``/embed_all`` answer 424 "model is not an embedding model"; an embedding model's ``/rerank``
+answers 424 "model is not a re-ranker model".
+
 Extra flags (not TEI's): --record FILE, --openapi FILE, --ready-delay S, --never-ready,
 --max-input-length N, --compute-delay S.
 """
@@ -76,11 +81,21 @@ def main() -> None:
     doc = json.loads(Path(args.openapi).read_text())
     validators = {
         name: jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
-        for name in ("EmbedRequest", "EmbedAllRequest")
+        for name in ("EmbedRequest", "EmbedAllRequest", "RerankRequest")
     }
-    st = SentenceTransformer(args.model_id, device="cpu", local_files_only=Path(args.model_id).is_dir())
-    tokenizer, transformer = st.tokenizer, st[0].auto_model
-    max_input = args.max_input_length or int(st.max_seq_length)
+    config_file = Path(args.model_id) / "config.json"
+    architectures = json.loads(config_file.read_text()).get("architectures", []) if config_file.exists() else []
+    is_reranker = any(a.endswith("ForSequenceClassification") for a in architectures)
+    if is_reranker:
+        from sentence_transformers import CrossEncoder
+
+        st = CrossEncoder(args.model_id, device="cpu", local_files_only=True)
+        tokenizer, transformer = st.tokenizer, st[0].auto_model
+        max_input = args.max_input_length or int(st.max_length)
+    else:
+        st = SentenceTransformer(args.model_id, device="cpu", local_files_only=Path(args.model_id).is_dir())
+        tokenizer, transformer = st.tokenizer, st[0].auto_model
+        max_input = args.max_input_length or int(st.max_seq_length)
     model_lock = threading.Lock()
     permits = {"free": args.max_concurrent_requests}
     permit_lock = threading.Lock()
@@ -99,6 +114,9 @@ def main() -> None:
         return JSONResponse({"error": message, "error_type": kind}, status_code=status)
 
     async def handle(request: Request, schema: str, pooled: bool) -> Response:
+        if is_reranker:
+            record(path=request.url.path, status=424)
+            return error(424, "Backend", "model is not an embedding model")
         raw = await request.body()
         try:
             body = json.loads(raw)
@@ -145,6 +163,56 @@ def main() -> None:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return answer(200, JSONResponse(vectors.tolist()))
 
+    def logits(query: str, texts: list[str], direction: str) -> np.ndarray:
+        time.sleep(args.compute_delay)
+        with model_lock:
+            tokenizer.truncation_side = direction
+            enc = tokenizer([query] * len(texts), texts, padding=True, truncation=True, max_length=max_input,
+                            return_tensors="pt")
+            with torch.inference_mode():
+                return transformer(**enc).logits[:, 0].float().numpy()
+
+    async def rerank(request: Request) -> Response:
+        if not is_reranker:
+            record(path=request.url.path, status=424)
+            return error(424, "Backend", "model is not a re-ranker model")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            record(path=request.url.path, status=400, violation="not json")
+            return PlainTextResponse("Failed to parse the request body as JSON", status_code=400)
+        problems = [e.message for e in validators["RerankRequest"].iter_errors(body)]
+        if problems:
+            record(path=request.url.path, status=422, violation=problems)
+            return PlainTextResponse(f"Failed to deserialize the JSON body into the target type: {problems[0]}", 422)
+        texts, n = body["texts"], len(body["texts"])
+
+        def answer(status: int, response: Response) -> Response:
+            record(path=request.url.path, status=status, n=n, body_keys=sorted(body),
+                   raw_scores=body.get("raw_scores", False))
+            return response
+
+        if n == 0:
+            return answer(400, error(400, "Empty", "`texts` cannot be empty"))
+        if n > args.max_client_batch_size:
+            return answer(422, error(422, "Validation",
+                                     f"batch size {n} > maximum allowed batch size {args.max_client_batch_size}"))
+        with permit_lock:
+            if permits["free"] < n:
+                return answer(429, error(429, "Overloaded", "Model is overloaded"))
+            permits["free"] -= n
+        try:
+            direction = str(body.get("truncation_direction", "Right")).lower()
+            raw = await run_in_threadpool(logits, body["query"], texts, direction)
+        finally:
+            with permit_lock:
+                permits["free"] += n
+        scores = raw if body.get("raw_scores", False) else 1.0 / (1.0 + np.exp(-raw))
+        ranked = sorted(range(n), key=lambda i: -float(scores[i]))
+        return answer(200, JSONResponse([{"index": i, "score": float(scores[i]),
+                                          **({"text": texts[i]} if body.get("return_text") else {})}
+                                         for i in ranked]))
+
     async def embed(request: Request) -> Response:
         return await handle(request, "EmbedRequest", pooled=True)
 
@@ -157,13 +225,16 @@ def main() -> None:
     async def info(request: Request) -> Response:
         return JSONResponse({
             "model_id": args.model_id, "model_sha": None, "model_dtype": "float32", "served_model_name": args.model_id,
-            "model_type": {"embedding": {"pooling": "mean"}}, "max_concurrent_requests": args.max_concurrent_requests,
+            "model_type": ({"reranker": {"id": args.model_id, "revision": None, "id2label": {"0": "LABEL_0"},
+                                         "label2id": {"LABEL_0": 0}}} if is_reranker
+                           else {"embedding": {"pooling": "mean"}}), "max_concurrent_requests": args.max_concurrent_requests,
             "max_input_length": max_input, "max_batch_tokens": args.max_batch_tokens, "max_batch_requests": None,
             "max_client_batch_size": args.max_client_batch_size, "auto_truncate": True, "tokenization_workers": 1,
             "version": "1.9.3-standin",
         })
 
     app = Starlette(routes=[Route("/embed", embed, methods=["POST"]), Route("/embed_all", embed_all, methods=["POST"]),
+                            Route("/rerank", rerank, methods=["POST"]),
                             Route("/health", health), Route("/info", info)])
     log("INFO", "Ready")
     uvicorn.run(app, host=args.hostname, port=args.port, log_level="warning")

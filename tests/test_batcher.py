@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from chutes_embeddings.batcher import Batcher
+from chutes_embeddings.pipeline import EmbedWork, embed_runner
 from chutes_embeddings.errors import Overloaded
 
 
@@ -35,9 +37,15 @@ class Recorder:
 
 
 def make(embed, **kw):
+    """A batcher over a fake ``Backend.embed`` (the pipeline's own run function drives it)."""
     opts = dict(max_batch_tokens=1000, max_batch_size=64, max_wait_s=0.005, max_queue=10_000)
     opts.update(kw)
-    return Batcher(embed, **opts)
+    return Batcher(embed_runner(SimpleNamespace(embed=embed)), **opts)
+
+
+def submit(b, texts, pools, tokens, max_batch=None, truncation="right", admitted=None):
+    """Queue texts as the pipeline does."""
+    return b.submit([EmbedWork(t, p, truncation, None) for t, p in zip(texts, pools)], tokens, max_batch, admitted)
 
 
 def test_each_caller_gets_its_own_vectors_in_order():
@@ -47,7 +55,7 @@ def test_each_caller_gets_its_own_vectors_in_order():
     def caller(i):
         texts = [f"caller {i} text {j}" for j in range(i % 5 + 1)]
         pools = ["mean" if j % 2 else "cls" for j in range(len(texts))]
-        futs = b.submit(texts, pools, [len(t) // 4 for t in texts])
+        futs = submit(b, texts, pools, [len(t) // 4 for t in texts])
         got = [f.result(timeout=10) for f in futs]
         return all(np.array_equal(g, fake_vector(t, p)) for g, t, p in zip(got, texts, pools))
 
@@ -62,7 +70,7 @@ def test_each_caller_gets_its_own_vectors_in_order():
 def test_batches_respect_token_budget_and_size_cap():
     rec = Recorder(delay=0.02)
     b = make(rec, max_batch_tokens=100, max_batch_size=8)
-    futs = b.submit([f"t{i}" for i in range(50)], ["mean"] * 50, [10 + (i % 7) for i in range(50)])
+    futs = submit(b, [f"t{i}" for i in range(50)], ["mean"] * 50, [10 + (i % 7) for i in range(50)])
     for f in futs:
         f.result(timeout=10)
     for batch in rec.batches:
@@ -75,7 +83,7 @@ def test_batches_respect_token_budget_and_size_cap():
 def test_per_request_max_batch_is_honoured():
     rec = Recorder()
     b = make(rec)
-    for f in b.submit([f"x{i}" for i in range(20)], ["mean"] * 20, [3] * 20, max_batch=4):
+    for f in submit(b, [f"x{i}" for i in range(20)], ["mean"] * 20, [3] * 20, max_batch=4):
         f.result(timeout=10)
     assert max(len(x) for x in rec.batches) <= 4
     b.close()
@@ -84,7 +92,7 @@ def test_per_request_max_batch_is_honoured():
 def test_sorted_by_length_within_a_gathering():
     rec = Recorder()
     b = make(rec, max_wait_s=0.05, overhead_tokens=1000)
-    futs = b.submit(["a", "bbbb", "cc", "ddddddd"], ["mean"] * 4, [1, 4, 2, 7])
+    futs = submit(b, ["a", "bbbb", "cc", "ddddddd"], ["mean"] * 4, [1, 4, 2, 7])
     for f in futs:
         f.result(timeout=10)
     assert rec.batches == [["ddddddd", "bbbb", "cc", "a"]]
@@ -94,12 +102,12 @@ def test_sorted_by_length_within_a_gathering():
 def test_failed_batch_fails_its_callers_and_worker_survives():
     rec = Recorder(fail_on="boom")
     b = make(rec, max_batch_size=2, max_wait_s=0.05)
-    futs = b.submit(["boom", "ok1", "ok2", "ok3"], ["mean"] * 4, [9, 1, 1, 1])
+    futs = submit(b, ["boom", "ok1", "ok2", "ok3"], ["mean"] * 4, [9, 1, 1, 1])
     errors = [f.exception(timeout=10) for f in futs]
     assert isinstance(errors[0], RuntimeError)
     assert all(e is None or isinstance(e, RuntimeError) for e in errors)
     # the worker lives on
-    assert b.submit(["after"], ["mean"], [1])[0].result(timeout=10) is not None
+    assert submit(b, ["after"], ["mean"], [1])[0].result(timeout=10) is not None
     b.close()
 
 
@@ -111,11 +119,11 @@ def test_full_queue_is_refused_at_once_with_overloaded():
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(slow, max_queue=10, max_wait_s=0.0)
-    first = b.submit(["x"], ["mean"], [1])
+    first = submit(b, ["x"], ["mean"], [1])
     time.sleep(0.05)  # the worker is now busy with the first item
-    b.submit([f"y{i}" for i in range(10)], ["mean"] * 10, [1] * 10)
+    submit(b, [f"y{i}" for i in range(10)], ["mean"] * 10, [1] * 10)
     with pytest.raises(Overloaded) as err:
-        b.submit(["z"], ["mean"], [1])
+        submit(b, ["z"], ["mean"], [1])
     assert err.value.status == 429 and err.value.limit == 10
     gate.set()
     first[0].result(timeout=10)
@@ -133,17 +141,17 @@ def _busy_batcher() -> tuple[threading.Event, list[str], Batcher]:
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(embed, max_wait_s=0.0)
-    b.submit(["busy"], ["mean"], [1])
+    submit(b, ["busy"], ["mean"], [1])
     time.sleep(0.05)
     return gate, seen, b
 
 
 def test_cancelled_items_cost_no_compute():
     gate, seen, b = _busy_batcher()
-    gone = b.submit(["abandoned"], ["mean"], [1])[0]
+    gone = submit(b, ["abandoned"], ["mean"], [1])[0]
     assert gone.cancel()
     gate.set()
-    b.submit(["later"], ["mean"], [1])[0].result(timeout=10)
+    submit(b, ["later"], ["mean"], [1])[0].result(timeout=10)
     assert "abandoned" not in seen
     b.close()
 
@@ -151,7 +159,7 @@ def test_cancelled_items_cost_no_compute():
 def test_lone_request_is_not_held_long():
     b = make(Recorder(), max_wait_s=0.002)
     started = time.monotonic()
-    b.submit(["alone"], ["mean"], [1])[0].result(timeout=10)
+    submit(b, ["alone"], ["mean"], [1])[0].result(timeout=10)
     assert time.monotonic() - started < 0.5
     b.close()
 
@@ -165,8 +173,8 @@ def test_invalid_input_fails_only_the_offending_caller():
         return np.stack([fake_vector(t, p) for t, p in zip(texts, poolings)])
 
     b = make(embed, max_wait_s=0.05)
-    good = b.submit(["good1", "good2"], ["mean"] * 2, [1, 1])
-    bad = b.submit(["bad"], ["mean"], [1], truncation=None)
+    good = submit(b, ["good1", "good2"], ["mean"] * 2, [1, 1])
+    bad = submit(b, ["bad"], ["mean"], [1], truncation=None)
     assert isinstance(bad[0].exception(timeout=10), InvalidInput)
     assert all(f.exception(timeout=10) is None for f in good)
     b.close()
@@ -185,7 +193,7 @@ def test_several_workers_run_batches_concurrently():
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(embed, workers=4, max_batch_size=1, max_wait_s=0.0)
-    futs = [f for i in range(12) for f in b.submit([f"t{i}"], ["mean"], [1])]
+    futs = [f for i in range(12) for f in submit(b, [f"t{i}"], ["mean"], [1])]
     for f in futs:
         f.result(timeout=10)
     assert peak[0] > 1
@@ -195,7 +203,7 @@ def test_several_workers_run_batches_concurrently():
 def test_texts_of_very_different_lengths_are_split_to_save_padding():
     rec = Recorder()
     b = make(rec, max_wait_s=0.05, overhead_tokens=32)
-    futs = b.submit([f"long{i}" for i in range(4)] + [f"short{i}" for i in range(4)], ["mean"] * 8, [100] * 4 + [10] * 4)
+    futs = submit(b, [f"long{i}" for i in range(4)] + [f"short{i}" for i in range(4)], ["mean"] * 8, [100] * 4 + [10] * 4)
     for f in futs:
         f.result(timeout=10)
     assert sorted(map(sorted, rec.batches)) == [[f"long{i}" for i in range(4)], [f"short{i}" for i in range(4)]]
@@ -212,9 +220,9 @@ def test_a_gathering_runs_before_later_arrivals_are_packed():
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(embed, max_wait_s=0.05, overhead_tokens=1)
-    first = b.submit(["long", "short"], ["mean"] * 2, [100, 1])  # packed into two batches
+    first = submit(b, ["long", "short"], ["mean"] * 2, [100, 1])  # packed into two batches
     time.sleep(0.2)
-    later = b.submit(["longer still"], ["mean"], [200])
+    later = submit(b, ["longer still"], ["mean"], [200])
     gate.set()
     for f in first + later:
         f.result(timeout=10)
@@ -232,19 +240,19 @@ def test_admission_refuses_by_measured_drain_time_with_retry_after():
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(embed, max_batch_size=4, max_wait_s=0.0, max_queue_wait_s=0.3)
-    for f in b.submit([f"m{i}" for i in range(4)], ["mean"] * 4, [10] * 4):  # measures ~800 tokens/s
+    for f in submit(b, [f"m{i}" for i in range(4)], ["mean"] * 4, [10] * 4):  # measures ~800 tokens/s
         f.result(timeout=10)
     assert b.estimated_wait_s == 0.0 and not b.overloaded
     gate.clear()
-    hold = b.submit(["hold"], ["mean"], [10])
+    hold = submit(b, ["hold"], ["mean"], [10])
     time.sleep(0.05)
-    queued = b.submit([f"q{i}" for i in range(40)], ["mean"] * 40, [10] * 40)  # ~0.5 s of model time
+    queued = submit(b, [f"q{i}" for i in range(40)], ["mean"] * 40, [10] * 40)  # ~0.5 s of model time
     assert b.overloaded and b.estimated_wait_s > 0.3
     with pytest.raises(Overloaded) as err:
         b.admit(1, 1)
     assert err.value.extra["retry_after_s"] >= 1 and "model time" in err.value.message
     with pytest.raises(Overloaded):
-        b.submit(["late"], ["mean"], [1])
+        submit(b, ["late"], ["mean"], [1])
     assert b.refused == 2
     gate.set()
     for f in hold + queued:
@@ -259,13 +267,13 @@ def test_caller_scope_cancels_its_queued_work_when_the_caller_leaves():
 
     gate, seen, b = _busy_batcher()
     scope = CallerScope()
-    scope.track(b.submit([f"gone{i}" for i in range(5)], ["mean"] * 5, [1] * 5))
+    scope.track(submit(b, [f"gone{i}" for i in range(5)], ["mean"] * 5, [1] * 5))
     scope.leave()
-    late = b.submit(["after leave"], ["mean"], [1])
+    late = submit(b, ["after leave"], ["mean"], [1])
     scope.track(late)  # tracked after leaving: cancelled at once
     assert late[0].cancelled()
     gate.set()
-    b.submit(["later"], ["mean"], [1])[0].result(timeout=10)
+    submit(b, ["later"], ["mean"], [1])[0].result(timeout=10)
     assert not any(t.startswith("gone") or t == "after leave" for t in seen)
     assert b.items_dropped == 6
     b.close()
@@ -277,7 +285,7 @@ def test_an_admission_holds_its_place_so_a_burst_cannot_all_pass_an_empty_queue(
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(embed, max_batch_size=4, max_wait_s=0.0, max_queue_wait_s=0.3)
-    for f in b.submit([f"m{i}" for i in range(4)], ["mean"] * 4, [10] * 4):  # ~800 tokens/s measured
+    for f in submit(b, [f"m{i}" for i in range(4)], ["mean"] * 4, [10] * 4):  # ~800 tokens/s measured
         f.result(timeout=10)
     first = b.admit(50, 500)  # ~0.6 s of work, still being tokenised by its caller
     assert b.queue_depth == 50 and b.overloaded
@@ -285,7 +293,7 @@ def test_an_admission_holds_its_place_so_a_burst_cannot_all_pass_an_empty_queue(
         b.admit(1, 10)
     first.release()
     with b.admit(1, 10) as second:  # released: the queue is empty again
-        futures = b.submit(["x"], ["mean"], [10], admitted=second)
+        futures = submit(b, ["x"], ["mean"], [10], admitted=second)
     futures[0].result(timeout=10)
     assert b.queue_depth == 0
     b.close()

@@ -302,9 +302,14 @@ def test_overload_is_refused_at_once_with_retry_after_and_health_says_so(live_se
 def test_work_of_clients_that_disconnected_is_dropped(live_server):
     tag = uuid.uuid4().hex[:6]
     with httpx.Client(base_url=live_server, timeout=120) as http:
+        # about a second of model time on this machine, loaded as it is now: later requests are still
+        # admitted (under 2 s of queued work) but wait
+        probe = _long_texts(f"{tag} probe", 8)
+        started = time.perf_counter()
+        http.post("/embed/batch", json={"texts": probe}).raise_for_status()
+        per_text = (time.perf_counter() - started) / len(probe)
         before = http.get("/info").json()["batching"]
-        # about a second of model time: later requests are still admitted (under 2 s) but wait
-        blocker_body = {"texts": _long_texts(tag, 60)}
+        blocker_body = {"texts": _long_texts(tag, max(10, min(200, int(0.9 / per_text))))}
         blocker = threading.Thread(target=lambda: http.post("/embed/batch", json=blocker_body))
         blocker.start()
         time.sleep(0.2)

@@ -95,7 +95,10 @@ def test_health_and_info(call, engine):
     assert status == 200
     S.HealthResponse.model_validate(body)
     assert body == {"status": "ok", "backend": "local", "model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384,
-                    "queue": {"depth": 0, "estimated_wait_s": 0.0}, "reasons": []}
+                    "queue": {"depth": 0, "estimated_wait_s": 0.0}, "reasons": [],
+                    "reranker": {"model": "sentence-transformers/all-MiniLM-L6-v2", "kind": "bi-encoder",
+                                 "backend": "local", "note": "no EMBEDDINGS_RERANK_MODEL configured: scored by the "
+                                                             "embedding model's cosine"}}
     status, body = call("GET", "/info")
     assert status == 200
     S.InfoResponse.model_validate(body)

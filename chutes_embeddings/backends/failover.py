@@ -19,7 +19,7 @@ import numpy as np
 from loguru import logger
 
 from ..errors import InvalidInput
-from .tei import TeiBackend, TeiUnavailable
+from .tei import TeiClient, TeiUnavailable
 
 T = TypeVar("T")
 
@@ -73,18 +73,20 @@ class CircuitBreaker:
 
 
 class FailoverBackend:
-    """A ``Backend`` that prefers TEI and falls back to a local one (see module docstring)."""
+    """TEI first, a local backend when TEI cannot answer (see module docstring): an embedding
+    ``Backend`` over ``TeiBackend`` + ``LocalBackend``, or a reranker over ``TeiReranker`` +
+    ``LocalReranker`` (it has the methods of both; the engine calls those of its kind)."""
 
-    def __init__(self, primary: TeiBackend, fallback: Any, supervisor: Any, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, primary: TeiClient, fallback: Any, supervisor: Any, breaker: CircuitBreaker | None = None) -> None:
         self.primary = primary
         self.fallback = fallback
         self.supervisor = supervisor
         self.breaker = breaker or CircuitBreaker()
         self.model_id = fallback.model_id
-        self.dimension = fallback.dimension
         # The engine checks token limits with the local tokenizer, so it uses the local limit.
         self.max_input_tokens = fallback.max_input_tokens
-        self.default_pooling = fallback.default_pooling
+        self.dimension = getattr(fallback, "dimension", None)  # embedders only
+        self.default_pooling = getattr(fallback, "default_pooling", None)
         self.served = {"tei": 0, "local": 0}  # texts, by who served them
         self.failovers = 0  # TEI calls that failed over to the local model
         self._lock = threading.Lock()
@@ -111,6 +113,10 @@ class FailoverBackend:
         return self._serve(len(texts), lambda b: b.embed_tokens(texts, truncation),
                            lambda b: b.embed_tokens(texts, truncation, token_ids))
 
+    def score(self, work: Sequence[Any]) -> np.ndarray:
+        """A reranker's raw logits for ``work`` (``RerankWork``): TEI's, else the local model's."""
+        return self._serve(len(work), lambda b: b.score(work), lambda b: b.score(work))
+
     def _serve(self, n: int, on_tei: Callable[[Any], T], on_local: Callable[[Any], T]) -> T:
         """TEI's answer when it can give one, else the local model's (see module docstring)."""
         if self.supervisor.healthy and self.breaker.allow():
@@ -122,11 +128,11 @@ class FailoverBackend:
             except TeiUnavailable as exc:
                 self.breaker.record_failure()
                 self._failed_over()
-                logger.warning("TEI failed ({}); serving {} texts from the local model", exc, n)
+                logger.warning("TEI ({}) failed ({}); serving {} items from the local model", self.model_id, exc, n)
             except Exception as exc:  # a TEI answer we could not use is TEI's failure, not the caller's
                 self.breaker.record_failure()
                 self._failed_over()
-                logger.opt(exception=exc).error("unexpected TEI failure; serving {} texts locally", n)
+                logger.opt(exception=exc).error("unexpected TEI ({}) failure; serving {} items locally", self.model_id, n)
             else:
                 self.breaker.record_success()
                 self._count("tei", n)

@@ -1,4 +1,8 @@
-"""The TEI backend: the engine's forward passes served by a TEI server over loopback.
+"""The TEI backends: the engine's forward passes served by a TEI server over loopback.
+
+``TeiBackend`` embeds through an embedding model's TEI; ``TeiReranker`` scores query-document pairs
+through a reranker's TEI (``/rerank`` with ``raw_scores``: the engine applies the activation);
+both share ``TeiClient``'s HTTP, batching and error mapping.
 
 Cords run in worker threads with throwaway event loops, so this uses one shared synchronous
 ``httpx.Client``. The model's own pooling goes through ``/embed`` (``normalize=false``: the
@@ -64,19 +68,16 @@ def _truncation_fields(truncation: str | None) -> dict[str, Any]:
     return {"truncate": True, "truncation_direction": truncation.capitalize()}
 
 
-class TeiBackend:
-    """Backend over a running TEI server (see module docstring)."""
+class TeiClient:
+    """One TEI server over loopback: requests, retries on 429, error mapping, batch caps."""
 
     kind = "tei"
     runtime = "tei"
 
-    def __init__(self, base_url: str, *, model_id: str, dimension: int, max_input_tokens: int,
-                 default_pooling: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, *, model_id: str, max_input_tokens: int, timeout_s: float = 30.0) -> None:
         self.base_url = base_url
         self.model_id = model_id
-        self.dimension = dimension
         self.max_input_tokens = max_input_tokens
-        self.default_pooling = default_pooling
         self._http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout_s, connect=2.0))
         self._max_client_batch: int | None = None
         self.info: dict[str, Any] = {}
@@ -100,6 +101,49 @@ class TeiBackend:
 
     def close(self) -> None:
         self._http.close()
+
+    def _chunks(self, texts: list[str]) -> list[slice]:
+        """Slices of at most ``max_client_batch_size`` texts and ``MAX_PAYLOAD_BYTES`` of text each."""
+        cap = self._max_client_batch or 32
+        slices, start, size = [], 0, 0
+        for i, text in enumerate(texts):
+            length = len(json.dumps(text))
+            if i > start and (i - start >= cap or size + length > MAX_PAYLOAD_BYTES):
+                slices.append(slice(start, i))
+                start, size = i, 0
+            size += length
+        slices.append(slice(start, len(texts)))
+        return slices
+
+    def _post(self, path: str, payload: dict[str, Any]) -> Any:
+        for attempt in Retrying(retry=retry_if_exception_type(_TeiOverloaded), stop=stop_after_attempt(3),
+                                wait=wait_exponential(multiplier=0.05, max=0.5), reraise=True):
+            with attempt:
+                response = self._request("POST", path, payload)
+                try:
+                    return response.json()
+                except ValueError as exc:
+                    raise TeiUnavailable(f"TEI {path} answered with a body that is not JSON") from exc
+        raise AssertionError("this is a bug: tenacity returned without a result")
+
+    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, json=payload)
+        except httpx.HTTPError as exc:
+            raise TeiUnavailable(f"TEI {method} {path} failed: {type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            raise map_error(response)
+        return response
+
+
+class TeiBackend(TeiClient):
+    """The embedding ``Backend`` over a running TEI server (see module docstring)."""
+
+    def __init__(self, base_url: str, *, model_id: str, dimension: int, max_input_tokens: int,
+                 default_pooling: str, timeout_s: float = 30.0) -> None:
+        super().__init__(base_url, model_id=model_id, max_input_tokens=max_input_tokens, timeout_s=timeout_s)
+        self.dimension = dimension
+        self.default_pooling = default_pooling
 
     def embed(self, texts: Sequence[str], poolings: Sequence[str], truncations: Sequence[str | None],
               token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
@@ -136,35 +180,27 @@ class TeiBackend:
         tokens = self._post("/embed_all", {"inputs": texts, **_truncation_fields(truncation)})
         return [np.asarray(t, dtype=np.float32) for t in tokens]
 
-    def _chunks(self, texts: list[str]) -> list[slice]:
-        """Slices of at most ``max_client_batch_size`` texts and ``MAX_PAYLOAD_BYTES`` of text each."""
-        cap = self._max_client_batch or 32
-        slices, start, size = [], 0, 0
-        for i, text in enumerate(texts):
-            length = len(json.dumps(text))
-            if i > start and (i - start >= cap or size + length > MAX_PAYLOAD_BYTES):
-                slices.append(slice(start, i))
-                start, size = i, 0
-            size += length
-        slices.append(slice(start, len(texts)))
-        return slices
 
-    def _post(self, path: str, payload: dict[str, Any]) -> Any:
-        for attempt in Retrying(retry=retry_if_exception_type(_TeiOverloaded), stop=stop_after_attempt(3),
-                                wait=wait_exponential(multiplier=0.05, max=0.5), reraise=True):
-            with attempt:
-                response = self._request("POST", path, payload)
-                try:
-                    return response.json()
-                except ValueError as exc:
-                    raise TeiUnavailable(f"TEI {path} answered with a body that is not JSON") from exc
-        raise AssertionError("this is a bug: tenacity returned without a result")
+class TeiReranker(TeiClient):
+    """Scores pairs through a reranker's TEI ``/rerank`` (one call per query and cut; TEI
+    tokenises on its side, so the local tokenizer's ids are not sent)."""
 
-    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, json=payload)
-        except httpx.HTTPError as exc:
-            raise TeiUnavailable(f"TEI {method} {path} failed: {type(exc).__name__}") from exc
-        if response.status_code >= 400:
-            raise map_error(response)
-        return response
+    def score(self, work: Sequence[Any]) -> np.ndarray:
+        """Raw logits (``raw_scores``), one per pair of ``work`` (``RerankWork``), in order."""
+        if self._max_client_batch is None:
+            self.refresh_info()
+        out = np.empty(len(work), dtype=np.float32)
+        groups: dict[tuple[str, str | None], list[int]] = {}
+        for i, w in enumerate(work):
+            groups.setdefault((w.query, w.truncation), []).append(i)
+        for (query, truncation), rows in groups.items():
+            for chunk in self._chunks([work[i].document for i in rows]):
+                idx = rows[chunk.start : chunk.stop]
+                body = {"query": query, "texts": [work[i].document for i in idx], "raw_scores": True,
+                        **_truncation_fields(truncation)}
+                ranked = self._post("/rerank", body)
+                if not isinstance(ranked, list) or len(ranked) != len(idx):
+                    raise TeiUnavailable(f"TEI /rerank answered {type(ranked).__name__} for {len(idx)} texts")
+                for result in ranked:
+                    out[idx[int(result["index"])]] = float(result["score"])
+        return out

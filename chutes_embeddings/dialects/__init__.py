@@ -7,7 +7,9 @@ dialect each route speaks.
 
 - ``native``: the service's own API, errors as ``{"detail": {...}}``;
 - ``openai``: OpenAI's embeddings API (``/v1/embeddings``, ``/v1/models``), errors as ``{"error": {...}}``;
-- ``tei``: text-embeddings-inference's API under ``/tei``, errors as ``{"error", "error_type"}``.
+- ``tei``: text-embeddings-inference's API under ``/tei``, errors as ``{"error", "error_type"}``;
+- ``cohere``: Cohere's rerank API (``/v2/rerank``; ``/v1/rerank``, which Jina shares), errors as
+  ``{"message", "detail", ...}``.
 """
 
 from __future__ import annotations

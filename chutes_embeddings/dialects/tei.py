@@ -60,14 +60,16 @@ def tokenize(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
 def rerank(engine: Any, request: Any) -> list[dict[str, Any]]:
     """``POST /tei/rerank``: every text with its score, best first (TEI has no top_n).
 
-    Scores come from the engine's rerank verb; ``raw_scores`` changes nothing while that verb
-    scores with the embedding model (cosine, already raw).
+    As TEI: the sigmoid of the cross-encoder's logit, or the logit itself with ``raw_scores``
+    (without a cross-encoder: ``(cosine + 1) / 2``, or the cosine).
     """
     if not request.texts:
         raise InvalidInput("`texts` cannot be empty", field="texts", limit=1, reason="empty")
-    ranked = engine.rerank(request.query, request.texts, top_k_=None)["results"]
-    return [{"index": r["index"], "score": r["score"], **({"text": r["text"]} if request.return_text else {})}
-            for r in ranked]
+    ranked = engine.rerank_scores(request.query, request.texts, **_truncation(request))
+    row = ranked.raw if request.raw_scores else ranked.relevance
+    order = sorted(range(len(request.texts)), key=lambda i: -float(row[i]))
+    return [{"index": i, "score": float(row[i]), **({"text": request.texts[i]} if request.return_text else {})}
+            for i in order]
 
 
 def info(engine: Any) -> dict[str, Any]:

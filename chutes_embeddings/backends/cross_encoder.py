@@ -1,0 +1,162 @@
+"""The local reranker: a sentence-transformers ``CrossEncoder`` run in this process.
+
+A cross-encoder reads a query and a document together and gives the pair one relevance logit.
+The model is loaded through ``CrossEncoder`` (so whatever loads there loads here) and driven
+directly: pairs are tokenised once by ``LoadedReranker.tokenize_pairs`` exactly as
+``CrossEncoder.predict`` tokenises them (``tokenizer(query, document, truncation=True,
+max_length=max_length)``), padded, and run through the sequence-classification model; the
+backend returns raw logits and the engine applies the model's activation (``CrossEncoder``'s
+``activation_fn``, Sigmoid for one-label models unless the model's config says otherwise).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from loguru import logger
+
+from .local import model_display_name, resolve_device
+
+
+class PairIds(NamedTuple):
+    """One query-document pair as the model's inputs (special tokens included)."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+
+
+class LoadedReranker:
+    """A one-label cross-encoder with what the engine needs from it, loaded once.
+
+    Args:
+        model: a Hugging Face id or a local folder.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        revision: the hub revision, for hub ids.
+
+    Raises:
+        ValueError: the model is not a one-label sequence classifier (TEI refuses those too).
+    """
+
+    def __init__(self, model: str, device: str = "cpu", revision: str | None = None) -> None:
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        self.device = resolve_device(device)
+        self.ce = CrossEncoder(model, device=self.device, revision=revision, local_files_only=Path(model).is_dir())
+        if int(self.ce.num_labels) != 1:
+            raise ValueError(f"reranker {model!r} has {self.ce.num_labels} labels; a reranker gives one score per pair")
+        self.network = self.ce[0].auto_model.eval()
+        self.tokenizer = self.ce.tokenizer
+        self.max_input_tokens = int(self.ce.max_length or self.tokenizer.model_max_length)
+        activation = self.ce.activation_fn
+        self.activation_name = type(activation).__name__
+        self._activation = activation
+        self._torch = torch
+        self.model_id = model_display_name(model)
+        self.path = model
+        self.pad_token_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+        self.tokenizer_lock = threading.Lock()  # HF fast tokenizers are not safe across threads
+        self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
+
+    def activate(self, logits: np.ndarray) -> np.ndarray:
+        """The model's activation over raw logits, as ``CrossEncoder.predict`` applies it."""
+        with self._torch.inference_mode():
+            return self._activation(self._torch.from_numpy(np.asarray(logits, dtype=np.float32))).numpy()
+
+    def tokenize_pairs(self, query: str, documents: Sequence[str], direction: str = "right"
+                       ) -> tuple[list[PairIds], list[int]]:
+        """Each (query, document) pair's model inputs cut at the model's limit, and its full length.
+
+        Cutting is the tokenizer's own ``longest_first`` (what ``CrossEncoder.predict`` does);
+        ``direction="left"`` cuts from the start of the longer text instead of its end.
+        """
+        queries = [query] * len(documents)
+        with self.tokenizer_lock:
+            full = self.tokenizer(queries, list(documents), truncation=False, verbose=False,
+                                  return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            side = self.tokenizer.truncation_side
+            self.tokenizer.truncation_side = direction
+            try:
+                enc = self.tokenizer(queries, list(documents), truncation=True, max_length=self.max_input_tokens,
+                                     return_attention_mask=False, return_token_type_ids=True)
+            finally:
+                self.tokenizer.truncation_side = side
+        pairs = [PairIds(list(ids), list(types)) for ids, types in zip(enc["input_ids"], enc["token_type_ids"])]
+        return pairs, [len(ids) for ids in full]
+
+    def document_token_offsets(self, documents: Sequence[str]) -> list[list[int]]:
+        """Each document's token end offsets (characters), without special tokens: where a
+        document cut to N tokens ends (``max_tokens_per_doc``)."""
+        with self.tokenizer_lock:
+            enc = self.tokenizer(list(documents), add_special_tokens=False, truncation=False, verbose=False,
+                                 return_offsets_mapping=True, return_attention_mask=False,
+                                 return_token_type_ids=False)
+        return [[int(end) for _, end in offsets] for offsets in enc["offset_mapping"]]
+
+    def pad(self, pairs: Sequence[PairIds]) -> dict[str, np.ndarray]:
+        """Pairs as the model's padded int64 inputs."""
+        longest = max(len(p.input_ids) for p in pairs)
+        input_ids = np.full((len(pairs), longest), self.pad_token_id, dtype=np.int64)
+        types = np.zeros((len(pairs), longest), dtype=np.int64)
+        mask = np.zeros((len(pairs), longest), dtype=np.int64)
+        left = self.tokenizer.padding_side == "left"
+        for row, pair in enumerate(pairs):
+            cols = slice(longest - len(pair.input_ids), longest) if left else slice(0, len(pair.input_ids))
+            input_ids[row, cols] = pair.input_ids
+            types[row, cols] = pair.token_type_ids
+            mask[row, cols] = 1
+        encoded = {"input_ids": input_ids, "attention_mask": mask}
+        if self.uses_token_types:
+            encoded["token_type_ids"] = types
+        return encoded
+
+    def logits(self, encoded: dict[str, np.ndarray]) -> np.ndarray:
+        """One forward pass: a raw logit per pair."""
+        torch = self._torch
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in encoded.items()}
+        with torch.inference_mode():
+            out = self.network(**inputs).logits
+        return out[:, 0].float().cpu().numpy()
+
+
+class RerankWork(NamedTuple):
+    """One pair queued for scoring: the texts (what TEI takes) and the local tokenizer's ids."""
+
+    query: str
+    document: str
+    ids: PairIds | None
+    truncation: str | None
+
+
+class LocalReranker:
+    """Scores pairs with a ``LoadedReranker`` in this process (one forward pass at a time)."""
+
+    kind = "local"
+
+    def __init__(self, model: LoadedReranker) -> None:
+        self.model = model
+        self.runtime = f"torch-{model.device}"
+        self.model_id = model.model_id
+        self.max_input_tokens = model.max_input_tokens
+        self._lock = threading.Lock()
+
+    def score(self, work: Sequence[RerankWork]) -> np.ndarray:
+        """Raw logits, one per pair, in order."""
+        pairs: list[PairIds] = []
+        for w in work:
+            if w.ids is not None:
+                pairs.append(w.ids)
+            else:
+                pairs.append(self.model.tokenize_pairs(w.query, [w.document], w.truncation or "right")[0][0])
+        encoded = self.model.pad(pairs)
+        with self._lock:  # passes would only fight for the cores
+            return self.model.logits(encoded)
+
+    def healthy(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        logger.debug("local reranker closed")

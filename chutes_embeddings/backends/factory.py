@@ -1,0 +1,137 @@
+"""One way to build a backend: the embedder and the reranker, each TEI-served or local.
+
+``build_embedder`` and ``build_reranker`` load the local model (the fallback, and the tokenizer
+the engine uses whoever serves) and, when the TEI binary is found, launch and supervise a TEI
+process for that model on its own loopback port, wrapped with the local model in a
+``FailoverBackend``. Each result carries the ``BatchingProfile`` that suits what serves it:
+a local model runs one pass at a time, a GPU pass costs mostly its launch, TEI batches again on
+its side and is kept busy with a few big requests in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from loguru import logger
+
+from ..settings import Settings
+from .failover import FailoverBackend
+
+# A TEI server batches again on its side; a few requests in flight keep its GPU busy.
+TEI_BATCHES_IN_FLIGHT = 4
+# On a GPU a pass costs mostly its launch overhead: padding is cheap, extra passes are not.
+GPU_BATCH_OVERHEAD_TOKENS = 2048
+
+
+@dataclass(frozen=True)
+class BatchingProfile:
+    """How the batcher should feed a backend."""
+
+    in_flight: int = 1  # forward passes run at once
+    overhead_tokens: int | None = None  # one more pass's cost in padded tokens; None: the setting
+
+
+@dataclass
+class BuiltBackend:
+    """A backend, how to batch for it, and the local model that tokenises for it."""
+
+    backend: Any
+    profile: BatchingProfile
+    model: Any  # LoadedModel or LoadedReranker
+
+
+def tei_binary(settings: Settings) -> str | None:
+    """The TEI executable's path when it is there (logged once when it is not)."""
+    from .tei_process import find_binary
+
+    binary = find_binary(settings.tei_binary) if settings.tei_binary else None
+    if binary is None:
+        logger.info("TEI binary {!r} not found: serving with local models only", settings.tei_binary)
+    return binary
+
+
+def _local_device(settings: Settings, binary: str | None) -> str:
+    """With TEI serving, ``auto`` keeps the fallback on the CPU so the GPU holds each model once."""
+    return "cpu" if binary and settings.device == "auto" else settings.device
+
+
+def _profile(device: str, binary: str | None, tei_batch_tokens: int) -> BatchingProfile:
+    if binary is not None:
+        return BatchingProfile(TEI_BATCHES_IN_FLIGHT, tei_batch_tokens)  # TEI re-batches: send big batches
+    return BatchingProfile(1, GPU_BATCH_OVERHEAD_TOKENS if device != "cpu" else None)
+
+
+def build_embedder(settings: Settings, binary: str | None, model: Any = None) -> BuiltBackend:
+    """The embedding backend for ``settings`` (``model``: an already loaded ``LoadedModel``)."""
+    from .local import LoadedModel, build_local_backend
+    from .tei import TeiBackend
+
+    model = model or LoadedModel(settings, _local_device(settings, binary))
+    local = build_local_backend(settings, model)
+    backend: Any = local
+    if binary is not None:
+        backend = _supervised(settings, binary, settings.model, settings.model_revision, settings.tei_port, local,
+                              lambda url: TeiBackend(url, model_id=local.model_id, dimension=local.dimension,
+                                                     max_input_tokens=local.max_input_tokens,
+                                                     default_pooling=local.default_pooling))
+    return BuiltBackend(backend, _profile(model.device, binary, settings.max_batch_tokens), model)
+
+
+def build_reranker(settings: Settings, binary: str | None, model: Any = None) -> BuiltBackend | None:
+    """The cross-encoder backend, or None when ``rerank_model`` is not set."""
+    if not settings.rerank_model:
+        return None
+    from .cross_encoder import LoadedReranker, LocalReranker
+    from .tei import TeiReranker
+
+    model = model or LoadedReranker(settings.rerank_model, _local_device(settings, binary),
+                                    settings.rerank_model_revision)
+    local = LocalReranker(model)
+    backend: Any = local
+    if binary is not None:
+        backend = _supervised(settings, binary, settings.rerank_model, settings.rerank_model_revision,
+                              settings.rerank_tei_port, local,
+                              lambda url: TeiReranker(url, model_id=local.model_id,
+                                                      max_input_tokens=local.max_input_tokens))
+    return BuiltBackend(backend, _profile(model.device, binary, settings.rerank_max_batch_tokens), model)
+
+
+def _supervised(settings: Settings, binary: str, model: str, revision: str | None, port: int, local: Any,
+                client: Callable[[str], Any]) -> FailoverBackend:
+    """Launch TEI for ``model`` and put it in front of ``local`` (returns at once: the local model
+    serves until TEI is healthy; see ``wait_for_tei``)."""
+    from ..devserver import free_port
+    from .tei_process import TeiLaunch, TeiSupervisor
+
+    supervisor = TeiSupervisor(
+        TeiLaunch(
+            binary=binary, model=model, port=port or free_port(), revision=revision,
+            max_batch_tokens=settings.tei_max_batch_tokens, max_client_batch_size=settings.tei_max_client_batch_size,
+            max_concurrent_requests=settings.tei_max_concurrent_requests,
+            fallback_cache=str(settings.data_path / "hub"),
+        )
+    )
+    supervisor.start()
+    return FailoverBackend(client(supervisor.url), local, supervisor)
+
+
+def wait_for_tei(backends: list[Any], timeout_s: float) -> None:
+    """Wait (at most ``timeout_s`` in all) for the TEI processes behind ``backends`` to be healthy
+    and read their /info; those still down are logged and served locally until they come up."""
+    from .tei import TeiUnavailable
+
+    deadline = time.monotonic() + timeout_s
+    for backend in backends:
+        if not isinstance(backend, FailoverBackend):
+            continue
+        if backend.supervisor.wait_ready(max(0.0, deadline - time.monotonic())):
+            try:
+                backend.primary.refresh_info()
+            except TeiUnavailable as exc:
+                logger.warning("TEI for {} is up but /info failed ({}); it will be read on first use",
+                               backend.model_id, exc)
+        else:
+            logger.warning("TEI for {} not healthy after {:.0f} s: serving from the local model until it is",
+                           backend.model_id, timeout_s)
