@@ -63,6 +63,7 @@ def rerank_engine(engine, tiny_reranker_path, tmp_path_factory):
 
 # --- the engine, local cross-encoder ---------------------------------------------------------------------
 def test_local_scores_equal_cross_encoder_predict(rerank_engine, cross_encoder):
+    assert rerank_engine.info()["reranker"]["local_runtime"] == "onnx-fp32", "auto on the CPU serves the ONNX export"
     docs = DOCS + [LONG_DOC]
     ranked = rerank_engine.rerank_scores(QUERY, docs)
     np.testing.assert_allclose(ranked.scores, predict(cross_encoder, QUERY, docs), atol=1e-5)
@@ -118,11 +119,14 @@ def test_truncation_options(rerank_engine, cross_encoder):
     np.testing.assert_allclose(cut, predict(cross_encoder, QUERY, ["Paris is the", "Berlin is the"]), atol=1e-5)
 
 
-def test_a_full_rerank_queue_answers_429(engine, tiny_reranker_path, tmp_path):
+def test_torch_runtime_and_a_full_rerank_queue_answers_429(engine, tiny_reranker_path, tmp_path, cross_encoder):
     settings = Settings(model=engine.settings.model, rerank_model=tiny_reranker_path, tei_binary="",
-                        data_dir=str(tmp_path), cache_size=0, max_queue=4)
+                        data_dir=str(tmp_path), cache_size=0, max_queue=4, backend="torch")
     e = start_engine(settings, S.LIMITS, model=engine.backend.model)
     try:
+        assert e.info()["reranker"]["local_runtime"] == "torch-cpu"
+        np.testing.assert_allclose(e.rerank_scores(QUERY, DOCS[:4]).scores, predict(cross_encoder, QUERY, DOCS[:4]),
+                                   atol=1e-5)
         with pytest.raises(Overloaded) as err:
             e.rerank_scores(QUERY, DOCS)
         assert "pairs are waiting" in str(err.value) or "queue holds 4" in str(err.value)

@@ -7,18 +7,31 @@ directly: pairs are tokenised once by ``LoadedReranker.tokenize_pairs`` exactly 
 max_length=max_length)``), padded, and run through the sequence-classification model; the
 backend returns raw logits and the engine applies the model's activation (``CrossEncoder``'s
 ``activation_fn``, Sigmoid for one-label models unless the model's config says otherwise).
+
+The forward pass runs in torch, or (on the CPU with ``EMBEDDINGS_BACKEND`` ``auto`` or ``onnx``)
+in ONNX Runtime from an export made and cached as the embedder's is, used only when its logits
+agree with torch's within ``ONNX_MAX_LOGIT_DIFF`` on padded pairs.
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 from loguru import logger
 
+from ..settings import Settings
 from .local import model_display_name, resolve_device
+
+ONNX_MAX_LOGIT_DIFF = 1e-4
+VERIFY_PAIRS = [
+    ("a short query", "A short one."),
+    ("what does the attention mask do in a padded batch?",
+     "A considerably longer document, so that the batch has padding in it and attention masks matter."),
+    ("Ünïcödé 🚀", "numbers 12345 and x"),
+]
 
 
 class PairIds(NamedTuple):
@@ -114,12 +127,57 @@ class LoadedReranker:
         return encoded
 
     def logits(self, encoded: dict[str, np.ndarray]) -> np.ndarray:
-        """One forward pass: a raw logit per pair."""
+        """One forward pass in torch: a raw logit per pair."""
         torch = self._torch
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in encoded.items()}
         with torch.inference_mode():
             out = self.network(**inputs).logits
         return out[:, 0].float().cpu().numpy()
+
+    def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
+        """Padded model inputs for (query, document) pairs, cut as ``tokenize_pairs`` cuts."""
+        ids: list[PairIds] = []
+        for query, document in pairs:
+            ids += self.tokenize_pairs(query, [document])[0]
+        return self.pad(ids)
+
+
+class OnnxLogits:
+    """A reranker's forward pass in ONNX Runtime (the export's ``logits``, first column)."""
+
+    def __init__(self, runner: Any) -> None:
+        self._runner = runner
+        self.name = runner.name
+
+    def __call__(self, encoded: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self._runner(encoded), dtype=np.float32)[:, 0]
+
+
+def build_rerank_runner(model: LoadedReranker, settings: Settings) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], str]:
+    """The forward pass for ``settings.backend`` and its name: ONNX fp32 on the CPU (``auto``,
+    ``onnx``) when the export agrees with torch, else torch."""
+    torch_name = f"torch-{model.device}"
+    wants_onnx = settings.backend == "onnx" or (settings.backend == "auto" and model.device == "cpu")
+    if not wants_onnx:
+        return model.logits, torch_name
+    from .onnx import OnnxRunner, export_module, export_path
+
+    target = export_path(model, settings.model_cache_path, settings.rerank_model_revision, "reranker-fp32")
+    try:
+        if not target.exists():
+            export_module(model.network, model.encode_pairs(VERIFY_PAIRS[:2]), "logits", target)
+        runner = OnnxLogits(OnnxRunner(target, settings.torch_threads, "fp32"))
+        sample = model.encode_pairs(VERIFY_PAIRS)
+        diff = float(np.abs(runner(sample) - model.logits(sample)).max())
+        if diff > ONNX_MAX_LOGIT_DIFF:
+            logger.warning("reranker's ONNX export disagrees with torch (logits differ by {:.2e}); serving with torch",
+                           diff)
+            target.unlink(missing_ok=True)
+            return model.logits, torch_name
+        return runner, runner.name
+    except Exception as exc:  # an export that fails must not stop the service: torch still works
+        logger.opt(exception=exc).warning("reranker ONNX export or load failed; serving with torch")
+        return model.logits, torch_name
 
 
 class RerankWork(NamedTuple):
@@ -136,9 +194,11 @@ class LocalReranker:
 
     kind = "local"
 
-    def __init__(self, model: LoadedReranker) -> None:
+    def __init__(self, model: LoadedReranker, runner: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None,
+                 runtime: str | None = None) -> None:
         self.model = model
-        self.runtime = f"torch-{model.device}"
+        self.runner = runner or model.logits
+        self.runtime = runtime or f"torch-{model.device}"
         self.model_id = model.model_id
         self.max_input_tokens = model.max_input_tokens
         self._lock = threading.Lock()
@@ -153,7 +213,7 @@ class LocalReranker:
                 pairs.append(self.model.tokenize_pairs(w.query, [w.document], w.truncation or "right")[0][0])
         encoded = self.model.pad(pairs)
         with self._lock:  # passes would only fight for the cores
-            return self.model.logits(encoded)
+            return self.runner(encoded)
 
     def healthy(self) -> bool:
         return True

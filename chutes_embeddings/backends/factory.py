@@ -83,12 +83,12 @@ def build_reranker(settings: Settings, binary: str | None, model: Any = None) ->
     """The cross-encoder backend, or None when ``rerank_model`` is not set."""
     if not settings.rerank_model:
         return None
-    from .cross_encoder import LoadedReranker, LocalReranker
+    from .cross_encoder import LoadedReranker, LocalReranker, build_rerank_runner
     from .tei import TeiReranker
 
     model = model or LoadedReranker(settings.rerank_model, _local_device(settings, binary),
                                     settings.rerank_model_revision)
-    local = LocalReranker(model)
+    local = LocalReranker(model, *build_rerank_runner(model, settings))
     backend: Any = local
     if binary is not None:
         backend = _supervised(settings, binary, settings.rerank_model, settings.rerank_model_revision,

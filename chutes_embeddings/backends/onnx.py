@@ -37,18 +37,18 @@ FP32_MIN_COSINE = 0.9999
 INT8_MIN_COSINE = 0.85  # a guard against a broken quantisation; quality is measured by make bench
 
 
-def model_revision_key(model: LoadedModel, revision: str | None) -> str:
+def model_revision_key(model: object, revision: str | None) -> str:
     """What identifies the weights: the hub revision, or a hash of a local model's files."""
     if revision:
         return re.sub(r"[^A-Za-z0-9._-]", "_", revision)
-    path = Path(model.path)
+    path = Path(model.path)  # type: ignore[attr-defined]
     digest = hashlib.sha256()
     if path.is_dir():
         for f in sorted(p for p in path.rglob("*") if p.is_file()):
             stat = f.stat()
             digest.update(f"{f.relative_to(path)}:{stat.st_size}:{int(stat.st_mtime)}".encode())
     else:
-        digest.update(model.path.encode())
+        digest.update(str(path).encode())
     return digest.hexdigest()[:16]
 
 
@@ -73,36 +73,43 @@ class OnnxRunner:
 
 
 def export(model: LoadedModel, target: Path) -> Path:
-    """Export ``model.transformer`` to ONNX at ``target`` (atomically: temp file, then rename)."""
+    """Export ``model.transformer`` (token embeddings) to ONNX at ``target``."""
+    return export_module(model.transformer, model.encode_inputs(VERIFY_TEXTS[:2]), "last_hidden_state", target)
+
+
+def export_module(network: object, sample: dict[str, np.ndarray], output: str, target: Path) -> Path:
+    """Export a Hugging Face model's forward pass to ONNX at ``target``, atomically (temp file,
+    then rename), with dynamic batch and token axes; ``output`` names the output it keeps
+    (``last_hidden_state`` of an encoder, ``logits`` of a classifier)."""
     import torch
 
-    sample = model.encode_inputs(VERIFY_TEXTS[:2])
     names = list(sample)
 
     class Wrapper(torch.nn.Module):
-        def __init__(self, transformer: torch.nn.Module) -> None:
+        def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
-            self.transformer = transformer
+            self.inner = inner
 
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.transformer(**dict(zip(names, tensors))).last_hidden_state
+            return getattr(self.inner(**dict(zip(names, tensors))), output)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         tmp_file = Path(tmp) / target.name
-        dynamic = {k: {0: "batch", 1: "tokens"} for k in [*names, "last_hidden_state"]}
+        dynamic = {k: {0: "batch", 1: "tokens"} for k in names}
+        dynamic[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "tokens"}
         # The tracer warns about shape-dependent Python branches in transformers; the export is
         # checked against torch on padded batches of other shapes before it is used.
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                Wrapper(model.transformer.cpu()).eval(), tuple(torch.from_numpy(sample[k]) for k in names),
-                str(tmp_file), input_names=names, output_names=["last_hidden_state"], dynamic_axes=dynamic,
+                Wrapper(network.cpu()).eval(), tuple(torch.from_numpy(sample[k]) for k in names),  # type: ignore[attr-defined]
+                str(tmp_file), input_names=names, output_names=[output], dynamic_axes=dynamic,
                 opset_version=OPSET, dynamo=False,
             )
         os.replace(tmp_file, target)
-    logger.info("exported the model to ONNX in {:.1f}s: {}", time.monotonic() - started, target)
+    logger.info("exported a model to ONNX in {:.1f}s: {}", time.monotonic() - started, target)
     return target
 
 
@@ -136,6 +143,12 @@ def agreement(model: LoadedModel, runner: OnnxRunner, torch_runner: object, pool
     return float(cos.min())
 
 
+def export_path(model: object, cache_dir: Path, revision: str | None, kind: str) -> Path:
+    """Where a model's export lives: ``<cache>/<model>-<revision key>-<kind>.onnx``."""
+    slug = re.sub(r"[^A-Za-z0-9._-]", "_", model.model_id)[-80:]  # type: ignore[attr-defined]
+    return cache_dir / f"{slug}-{model_revision_key(model, revision)}-{kind}.onnx"
+
+
 def build_onnx_runner(model: LoadedModel, cache_dir: Path, revision: str | None, quantization: str,
                       threads: int, torch_runner: object) -> OnnxRunner | None:
     """An ONNX runner for the model, exported/cached/verified; None when it cannot be trusted.
@@ -148,9 +161,7 @@ def build_onnx_runner(model: LoadedModel, cache_dir: Path, revision: str | None,
         threads: ORT intra-op threads (0: all cores).
         torch_runner: the torch forward pass to verify against.
     """
-    slug = re.sub(r"[^A-Za-z0-9._-]", "_", model.model_id)[-80:]
-    base = cache_dir / f"{slug}-{model_revision_key(model, revision)}"
-    fp32 = base.with_name(base.name + "-fp32.onnx")
+    fp32 = export_path(model, cache_dir, revision, "fp32")
     try:
         if not fp32.exists():
             export(model, fp32)
@@ -161,7 +172,7 @@ def build_onnx_runner(model: LoadedModel, cache_dir: Path, revision: str | None,
             fp32.unlink(missing_ok=True)
             return None
         if quantization == "int8":
-            int8 = base.with_name(base.name + "-int8.onnx")
+            int8 = export_path(model, cache_dir, revision, "int8")
             if not int8.exists():
                 quantize(fp32, int8)
             runner = OnnxRunner(int8, threads, "int8")
