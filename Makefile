@@ -5,7 +5,7 @@ PORT ?= 8000
 LOGGING_PORT ?= $(shell expr $(PORT) + 1000)
 PYTHON ?= python3
 
-.PHONY: install serve test bench clean
+.PHONY: install serve test bench bench-peers clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: install
 
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) -m bench
+
+# This service against Infinity 0.0.78 on this machine (Infinity gets its own venv under .bench/).
+bench-peers: install
+	HF_HUB_OFFLINE=1 $(PY) -m bench.peers
 
 clean:
 	rm -rf $(VENV) .pytest_cache

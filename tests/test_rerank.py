@@ -309,6 +309,18 @@ def test_llama_index_tei_and_jina_rerank_postprocessors(rerank_server, cross_enc
     assert [n.node.get_content() for n in jina.postprocess_nodes(nodes, QueryBundle(QUERY))] == best
 
 
+def test_readme_rerank_snippet_runs_as_written(rerank_server, cross_encoder, capsys):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [block] = [b.split("```", 1)[0] for b in text.split("```python\n")[1:] if b.startswith("# Rerank with the Cohere")]
+    exec(compile(block.replace("http://127.0.0.1:8000", rerank_server), "README:rerank", "exec"), {})
+    index, score, content = capsys.readouterr().out.split(maxsplit=2)
+    ref = 1 / (1 + np.exp(-predict(cross_encoder, "capital of France", ["Berlin", "Paris"], raw=True)))
+    assert int(index) == int(np.argmax(ref)) and float(score) == pytest.approx(float(ref.max()), abs=1e-5)
+    assert content.strip() == ["Berlin", "Paris"][int(np.argmax(ref))]
+
+
 def test_two_stage_search_returns_the_cross_encoders_order_of_the_vector_candidates(rerank_server, cross_encoder):
     corpus = DOCS + [f"note {i} about the weather in town {i}" for i in range(20)]
     vector = httpx.post(f"{rerank_server}/search", json={"query": QUERY, "corpus": corpus, "top_k": 8}).json()
