@@ -40,7 +40,7 @@ install_boundary(chute, ROUTES)
 
 
 def _route(method: str, path: str, request: type | None, response: type | None, *, dialect: Any = native,
-           uses_model: bool = False, media_type: str = "application/json") -> Any:
+           uses_model: str | None = None, media_type: str = "application/json") -> Any:
     """Declare a cord (the SDK sees JSON schemas, not models to validate) and record the route."""
     cord = chute.cord(
         public_api_path=path,
@@ -95,7 +95,7 @@ async def stop(self: Any) -> None:
 
 
 # --- the service's own API ------------------------------------------------------------------
-@_post("/embed", S.EmbedRequest, S.EmbedResponse, uses_model=True)
+@_post("/embed", S.EmbedRequest, S.EmbedResponse, uses_model="embedder")
 async def embed(self: Any, body: Any = None) -> dict:
     """Embed one text (one vector back) or a list of texts."""
     return await cord_call(S.EmbedRequest, body, lambda r: self.engine.embed(
@@ -103,28 +103,28 @@ async def embed(self: Any, body: Any = None) -> dict:
         dimensions=r.dimensions))
 
 
-@_post("/embed/batch", S.EmbedBatchRequest, S.EmbedBatchResponse, uses_model=True)
+@_post("/embed/batch", S.EmbedBatchRequest, S.EmbedBatchResponse, uses_model="embedder")
 async def embed_batch(self: Any, body: Any = None) -> dict:
     """Embed up to 1000 texts; ``batch_size`` caps texts per forward pass."""
     return await cord_call(S.EmbedBatchRequest, body, lambda r: self.engine.embed_batch(
         r.texts, batch_size=r.batch_size, normalize=r.normalize, dimensions=r.dimensions))
 
 
-@_post("/similarity", S.SimilarityRequest, S.SimilarityResponse, uses_model=True)
+@_post("/similarity", S.SimilarityRequest, S.SimilarityResponse, uses_model="embedder")
 async def similarity(self: Any, body: Any = None) -> dict:
     """Similarity of one source text to each target, best first."""
     return await cord_call(S.SimilarityRequest, body, lambda r: self.engine.similarity(
         r.source_text, r.target_texts, normalize=r.normalize))
 
 
-@_post("/rerank", S.RerankRequest, S.RerankResponse, uses_model=True)
+@_post("/rerank", S.RerankRequest, S.RerankResponse, uses_model="reranker")
 async def rerank(self: Any, body: Any = None) -> dict:
     """Texts ordered by relevance to the query (the cross-encoder's scores when one is configured)."""
     return await cord_call(S.RerankRequest, body, lambda r: self.engine.rerank(
         r.query, r.texts, top_k_=r.top_k, raw_scores=r.raw_scores, truncate=r.truncate))
 
 
-@_post("/search", S.SearchRequest, S.SearchResponse, uses_model=True)
+@_post("/search", S.SearchRequest, S.SearchResponse, uses_model="embedder")
 async def search(self: Any, body: Any = None) -> dict:
     """The best matches of a query in a corpus sent with it (``rerank``: reordered by the reranker)."""
     return await cord_call(S.SearchRequest, body, lambda r: self.engine.search(
@@ -132,7 +132,7 @@ async def search(self: Any, body: Any = None) -> dict:
         rerank_candidates=r.rerank_candidates))
 
 
-@_post("/cluster", S.ClusterRequest, S.ClusterResponse, uses_model=True)
+@_post("/cluster", S.ClusterRequest, S.ClusterResponse, uses_model="embedder")
 async def cluster(self: Any, body: Any = None) -> dict:
     """Group texts by meaning (k-means, agglomerative or HDBSCAN)."""
     return await cord_call(S.ClusterRequest, body, lambda r: self.engine.cluster(
@@ -151,14 +151,14 @@ async def info(self: Any) -> dict:
     return run_cord(self.engine.info)
 
 
-@_post("/store/add", S.StoreAddRequest, S.StoreAddResponse, uses_model=True)
+@_post("/store/add", S.StoreAddRequest, S.StoreAddResponse, uses_model="embedder")
 async def store_add(self: Any, body: Any = None) -> dict:
     """Upsert texts into a collection; answered after the store has committed them."""
     return await cord_call(S.StoreAddRequest, body, lambda r: self.collections.add(
         r.collection, r.texts, r.ids, r.metadata, r.vectors, r.vector_model))
 
 
-@_post("/store/search", S.StoreSearchRequest, S.StoreSearchResponse, uses_model=True)
+@_post("/store/search", S.StoreSearchRequest, S.StoreSearchResponse, uses_model="embedder")
 async def store_search(self: Any, body: Any = None) -> dict:
     """Search a stored collection, optionally filtered by metadata (``rerank``: two-stage)."""
     return await cord_call(S.StoreSearchRequest, body, lambda r: self.collections.search(
@@ -193,7 +193,7 @@ async def store_collections(self: Any) -> dict:
 
 
 # --- OpenAI's embeddings API --------------------------------------------------------------------
-@_post("/v1/embeddings", S.OpenAIEmbeddingsRequest, S.OpenAIEmbeddingsResponse, dialect=openai, uses_model=True)
+@_post("/v1/embeddings", S.OpenAIEmbeddingsRequest, S.OpenAIEmbeddingsResponse, dialect=openai, uses_model="embedder")
 async def openai_embeddings(self: Any, body: Any = None) -> dict:
     """OpenAI-compatible embeddings (floats or base64, ``dimensions``, real token usage)."""
     return await cord_call(S.OpenAIEmbeddingsRequest, body, lambda r: openai.embeddings(self.engine, r))
@@ -211,19 +211,19 @@ def _tei_embed(self: Any, body: Any) -> Any:
     return cord_call(S.TeiEmbedRequest, body, lambda r: tei.embed(self.engine, r))
 
 
-@_post("/tei", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model=True)
+@_post("/tei", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model="embedder")
 async def tei_root(self: Any, body: Any = None) -> list:
     """TEI's ``POST /``: embeddings (what ``huggingface_hub.InferenceClient(model=<url>/tei)`` calls)."""
     return await _tei_embed(self, body)
 
 
-@_post("/tei/embed", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model=True)
+@_post("/tei/embed", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model="embedder")
 async def tei_embed(self: Any, body: Any = None) -> list:
     """TEI's ``POST /embed``."""
     return await _tei_embed(self, body)
 
 
-@_post("/tei/embed_all", S.TeiEmbedAllRequest, S.TeiEmbedAllResponse, dialect=tei, uses_model=True)
+@_post("/tei/embed_all", S.TeiEmbedAllRequest, S.TeiEmbedAllResponse, dialect=tei, uses_model="embedder")
 async def tei_embed_all(self: Any, body: Any = None) -> list:
     """TEI's ``POST /embed_all``: token embeddings."""
     return await cord_call(S.TeiEmbedAllRequest, body, lambda r: tei.embed_all(self.engine, r))
@@ -235,20 +235,20 @@ async def tei_tokenize(self: Any, body: Any = None) -> list:
     return await cord_call(S.TeiTokenizeRequest, body, lambda r: tei.tokenize(self.engine, r))
 
 
-@_post("/tei/rerank", S.TeiRerankRequest, S.TeiRerankResponse, dialect=tei, uses_model=True)
+@_post("/tei/rerank", S.TeiRerankRequest, S.TeiRerankResponse, dialect=tei, uses_model="reranker")
 async def tei_rerank(self: Any, body: Any = None) -> list:
     """TEI's ``POST /rerank``: every text with its score, best first."""
     return await cord_call(S.TeiRerankRequest, body, lambda r: tei.rerank(self.engine, r))
 
 
 # --- Cohere's rerank API (and Jina's, which is Cohere v1's) ------------------------------------
-@_post("/v2/rerank", S.CohereV2RerankRequest, S.CohereRerankResponse, dialect=cohere, uses_model=True)
+@_post("/v2/rerank", S.CohereV2RerankRequest, S.CohereRerankResponse, dialect=cohere, uses_model="reranker")
 async def cohere_rerank_v2(self: Any, body: Any = None) -> dict:
     """Cohere v2's ``POST /v2/rerank``: documents by relevance, best first, cut to ``top_n``."""
     return await cord_call(S.CohereV2RerankRequest, body, lambda r: cohere.rerank_v2(self.engine, r))
 
 
-@_post("/v1/rerank", S.CohereV1RerankRequest, S.CohereRerankResponse, dialect=cohere, uses_model=True)
+@_post("/v1/rerank", S.CohereV1RerankRequest, S.CohereRerankResponse, dialect=cohere, uses_model="reranker")
 async def cohere_rerank_v1(self: Any, body: Any = None) -> dict:
     """Cohere v1's and Jina's ``POST /v1/rerank`` (``return_documents`` adds each text)."""
     return await cord_call(S.CohereV1RerankRequest, body, lambda r: cohere.rerank_v1(self.engine, r))

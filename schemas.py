@@ -203,9 +203,6 @@ class StoreSearchRequest(_Request):
     def _one_query(self) -> "StoreSearchRequest":
         if (self.query is None) == (self.query_vector is None):
             raise InvalidInput("send either query or query_vector (exactly one)", field="query")
-        if self.rerank and self.query is None:
-            raise InvalidInput("rerank reads the query text with each candidate: send query, not query_vector",
-                               field="rerank")
         return self
 
 

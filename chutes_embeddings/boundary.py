@@ -130,7 +130,7 @@ class Route:
     request: Any  # a pydantic model class, or None
     response: Any  # a pydantic model class, or None (a body that is not JSON)
     dialect: Dialect
-    uses_model: bool  # queues model work: refused early while the engine is overloaded
+    uses_model: str | None  # the model it queues work for ("embedder", "reranker"): refused early while that queue is full
     media_type: str
 
 
@@ -141,11 +141,11 @@ class RouteTable:
     error_models: dict[str, Any] = dataclass_field(default_factory=dict)  # dialect name -> its error body model
     routes: list[Route] = dataclass_field(default_factory=list)
     dialects: dict[str, Dialect] = dataclass_field(default_factory=dict)
-    model_paths: set[str] = dataclass_field(default_factory=set)
+    model_paths: dict[str, str] = dataclass_field(default_factory=dict)  # path -> the model it queues work for
     labels: dict[str, str] = dataclass_field(default_factory=dict)  # either path -> public path
 
     def add(self, method: str, path: str, internal_path: str, summary: str, request: Any, response: Any,
-            dialect: Dialect, uses_model: bool, media_type: str) -> None:
+            dialect: Dialect, uses_model: str | None, media_type: str) -> None:
         """Record a route under its public and internal paths."""
         self.routes.append(Route(method, path, internal_path, summary, request, response, dialect, uses_model,
                                  media_type))
@@ -153,7 +153,7 @@ class RouteTable:
             self.dialects[key] = dialect
             self.labels[key] = path
             if uses_model:
-                self.model_paths.add(key)
+                self.model_paths[key] = uses_model
 
     def dialect(self, path: str) -> Dialect:
         """The dialect ``path`` speaks (the native one for paths no route declared)."""
@@ -210,7 +210,7 @@ def install_boundary(app: Any, routes: RouteTable) -> None:
     def admission(path: str) -> None:
         engine = getattr(app, "engine", None)
         if engine is not None and path in routes.model_paths:
-            engine.refuse_if_overloaded()
+            engine.refuse_if_overloaded(routes.model_paths[path])
 
     def observe(method: str, path: str, status: int, seconds: float) -> None:
         metrics = getattr(app, "metrics", None)

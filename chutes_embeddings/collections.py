@@ -116,7 +116,8 @@ class Collections:
         returned with both their vector ``score`` and their ``rerank_score``.
         """
         if rerank_candidates is not None and query is None:
-            raise InvalidInput("rerank reads the query text with each candidate: send query", field="rerank")
+            raise InvalidInput("rerank reads the query text with each candidate: send query, not query_vector",
+                               field="rerank")
         where = parse_filter(filter_metadata)
         check_collection_name(collection)
         model, dimension = self.store.model_of(collection)  # NotFound (404) for an unknown collection

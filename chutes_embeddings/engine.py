@@ -18,7 +18,7 @@ from .cluster import cluster as run_clustering
 from .errors import InvalidInput
 from .payload import MAX_JSON_DEPTH
 from .pipeline import EmbeddingPipeline
-from .reranking import RerankPipeline
+from .reranking import BI_ENCODER, RerankPipeline
 from .settings import Settings
 from .similarity import scores, top_k
 from .store.filters import MAX_FILTER_KEYS, MAX_IN_VALUES
@@ -26,8 +26,6 @@ from .store.metadata import MAX_METADATA_BYTES, MAX_METADATA_KEYS
 from .vectors import POOLINGS
 
 
-BI_ENCODER = "bi-encoder"
-CROSS_ENCODER = "cross-encoder"
 
 
 @dataclass
@@ -80,6 +78,14 @@ class Engine(EmbeddingPipeline):
         super().close()
         if self.reranker is not None:
             self.reranker.close()
+
+    def refuse_if_overloaded(self, model: str = "embedder") -> None:
+        """Raise ``Overloaded`` now if new work for ``model`` ("embedder" or "reranker": the
+        cross-encoder when there is one, else the embedder scores) would be refused."""
+        if model == "reranker" and self.reranker is not None:
+            self.reranker.batcher.admit(0, 0)
+        else:
+            super().refuse_if_overloaded()
 
     @property
     def reranker_info(self) -> dict[str, Any]:
@@ -134,7 +140,8 @@ class Engine(EmbeddingPipeline):
 
         With a cross-encoder configured, each (query, text) pair is scored by it; otherwise by
         the embedding model's cosine (and ``reranker.kind`` says ``bi-encoder``). Options as for
-        ``RerankPipeline.logits``; ``max_tokens_per_doc`` applies to the cross-encoder only.
+        ``RerankPipeline.logits``; ``max_tokens_per_doc`` applies to the cross-encoder only (the
+        bi-encoder reads each text on its own, up to its own limit). Callers order by ``raw``.
         """
         if self.reranker is not None:
             logits, counts = self.reranker.logits(query, texts, truncate=truncate,
@@ -157,7 +164,7 @@ class Engine(EmbeddingPipeline):
         """/rerank: texts ordered by relevance to the query, best first (see ``rerank_scores``)."""
         ranked = self.rerank_scores(query, texts, truncate=truncate)
         row = ranked.raw if raw_scores else ranked.scores
-        order = top_k(row, top_k_)
+        order = top_k(ranked.raw, top_k_)  # by logit: the activation saturates (ties) where logits do not
         results = [
             {"text": texts[i], "index": i, "score": float(row[i]), "rank": r} for r, i in enumerate(order, start=1)
         ]
@@ -171,7 +178,7 @@ class Engine(EmbeddingPipeline):
         if not hits:
             return [], self.reranker_info
         ranked = self.rerank_scores(query, [h["text"] for h in hits], field="candidates")
-        order = top_k(ranked.scores, top_k_)
+        order = top_k(ranked.raw, top_k_)
         return ([{**hits[i], "rerank_score": float(ranked.scores[i]), "rank": r} for r, i in enumerate(order, start=1)],
                 ranked.reranker)
 
@@ -260,6 +267,10 @@ class Engine(EmbeddingPipeline):
         if self.reranker is not None and getattr(self.reranker.backend, "serving_tei", None) is False:
             status = "degraded"
             reasons.append("the reranker's TEI is not serving; the local cross-encoder answers")
+        reranker = self._reranker_health()
+        if self.reranker is not None and self.reranker.batcher.overloaded:
+            status = "overloaded"
+            reasons.append("the reranker's queue is full: new rerank work is refused with 429")
         wait_s = self.batcher.estimated_wait_s
         if self.batcher.overloaded:
             status = "overloaded"
@@ -271,17 +282,15 @@ class Engine(EmbeddingPipeline):
             "model": self.model_id,
             "dimension": self.dimension,
             "queue": {"depth": self.batcher.queue_depth, "estimated_wait_s": round(wait_s, 3)},
-            "reranker": self._reranker_health(reasons),
+            "reranker": reranker,
             "reasons": reasons,
         }
 
-    def _reranker_health(self, reasons: list[str]) -> dict[str, Any]:
+    def _reranker_health(self) -> dict[str, Any]:
         state = dict(self.reranker_info)
         if self.reranker is not None:
             batcher = self.reranker.batcher
             state["queue"] = {"depth": batcher.queue_depth, "estimated_wait_s": round(batcher.estimated_wait_s, 3)}
-            if batcher.overloaded:
-                reasons.append("the reranker's queue is full: new rerank work is refused with 429")
         return state
 
     def info(self) -> dict[str, Any]:

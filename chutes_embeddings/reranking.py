@@ -21,6 +21,9 @@ from .errors import InvalidInput
 from .pipeline import CHARS_PER_TOKEN, check_direction, wait_for
 from .settings import Settings
 
+CROSS_ENCODER = "cross-encoder"
+BI_ENCODER = "bi-encoder"
+
 
 class RerankPipeline:
     """Pairs in, raw relevance logits out, for one cross-encoder (see module docstring)."""
@@ -37,7 +40,8 @@ class RerankPipeline:
             max_queue=settings.max_queue,
             max_queue_wait_s=settings.max_queue_wait_s,
             workers=built.profile.in_flight,
-            overhead_tokens=built.profile.overhead_tokens or settings.batch_overhead_tokens,
+            overhead_tokens=(settings.batch_overhead_tokens if built.profile.overhead_tokens is None
+                             else built.profile.overhead_tokens),
             name="rerank-batcher",
             unit="pairs",
         )
@@ -52,7 +56,7 @@ class RerankPipeline:
 
     def describe(self) -> dict[str, Any]:
         """What scores rerank requests, for answers, /info and /health."""
-        return {"model": self.model_id, "kind": "cross-encoder", "backend": self.backend.kind,
+        return {"model": self.model_id, "kind": CROSS_ENCODER, "backend": self.backend.kind,
                 "activation": self.model.activation_name, "max_input_tokens": self.max_input_tokens}
 
     def activate(self, logits: np.ndarray) -> np.ndarray:
@@ -78,18 +82,18 @@ class RerankPipeline:
             BackendUnavailable: no answer within ``request_timeout_s``.
         """
         check_direction(truncation_direction)
-        docs = self._cut_documents(documents, max_tokens_per_doc) if max_tokens_per_doc else list(documents)
         limit = self.max_input_tokens
-        estimate = sum(min(limit, (len(query) + len(d)) // CHARS_PER_TOKEN + 3) for d in docs)
-        with self.batcher.admit(len(docs), estimate) if docs else contextlib.nullcontext() as admitted:
-            ids, full = self.model.tokenize_pairs(query, docs, truncation_direction)
-            if not truncate:
-                for i, n in enumerate(full):
-                    if n > limit:
-                        raise InvalidInput(
-                            f"the query with {field}[{i}] has {n} tokens; the reranker reads at most {limit} per "
-                            "pair. Send truncate=true to cut it, or shorten the query or the document.",
-                            field=f"{field}[{i}]", limit=limit, tokens=n)
+        estimate = sum(min(limit, (len(query) + len(d)) // CHARS_PER_TOKEN + 3) for d in documents)
+        # admitted (or refused with 429) before any tokenising
+        with self.batcher.admit(len(documents), estimate) if documents else contextlib.nullcontext() as admitted:
+            docs = self._cut_documents(documents, max_tokens_per_doc) if max_tokens_per_doc else list(documents)
+            ids, full = self.model.tokenize_pairs(query, docs, truncation_direction, full_lengths=not truncate)
+            for i, n in enumerate(full or []):
+                if n > limit:
+                    raise InvalidInput(
+                        f"the query with {field}[{i}] has {n} tokens; the reranker reads at most {limit} per "
+                        "pair. Send truncate=true to cut it, or shorten the query or the document.",
+                        field=f"{field}[{i}]", limit=limit, tokens=n)
             truncation = truncation_direction if truncate else None
             work = [RerankWork(query, d, pair, truncation) for d, pair in zip(docs, ids)]
             futures = self.batcher.submit(work, [len(p.input_ids) for p in ids], admitted=admitted)

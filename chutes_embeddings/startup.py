@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .backends.factory import BuiltBackend
+
 from loguru import logger
 
 from .backends.factory import build_embedder, build_reranker, tei_binary, wait_for_tei
@@ -33,14 +35,31 @@ def start_engine(settings: Settings, limits: dict[str, int] | None = None, model
     started = time.monotonic()
     binary = tei_binary(settings)
     embedder = build_embedder(settings, binary, model)
-    reranker = build_reranker(settings, binary, reranker_model)
-    wait_for_tei([embedder.backend] + ([reranker.backend] if reranker else []), settings.tei_startup_timeout_s)
-    engine = Engine(settings, embedder.backend, embedder.model, limits, embedder.profile.in_flight,
-                    embedder.profile.overhead_tokens,
-                    reranker=RerankPipeline(settings, reranker) if reranker is not None else None)
+    try:
+        reranker = _reranker_or_none(settings, binary, reranker_model)
+        wait_for_tei([embedder.backend] + ([reranker.backend] if reranker else []), settings.tei_startup_timeout_s)
+        engine = Engine(settings, embedder.backend, embedder.model, limits, embedder.profile.in_flight,
+                        embedder.profile.overhead_tokens,
+                        reranker=RerankPipeline(settings, reranker) if reranker is not None else None)
+    except BaseException:
+        embedder.backend.close()  # its TEI is running: stop it
+        raise
     logger.info(
         "engine ready: model={} backend={} runtime={} dim={} reranker={} in {:.1f}s",
         engine.model_id, embedder.backend.kind, embedder.backend.runtime, engine.dimension,
         engine.reranker_info["model"] if reranker else "none (bi-encoder)", time.monotonic() - started,
     )
     return engine
+
+
+def _reranker_or_none(settings: Settings, binary: str | None, model: Any) -> BuiltBackend | None:
+    """The reranker, or None (rerank by cosine, and say so) when it cannot be loaded: a reranker
+    that fails to download or is not a one-label classifier must not take embeddings down."""
+    try:
+        return build_reranker(settings, binary, model)
+    except Exception as exc:
+        logger.opt(exception=exc).error(
+            "the reranker {!r} could not be loaded ({}): /rerank answers with the embedding model's cosine "
+            "(reranker.kind = bi-encoder) until the service restarts with a model that loads",
+            settings.rerank_model, type(exc).__name__)
+        return None

@@ -135,6 +135,26 @@ def test_torch_runtime_and_a_full_rerank_queue_answers_429(engine, tiny_reranker
         e.close()
 
 
+def test_a_reranker_that_cannot_load_leaves_embeddings_up_and_says_so(engine, tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    two_labels = tmp_path / "two-labels"  # a classifier, but not a reranker (TEI refuses these too)
+    tokenizer = AutoTokenizer.from_pretrained(engine.settings.model)
+    BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=64,
+                                             num_labels=2)).save_pretrained(two_labels)
+    tokenizer.save_pretrained(two_labels)
+    for bad in (str(two_labels), "no-such-org/no-such-reranker"):
+        settings = Settings(model=engine.settings.model, rerank_model=bad, tei_binary="", data_dir=str(tmp_path),
+                            cache_size=0)
+        e = start_engine(settings, S.LIMITS, model=engine.backend.model)
+        try:
+            assert e.reranker is None and e.info()["reranker"]["kind"] == "bi-encoder"
+            assert e.embed_vectors(["still embedding"]).shape == (1, 384)
+        finally:
+            e.close()
+
+
 # --- through a reranker TEI (the stand-in), with the local cross-encoder behind it ---------------------------
 @pytest.fixture
 def tei_rerank_engine(engine, tiny_reranker_path, tmp_path):

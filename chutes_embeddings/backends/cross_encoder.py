@@ -23,7 +23,7 @@ import numpy as np
 from loguru import logger
 
 from ..settings import Settings
-from .local import model_display_name, resolve_device
+from .local import forward_lock, model_display_name, resolve_device
 
 ONNX_MAX_LOGIT_DIFF = 1e-4
 VERIFY_PAIRS = [
@@ -63,7 +63,10 @@ class LoadedReranker:
             raise ValueError(f"reranker {model!r} has {self.ce.num_labels} labels; a reranker gives one score per pair")
         self.network = self.ce[0].auto_model.eval()
         self.tokenizer = self.ce.tokenizer
-        self.max_input_tokens = int(self.ce.max_length or self.tokenizer.model_max_length)
+        # what CrossEncoder cuts pairs at, never past the position embeddings (a tokenizer's own
+        # model_max_length can be a huge placeholder)
+        positions = getattr(self.network.config, "max_position_embeddings", None) or 512
+        self.max_input_tokens = int(min(self.ce.max_seq_length or positions, positions))
         activation = self.ce.activation_fn
         self.activation_name = type(activation).__name__
         self._activation = activation
@@ -79,26 +82,30 @@ class LoadedReranker:
         with self._torch.inference_mode():
             return self._activation(self._torch.from_numpy(np.asarray(logits, dtype=np.float32))).numpy()
 
-    def tokenize_pairs(self, query: str, documents: Sequence[str], direction: str = "right"
-                       ) -> tuple[list[PairIds], list[int]]:
-        """Each (query, document) pair's model inputs cut at the model's limit, and its full length.
+    def tokenize_pairs(self, query: str, documents: Sequence[str], direction: str = "right",
+                       full_lengths: bool = False) -> tuple[list[PairIds], list[int] | None]:
+        """Each (query, document) pair's model inputs cut at the model's limit, and (with
+        ``full_lengths``, for ``truncate=false`` checks) each pair's length before any cut.
 
         Cutting is the tokenizer's own ``longest_first`` (what ``CrossEncoder.predict`` does);
         ``direction="left"`` cuts from the start of the longer text instead of its end.
         """
         queries = [query] * len(documents)
+        full = None
         with self.tokenizer_lock:
-            full = self.tokenizer(queries, list(documents), truncation=False, verbose=False,
-                                  return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            if full_lengths:
+                full = [len(ids) for ids in self.tokenizer(queries, list(documents), truncation=False, verbose=False,
+                                                           return_attention_mask=False,
+                                                           return_token_type_ids=False)["input_ids"]]
             side = self.tokenizer.truncation_side
-            self.tokenizer.truncation_side = direction
+            self.tokenizer.truncation_side = direction  # safe: every use of this tokenizer holds the lock
             try:
                 enc = self.tokenizer(queries, list(documents), truncation=True, max_length=self.max_input_tokens,
                                      return_attention_mask=False, return_token_type_ids=True)
             finally:
                 self.tokenizer.truncation_side = side
         pairs = [PairIds(list(ids), list(types)) for ids, types in zip(enc["input_ids"], enc["token_type_ids"])]
-        return pairs, [len(ids) for ids in full]
+        return pairs, full
 
     def document_token_offsets(self, documents: Sequence[str]) -> list[list[int]]:
         """Each document's token end offsets (characters), without special tokens: where a
@@ -157,7 +164,7 @@ def build_rerank_runner(model: LoadedReranker, settings: Settings) -> tuple[Call
     """The forward pass for ``settings.backend`` and its name: ONNX fp32 on the CPU (``auto``,
     ``onnx``) when the export agrees with torch, else torch."""
     torch_name = f"torch-{model.device}"
-    wants_onnx = settings.backend == "onnx" or (settings.backend == "auto" and model.device == "cpu")
+    wants_onnx = model.device == "cpu" and settings.backend in ("auto", "onnx")
     if not wants_onnx:
         return model.logits, torch_name
     from .onnx import OnnxRunner, export_module, export_path
@@ -185,7 +192,7 @@ class RerankWork(NamedTuple):
 
     query: str
     document: str
-    ids: PairIds | None
+    ids: PairIds
     truncation: str | None
 
 
@@ -201,18 +208,11 @@ class LocalReranker:
         self.runtime = runtime or f"torch-{model.device}"
         self.model_id = model.model_id
         self.max_input_tokens = model.max_input_tokens
-        self._lock = threading.Lock()
 
     def score(self, work: Sequence[RerankWork]) -> np.ndarray:
         """Raw logits, one per pair, in order."""
-        pairs: list[PairIds] = []
-        for w in work:
-            if w.ids is not None:
-                pairs.append(w.ids)
-            else:
-                pairs.append(self.model.tokenize_pairs(w.query, [w.document], w.truncation or "right")[0][0])
-        encoded = self.model.pad(pairs)
-        with self._lock:  # passes would only fight for the cores
+        encoded = self.model.pad([w.ids for w in work])
+        with forward_lock(self.model.device):  # passes would only fight for the cores
             return self.runner(encoded)
 
     def healthy(self) -> bool:

@@ -21,6 +21,17 @@ from ..vectors import POOLINGS, ST_POOLING_NAMES, pool_each
 _SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
 
 
+_FORWARD_LOCKS: dict[str, threading.Lock] = {}
+_FORWARD_LOCKS_GUARD = threading.Lock()
+
+
+def forward_lock(device: str) -> threading.Lock:
+    """The lock every local forward pass on ``device`` holds, the embedder's and the reranker's
+    alike: each runtime is sized to all the cores, so two passes at once would only fight for them."""
+    with _FORWARD_LOCKS_GUARD:
+        return _FORWARD_LOCKS.setdefault(device, threading.Lock())
+
+
 class Runner(Protocol):
     """Runs the transformer on tokenised input and returns (batch, tokens, dim) hidden states."""
 
@@ -188,7 +199,7 @@ class LocalBackend:
         self.dimension = model.dimension
         self.max_input_tokens = model.max_input_tokens
         self.default_pooling = model.default_pooling
-        self._lock = threading.Lock()
+        self._lock = forward_lock(model.device)  # one forward pass at a time (see forward_lock)
 
     def embed(self, texts: Sequence[str], poolings: Sequence[str], truncations: Sequence[str | None] = (),
               token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
@@ -200,7 +211,7 @@ class LocalBackend:
             for i, x in zip(todo, self.model.tokenize([texts[i] for i in todo], direction)[0]):
                 ids[i] = x  # only what the engine did not tokenise already
         encoded = self.model.pad(ids)  # type: ignore[arg-type]
-        with self._lock:  # one forward pass at a time: several would only fight for the cores
+        with self._lock:
             hidden = self.runner(encoded)
         return pool_each(hidden, encoded["attention_mask"], poolings)
 

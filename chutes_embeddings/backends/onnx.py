@@ -59,7 +59,7 @@ class OnnxRunner:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        # one forward at a time (the local backend serialises them): give it the cores, no more
+        # one forward pass at a time (local.forward_lock): give it the cores, no more
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -95,6 +95,7 @@ def export_module(network: object, sample: dict[str, np.ndarray], output: str, t
 
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    device = next(network.parameters()).device  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         tmp_file = Path(tmp) / target.name
         dynamic = {k: {0: "batch", 1: "tokens"} for k in names}
@@ -109,6 +110,7 @@ def export_module(network: object, sample: dict[str, np.ndarray], output: str, t
                 opset_version=OPSET, dynamo=False,
             )
         os.replace(tmp_file, target)
+    network.to(device)  # type: ignore[attr-defined]  # .cpu() above moved the module itself
     logger.info("exported a model to ONNX in {:.1f}s: {}", time.monotonic() - started, target)
     return target
 

@@ -85,9 +85,13 @@ class TeiClient:
     def refresh_info(self) -> dict[str, Any]:
         """Read TEI's /info (client batch cap, token limit, version)."""
         response = self._request("GET", "/info")
-        self.info = response.json()
-        self._max_client_batch = int(self.info.get("max_client_batch_size") or 32)
-        tei_limit = int(self.info.get("max_input_length") or self.max_input_tokens)
+        try:
+            info = response.json()
+            max_client_batch = int(info.get("max_client_batch_size") or 32)
+            tei_limit = int(info.get("max_input_length") or self.max_input_tokens)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise TeiUnavailable(f"TEI /info answered something this service cannot read: {exc}") from exc
+        self.info, self._max_client_batch = info, max_client_batch
         if tei_limit != self.max_input_tokens:
             logger.warning("TEI truncates at {} tokens and the local model at {}: long texts may differ between "
                            "backends", tei_limit, self.max_input_tokens)
@@ -189,7 +193,7 @@ class TeiReranker(TeiClient):
         """Raw logits (``raw_scores``), one per pair of ``work`` (``RerankWork``), in order."""
         if self._max_client_batch is None:
             self.refresh_info()
-        out = np.empty(len(work), dtype=np.float32)
+        out = np.full(len(work), np.nan, dtype=np.float32)
         groups: dict[tuple[str, str | None], list[int]] = {}
         for i, w in enumerate(work):
             groups.setdefault((w.query, w.truncation), []).append(i)
@@ -203,4 +207,6 @@ class TeiReranker(TeiClient):
                     raise TeiUnavailable(f"TEI /rerank answered {type(ranked).__name__} for {len(idx)} texts")
                 for result in ranked:
                     out[idx[int(result["index"])]] = float(result["score"])
+        if np.isnan(out).any():
+            raise TeiUnavailable("TEI /rerank left some texts without a score")
         return out
