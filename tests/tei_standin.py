@@ -14,7 +14,8 @@ A sequence-classification model (a cross-encoder) is served as TEI serves one: `
 answers 424 "model is not a re-ranker model".
 
 Extra flags (not TEI's): --record FILE, --openapi FILE, --ready-delay S, --never-ready,
---max-input-length N, --compute-delay S.
+--max-input-length N, --compute-delay S, --zero-cost (``/embed`` answers a constant unit vector per
+input without running the model: what the service costs in front of a TEI that costs nothing).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--never-ready", action="store_true")
     p.add_argument("--max-input-length", type=int, default=0)
     p.add_argument("--compute-delay", type=float, default=0.0)
+    p.add_argument("--zero-cost", action="store_true")
     return p.parse_args()
 
 
@@ -152,6 +154,9 @@ def main() -> None:
                     if c > max_input:
                         return answer(422, error(422, "Validation", f"Input validation error: `inputs` must have "
                                                                      f"less than {max_input} tokens. Given: {c}"))
+            if args.zero_cost and pooled:
+                dim = transformer.config.hidden_size
+                return answer(200, JSONResponse([[1.0] + [0.0] * (dim - 1) for _ in inputs]))
             tokens = await run_in_threadpool(token_embeddings, inputs, truncate)
         finally:
             with permit_lock:
