@@ -17,6 +17,7 @@ real neighbourhoods; queries are stored vectors plus noise (sigma 0.02), re-norm
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -175,6 +176,7 @@ def _http(kind: str, data_dir: Path, pg_url: str, name: str, queries: np.ndarray
     env = {"EMBEDDINGS_DATA_DIR": str(data_dir), "EMBEDDINGS_LOG_LEVEL": "WARNING"}
     if kind == "postgres":
         env["EMBEDDINGS_STORE_URL"] = pg_url
+    data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "server.log", "ab") as log:
         server = start_dev_server(ROOT, env, log, 600)
     try:
@@ -215,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="store-scale-"))
     work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o755)  # the Postgres server runs as an unprivileged user that must reach pg/
     sizes = [int(s) for s in args.sizes.split(",")]
     pg_sizes = [int(s) for s in args.pg_sizes.split(",")] if args.pg_sizes else sizes
     rows: list[dict[str, Any]] = []
@@ -223,14 +226,17 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.stores.split(","):
             if kind == "postgres":
                 started = subprocess.run([str(ROOT / "scripts" / "pg-test-server"), "start", str(pg_dir)],
-                                         capture_output=True, text=True, check=True)
+                                         capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
+                if started.returncode:
+                    raise RuntimeError(f"pg-test-server did not start: {started.stderr[-2000:]}")
                 pg_url = started.stdout.strip().splitlines()[-1]
             for n in pg_sizes if kind == "postgres" else sizes:
                 rows += run_one(kind, n, args, work, pg_url)
                 print(table(rows), flush=True)
     finally:
         if pg_url:
-            subprocess.run([str(ROOT / "scripts" / "pg-test-server"), "stop", str(pg_dir)], check=False)
+            subprocess.run([str(ROOT / "scripts" / "pg-test-server"), "stop", str(pg_dir)], check=False,
+                           env={**os.environ, "PYTHON": sys.executable})
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     print(table(rows))

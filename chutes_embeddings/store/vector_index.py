@@ -28,12 +28,27 @@ from typing import Any
 import faiss
 import numpy as np
 from loguru import logger
+from threadpoolctl import ThreadpoolController
 
 from .filters import Filter
 from .metadata_index import MetadataColumns
 
 TRAIN_POINTS_PER_LIST = 64
 _ADD_CHUNK = 100_000
+FEW_QUERIES = 4
+_blas = ThreadpoolController()
+_blas_lock = threading.Lock()
+
+
+def _scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``queries @ matrix.T``. A few queries run on one BLAS thread: waking OpenBLAS's other threads
+    costs more than they save there (in a server process 2-3x more: 15.8 vs 7.6 ms p50 for one
+    query over 20,000 vectors on 2 cores). Only holders of ``_blas_lock`` change the limit, so
+    overlapping searches cannot leave it set."""
+    if len(queries) > FEW_QUERIES:
+        return queries @ matrix.T
+    with _blas_lock, _blas.limit(limits=1, user_api="blas"):
+        return queries @ matrix.T
 
 
 class VectorIndex:
@@ -204,7 +219,7 @@ class VectorIndex:
             if allowed is None:
                 if self._ann is not None:
                     return self._ann.search(queries, k)
-                return _top_k(queries @ self._matrix[: self._n].T, self._rids[: self._n], k)
+                return _top_k(_scores(queries, self._matrix[: self._n]), self._rids[: self._n], k)
             mask = np.zeros(self._n, dtype=bool)
             rows = [self._pos[r] for r in np.asarray(allowed).tolist() if r in self._pos]
             mask[np.asarray(rows, dtype=np.int64)] = True
@@ -224,7 +239,7 @@ class VectorIndex:
         allowed = int(mask.sum())
         if allowed == 0 or self._ann is None or allowed <= max(k, self.filter_exact_rows):
             rows = np.flatnonzero(mask)
-            return _top_k(queries @ self._matrix[rows].T, self._rids[rows], k)
+            return _top_k(_scores(queries, self._matrix[rows]), self._rids[rows], k)
         bits = np.zeros(self._max_rid + 1, dtype=bool)
         bits[self._rids[: self._n][mask]] = True
         bitmap = np.packbits(bits, bitorder="little")
