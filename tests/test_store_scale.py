@@ -161,6 +161,8 @@ def test_restart_loads_the_snapshot_and_replays_later_writes(tmp_path):
 
     store = open_store(tmp_path / "s")
     try:
+        store._loader.join(60)
+        assert "c" in store._indexes  # loaded as the store opened, before any request
         index = store._index("c").vectors
         assert index.mode == "ann" and len(index) == 3100  # the IVF index came back with the snapshot
         assert store.describe("c").size == 3100

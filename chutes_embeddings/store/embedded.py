@@ -14,7 +14,8 @@
   (or the IVF index was retrained), so a write costs no rewrite of the whole index. On open the
   snapshot is loaded (the IVF index comes back at once) and only the rows written and deleted
   after its version are replayed from SQLite; without a usable snapshot the index is rebuilt
-  from SQLite, so the index can never disagree with the truth.
+  from SQLite, so the index can never disagree with the truth. Indexes load in a background
+  thread as soon as the store opens.
 - Hits are read by primary key (``ROWS_BY_RID``), never by scanning the collection.
 - Filters run on the in-memory metadata columns (``metadata_index``) from
   ``filter_memory_min_rows`` records on, which choose exact search over the allowed rows or IVF
@@ -190,6 +191,8 @@ class EmbeddedStore:
         db.execute(_VERSION_INDEX)
         self._saver = threading.Thread(target=self._save_periodically, name="store-index-saver", daemon=True)
         self._saver.start()
+        self._loader = threading.Thread(target=self._load_all, name="store-index-loader", daemon=True)
+        self._loader.start()
 
     # --- connections -------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -330,6 +333,19 @@ class EmbeddedStore:
             vectors.upsert(rids, matrix, [_stored_meta(r[2]) for r in rows])
             touched += len(rows)
         return touched
+
+    def _load_all(self) -> None:
+        """Load every collection's index right after opening, so searches find it ready (a search
+        that comes first waits for its collection's load, as it would without this)."""
+        for (name,) in self._db().execute("SELECT name FROM collections ORDER BY name").fetchall():
+            if self._closed.is_set():
+                return
+            try:
+                self._index(name)
+            except NotFound:  # dropped meanwhile
+                continue
+            except Exception as exc:  # it is loaded (or the error reported) on first use instead
+                logger.opt(exception=exc).error("loading the index of collection {} failed", name)
 
     def _save(self, name: str, index: _Index) -> None:
         with index.save_lock:
@@ -496,6 +512,7 @@ class EmbeddedStore:
 
     def close(self) -> None:
         self._closed.set()
+        self._loader.join()
         self.flush()
         fcntl.flock(self._lock_file, fcntl.LOCK_UN)
         self._lock_file.close()
