@@ -68,6 +68,7 @@ class Settings:
     torch_threads: int = 0
     store_url: str = ""
     pg_ef_search: int = 100
+    pg_filter_ef_search: int = 1000
     ann_threshold: int = 100_000
     ann_nprobe: int = 32
     ann_retrain_growth: float = 2.0
@@ -129,7 +130,8 @@ class Settings:
     def store_options(self) -> dict[str, float]:
         """Options for ``open_store`` that apply to the configured store."""
         if self.store_url.startswith(("postgresql://", "postgres://")):
-            return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size}
+            return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size,
+                    "filter_ef_search": self.pg_filter_ef_search}
         return {"ann_threshold": self.ann_threshold, "nprobe": self.ann_nprobe,
                 "retrain_growth": self.ann_retrain_growth, "filter_exact_rows": self.filter_exact_rows,
                 "filter_memory_min_rows": self.filter_memory_min_rows}

@@ -216,3 +216,28 @@ def test_the_ivf_index_is_retrained_in_the_background_as_the_collection_grows():
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)]) >= 0.95
     restored = VectorIndex.restore(384, index.snapshot(), ann_threshold=2000, nprobe=8)
     assert restored.mode == "ann" and (restored.search(queries, 10)[1] == got).all()
+
+
+def test_postgres_filtered_search_keeps_recall_and_lets_gin_answer_equalities(pg_url):
+    from chutes_embeddings.store.pgvector import PgVectorStore, pg_where
+
+    clause, params = pg_where(parse_filter({"pct": 42, "$or": [{"lang": "en"}, {"tenth": 3}]}))
+    assert "@>" in clause.as_string(None) and params[0].obj == {"pct": 42}
+    rng = np.random.default_rng(45)
+    n = 3000
+    vecs = clustered(rng, n)
+    store = PgVectorStore(pg_url)
+    try:
+        fill(store, "pgscale", vecs)
+        queries = vecs[rng.integers(0, n, 10)] + 0.02 * unit(rng, 10)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        for flt, pred in SCALE_FILTERS[:3]:
+            allowed = np.array([i for i in range(n) if pred(i)])
+            truth = allowed[np.argsort(-(queries @ vecs[allowed].T), axis=1)[:, :10]]
+            got = store.search("pgscale", queries, 10, parse_filter(flt), None)
+            assert all(len(g) == 10 and all(pred(int(h.id[1:])) for h in g) for g in got)
+            recall = np.mean([len({int(h.id[1:]) for h in g} & set(t)) / 10 for g, t in zip(got, truth)])
+            assert recall >= 0.95, (flt, recall)
+    finally:
+        store.drop("pgscale")
+        store.close()

@@ -5,8 +5,11 @@ Postgres' identifier limit) with an HNSW cosine index on the vector and a GIN in
 metadata; ``embeddings_collections`` records name, table, model and dimension. Creating and
 dropping collections takes a transaction-scoped advisory lock, so several server processes can
 do it at once. Every write is one transaction, acknowledged after COMMIT. Searches set
-``hnsw.ef_search`` (recall) and, with a filter, pgvector 0.8's iterative scan so a selective
-filter still yields ``top_k`` hits.
+``hnsw.ef_search`` (recall). With a filter: equality conditions that must all hold are also
+written as ``metadata @> {...}``, which the GIN index answers, so the planner can see a selective
+filter (from the column's statistics) and search exactly over the few rows it allows; otherwise
+the HNSW scan runs with pgvector 0.8's iterative scan and ``filter_ef_search`` candidates, so
+the filtered top ``top_k`` keeps its recall.
 """
 
 from __future__ import annotations
@@ -58,7 +61,27 @@ def pg_where(where: Filter) -> tuple[sql.Composable, list[Any]]:
         joiner = sql.SQL(" AND " if isinstance(node, All) else " OR ")
         return sql.SQL("({})").format(joiner.join(render(item) for item in node.items))
 
-    return render(where), params
+    clause = render(where)
+    contained = _must_equal(where)
+    if not contained:
+        return clause, params
+    # a superset of the exact clause for these conditions (never changes the result), usable by GIN
+    return sql.SQL("metadata @> %s::jsonb AND {}").format(clause), [Jsonb(contained), *params]
+
+
+def _must_equal(where: Filter) -> dict[str, Any]:
+    """``{key: value}`` of the equality conditions every match must meet (ANDed at the top)."""
+    out: dict[str, Any] = {}
+    stack = [where]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, All):
+            stack.extend(node.items)
+        elif isinstance(node, Condition) and node.op == "$eq":
+            if node.key in out and out[node.key] != node.value:
+                continue  # contradictory: the exact clause already matches nothing
+            out[node.key] = node.value
+    return out
 
 
 def table_name(collection: str) -> str:
@@ -72,12 +95,14 @@ class PgVectorStore:
         url: a libpq connection URL.
         ef_search: HNSW candidate list size per search (recall against speed).
         pool_size: connections in the pool at most.
+        filter_ef_search: HNSW candidates per filtered search (iterative scan).
     """
 
     kind = "postgres"
 
-    def __init__(self, url: str, ef_search: int = 100, pool_size: int = 10) -> None:
+    def __init__(self, url: str, ef_search: int = 100, pool_size: int = 10, filter_ef_search: int = 1000) -> None:
         self.ef_search = ef_search
+        self.filter_ef_search = filter_ef_search
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("SELECT pg_advisory_lock(4242)")
@@ -188,7 +213,8 @@ class PgVectorStore:
         out: list[list[Hit]] = []
         with self._tx() as conn:
             tbl, _, _ = self._meta(conn, name)
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, top_k)),))
+            ef_search = max(self.filter_ef_search if where else self.ef_search, top_k)
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
             if where:
                 conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             query = sql.SQL("SELECT id, text, metadata::text, 1 - (embedding <=> %s) AS score FROM {} WHERE {} "
