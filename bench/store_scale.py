@@ -200,6 +200,34 @@ def pg_bulk_fill(store: VectorStore, url: str, name: str, vectors: np.ndarray, m
     return rate, time.perf_counter() - started
 
 
+def cli_import(n: int, work: Path) -> dict[str, float]:
+    """Write n records as the export format, then time ``python -m chutes_embeddings.store import``
+    into a fresh embedded store; returns the seconds and records per second (file writing excluded)."""
+    import json
+
+    from chutes_embeddings.store.embedded import EmbeddedStore
+
+    vectors, meta = dataset(n, seed=2)
+    path = work / f"import-{n}.jsonl"
+    with open(path, "w") as f:
+        f.write(json.dumps({"collection": "imported", "model": "bench", "dimension": DIM}) + "\n")
+        for i in range(n):
+            f.write(json.dumps({"id": f"r{i}", "text": f"doc {i}", "metadata": {k: int(v[i]) for k, v in meta.items()},
+                                "vector": vectors[i].tolist()}) + "\n")
+    data_dir = work / f"import-{n}"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "chutes_embeddings.store", "import", "--to", "", "--file", str(path),
+                    "--data-dir", str(data_dir)], check=True)
+    seconds = time.perf_counter() - started
+    store = EmbeddedStore(data_dir / "store")
+    try:
+        assert store.describe("imported").size == n, "the import lost records"
+    finally:
+        store.close()
+    path.unlink()
+    return {"records": n, "seconds": seconds, "records/s": n / seconds}
+
+
 def _pg_size(url: str, name: str) -> float:
     import psycopg
 
@@ -258,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="postgres: COPY the rows, then build the indexes (a bulk load) instead of upserts")
     parser.add_argument("--pg-maintenance-mem", default="4GB", help="maintenance_work_mem for --pg-bulk builds")
     parser.add_argument("--pg-workers", type=int, default=1, help="max_parallel_maintenance_workers for --pg-bulk")
+    parser.add_argument("--cli-import", type=int, default=0, help="also time the import CLI with this many records")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--ef-search", type=int, default=100)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the stores here (default: a temp dir)")
@@ -270,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     pg_dir, pg_url = work / "pg", ""
     try:
-        for kind in args.stores.split(","):
+        if args.cli_import:
+            timed = cli_import(args.cli_import, work)
+            print(f"import CLI: {timed['records']:,} records in {timed['seconds']:.0f} s "
+                  f"({timed['records/s']:,.0f} records/s)", flush=True)
+        for kind in [k for k in args.stores.split(",") if k]:
             if kind == "postgres":
                 started = subprocess.run([str(ROOT / "scripts" / "pg-test-server"), "start", str(pg_dir)],
                                          capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})

@@ -131,7 +131,7 @@ class Settings:
         """Options for ``open_store`` that apply to the configured store."""
         if self.store_url.startswith(("postgresql://", "postgres://")):
             return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size,
-                    "filter_ef_search": self.pg_filter_ef_search}
+                    "filter_ef_search": self.pg_filter_ef_search, "filter_exact_rows": self.filter_exact_rows}
         return {"ann_threshold": self.ann_threshold, "nprobe": self.ann_nprobe,
                 "retrain_growth": self.ann_retrain_growth, "filter_exact_rows": self.filter_exact_rows,
                 "filter_memory_min_rows": self.filter_memory_min_rows}

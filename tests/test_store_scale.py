@@ -226,7 +226,7 @@ def test_postgres_filtered_search_keeps_recall_and_lets_gin_answer_equalities(pg
     rng = np.random.default_rng(45)
     n = 3000
     vecs = clustered(rng, n)
-    store = PgVectorStore(pg_url)
+    store = PgVectorStore(pg_url, filter_exact_rows=100)  # 1%: exact over the rows; 10%, 50%: HNSW
     try:
         fill(store, "pgscale", vecs)
         queries = vecs[rng.integers(0, n, 10)] + 0.02 * unit(rng, 10)
