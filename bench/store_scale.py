@@ -166,8 +166,6 @@ def pg_bulk_fill(store: VectorStore, url: str, name: str, vectors: np.ndarray, m
     """Load a Postgres collection as a bulk load should: COPY with no index, then build the HNSW
     and GIN indexes (``--pg-maintenance-mem``, ``--pg-workers``). Returns (rows/s of the COPY,
     seconds of the index builds)."""
-    import json
-
     import psycopg
     from pgvector.psycopg import register_vector
     from psycopg import sql
@@ -184,7 +182,7 @@ def pg_bulk_fill(store: VectorStore, url: str, name: str, vectors: np.ndarray, m
                                 .format(sql.Identifier(tbl))) as copy:
             copy.set_types(["text", "text", "jsonb", "vector"])
             for i in range(len(vectors)):
-                copy.write_row((f"r{i}", f"doc {i}", json.dumps({k: int(v[i]) for k, v in meta.items()}), vectors[i]))
+                copy.write_row((f"r{i}", f"doc {i}", {k: int(v[i]) for k, v in meta.items()}, vectors[i]))
         rate = len(vectors) / (time.perf_counter() - started)
         print(f"  COPY at {rate:,.0f} rows/s", flush=True)
         conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (args.pg_maintenance_mem,))
