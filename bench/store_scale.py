@@ -134,7 +134,10 @@ def run_one(kind: str, n: int, args: argparse.Namespace, work: Path, pg_url: str
 
     store = open_()
     build_s = None
-    if kind == "postgres" and args.pg_bulk:
+    if args.reuse and name in {c.name for c in store.collections()} and store.describe(name).size == n:
+        rate = float("nan")
+        print("  reusing the collection already filled", flush=True)
+    elif kind == "postgres" and args.pg_bulk:
         rate, build_s = pg_bulk_fill(store, pg_url, name, vectors, meta, args)
     else:
         rate = fill(store, name, vectors, meta)
@@ -284,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="postgres: COPY the rows, then build the indexes (a bulk load) instead of upserts")
     parser.add_argument("--pg-maintenance-mem", default="4GB", help="maintenance_work_mem for --pg-bulk builds")
     parser.add_argument("--pg-workers", type=int, default=1, help="max_parallel_maintenance_workers for --pg-bulk")
+    parser.add_argument("--pg-url", default="", help="use this Postgres instead of starting one")
+    parser.add_argument("--reuse", action="store_true", help="measure collections already filled in --workdir/--pg-url")
     parser.add_argument("--cli-import", type=int, default=0, help="also time the import CLI with this many records")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--ef-search", type=int, default=100)
@@ -302,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"import CLI: {timed['records']:,} records in {timed['seconds']:.0f} s "
                   f"({timed['records/s']:,.0f} records/s)", flush=True)
         for kind in [k for k in args.stores.split(",") if k]:
-            if kind == "postgres":
+            if kind == "postgres" and args.pg_url:
+                pg_url = args.pg_url
+            elif kind == "postgres":
                 started = subprocess.run([str(ROOT / "scripts" / "pg-test-server"), "start", str(pg_dir)],
                                          capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
                 if started.returncode:
@@ -312,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows += run_one(kind, n, args, work, pg_url)
                 print(table(rows), flush=True)
     finally:
-        if pg_url:
+        if pg_url and not args.pg_url:
             subprocess.run([str(ROOT / "scripts" / "pg-test-server"), "stop", str(pg_dir)], check=False,
                            env={**os.environ, "PYTHON": sys.executable})
         if args.workdir is None:

@@ -219,7 +219,7 @@ class PgVectorStore:
             tbl, _, _ = self._meta(conn, name)
             ef_search = max(self.ef_search, top_k)
             if where:
-                ef_search = self._plan_filtered(conn, tbl, clause, params, top_k)
+                ef_search = self._plan_filtered(conn, tbl, where, top_k)
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
             query = sql.SQL("SELECT id, text, metadata::text, 1 - (embedding <=> %s) AS score FROM {} WHERE {} "
                             "ORDER BY embedding <=> %s LIMIT %s").format(tbl, clause)
@@ -230,10 +230,14 @@ class PgVectorStore:
                 out.append([h for h in hits if threshold is None or h.score >= threshold])
         return out
 
-    def _plan_filtered(self, conn: psycopg.Connection, tbl: sql.Identifier, clause: sql.Composable,
-                       params: list[Any], top_k: int) -> int:
+    def _plan_filtered(self, conn: psycopg.Connection, tbl: sql.Identifier, where: Filter, top_k: int) -> int:
         """Steer this transaction's plan for a filtered search by the rows the planner expects the
-        filter to allow (see module docstring); returns the ``hnsw.ef_search`` to use."""
+        filter to allow (see module docstring); returns the ``hnsw.ef_search`` to use.
+
+        The estimate comes from the filter's ``@>`` part where it has one (the column statistics
+        know it; the planner guesses at the exact clause and would multiply its guess in)."""
+        contained = _must_equal(where)
+        clause, params = (sql.SQL("metadata @> %s::jsonb"), [Jsonb(contained)]) if contained else pg_where(where)
         with psycopg.ClientCursor(conn) as cur:  # EXPLAIN takes no server-side parameters
             cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(tbl, clause), params)
             allowed = float(cur.fetchone()[0][0]["Plan"]["Plan Rows"])
