@@ -241,3 +241,35 @@ def test_postgres_filtered_search_keeps_recall_and_lets_gin_answer_equalities(pg
     finally:
         store.drop("pgscale")
         store.close()
+
+
+def test_replaced_and_deleted_rows_leave_no_metadata_behind(tmp_path):
+    store = open_store(tmp_path / "s")
+    try:
+        vecs = unit(np.random.default_rng(46), 6)
+        store.ensure_collection("c", MODEL, vecs.shape[1])
+        store.upsert("c", [Record(f"r{i}", "t", {"lang": "en", "i": i}, v) for i, v in enumerate(vecs)])
+        store.delete("c", ["r0"], None)  # r5 moves into r0's row
+        store.upsert("c", [Record("r3", "t", {"other": 1}, vecs[3])])
+        assert store._index("c").vectors.search_where(vecs[:1], 10, parse_filter({"lang": "en"})) is not None
+        assert {h.id for h in store.search("c", vecs[:1], 10, parse_filter({"lang": "en"}), None)[0]} == {
+            "r1", "r2", "r4", "r5"}
+        assert [h.id for h in store.search("c", vecs[:1], 10, parse_filter({"i": 5}), None)[0]] == ["r5"]
+        assert [h.id for h in store.search("c", vecs[:1], 10, parse_filter({"other": 1}), None)[0]] == ["r3"]
+    finally:
+        store.close()
+
+
+def test_a_collection_with_too_many_keys_filters_in_sqlite(tmp_path):
+    from chutes_embeddings.store.metadata_index import MAX_COLUMNS
+
+    store = open_store(tmp_path / "s")
+    try:
+        n = MAX_COLUMNS + 2
+        vecs = unit(np.random.default_rng(47), n)
+        store.ensure_collection("c", MODEL, vecs.shape[1])
+        store.upsert("c", [Record(f"r{i}", "t", {f"k{i}": 1}, v) for i, v in enumerate(vecs)])
+        assert store._index("c").vectors.search_where(vecs[:1], 10, parse_filter({"k7": 1})) is None
+        assert [h.id for h in store.search("c", vecs[:1], 10, parse_filter({"k7": 1}), None)[0]] == ["r7"]
+    finally:
+        store.close()

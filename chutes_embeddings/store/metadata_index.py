@@ -11,8 +11,12 @@ a missing key equals nothing; numbers compare with numbers, strings with strings
 is UTF-8 byte order, SQLite's BINARY collation); ``$ne``/``$nin``/``$not`` are the complements.
 Where float64 could disagree with SQLite (an integer beyond 2**53 in the filter or in a stored
 value of the key the filter reads), or a row's stored metadata is irregular (NaN, Infinity,
-integers beyond 64 bits, duplicate keys: only rows written by hand), ``mask`` returns ``None``
-and the store filters in SQLite instead.
+integers beyond 64 bits, duplicate keys: only rows written by hand), or the collection uses more
+than ``MAX_COLUMNS`` keys (each write and deletion touches every column), ``mask`` returns
+``None`` and the store filters in SQLite instead.
+
+Rows at or beyond the row count are always "missing" in every column (a vacated row is cleared),
+so a new row only sets the keys it has.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .filters import All, AnyOf, Condition, Filter, Not, json_type
 
 MISSING, NULL, FALSE, TRUE, NUMBER, STRING, OTHER = range(7)
 _FILTER_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_COLUMNS = 256
 _EXACT_INT = 2**53
 _INT64 = 2**63
 
@@ -120,9 +125,7 @@ class MetadataColumns:
         self._capacity = capacity
 
     def set_row(self, row: int, meta: dict[str, Any] | None) -> None:
-        """Store one row's metadata (``None``: irregular, the collection then filters in SQLite)."""
-        for column in self._columns.values():
-            column.clear(row)
+        """Store the metadata of a new row (``None``: irregular, the collection then filters in SQLite)."""
         if meta is None:
             self.irregular = True
             return
@@ -132,6 +135,8 @@ class MetadataColumns:
                     continue
                 column = self._columns.get(key)
                 if column is None:
+                    if len(self._columns) >= MAX_COLUMNS:
+                        raise Irregular("too many keys")
                     column = self._columns[key] = _Column(self._capacity)
                 column.set(row, value)
         except Irregular:
