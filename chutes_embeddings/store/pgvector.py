@@ -236,6 +236,8 @@ class PgVectorStore:
 
         The estimate comes from the filter's ``@>`` part where it has one (the column statistics
         know it; the planner guesses at the exact clause and would multiply its guess in)."""
+        # psycopg prepares a statement after 5 runs, and a cached plan ignores these settings: plan each time
+        conn.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
         contained = _must_equal(where)
         clause, params = (sql.SQL("metadata @> %s::jsonb"), [Jsonb(contained)]) if contained else pg_where(where)
         with psycopg.ClientCursor(conn) as cur:  # EXPLAIN takes no server-side parameters
@@ -247,7 +249,8 @@ class PgVectorStore:
         total = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
                              (tbl.as_string(conn),)).fetchone()[0]
         share = min(1.0, allowed / max(float(total), allowed, 1.0))
-        for setting in ("enable_seqscan", "enable_bitmapscan"):  # the HNSW index scan, with the filter
+        # the HNSW index scan, with the filter: no plan that scans the rows and sorts them
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
             conn.execute("SELECT set_config(%s, 'off', true)", (setting,))
         conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
         return max(self.ef_search, top_k, min(self.filter_ef_search, math.ceil(20 * top_k / share)))
