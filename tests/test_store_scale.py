@@ -273,3 +273,34 @@ def test_a_collection_with_too_many_keys_filters_in_sqlite(tmp_path):
         assert [h.id for h in store.search("c", vecs[:1], 10, parse_filter({"k7": 1}), None)[0]] == ["r7"]
     finally:
         store.close()
+
+
+def test_a_store_written_before_the_version_column_opens_and_keeps_up(tmp_path):
+    import sqlite3
+
+    vecs = unit(np.random.default_rng(48), 3)
+    (tmp_path / "s").mkdir()
+    db = sqlite3.connect(tmp_path / "s" / "store.sqlite3")
+    db.executescript("""
+        CREATE TABLE collections (name TEXT PRIMARY KEY, model TEXT NOT NULL, dimension INTEGER NOT NULL,
+            version INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL);
+        CREATE TABLE records (rid INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, id TEXT NOT NULL,
+            text TEXT NOT NULL, metadata TEXT NOT NULL, vector BLOB NOT NULL, UNIQUE (collection, id));""")
+    db.execute("INSERT INTO collections VALUES ('c', ?, 384, 7, 1.0)", (MODEL,))
+    db.execute("INSERT INTO records (collection, id, text, metadata, vector) VALUES ('c', 'old', 't', '{\"a\": 1}', ?)",
+               (vecs[0].tobytes(),))
+    db.commit()
+    db.close()
+    store = open_store(tmp_path / "s")
+    store.upsert("c", [Record("new", "t", {"a": 2}, vecs[1])])
+    store.close()  # saves a snapshot
+    store = open_store(tmp_path / "s")
+    store.upsert("c", [Record("late", "t", {"a": 3}, vecs[2])])
+    crash(store)
+    store = open_store(tmp_path / "s")
+    try:
+        assert [store.search("c", vecs[i : i + 1], 1, NO_FILTER, None)[0][0].id for i in range(3)] == ["old", "new", "late"]
+        got = {h.id for h in store.search("c", vecs[:1], 3, parse_filter({"a": {"$gte": 2}}), None)[0]}
+        assert got == {"new", "late"}
+    finally:
+        store.close()
