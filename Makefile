@@ -28,8 +28,11 @@ serve: install
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# STORE_SIZES=100000,1000000 for the full store table of docs/benchmarks.md (1M: ~15 min, more with postgres)
+STORE_SIZES ?= 100000
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) -m bench
+	HF_HUB_OFFLINE=1 $(PY) -m bench.store_scale --sizes $(STORE_SIZES) --stores embedded,postgres --pg-bulk --http
 
 # This service against Infinity 0.0.78 on this machine (Infinity gets its own venv under .bench/).
 bench-peers: install

@@ -68,8 +68,12 @@ class Settings:
     torch_threads: int = 0
     store_url: str = ""
     pg_ef_search: int = 100
+    pg_filter_ef_search: int = 1000
     ann_threshold: int = 100_000
     ann_nprobe: int = 32
+    ann_retrain_growth: float = 2.0
+    filter_exact_rows: int = 20_000
+    filter_memory_min_rows: int = 10_000
     pg_pool_size: int = 10
     tei_binary: str = "text-embeddings-router"
     tei_port: int = 0  # 0: a free loopback port chosen at start (instances side by side never share a TEI)
@@ -132,11 +136,14 @@ class Settings:
                 raise ValueError(f"EMBEDDINGS_{f.name.upper()}={raw!r}: {exc}") from None
         return cls(**values)  # type: ignore[arg-type]
 
-    def store_options(self) -> dict[str, int]:
+    def store_options(self) -> dict[str, float]:
         """Options for ``open_store`` that apply to the configured store."""
         if self.store_url.startswith(("postgresql://", "postgres://")):
-            return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size}
-        return {"ann_threshold": self.ann_threshold, "nprobe": self.ann_nprobe}
+            return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size,
+                    "filter_ef_search": self.pg_filter_ef_search, "filter_exact_rows": self.filter_exact_rows}
+        return {"ann_threshold": self.ann_threshold, "nprobe": self.ann_nprobe,
+                "retrain_growth": self.ann_retrain_growth, "filter_exact_rows": self.filter_exact_rows,
+                "filter_memory_min_rows": self.filter_memory_min_rows}
 
     @property
     def model_cache_path(self) -> Path:

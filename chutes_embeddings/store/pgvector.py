@@ -5,13 +5,18 @@ Postgres' identifier limit) with an HNSW cosine index on the vector and a GIN in
 metadata; ``embeddings_collections`` records name, table, model and dimension. Creating and
 dropping collections takes a transaction-scoped advisory lock, so several server processes can
 do it at once. Every write is one transaction, acknowledged after COMMIT. Searches set
-``hnsw.ef_search`` (recall) and, with a filter, pgvector 0.8's iterative scan so a selective
-filter still yields ``top_k`` hits.
+``hnsw.ef_search`` (recall). With a filter: equality conditions that must all hold are also
+written as ``metadata @> {...}``, which the GIN index answers and the column's statistics
+estimate. The planner's estimate of the rows a filter allows picks the plan: at most
+``filter_exact_rows``: an exact search over them (GIN bitmap or scan, then sort); more: the HNSW
+scan with pgvector 0.8's iterative scan and more candidates the more selective the filter
+(``hnsw.ef_search`` up to ``filter_ef_search``), so the filtered top ``top_k`` keeps its recall.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -58,7 +63,27 @@ def pg_where(where: Filter) -> tuple[sql.Composable, list[Any]]:
         joiner = sql.SQL(" AND " if isinstance(node, All) else " OR ")
         return sql.SQL("({})").format(joiner.join(render(item) for item in node.items))
 
-    return render(where), params
+    clause = render(where)
+    contained = _must_equal(where)
+    if not contained:
+        return clause, params
+    # a superset of the exact clause for these conditions (never changes the result), usable by GIN
+    return sql.SQL("metadata @> %s::jsonb AND {}").format(clause), [Jsonb(contained), *params]
+
+
+def _must_equal(where: Filter) -> dict[str, Any]:
+    """``{key: value}`` of the equality conditions every match must meet (ANDed at the top)."""
+    out: dict[str, Any] = {}
+    stack = [where]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, All):
+            stack.extend(node.items)
+        elif isinstance(node, Condition) and node.op == "$eq":
+            if node.key in out and out[node.key] != node.value:
+                continue  # contradictory: the exact clause already matches nothing
+            out[node.key] = node.value
+    return out
 
 
 def table_name(collection: str) -> str:
@@ -72,12 +97,16 @@ class PgVectorStore:
         url: a libpq connection URL.
         ef_search: HNSW candidate list size per search (recall against speed).
         pool_size: connections in the pool at most.
+        filter_ef_search: HNSW candidates per filtered search (iterative scan).
     """
 
     kind = "postgres"
 
-    def __init__(self, url: str, ef_search: int = 100, pool_size: int = 10) -> None:
+    def __init__(self, url: str, ef_search: int = 100, pool_size: int = 10, filter_ef_search: int = 1000,
+                 filter_exact_rows: int = 20_000) -> None:
         self.ef_search = ef_search
+        self.filter_ef_search = filter_ef_search
+        self.filter_exact_rows = filter_exact_rows
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("SELECT pg_advisory_lock(4242)")
@@ -188,9 +217,10 @@ class PgVectorStore:
         out: list[list[Hit]] = []
         with self._tx() as conn:
             tbl, _, _ = self._meta(conn, name)
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, top_k)),))
+            ef_search = max(self.ef_search, top_k)
             if where:
-                conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+                ef_search = self._plan_filtered(conn, tbl, where, top_k)
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
             query = sql.SQL("SELECT id, text, metadata::text, 1 - (embedding <=> %s) AS score FROM {} WHERE {} "
                             "ORDER BY embedding <=> %s LIMIT %s").format(tbl, clause)
             for q in np.asarray(queries, dtype=np.float32):
@@ -199,6 +229,31 @@ class PgVectorStore:
                 hits.sort(key=lambda h: -h.score)  # relaxed_order may return near-ties out of order
                 out.append([h for h in hits if threshold is None or h.score >= threshold])
         return out
+
+    def _plan_filtered(self, conn: psycopg.Connection, tbl: sql.Identifier, where: Filter, top_k: int) -> int:
+        """Steer this transaction's plan for a filtered search by the rows the planner expects the
+        filter to allow (see module docstring); returns the ``hnsw.ef_search`` to use.
+
+        The estimate comes from the filter's ``@>`` part where it has one (the column statistics
+        know it; the planner guesses at the exact clause and would multiply its guess in)."""
+        # psycopg prepares a statement after 5 runs, and a cached plan ignores these settings: plan each time
+        conn.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+        contained = _must_equal(where)
+        clause, params = (sql.SQL("metadata @> %s::jsonb"), [Jsonb(contained)]) if contained else pg_where(where)
+        with psycopg.ClientCursor(conn) as cur:  # EXPLAIN takes no server-side parameters
+            cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(tbl, clause), params)
+            allowed = float(cur.fetchone()[0][0]["Plan"]["Plan Rows"])
+        if allowed <= self.filter_exact_rows:
+            conn.execute("SELECT set_config('enable_indexscan', 'off', true)")  # no HNSW: exact over the rows
+            return max(self.ef_search, top_k)
+        total = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                             (tbl.as_string(conn),)).fetchone()[0]
+        share = min(1.0, allowed / max(float(total), allowed, 1.0))
+        # the HNSW index scan, with the filter: no plan that scans the rows and sorts them
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            conn.execute("SELECT set_config(%s, 'off', true)", (setting,))
+        conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        return max(self.ef_search, top_k, min(self.filter_ef_search, math.ceil(20 * top_k / share)))
 
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:
         check_collection_name(name)
