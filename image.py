@@ -75,6 +75,7 @@ SERVER_REQUIREMENTS = [
     "numpy==2.4.6",
     "scikit-learn==1.9.1",
     "faiss-cpu==1.15.1",
+    "threadpoolctl==3.8.0",
     "onnxruntime==1.32.0",
     "onnx==1.23.2",
     "psycopg[binary,pool]==3.3.9",

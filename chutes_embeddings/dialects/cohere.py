@@ -16,7 +16,6 @@ import uuid
 from typing import Any
 
 from ..errors import EmbeddingsError, InvalidInput
-from ..similarity import top_k
 
 name = "cohere"
 ERROR_STATUSES = (400, 403, 404, 405, 408, 413, 415, 429, 500, 503)  # what its routes can answer besides 200
@@ -26,6 +25,8 @@ def _answer(engine: Any, request: Any, version: str, with_documents: bool) -> tu
     """The answer both versions share, and the tokens scored."""
     ranked = engine.rerank_scores(request.query, request.documents, max_tokens_per_doc=request.max_tokens_per_doc,
                                   field="documents")
+    from ..similarity import top_k  # numpy: the chute file imports dialects with the SDK only
+
     order = top_k(ranked.raw, request.top_n)  # by logit: the sigmoid saturates (ties) where logits do not
     results = [{"index": i, "relevance_score": float(ranked.relevance[i]),
                 **({"document": {"text": request.documents[i]}} if with_documents else {})} for i in order]
