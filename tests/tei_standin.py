@@ -115,20 +115,44 @@ def main() -> None:
     def error(status: int, kind: str, message: str) -> JSONResponse:
         return JSONResponse({"error": message, "error_type": kind}, status_code=status)
 
+    async def read_body(request: Request, schema: str) -> tuple[dict, Response | None]:
+        """The JSON body checked against TEI's own schema, or the plain-text answer axum would give."""
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            record(path=request.url.path, status=400, violation="not json")
+            return {}, PlainTextResponse("Failed to parse the request body as JSON", status_code=400)
+        problems = [e.message for e in validators[schema].iter_errors(body)]
+        if problems:
+            record(path=request.url.path, status=422, violation=problems)
+            return body, PlainTextResponse(f"Failed to deserialize the JSON body into the target type: {problems[0]}",
+                                           422)
+        return body, None
+
+    def take_permits(n: int, field: str, answer) -> Response | None:
+        """TEI's checks on a batch of ``n`` items, then ``n`` input permits; the refusal, if any."""
+        if n == 0:
+            return answer(400, error(400, "Empty", f"`{field}` cannot be empty"))
+        if n > args.max_client_batch_size:
+            return answer(422, error(422, "Validation",
+                                     f"batch size {n} > maximum allowed batch size {args.max_client_batch_size}"))
+        with permit_lock:
+            if permits["free"] < n:
+                return answer(429, error(429, "Overloaded", "Model is overloaded"))
+            permits["free"] -= n
+        return None
+
+    def release_permits(n: int) -> None:
+        with permit_lock:
+            permits["free"] += n
+
     async def handle(request: Request, schema: str, pooled: bool) -> Response:
         if is_reranker:
             record(path=request.url.path, status=424)
             return error(424, "Backend", "model is not an embedding model")
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            record(path=request.url.path, status=400, violation="not json")
-            return PlainTextResponse("Failed to parse the request body as JSON", status_code=400)
-        problems = [e.message for e in validators[schema].iter_errors(body)]
-        if problems:
-            record(path=request.url.path, status=422, violation=problems)
-            return PlainTextResponse(f"Failed to deserialize the JSON body into the target type: {problems[0]}", 422)
+        body, refused = await read_body(request, schema)
+        if refused is not None:
+            return refused
         inputs = body["inputs"] if isinstance(body["inputs"], list) else [body["inputs"]]
         truncate = body.get("truncate")
         truncate = True if truncate is None else truncate  # --auto-truncate is on by default since 1.9
@@ -138,15 +162,9 @@ def main() -> None:
             record(path=request.url.path, status=status, n=n, truncate=truncate, body_keys=sorted(body))
             return response
 
-        if n == 0:
-            return answer(400, error(400, "Empty", "`inputs` cannot be empty"))
-        if n > args.max_client_batch_size:
-            return answer(422, error(422, "Validation",
-                                     f"batch size {n} > maximum allowed batch size {args.max_client_batch_size}"))
-        with permit_lock:
-            if permits["free"] < n:
-                return answer(429, error(429, "Overloaded", "Model is overloaded"))
-            permits["free"] -= n
+        refused = take_permits(n, "inputs", answer)
+        if refused is not None:
+            return refused
         try:
             if not truncate:
                 counts = [len(ids) for ids in tokenizer(inputs, truncation=False, verbose=False)["input_ids"]]
@@ -159,8 +177,7 @@ def main() -> None:
                 return answer(200, JSONResponse([[1.0] + [0.0] * (dim - 1) for _ in inputs]))
             tokens = await run_in_threadpool(token_embeddings, inputs, truncate)
         finally:
-            with permit_lock:
-                permits["free"] += n
+            release_permits(n)
         if not pooled:
             return answer(200, JSONResponse([t.tolist() for t in tokens]))
         vectors = np.stack([t.mean(axis=0) for t in tokens])
@@ -181,15 +198,9 @@ def main() -> None:
         if not is_reranker:
             record(path=request.url.path, status=424)
             return error(424, "Backend", "model is not a re-ranker model")
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            record(path=request.url.path, status=400, violation="not json")
-            return PlainTextResponse("Failed to parse the request body as JSON", status_code=400)
-        problems = [e.message for e in validators["RerankRequest"].iter_errors(body)]
-        if problems:
-            record(path=request.url.path, status=422, violation=problems)
-            return PlainTextResponse(f"Failed to deserialize the JSON body into the target type: {problems[0]}", 422)
+        body, refused = await read_body(request, "RerankRequest")
+        if refused is not None:
+            return refused
         texts, n = body["texts"], len(body["texts"])
 
         def answer(status: int, response: Response) -> Response:
@@ -197,21 +208,14 @@ def main() -> None:
                    raw_scores=body.get("raw_scores", False))
             return response
 
-        if n == 0:
-            return answer(400, error(400, "Empty", "`texts` cannot be empty"))
-        if n > args.max_client_batch_size:
-            return answer(422, error(422, "Validation",
-                                     f"batch size {n} > maximum allowed batch size {args.max_client_batch_size}"))
-        with permit_lock:
-            if permits["free"] < n:
-                return answer(429, error(429, "Overloaded", "Model is overloaded"))
-            permits["free"] -= n
+        refused = take_permits(n, "texts", answer)
+        if refused is not None:
+            return refused
         try:
             direction = str(body.get("truncation_direction", "Right")).lower()
             raw = await run_in_threadpool(logits, body["query"], texts, direction)
         finally:
-            with permit_lock:
-                permits["free"] += n
+            release_permits(n)
         scores = raw if body.get("raw_scores", False) else 1.0 / (1.0 + np.exp(-raw))
         ranked = sorted(range(n), key=lambda i: -float(scores[i]))
         return answer(200, JSONResponse([{"index": i, "score": float(scores[i]),
