@@ -304,3 +304,66 @@ def test_a_store_written_before_the_version_column_opens_and_keeps_up(tmp_path):
         assert got == {"new", "late"}
     finally:
         store.close()
+
+
+def test_a_save_of_a_dropped_index_leaves_the_namesakes_snapshot_and_log_alone(tmp_path):
+    """A snapshot save that was under way for a dropped collection must neither write its file nor
+    prune the deletion log of a re-created collection of the same name (its deleted rows would
+    come back after a restart)."""
+    vecs = unit(np.random.default_rng(44), 40)
+    store = open_store(tmp_path / "s")
+    fill(store, "c", vecs)
+    store.delete("c", ["r0", "r1"], None)
+    old = store._index("c")  # what a save running as the drop happens holds
+    store.drop("c")
+    fill(store, "c", vecs[:20])
+    store.flush()  # the new collection's snapshot, then later deletions that only its log holds
+    snapshot = (tmp_path / "s" / "indexes" / "c.npz").read_bytes()
+    store.delete("c", [f"r{i}" for i in range(2, 12)], None)
+    old.changes = 10**6  # the old index wants saving
+    store._save("c", old)
+    assert (tmp_path / "s" / "indexes" / "c.npz").read_bytes() == snapshot, "the dropped index overwrote the snapshot"
+    logged = store._db().execute("SELECT count(*) FROM deletions WHERE collection = 'c'").fetchone()[0]
+    assert logged == 10, "the dropped index's save pruned the new collection's deletion log"
+    crash(store)
+    store = open_store(tmp_path / "s")
+    try:
+        hits = {h.id for h in store.search("c", vecs[15:16], 50, NO_FILTER, None)[0]}
+        assert hits == {f"r{i}" for i in (0, 1, *range(12, 20))}, "a deleted row came back, or a live one is gone"
+    finally:
+        store.close()
+
+
+def test_a_filtered_hit_is_read_through_the_filter(tmp_path):
+    """A row whose metadata changed after the allowed rows were chosen does not come back with
+    metadata the filter excludes (the hits are read with the filter applied)."""
+    vecs = unit(np.random.default_rng(45), 30)
+    store = open_store(tmp_path / "s")
+    try:
+        store.ensure_collection("c", MODEL, vecs.shape[1])
+        store.upsert("c", [Record(f"r{i}", f"t{i}", {"status": "active"}, vecs[i]) for i in range(30)])
+        allowed = store._index("c").vectors.search_where(vecs[:1], 5, parse_filter({"status": "active"}))
+        assert allowed is not None
+        rids = {int(r) for r in allowed[1].ravel() if r >= 0}
+        store.upsert("c", [Record("r0", "t0", {"status": "gone"}, vecs[0])])  # lands between the two steps
+        rows = store._rows_by_rid("c", rids, parse_filter({"status": "active"}))
+        assert all(meta["status"] == "active" for _, _, meta in rows.values()) and len(rows) == len(rids) - 1
+    finally:
+        store.close()
+
+
+def test_vectors_of_another_dimension_are_refused_before_anything_is_written(tmp_path):
+    """The store checks the dimension inside the write (a collection dropped and re-created at another
+    dimension between the caller's check and its write): a 422, nothing committed, the index intact."""
+    from chutes_embeddings.errors import InvalidInput
+
+    store = open_store(tmp_path / "s")
+    try:
+        store.ensure_collection("c", MODEL, 8)
+        store.upsert("c", [Record("a", "a", {}, unit(np.random.default_rng(1), 1)[0][:8] / 1.0)])
+        with pytest.raises(InvalidInput) as err:
+            store.upsert("c", [Record("b", "b", {}, np.ones(16, dtype=np.float32) / 4)])
+        assert err.value.field == "vectors" and err.value.limit == 8
+        assert [r.id for r in store.get("c", ["a", "b"])] == ["a"] and len(store._index("c").vectors) == 1
+    finally:
+        store.close()

@@ -41,7 +41,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from loguru import logger
 
-from ..errors import BackendUnavailable, NotFound
+from ..errors import BackendUnavailable, InvalidInput, NotFound
 from ..vectors import normalize
 from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name, model_conflict
 from .filters import All, Condition, Filter, Not, json_type
@@ -137,6 +137,15 @@ def _balanced(terms: list[str], joiner: str, empty: str) -> str:
     return terms[0]
 
 
+def _fsync_directory(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _Index:
     """A collection's vectors and the collection version they reflect."""
 
@@ -149,6 +158,7 @@ class _Index:
         self.changes = 0  # rows written or deleted since the last snapshot
         self.lock = threading.Lock()
         self.save_lock = threading.Lock()
+        self.dead = False  # dropped or evicted: no longer the collection's index, never saved
 
     def save_due(self) -> bool:
         """Whether the snapshot on disk lags enough to be rewritten (see module docstring)."""
@@ -350,7 +360,7 @@ class EmbeddedStore:
     def _save(self, name: str, index: _Index) -> None:
         with index.save_lock:
             with index.lock:
-                if not index.save_due():
+                if index.dead or not index.save_due():  # dropped (or evicted): nothing of it is saved
                     return
                 version, changes, generation = index.version, index.changes, index.vectors.ann_generation
                 arrays = index.vectors.snapshot()
@@ -363,11 +373,14 @@ class EmbeddedStore:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+            _fsync_directory(path.parent)  # the rename is durable before the log it replaces is pruned
             with index.lock:
                 index.saved_version, index.saved_generation = version, generation
                 index.changes -= changes
             with self._write_lock, self._transaction() as db:  # the log before the snapshot is no longer needed
-                db.execute("DELETE FROM deletions WHERE collection = ? AND version <= ?", (name, version))
+                db.execute("DELETE FROM deletions WHERE collection = ? AND version <= ? AND "
+                           "(SELECT created_at FROM collections WHERE name = ?) = ?",
+                           (name, version, name, index.created_at))  # never a re-created collection's log
 
     def _save_periodically(self) -> None:
         while not self._closed.wait(SAVE_INDEX_EVERY_S):
@@ -387,32 +400,50 @@ class EmbeddedStore:
     def upsert(self, name: str, records: Sequence[Record]) -> int:
         check_collection_name(name)
         records = list({r.id: r for r in records}.values())  # one id once: the last one wins
-        index = self._index(name)
         encoded = [encode_metadata(r.metadata) for r in records]
+        matrix = np.stack([np.asarray(r.vector, dtype=np.float32) for r in records])
+        metas = [_stored_meta(meta) for meta in encoded]
         with self._write_lock:
+            # resolved under the write lock, as drop and re-creation are: the index is this collection's
+            index = self._index(name)
+            if matrix.ndim != 2 or matrix.shape[1] != index.vectors.dimension:
+                raise InvalidInput(f"vectors have {matrix.shape[-1]} dimensions; collection {name!r} holds "
+                                   f"{index.vectors.dimension}", field="vectors", limit=index.vectors.dimension)
             with self._transaction() as db:
                 version = self._bump_version(db, name)
                 db.executemany(
                     "INSERT INTO records (collection, id, text, metadata, vector, version) VALUES (?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
                     "vector = excluded.vector, version = excluded.version",
-                    [(name, r.id, r.text, meta, np.asarray(r.vector, dtype=np.float32).tobytes(), version)
-                     for r, meta in zip(records, encoded)],
+                    [(name, r.id, r.text, meta, row.tobytes(), version) for r, meta, row in zip(records, encoded, matrix)],
                 )
                 found = dict(self._by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
                                           name, [r.id for r in records]))
             rids = np.fromiter((found[r.id] for r in records), dtype=np.int64, count=len(records))
-            with index.lock:
-                index.vectors.upsert(rids, np.stack([np.asarray(r.vector, dtype=np.float32) for r in records]),
-                                     [_stored_meta(meta) for meta in encoded])
+            with self._evict_on_error(name, index), index.lock:
+                index.vectors.upsert(rids, matrix, metas)
                 index.version = version
                 index.changes += len(records)
         return len(index.vectors)
 
+    @contextmanager
+    def _evict_on_error(self, name: str, index: _Index) -> Iterator[None]:
+        """Committed rows must reach the index: if updating it fails, it is dropped from memory and
+        rebuilt from SQLite (snapshot + replay) on next use, never saved with the gap."""
+        try:
+            yield
+        except BaseException:
+            with self._indexes_lock:
+                if self._indexes.get(name) is index:
+                    del self._indexes[name]
+            index.dead = True
+            logger.error("the index of collection {} missed a committed write; it is rebuilt on next use", name)
+            raise
+
     def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
         check_collection_name(name)
-        index = self._index(name)
         with self._write_lock:
+            index = self._index(name)  # under the write lock: see upsert
             with self._transaction() as db:
                 if ids is not None:
                     rows = self._by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) "
@@ -424,7 +455,7 @@ class EmbeddedStore:
                 version = self._bump_version(db, name)
                 db.executemany("INSERT INTO deletions (collection, rid, version) VALUES (?, ?, ?)",
                                [(name, r[0], version) for r in rows])
-            with index.lock:
+            with self._evict_on_error(name, index), index.lock:
                 index.vectors.remove(np.array([r[0] for r in rows], dtype=np.int64))
                 index.version = version
                 index.changes += len(rows)
@@ -439,8 +470,12 @@ class EmbeddedStore:
                 db.execute("DELETE FROM deletions WHERE collection = ?", (name,))
                 db.execute("DELETE FROM collections WHERE name = ?", (name,))
             with self._indexes_lock:
-                self._indexes.pop(name, None)
-            self._index_path(name).unlink(missing_ok=True)
+                old = self._indexes.pop(name, None)
+        if old is not None:
+            old.dead = True
+            with old.save_lock:  # a save of it already under way finishes before its file goes
+                pass
+        self._index_path(name).unlink(missing_ok=True)  # a snapshot is a cache: at worst a rebuild
 
     # --- reads -------------------------------------------------------------------------------
     def search(self, name: str, queries: np.ndarray, top_k: int, where: Filter,
@@ -460,7 +495,9 @@ class EmbeddedStore:
                 return [[] for _ in range(len(queries))]
             found = index.vectors.search(queries, top_k, allowed)
         scores, rids = found if found is not None else index.vectors.search(queries, top_k)
-        rows = self._rows_by_rid(name, {int(r) for r in rids.ravel() if r >= 0})
+        # with a filter, read hits through it too: a row updated since the allowed rows were chosen
+        # must not come back with metadata the filter excludes
+        rows = self._rows_by_rid(name, {int(r) for r in rids.ravel() if r >= 0}, where or None)
         out: list[list[Hit]] = []
         for row_scores, row_rids in zip(scores, rids):
             hits = []
@@ -472,10 +509,15 @@ class EmbeddedStore:
             out.append(hits)
         return out
 
-    def _rows_by_rid(self, name: str, rids: set[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
+    def _rows_by_rid(self, name: str, rids: set[int],
+                     where: Filter | None = None) -> dict[int, tuple[str, str, dict[str, Any]]]:
         if not rids:
             return {}
-        rows = self._db().execute(ROWS_BY_RID.format(marks=",".join("?" * len(rids))), [*rids, name]).fetchall()
+        sql, params = ROWS_BY_RID.format(marks=",".join("?" * len(rids))), [*rids, name]
+        if where:
+            clause, args = sqlite_where(where)
+            sql, params = f"{sql} AND {clause}", [*params, *args]
+        rows = self._db().execute(sql, params).fetchall()
         return {rid: (rec_id, text, decode_metadata(meta, name)) for rid, rec_id, text, meta in rows}
 
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:
