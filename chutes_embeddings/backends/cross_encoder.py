@@ -23,7 +23,7 @@ import numpy as np
 from loguru import logger
 
 from ..settings import Settings
-from .local import forward_lock, model_display_name, resolve_device
+from .local import forward_lock, model_display_name, pad_inputs, resolve_device
 
 ONNX_MAX_LOGIT_DIFF = 1e-4
 VERIFY_PAIRS = [
@@ -75,7 +75,6 @@ class LoadedReranker:
         self.path = model
         self.pad_token_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         self.tokenizer_lock = threading.Lock()  # HF fast tokenizers are not safe across threads
-        self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
 
     def activate(self, logits: np.ndarray) -> np.ndarray:
         """The model's activation over raw logits, as ``CrossEncoder.predict`` applies it."""
@@ -118,20 +117,8 @@ class LoadedReranker:
 
     def pad(self, pairs: Sequence[PairIds]) -> dict[str, np.ndarray]:
         """Pairs as the model's padded int64 inputs."""
-        longest = max(len(p.input_ids) for p in pairs)
-        input_ids = np.full((len(pairs), longest), self.pad_token_id, dtype=np.int64)
-        types = np.zeros((len(pairs), longest), dtype=np.int64)
-        mask = np.zeros((len(pairs), longest), dtype=np.int64)
-        left = self.tokenizer.padding_side == "left"
-        for row, pair in enumerate(pairs):
-            cols = slice(longest - len(pair.input_ids), longest) if left else slice(0, len(pair.input_ids))
-            input_ids[row, cols] = pair.input_ids
-            types[row, cols] = pair.token_type_ids
-            mask[row, cols] = 1
-        encoded = {"input_ids": input_ids, "attention_mask": mask}
-        if self.uses_token_types:
-            encoded["token_type_ids"] = types
-        return encoded
+        return pad_inputs(self.tokenizer, self.pad_token_id, [p.input_ids for p in pairs],
+                          [p.token_type_ids for p in pairs])
 
     def logits(self, encoded: dict[str, np.ndarray]) -> np.ndarray:
         """One forward pass in torch: a raw logit per pair."""

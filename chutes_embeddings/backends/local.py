@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 from loguru import logger
@@ -30,6 +30,27 @@ def forward_lock(device: str) -> threading.Lock:
     alike: each runtime is sized to all the cores, so two passes at once would only fight for them."""
     with _FORWARD_LOCKS_GUARD:
         return _FORWARD_LOCKS.setdefault(device, threading.Lock())
+
+
+def pad_inputs(tokenizer: Any, pad_token_id: int, ids: Sequence[Sequence[int]],
+               token_types: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
+    """Rows of token ids as a model's padded int64 inputs (on the tokenizer's padding side), with
+    ``token_type_ids`` when the model takes them (zeros, or ``token_types`` for text pairs)."""
+    longest = max(len(x) for x in ids)
+    input_ids = np.full((len(ids), longest), pad_token_id, dtype=np.int64)
+    types = np.zeros((len(ids), longest), dtype=np.int64)
+    mask = np.zeros((len(ids), longest), dtype=np.int64)
+    left = tokenizer.padding_side == "left"
+    for row, seq in enumerate(ids):
+        cols = slice(longest - len(seq), longest) if left else slice(0, len(seq))
+        input_ids[row, cols] = seq
+        mask[row, cols] = 1
+        if token_types is not None:
+            types[row, cols] = token_types[row]
+    encoded = {"input_ids": input_ids, "attention_mask": mask}
+    if "token_type_ids" in tokenizer.model_input_names:
+        encoded["token_type_ids"] = types
+    return encoded
 
 
 class Runner(Protocol):
@@ -124,18 +145,7 @@ class LoadedModel:
 
     def pad(self, ids: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         """Token ids of several texts as the model's padded int64 inputs."""
-        longest = max(len(x) for x in ids)
-        input_ids = np.full((len(ids), longest), self.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(ids), longest), dtype=np.int64)
-        left = self.tokenizer.padding_side == "left"
-        for row, seq in enumerate(ids):
-            cols = slice(longest - len(seq), longest) if left else slice(0, len(seq))
-            input_ids[row, cols] = seq
-            mask[row, cols] = 1
-        encoded = {"input_ids": input_ids, "attention_mask": mask}
-        if "token_type_ids" in self.tokenizer.model_input_names:
-            encoded["token_type_ids"] = np.zeros_like(input_ids)
-        return encoded
+        return pad_inputs(self.tokenizer, self.pad_token_id, ids)
 
     def encode_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Tokenise, padded to the longest and truncated at the model's limit, as int64 arrays."""

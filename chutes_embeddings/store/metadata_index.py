@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 from typing import Any, Iterable
 
@@ -188,8 +189,9 @@ class MetadataColumns:
             return np.zeros(n, dtype=bool)
         if json_type(c.value) == "number":
             _check_exact(column, c.value)
-            return (column.kind[:n] == NUMBER) & _compare(column.num[:n], c.op, float(c.value))
-        codes = [code for text, code in column.vocab.items() if _compare_scalar(text, c.op, c.value)]
+            with np.errstate(invalid="ignore"):
+                return (column.kind[:n] == NUMBER) & _COMPARISONS[c.op](column.num[:n], float(c.value))
+        codes = [code for text, code in column.vocab.items() if _COMPARISONS[c.op](text, c.value)]
         return (column.kind[:n] == STRING) & np.isin(column.code[:n], np.asarray(codes, dtype=np.int32))
 
     @staticmethod
@@ -256,22 +258,5 @@ def _check_exact(column: _Column, value: Any) -> None:
         raise _Unsure
 
 
-def _compare(values: np.ndarray, op: str, bound: float) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        if op == "$gt":
-            return values > bound
-        if op == "$gte":
-            return values >= bound
-        if op == "$lt":
-            return values < bound
-        return values <= bound
-
-
-def _compare_scalar(value: str, op: str, bound: str) -> bool:
-    if op == "$gt":
-        return value > bound
-    if op == "$gte":
-        return value >= bound
-    if op == "$lt":
-        return value < bound
-    return value <= bound
+# $gt/$gte/$lt/$lte as Python's comparisons: elementwise on number columns, plain on vocabulary strings
+_COMPARISONS = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
