@@ -7,7 +7,9 @@ guard, the cord's worker thread, validation, tokenising, admission, the batcher,
 back. Rows: one client sending one text at a time, and 16 concurrent clients; for each, requests/s,
 p50/p99 latency, and the service process's own CPU time per request (from ``/proc``, so it does not
 count the clients' or the stand-in's). The same requests sent to the stand-in directly give the
-floor: what TEI alone would take.
+floor: what TEI alone would take. The same requests sent to an empty cord on the SDK's local server
+(``bench/floor_chute.py``) split what the service adds into the SDK's share (the empty cord over
+TEI alone) and this project's code (the rest).
 
     python -m bench.overhead [--requests 2000]
 """
@@ -106,19 +108,35 @@ def run(requests: int) -> list[dict[str, Any]]:
             if served.get("local"):
                 raise RuntimeError(f"some requests were not served by the stand-in: {served}")
         finally:
-            http.close()
             server.stop()
             log.close()
+        with open(Path(tmp) / "floor.log", "ab") as floor_log:
+            floor = start_dev_server(ROOT / "bench", {}, floor_log, 120, chute_ref="floor_chute:chute", ready_path="/embed")
+            try:
+                def empty_cord(text: str) -> None:
+                    http.post(f"{floor.url}/embed", json={"inputs": text}).raise_for_status()
+
+                for text in texts[:100]:
+                    empty_cord(text)
+                for row in rows:
+                    row["empty_cord"] = drive(empty_cord, texts, row["clients"], floor.proc.pid)
+                    row["sdk_share_p50_ms"] = row["empty_cord"]["p50_ms"] - row["tei_alone"]["p50_ms"]
+            finally:
+                http.close()
+                floor.stop()
     return rows
 
 
 def render(rows: list[dict[str, Any]]) -> str:
     lines = ["| clients | service req/s | p50 ms | p99 ms | service CPU ms / request | TEI alone req/s | "
-             "TEI alone p50 ms | added p50 ms |", "|---|---|---|---|---|---|---|---|"]
+             "TEI alone p50 ms | empty cord p50 ms (CPU ms / req) | added p50 ms | of which the SDK | of which ours |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        s, t = r["service"], r["tei_alone"]
+        s, t, e = r["service"], r["tei_alone"], r["empty_cord"]
         lines.append(f"| {r['clients']} | {s['rps']:.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
-                     f"{s['cpu_ms_per_request']:.2f} | {t['rps']:.0f} | {t['p50_ms']:.2f} | {r['added_p50_ms']:.2f} |")
+                     f"{s['cpu_ms_per_request']:.2f} | {t['rps']:.0f} | {t['p50_ms']:.2f} | "
+                     f"{e['p50_ms']:.2f} ({e['cpu_ms_per_request']:.2f}) | {r['added_p50_ms']:.2f} | "
+                     f"{r['sdk_share_p50_ms']:.2f} | {r['added_p50_ms'] - r['sdk_share_p50_ms']:.2f} |")
     return "\n".join(lines)
 
 

@@ -2,10 +2,11 @@
 
 Cords run in many worker threads while there is one model. Callers ``submit`` work items (a
 text to embed, a query-document pair to score: the batcher only sees each item's token cost) and get
-``concurrent.futures.Future`` objects back; one worker thread gathers what is waiting (waiting at
-most ``max_wait_s`` for company when there is little), sorts it by length and splits it into batches of similar lengths (padding costs compute; so does
-each extra pass: see ``_pack``) within a padded-token budget and a size cap, runs the backend, and completes every
-future with its own vector or with the batch's exception.
+``concurrent.futures.Future`` objects back; one worker thread looks at what is waiting (waiting at
+most ``max_wait_s`` for company when there is little), sorts it by length and splits it into
+batches of similar lengths (padding costs compute; so does each extra pass: see ``_pack``) within
+a padded-token budget and a size cap, runs the batch that holds the oldest item (see ``_take``),
+and completes every future with its own vector or with the batch's exception.
 
 Admission: the queue is bounded by a text count (``max_queue``) and by time: the batcher measures
 how fast it drains (padded tokens per second of forward passes) and, while what already waits
@@ -101,9 +102,6 @@ class Batcher:
         self.workers = workers
         self._pending: deque[_Item] = deque()
         self._pending_tokens = 0  # sum of tokens in _pending, kept as items come and go
-        self._ready: deque[list[_Item]] = deque()  # packed batches of the current gathering
-        self._in_ready = 0
-        self._ready_tokens = 0
         self._reserved_texts = 0  # admitted, not yet submitted (see admit)
         self._reserved_tokens = 0
         self._cond = threading.Condition()
@@ -183,12 +181,12 @@ class Batcher:
         raise Overloaded(f"{reason}; retry in {retry_after} s", limit=self.max_queue, retry_after_s=retry_after)
 
     def _waiting_locked(self) -> int:
-        return len(self._pending) + self._in_ready + self._reserved_texts
+        return len(self._pending) + self._reserved_texts
 
     def _wait_locked(self) -> float:
         if not self._tokens_per_s:
             return 0.0
-        return (self._pending_tokens + self._ready_tokens + self._reserved_tokens) / self._tokens_per_s
+        return (self._pending_tokens + self._reserved_tokens) / self._tokens_per_s
 
     @property
     def estimated_wait_s(self) -> float:
@@ -218,21 +216,20 @@ class Batcher:
 
     # --- worker side ---------------------------------------------------------------------
     def _take(self) -> list[_Item] | None:
-        """The next batch to run: a packed batch still waiting, or a new gathering.
+        """The next batch to run: the packed batch that holds the oldest waiting item.
 
-        A gathering takes the oldest ``4 x max_batch_size`` waiting items (after waiting up to
-        ``max_wait_s`` for company) and packs them all; its batches run before anything that
-        arrived later is packed, so a short text cannot be overtaken for ever by newer long ones.
+        After waiting up to ``max_wait_s`` for company, the oldest ``4 x max_batch_size`` waiting
+        items are packed by length (``_pack``) and the batch holding the oldest of them runs; the
+        others wait, to be packed again with whatever arrives meanwhile. So every pass takes the
+        oldest item (a short text is never overtaken for ever by newer long ones), and nothing
+        waits for a whole earlier gathering to drain first (which made the p99 of 16 concurrent
+        callers twice their p50).
         """
         with self._cond:
-            if self._ready:
-                return self._take_ready()
             while not self._pending:
                 if self._closed:
                     return None
                 self._cond.wait()
-                if self._ready:
-                    return self._take_ready()
             deadline = self._pending[0].enqueued + self.max_wait_s
             while not self._closed:
                 remaining = deadline - time.monotonic()
@@ -242,20 +239,14 @@ class Batcher:
                 if not self._pending:  # another worker took it
                     return []
             window = [self._pending.popleft() for _ in range(min(len(self._pending), 4 * self.max_batch_size))]
-            self._pending_tokens -= sum(item.tokens for item in window)
-            packed = self._pack(window)
-            self._ready.extend(packed)
-            self._in_ready += len(window)
-            self._ready_tokens += sum(item.tokens for item in window)
-            return self._take_ready()
-
-    def _take_ready(self) -> list[_Item]:
-        batch = self._ready.popleft()
-        self._in_ready -= len(batch)
-        self._ready_tokens -= sum(item.tokens for item in batch)
-        if self._ready:
-            self._cond.notify()  # another worker may run the next one
-        return batch
+            oldest = window[0]
+            batch = next(b for b in self._pack(window) if any(it is oldest for it in b))
+            chosen = {id(it) for it in batch}
+            self._pending.extendleft(reversed([it for it in window if id(it) not in chosen]))
+            self._pending_tokens -= sum(item.tokens for item in batch)
+            if self._pending:
+                self._cond.notify()  # another worker may run the next one
+            return batch
 
     def _pack(self, items: list[_Item]) -> list[list[_Item]]:
         """Split items, longest first, into batches that waste little compute on padding.

@@ -13,15 +13,17 @@ puts the request guard (``http_guard``) outside everything and renders every oth
 from __future__ import annotations
 
 import asyncio
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field as dataclass_field
 from typing import Any, Callable, TypeVar
 
+import orjson
 from fastapi import HTTPException
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from .caller import CallerScope, run_in_scope
 from .dialects import Dialect, native
@@ -37,6 +39,12 @@ _LIMIT_KEYS = ("max_length", "min_length", "le", "ge", "lt", "gt", "expected", "
 # hear a client disconnect (the SDK cancels the cord then) while the engine waits for the model.
 _ENGINE_CALLS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="engine-call")
 _ERROR_CLASS_BY_STATUS = {cls.status: cls for cls in reversed(ERROR_CLASSES)}  # the most general class
+# Where a cord's result is turned into JSON. On Chutes the SDK orjson-dumps it itself. On the local
+# server (``chutes run --dev``) the SDK hands it to FastAPI, whose ``jsonable_encoder`` walks every
+# float in Python on the event loop: 0.8 ms of the loop's time for one 384-float vector, the largest
+# single cost of a request there (docs/benchmarks.md, "What the service adds in front of TEI").
+# There, cords return the same orjson bytes, made in the engine's thread.
+_LOCAL_SERVER = os.environ.get("CHUTES_DEV_MODE", "").lower() == "true"
 
 
 def _limit(ctx: dict[str, Any] | None) -> Any:
@@ -91,7 +99,8 @@ def http_error(err: EmbeddingsError) -> HTTPException:
 
 
 async def cord_call(model: type[M], body: Any, handler: Callable[[M], Any]) -> Any:
-    """Parse ``body``, run ``handler`` and return its plain result; errors become HTTP answers.
+    """Parse ``body``, run ``handler`` and return its plain result (``rendered``); errors become
+    HTTP answers.
 
     If the cord is cancelled (the SDK does that when the client disconnects), the caller's work
     still waiting for the model is dropped.
@@ -101,7 +110,7 @@ async def cord_call(model: type[M], body: Any, handler: Callable[[M], Any]) -> A
     except EmbeddingsError as err:
         raise http_error(err) from None
     scope = CallerScope()
-    future = _ENGINE_CALLS.submit(run_in_scope, scope, lambda: handler(request))
+    future = _ENGINE_CALLS.submit(run_in_scope, scope, lambda: rendered(handler(request)))
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
@@ -109,6 +118,14 @@ async def cord_call(model: type[M], body: Any, handler: Callable[[M], Any]) -> A
         raise
     except EmbeddingsError as err:
         raise http_error(err) from None
+
+
+def rendered(result: Any) -> Any:
+    """A cord's plain result as it leaves the cord: as is on Chutes (the SDK serialises it with
+    ``orjson.dumps``), as those same bytes on the local server (see ``_LOCAL_SERVER``)."""
+    if _LOCAL_SERVER:
+        return Response(orjson.dumps(result), media_type="application/json")
+    return result
 
 
 def run_cord(handler: Callable[[], Any]) -> Any:

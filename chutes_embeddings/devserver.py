@@ -43,8 +43,9 @@ class DevServer:
 
 
 def start_dev_server(root: Path, env: dict[str, str], log: IO[bytes], timeout_s: float = 300,
-                     attempts: int = 3) -> DevServer:
-    """Run ``chutes run my_embeddings:chute --dev`` bound to 127.0.0.1 and wait for ``/health``.
+                     attempts: int = 3, chute_ref: str = "my_embeddings:chute", ready_path: str = "/health") -> DevServer:
+    """Run ``chutes run my_embeddings:chute --dev`` (or ``chute_ref``) bound to 127.0.0.1 and wait
+    until ``ready_path`` answers 200 (any answer below 500 for a path other than ``/health``).
 
     A free port can be taken by another process between choosing it and binding it; a start that
     fails with "Address already in use" is tried again on new ports, ``attempts`` times in all.
@@ -54,7 +55,7 @@ def start_dev_server(root: Path, env: dict[str, str], log: IO[bytes], timeout_s:
     """
     for attempt in range(attempts):
         try:
-            return _start_once(root, env, log, timeout_s)
+            return _start_once(root, env, log, timeout_s, chute_ref, ready_path)
         except _PortTaken:
             if attempt == attempts - 1:
                 raise RuntimeError(f"no free port after {attempts} tries; see {getattr(log, 'name', 'its log')}") from None
@@ -65,13 +66,14 @@ class _PortTaken(RuntimeError):
     """The server exited because its port was taken before it could bind it."""
 
 
-def _start_once(root: Path, env: dict[str, str], log: IO[bytes], timeout_s: float) -> DevServer:
+def _start_once(root: Path, env: dict[str, str], log: IO[bytes], timeout_s: float, chute_ref: str,
+                ready_path: str) -> DevServer:
     port = free_port()
     full_env = {**os.environ, "CHUTES_EXECUTION_CONTEXT": "REMOTE", "HF_HUB_OFFLINE": "1", **env}
     full_env.pop("CHUTES_DEV_MODE", None)
     started_at = log.tell() if log.seekable() else None
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "chutes"), "run", "my_embeddings:chute", "--dev", "--host", "127.0.0.1",
+        [str(Path(sys.executable).parent / "chutes"), "run", chute_ref, "--dev", "--host", "127.0.0.1",
          "--port", str(port), "--logging-port", str(free_port())],
         cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -85,7 +87,8 @@ def _start_once(root: Path, env: dict[str, str], log: IO[bytes], timeout_s: floa
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}; see {getattr(log, 'name', 'its log')}")
         try:
-            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+            status = httpx.get(f"{server.url}{ready_path}", timeout=2).status_code
+            if status == 200 or (ready_path != "/health" and status < 500):
                 return server
         except httpx.TransportError:
             pass  # not listening yet

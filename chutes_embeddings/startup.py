@@ -3,6 +3,7 @@ its own supervised TEI when the binary is found, with a local model behind it.""
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any
 
@@ -44,6 +45,11 @@ def start_engine(settings: Settings, limits: dict[str, int] | None = None, model
     except BaseException:
         embedder.backend.close()  # its TEI is running: stop it
         raise
+    # The models' millions of long-lived Python objects would otherwise be walked by every full
+    # garbage collection, a pause of a few hundred ms that requests' allocations trigger every few
+    # seconds (it was the p99 of 16 concurrent clients: docs/benchmarks.md, "Against Infinity").
+    gc.collect()
+    gc.freeze()
     logger.info(
         "engine ready: model={} backend={} runtime={} dim={} reranker={} in {:.1f}s",
         engine.model_id, embedder.backend.kind, embedder.backend.runtime, engine.dimension,

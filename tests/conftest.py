@@ -98,7 +98,9 @@ def _make_call(client: Any, production: bool) -> Call:
             response = client.request(method, path, json=json, headers=headers)
         body = response.json()
         if production and response.status_code == 200:
-            body = orjson.loads(base64.b64decode(body["json"]))
+            # the SDK's two encrypted shapes: a plain result orjson-dumped, or a Response's body
+            # (what cords return on the local server: the same orjson bytes, see boundary.rendered)
+            body = orjson.loads(base64.b64decode(body["json"] if "json" in body else body["body"]))
         return response.status_code, body
 
     return call

@@ -210,7 +210,7 @@ def test_texts_of_very_different_lengths_are_split_to_save_padding():
     b.close()
 
 
-def test_a_gathering_runs_before_later_arrivals_are_packed():
+def test_the_oldest_waiting_text_runs_in_the_next_batch():
     gate = threading.Event()
     order: list[list[str]] = []
 
@@ -226,7 +226,29 @@ def test_a_gathering_runs_before_later_arrivals_are_packed():
     gate.set()
     for f in first + later:
         f.result(timeout=10)
+    # "longer still" would come first in length order; "short" has waited longer, so it runs first
     assert order == [["long"], ["short"], ["longer still"]]
+    b.close()
+
+
+def test_what_waits_is_packed_again_with_later_arrivals():
+    gate = threading.Event()
+    order: list[list[str]] = []
+
+    def embed(texts, poolings, truncates, token_ids=None):
+        gate.wait(10)
+        order.append(sorted(texts))
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    b = make(embed, max_wait_s=0.05, overhead_tokens=8)
+    first = submit(b, ["long a", "short a"], ["mean"] * 2, [100, 10])  # two batches: padding a 10 to 100 costs more
+    time.sleep(0.2)  # "long a" is running; "short a" waits
+    later = submit(b, ["short b", "long b"], ["mean"] * 2, [10, 100])
+    gate.set()
+    for f in first + later:
+        f.result(timeout=10)
+    # "short a" goes with the later short text rather than alone, and the long one follows
+    assert order == [["long a"], ["short a", "short b"], ["long b"]]
     b.close()
 
 

@@ -187,3 +187,27 @@ def test_truncate_false_within_limit_equals_truncate_true(dev_call):
     a = dev_call("POST", "/embed", {"inputs": "fits easily", "truncate": False})[1]["embeddings"]
     b = dev_call("POST", "/embed", {"inputs": "fits easily", "truncate": True})[1]["embeddings"]
     assert a == b
+
+
+def test_local_server_and_production_send_the_same_json(test_client):
+    """The local server sends a cord's result as the very bytes production's ``orjson.dumps``
+    makes of it (not FastAPI's encoder), and production's encrypted path carries the same body."""
+    import base64
+
+    import orjson
+
+    payload = {"inputs": ["one text", "another, longer text"], "normalize": False}
+    dev = test_client.post("/embed", json=payload)
+    prod = test_client.post("/embed", json=payload, headers={"x-test-production": "1"})
+    assert dev.status_code == prod.status_code == 200
+    assert dev.headers["content-type"] == "application/json"
+    assert dev.content == orjson.dumps(orjson.loads(dev.content))  # orjson's bytes, no reformatting
+    assert base64.b64decode(prod.json()["body"]) == dev.content
+
+
+def test_startup_objects_are_out_of_the_collectors_way(engine):
+    """The loaded models' objects are frozen out of full garbage collections (their pauses were
+    the p99 of concurrent requests)."""
+    import gc
+
+    assert gc.get_freeze_count() > 100_000

@@ -69,3 +69,10 @@ def test_an_export_that_fails_verification_is_not_used(engine, tmp_path, monkeyp
     monkeypatch.setattr(onnx_mod, "agreement", lambda *a: 0.5)
     s = Settings(model=engine.settings.model, data_dir=str(tmp_path), model_cache_dir=str(tmp_path / "c"), backend="onnx")
     assert build_local_backend(s, engine.backend.model).runtime == "torch-cpu"
+
+
+def test_onnx_threads_sleep_between_passes(engine):
+    """ORT's workers must not spin after a pass: on a small CPU they would hold the cores the
+    request threads need (measured in docs/benchmarks.md)."""
+    options = engine.backend.runner._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -54,8 +54,10 @@ def predict(ce, query: str, docs: list[str], raw: bool = False) -> np.ndarray:
 @pytest.fixture(scope="module")
 def rerank_engine(engine, tiny_reranker_path, tmp_path_factory):
     """An engine with the tiny cross-encoder served locally (the session's embedder reused)."""
+    # the tiny model's pass takes well under a millisecond: without a window for company, concurrent
+    # callers would rarely meet in one pass
     settings = Settings(model=engine.settings.model, rerank_model=tiny_reranker_path, tei_binary="",
-                        data_dir=str(tmp_path_factory.mktemp("rerank-engine")), cache_size=0)
+                        data_dir=str(tmp_path_factory.mktemp("rerank-engine")), cache_size=0, batch_wait_ms=20)
     e = start_engine(settings, S.LIMITS, model=engine.backend.model)
     yield e
     e.close()

@@ -63,6 +63,11 @@ class OnnxRunner:
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT's idle workers spin for a while after each run by default, holding the cores the
+        # request threads need between passes: measured here (2 cores, 16 single-text clients over
+        # HTTP) spinning cost 20% of throughput and 10 ms of CPU per one-text request, for no gain
+        # in batched throughput (docs/benchmarks.md, "Against Infinity").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.name = f"onnx-{precision}"
