@@ -88,7 +88,7 @@ class EmbeddingPipeline:
         settings: the service settings.
         backend: what serves forward passes (local, TEI, or TEI with local fallback).
         tokenizer: the local model's tokenizer (``LoadedModel``: ``tokenize``, ``token_details``);
-            it tokenises every text once, whichever backend runs the model.
+            it tokenises a text at most once, and only when its ids or its count are needed.
         batches_in_flight: forward passes the batcher runs at once (1 for a local model).
         batch_overhead_tokens: the cost of one more pass in padded tokens (default: the setting).
     """
@@ -174,9 +174,10 @@ class EmbeddingPipeline:
     ) -> tuple[np.ndarray, list[int] | None]:
         """The steps, in this order: check the options; look each text up in the cache; admit
         the misses (``Overloaded`` at once when the queue is full, before any tokenising);
-        tokenise once (the misses, and every text when counting or with ``truncate=False``, so a
-        cached vector never answers an input over the limit); queue the misses, with their token
-        ids, for shared forward passes; cut to ``dimensions``; normalise."""
+        tokenise once (every text when counting or with ``truncate=False``, so a cached vector
+        never answers an input over the limit; else the misses, when the backend takes token ids:
+        TEI tokenises on its side, and its batches are costed by the length estimate); queue the
+        misses, with their token ids, for shared forward passes; cut to ``dimensions``; normalise."""
         mode = pooling or self.backend.default_pooling
         if mode not in POOLINGS:
             raise InvalidInput(f"pooling {mode!r} is not one of {list(POOLINGS)}", field="pooling", limit=list(POOLINGS))
@@ -195,7 +196,10 @@ class EmbeddingPipeline:
         counts: list[int] | None = None
         with self._admit(missing) as admitted:
             first_seen = _first_positions(texts) if count_tokens or not truncate else {}
-            to_tokenize = list(first_seen) if first_seen else list(missing)
+            if first_seen:
+                to_tokenize = list(first_seen)
+            else:  # only the backend would use the ids: TEI tokenises on its side
+                to_tokenize = list(missing) if self.backend.takes_token_ids else []
             ids, full = self._tokenize(to_tokenize, truncation_direction) if to_tokenize else ([], [])
             if not truncate:
                 self._check_token_limit(to_tokenize, full, first_seen, field, truncation_direction)
@@ -205,7 +209,7 @@ class EmbeddingPipeline:
             if missing:
                 unique = list(missing)
                 truncation = truncation_direction if truncate else None
-                vectors = self._compute(unique, [encoded[t] for t in unique], mode, truncation, max_batch, admitted)
+                vectors = self._compute(unique, [encoded.get(t) for t in unique], mode, truncation, max_batch, admitted)
                 self.cache.put_many([(self.model_id, mode, truncation_direction, t) for t in unique], vectors)
                 for text, row in zip(unique, vectors):
                     out[missing[text]] = row
@@ -228,8 +232,11 @@ class EmbeddingPipeline:
         before tokenising by a cheap estimate: ~4 characters a token, at most the model's limit."""
         if not texts:
             return contextlib.nullcontext()
-        limit = self.backend.max_input_tokens
-        return self.batcher.admit(len(texts), sum(min(limit, len(t) // CHARS_PER_TOKEN + 2) for t in texts))
+        return self.batcher.admit(len(texts), sum(self._estimate_tokens(t) for t in texts))
+
+    def _estimate_tokens(self, text: str) -> int:
+        """A text's cost before (or instead of) tokenising it: ~4 characters a token, at most the limit."""
+        return min(self.backend.max_input_tokens, len(text) // CHARS_PER_TOKEN + 2)
 
     def _check_token_limit(self, texts: list[str], counts: list[int], position: dict[str, int], field: str,
                            direction: str) -> None:
@@ -247,11 +254,12 @@ class EmbeddingPipeline:
                 )
 
     def _compute(
-        self, texts: list[str], token_ids: list[list[int]], mode: str, truncation: str | None, max_batch: int | None,
-        admitted: Admission | None,
+        self, texts: list[str], token_ids: list[list[int] | None], mode: str, truncation: str | None,
+        max_batch: int | None, admitted: Admission | None,
     ) -> np.ndarray:
         work = [EmbedWork(text, mode, truncation, ids) for text, ids in zip(texts, token_ids)]
-        futures = self.batcher.submit(work, [len(ids) for ids in token_ids], max_batch, admitted)
+        tokens = [len(ids) if ids is not None else self._estimate_tokens(text) for text, ids in zip(texts, token_ids)]
+        futures = self.batcher.submit(work, tokens, max_batch, admitted)
         return np.stack(wait_for(futures, self.settings.request_timeout_s))
 
     def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True, truncation_direction: str = "right",

@@ -25,6 +25,9 @@ class Backend(Protocol):
     dimension: int
     max_input_tokens: int
     default_pooling: str
+    # Whether ``embed`` uses the engine's token ids (a local model), or tokenises on its own side
+    # (TEI): then the engine tokenises only what it must know itself (usage counts, limits).
+    takes_token_ids: bool
 
     def embed(self, texts: Sequence[str], poolings: Sequence[str], truncations: Sequence[str | None],
               token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:

@@ -87,6 +87,8 @@ class FailoverBackend:
         self.max_input_tokens = fallback.max_input_tokens
         self.dimension = getattr(fallback, "dimension", None)  # embedders only
         self.default_pooling = getattr(fallback, "default_pooling", None)
+        # TEI tokenises on its side and the local model tokenises what it is given without ids
+        self.takes_token_ids = False
         self.served = {"tei": 0, "local": 0}  # texts, by who served them
         self.failovers = 0  # TEI calls that failed over to the local model
         self._lock = threading.Lock()

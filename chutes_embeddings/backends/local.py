@@ -200,6 +200,7 @@ class LocalBackend:
     """Backend over a ``LoadedModel`` and a ``Runner`` (see module docstring)."""
 
     kind = "local"
+    takes_token_ids = True
 
     def __init__(self, model: LoadedModel, runner: Runner) -> None:
         self.model = model

@@ -74,6 +74,7 @@ class TeiClient:
 
     kind = "tei"
     runtime = "tei"
+    takes_token_ids = False  # TEI tokenises on its side
 
     def __init__(self, base_url: str, *, model_id: str, max_input_tokens: int, timeout_s: float = 30.0) -> None:
         self.base_url = base_url
