@@ -34,7 +34,7 @@ from chutes.image import Image
 
 TEI_VERSION = "1.9.3"
 TEI_BASE_IMAGE = f"ghcr.io/huggingface/text-embeddings-inference:cuda-{TEI_VERSION}"
-IMAGE_TAG = f"0.3.0-tei{TEI_VERSION}"
+IMAGE_TAG = f"0.4.0-tei{TEI_VERSION}"
 DEFAULT_RERANK_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
 WORKDIR = "/app"
 VENV = "/opt/venv"
