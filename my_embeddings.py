@@ -20,9 +20,9 @@ from chutes.chute import Chute, NodeSelector
 from starlette.responses import Response
 
 import schemas as S
-from chutes_embeddings.boundary import RouteTable, cord_call, install_boundary, run_cord
-from chutes_embeddings.dialects import cohere, native, openai, tei
-from chutes_embeddings.openapi import build_openapi
+from chutes_embeddings.http.boundary import RouteTable, cord_call, install_boundary, run_cord
+from chutes_embeddings.http.dialects import cohere, native, openai, tei
+from chutes_embeddings.http.openapi import build_openapi
 from image import image
 
 chute = Chute(
@@ -69,11 +69,11 @@ def _get(path: str, response: type | None, **options: Any) -> Any:
 @chute.on_startup()
 async def start(self: Any) -> None:
     """Load the model and start the engine (and the store, when configured)."""
-    from chutes_embeddings.collections import Collections
+    from chutes_embeddings.store.service import Collections
     from chutes_embeddings.logs import configure_logging
-    from chutes_embeddings.metrics import Metrics
+    from chutes_embeddings.http.metrics import Metrics
     from chutes_embeddings.settings import Settings
-    from chutes_embeddings.startup import start_engine
+    from chutes_embeddings.engine.startup import start_engine
     from chutes_embeddings.store import open_store
 
     settings = Settings.from_env()

@@ -69,7 +69,7 @@ def drive(post: Callable[[str], None], texts: list[str], clients: int, pid: int 
 
 
 def run(requests: int) -> list[dict[str, Any]]:
-    from chutes_embeddings.devserver import start_dev_server
+    from chutes_embeddings.tools.devserver import start_dev_server
 
     texts = mixed_sentences(requests, seed=11)
     rows: list[dict[str, Any]] = []

@@ -122,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     server = None
     if args.url is None:
-        from chutes_embeddings.devserver import start_dev_server
+        from chutes_embeddings.tools.devserver import start_dev_server
 
         data = tempfile.mkdtemp(prefix="bench-overload-")
         env = {"EMBEDDINGS_DATA_DIR": data, "EMBEDDINGS_LOG_LEVEL": "WARNING",

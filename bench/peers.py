@@ -83,7 +83,7 @@ class Server:
 
 
 def start_ours(workdir: Path) -> Server:
-    from chutes_embeddings.devserver import start_dev_server
+    from chutes_embeddings.tools.devserver import start_dev_server
 
     log = open(workdir / "ours.log", "ab")
     env = {"EMBEDDINGS_DATA_DIR": str(workdir / "data"), "EMBEDDINGS_CACHE_SIZE": "0",
@@ -98,7 +98,7 @@ def start_ours(workdir: Path) -> Server:
 
 
 def start_infinity(engine: str, workdir: Path) -> Server:
-    from chutes_embeddings.devserver import free_port
+    from chutes_embeddings.tools.devserver import free_port
 
     port = free_port()
     log = open(workdir / f"infinity-{engine}.log", "ab")

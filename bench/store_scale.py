@@ -242,7 +242,7 @@ def _http(kind: str, data_dir: Path, pg_url: str, name: str, queries: np.ndarray
           exact: dict[str, np.ndarray]) -> dict[str, Any]:
     import httpx
 
-    from chutes_embeddings.devserver import start_dev_server
+    from chutes_embeddings.tools.devserver import start_dev_server
 
     env = {"EMBEDDINGS_DATA_DIR": str(data_dir), "EMBEDDINGS_LOG_LEVEL": "WARNING"}
     if kind == "postgres":

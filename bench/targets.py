@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import httpx
 import numpy as np
 
-from chutes_embeddings.devserver import start_dev_server
+from chutes_embeddings.tools.devserver import start_dev_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +60,7 @@ class InProcessTarget:
     """The engine in this process (for machines without the Chutes SDK, e.g. a bare GPU box)."""
 
     def __init__(self, env: dict[str, str], data_dir: str) -> None:
-        from chutes_embeddings.startup import start_engine
+        from chutes_embeddings.engine.startup import start_engine
         from chutes_embeddings.settings import Settings
 
         environ = {"EMBEDDINGS_DATA_DIR": data_dir, **{k: v for k, v in os.environ.items() if k.startswith("EMBEDDINGS_")},

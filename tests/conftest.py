@@ -39,7 +39,7 @@ os.chdir(ROOT)
 sys.path.insert(0, str(ROOT))
 
 
-from chutes_embeddings.devserver import free_port  # noqa: E402,F401  (tests import it from here)
+from chutes_embeddings.tools.devserver import free_port  # noqa: E402,F401  (tests import it from here)
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +121,7 @@ def dev_call(test_client: Any) -> Call:
 def running_server(workdir: Path, env_extra: dict[str, str] | None = None, timeout_s: float = 180,
                    stop_signal: int = signal.SIGTERM):
     """``chutes run my_embeddings:chute --dev`` on a free loopback port, as ``make serve`` runs it."""
-    from chutes_embeddings.devserver import start_dev_server
+    from chutes_embeddings.tools.devserver import start_dev_server
 
     env = {"EMBEDDINGS_DATA_DIR": str(workdir / "data"), **(env_extra or {})}
     log_path = workdir / "server.log"

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from chutes_embeddings.batcher import Batcher
-from chutes_embeddings.pipeline import EmbedWork, embed_runner
+from chutes_embeddings.engine.batcher import Batcher
+from chutes_embeddings.engine.embedding import EmbedWork, embed_runner
 from chutes_embeddings.errors import Overloaded
 
 
@@ -285,7 +285,7 @@ def test_admission_refuses_by_measured_drain_time_with_retry_after():
 
 
 def test_caller_scope_cancels_its_queued_work_when_the_caller_leaves():
-    from chutes_embeddings.caller import CallerScope
+    from chutes_embeddings.engine.caller import CallerScope
 
     gate, seen, b = _busy_batcher()
     scope = CallerScope()

@@ -105,7 +105,7 @@ def test_openai_overload_is_a_rate_limit_with_retry_after(live_server):
     """429s keep OpenAI's shape and carry Retry-After (the SDK honours it)."""
     response = httpx.post(f"{live_server}/v1/embeddings", json={"input": "x", "encoding_format": "md5"})
     assert response.status_code == 400 and response.json()["error"]["param"] == "encoding_format"
-    from chutes_embeddings.dialects import openai as dialect
+    from chutes_embeddings.http.dialects import openai as dialect
     from chutes_embeddings.errors import Overloaded
 
     status, body = dialect.render_error(Overloaded("busy", retry_after_s=3))
@@ -264,12 +264,12 @@ def test_openapi_document_is_valid_complete_and_committed(live_server):
     from openapi_spec_validator import validate
 
     import my_embeddings
-    from chutes_embeddings.openapi import build_openapi
+    from chutes_embeddings.http.openapi import build_openapi
 
     built = build_openapi(my_embeddings.ROUTES)
     validate(built)
     committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
-    assert committed == built, "docs/openapi.json is stale: python -m chutes_embeddings.openapi > docs/openapi.json"
+    assert committed == built, "docs/openapi.json is stale: python -m chutes_embeddings.http.openapi > docs/openapi.json"
     assert httpx.get(f"{live_server}/openapi").json() == built
     declared = {(r.path, r.method.lower()) for r in my_embeddings.ROUTES.routes}
     assert declared == {(p, m) for p, ops in built["paths"].items() for m in ops}

@@ -16,7 +16,7 @@ import uuid
 import httpx
 import pytest
 
-from chutes_embeddings.payload import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS
+from chutes_embeddings.http.payload import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS
 from chutes_embeddings.store.metadata import MAX_METADATA_BYTES
 
 POST_ROUTES = ["/embed", "/embed/batch", "/similarity", "/rerank", "/search", "/cluster", "/store/add",

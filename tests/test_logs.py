@@ -13,7 +13,7 @@ def test_quiet_by_default_and_json_on_request(capfd):
         configure_logging(Settings(log_level="INFO", log_json=True))
         logger.patch(lambda r: r.update(name="chutes.chute.cord")).info("sdk chatter per request")
         logger.patch(lambda r: r.update(name="chutes.chute.cord")).warning("sdk warning")
-        logger.patch(lambda r: r.update(name="chutes_embeddings.engine")).info("engine ready")
+        logger.patch(lambda r: r.update(name="chutes_embeddings.engine.core")).info("engine ready")
         lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.strip()]
         messages = [line["record"]["message"] for line in lines]
         assert messages == ["sdk warning", "engine ready"]

@@ -76,8 +76,8 @@ def test_request_enums_match_the_engine():
     from typing import get_args
 
     import schemas
-    from chutes_embeddings.cluster import METHODS
-    from chutes_embeddings.vectors import POOLINGS
+    from chutes_embeddings.engine.cluster import METHODS
+    from chutes_embeddings.engine.vectors import POOLINGS
 
     assert get_args(schemas.Pooling) == POOLINGS
     assert get_args(schemas.ClusterMethod) == METHODS

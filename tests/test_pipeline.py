@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chutes_embeddings.errors import InvalidInput
-from chutes_embeddings.pipeline import EmbeddingPipeline
+from chutes_embeddings.engine.embedding import EmbeddingPipeline
 from chutes_embeddings.settings import Settings
 
 

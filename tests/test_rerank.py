@@ -23,7 +23,7 @@ import torch
 import schemas as S
 from chutes_embeddings.errors import InvalidInput, Overloaded
 from chutes_embeddings.settings import Settings
-from chutes_embeddings.startup import start_engine
+from chutes_embeddings.engine.startup import start_engine
 from tests.conftest import free_port, running_server
 from tests.test_tei import StandIn
 

@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from chutes_embeddings.collections import Collections
+from chutes_embeddings.store.service import Collections
 from chutes_embeddings.store.pgvector import PgVectorStore
 from tests.conftest import running_server
 

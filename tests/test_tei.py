@@ -18,7 +18,7 @@ import pytest
 from loguru import logger
 
 import schemas as S
-from chutes_embeddings.startup import start_engine
+from chutes_embeddings.engine.startup import start_engine
 from chutes_embeddings.errors import InvalidInput
 from chutes_embeddings.settings import Settings
 from tests.conftest import free_port, running_server

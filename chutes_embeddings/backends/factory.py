@@ -102,8 +102,7 @@ def _supervised(settings: Settings, binary: str, model: str, revision: str | Non
                 client: Callable[[str], Any]) -> FailoverBackend:
     """Launch TEI for ``model`` and put it in front of ``local`` (returns at once: the local model
     serves until TEI is healthy; see ``wait_for_tei``)."""
-    from ..devserver import free_port
-    from .tei_process import TeiLaunch, TeiSupervisor
+    from .tei_process import TeiLaunch, TeiSupervisor, free_port
 
     supervisor = TeiSupervisor(
         TeiLaunch(

@@ -16,7 +16,7 @@ import numpy as np
 from loguru import logger
 
 from ..settings import PACKAGED_MODEL_HUB_ID, Settings, default_model
-from ..vectors import POOLINGS, ST_POOLING_NAMES, pool_each
+from ..engine.vectors import POOLINGS, ST_POOLING_NAMES, pool_each
 
 _SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
-from ..vectors import pool
+from ..engine.vectors import pool
 from .local import LoadedModel
 
 OPSET = 17

@@ -29,7 +29,7 @@ from loguru import logger
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ..errors import BackendUnavailable, InvalidInput
-from ..vectors import pad_token_embeddings, pool
+from ..engine.vectors import pad_token_embeddings, pool
 
 # TEI refuses bodies over 2,000,000 bytes (--payload-limit); stay well under it.
 MAX_PAYLOAD_BYTES = 1_500_000

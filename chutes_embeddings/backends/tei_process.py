@@ -22,8 +22,9 @@ import json
 import os
 import shutil
 import signal
-import sys
+import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ DRIVER_LIB_DIRS = ("/usr/local/nvidia/lib64", "/usr/local/nvidia/lib")
 DRIVER_BIN_DIRS = ("/usr/local/nvidia/bin",)
 HUB_CACHE_VARIABLES = ("HUGGINGFACE_HUB_CACHE", "HF_HUB_CACHE")
 _LEVELS = {"TRACE": "TRACE", "DEBUG": "DEBUG", "INFO": "DEBUG", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a TEI launched without a configured port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 _PR_SET_PDEATHSIG = 1

@@ -42,7 +42,7 @@ import numpy as np
 from loguru import logger
 
 from ..errors import BackendUnavailable, InvalidInput, NotFound
-from ..vectors import normalize
+from ..engine.vectors import normalize
 from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name, model_conflict
 from .filters import All, Condition, Filter, Not, json_type
 from .metadata import decode_metadata, encode_metadata

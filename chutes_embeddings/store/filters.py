@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from ..errors import InvalidInput
-from ..payload import check_values
+from ..http.payload import check_values
 
 OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte")
 LOGICAL = ("$and", "$or", "$not")

@@ -21,7 +21,7 @@ from typing import Any
 from loguru import logger
 
 from ..errors import InvalidInput
-from ..payload import INT64_MAX, INT64_MIN, check_values, field_path
+from ..http.payload import INT64_MAX, INT64_MIN, check_values, field_path
 
 MAX_METADATA_BYTES = 64 * 1024
 MAX_METADATA_KEYS = 128

@@ -12,17 +12,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import __version__
-from .backends import Backend
+from .. import __version__
+from ..backends import Backend
 from .cluster import cluster as run_clustering
-from .errors import InvalidInput
-from .payload import MAX_JSON_DEPTH
-from .pipeline import EmbeddingPipeline
+from ..errors import InvalidInput
+from ..http.payload import MAX_JSON_DEPTH
+from .embedding import EmbeddingPipeline
 from .reranking import BI_ENCODER, RerankPipeline
-from .settings import Settings
+from ..settings import Settings
 from .similarity import scores, top_k
-from .store.filters import MAX_FILTER_KEYS, MAX_IN_VALUES
-from .store.metadata import MAX_METADATA_BYTES, MAX_METADATA_KEYS
+from ..store.filters import MAX_FILTER_KEYS, MAX_IN_VALUES
+from ..store.metadata import MAX_METADATA_BYTES, MAX_METADATA_KEYS
 from .vectors import POOLINGS
 
 

@@ -7,14 +7,14 @@ import gc
 import time
 from typing import Any
 
-from .backends.factory import BuiltBackend
+from ..backends.factory import BuiltBackend
 
 from loguru import logger
 
-from .backends.factory import build_embedder, build_reranker, tei_binary, wait_for_tei
-from .engine import Engine
+from ..backends.factory import build_embedder, build_reranker, tei_binary, wait_for_tei
+from .core import Engine
 from .reranking import RerankPipeline
-from .settings import Settings
+from ..settings import Settings
 
 
 def start_engine(settings: Settings, limits: dict[str, int] | None = None, model: Any = None,

@@ -14,12 +14,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .backends.cross_encoder import RerankWork
-from .backends.factory import BuiltBackend
+from ..backends.cross_encoder import RerankWork
+from ..backends.factory import BuiltBackend
 from .batcher import Batcher
-from .errors import InvalidInput
-from .pipeline import CHARS_PER_TOKEN, check_direction, wait_for
-from .settings import Settings
+from ..errors import InvalidInput
+from .embedding import CHARS_PER_TOKEN, check_direction, wait_for
+from ..settings import Settings
 
 CROSS_ENCODER = "cross-encoder"
 BI_ENCODER = "bi-encoder"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import __version__
-from ..errors import BackendUnavailable, EmbeddingsError, InvalidInput, Overloaded
+from ... import __version__
+from ...errors import BackendUnavailable, EmbeddingsError, InvalidInput, Overloaded
 
 name = "tei"
 ERROR_STATUSES = (400, 403, 404, 405, 408, 413, 415, 422, 429, 500, 503)  # what its routes can answer besides 200
@@ -67,7 +67,7 @@ def rerank(engine: Any, request: Any) -> list[dict[str, Any]]:
         raise InvalidInput("`texts` cannot be empty", field="texts", limit=1, reason="empty")
     ranked = engine.rerank_scores(request.query, request.texts, **_truncation(request))
     row = ranked.raw if request.raw_scores else ranked.relevance
-    from ..similarity import top_k  # numpy: the chute file imports dialects with the SDK only
+    from ...engine.similarity import top_k  # numpy: the chute file imports dialects with the SDK only
 
     order = top_k(ranked.raw)  # by logit: the sigmoid saturates (ties) where logits do not
     return [{"index": i, "score": float(row[i]), **({"text": request.texts[i]} if request.return_text else {})}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..errors import EmbeddingsError
+from ...errors import EmbeddingsError
 
 
 class Dialect(Protocol):

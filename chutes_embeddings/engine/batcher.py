@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 from loguru import logger
 
-from .errors import BackendUnavailable, InvalidInput, Overloaded
+from ..errors import BackendUnavailable, InvalidInput, Overloaded
 
 # run_fn(payloads) -> one result per payload, in order: a forward pass over what callers submitted
 # (e.g. the pipeline's texts with their pooling and token ids, or the reranker's pairs).

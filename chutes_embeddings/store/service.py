@@ -9,11 +9,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .engine import Engine
-from .errors import Conflict, InvalidInput
-from .store import CollectionInfo, Record, VectorStore, check_collection_name
-from .store.filters import parse_filter
-from .store.metadata import encode_metadata
+from ..engine.core import Engine
+from ..errors import Conflict, InvalidInput
+from . import CollectionInfo, Record, VectorStore, check_collection_name
+from .filters import parse_filter
+from .metadata import encode_metadata
 
 
 EXTERNAL_MODEL = "external"  # what a collection of callers' vectors records when they name no model

@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from .client import AsyncEmbeddingsClient
+from ..client import AsyncEmbeddingsClient
 
 PARITY_TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -75,7 +75,7 @@ def reference_vectors(texts: list[str], half: bool = False) -> np.ndarray:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from .settings import Settings
+    from ..settings import Settings
 
     settings = Settings.from_env()
     device = "cuda" if torch.cuda.is_available() else "cpu"

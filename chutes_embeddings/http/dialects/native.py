@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import EmbeddingsError
+from ...errors import EmbeddingsError
 
 name = "native"
 ERROR_STATUSES = (400, 403, 404, 405, 408, 409, 413, 415, 422, 429, 500, 503)  # what its routes can answer besides 200

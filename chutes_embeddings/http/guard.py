@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 
 from .dialects import Dialect
-from .errors import (
+from ..errors import (
     EmbeddingsError,
     Forbidden,
     MethodNotAllowed,
@@ -46,7 +46,7 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .payload import loads_body
-from .settings import Settings
+from ..settings import Settings
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..errors import EmbeddingsError, InvalidInput
+from ...errors import EmbeddingsError, InvalidInput
 
 name = "cohere"
 ERROR_STATUSES = (400, 403, 404, 405, 408, 413, 415, 429, 500, 503)  # what its routes can answer besides 200
@@ -25,7 +25,7 @@ def _answer(engine: Any, request: Any, version: str, with_documents: bool) -> tu
     """The answer both versions share, and the tokens scored."""
     ranked = engine.rerank_scores(request.query, request.documents, max_tokens_per_doc=request.max_tokens_per_doc,
                                   field="documents")
-    from ..similarity import top_k  # numpy: the chute file imports dialects with the SDK only
+    from ...engine.similarity import top_k  # numpy: the chute file imports dialects with the SDK only
 
     order = top_k(ranked.raw, request.top_n)  # by logit: the sigmoid saturates (ties) where logits do not
     results = [{"index": i, "relevance_score": float(ranked.relevance[i]),

@@ -14,12 +14,12 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from .backends import TRUNCATION_DIRECTIONS, Backend
+from ..backends import TRUNCATION_DIRECTIONS, Backend
 from .batcher import Admission, Batcher
 from .cache import EmbeddingCache
 from .caller import current_scope
-from .errors import BackendUnavailable, EmbeddingsError, InvalidInput
-from .settings import Settings
+from ..errors import BackendUnavailable, EmbeddingsError, InvalidInput
+from ..settings import Settings
 from .vectors import POOLINGS, normalize as l2_normalize
 
 CHARS_PER_TOKEN = 4  # admission's estimate of a text's cost before it is tokenised

@@ -15,7 +15,7 @@ import base64
 import time
 from typing import Any
 
-from ..errors import EmbeddingsError, InvalidInput
+from ...errors import EmbeddingsError, InvalidInput
 
 name = "openai"
 ERROR_STATUSES = (400, 403, 404, 405, 408, 409, 413, 415, 429, 500, 503)  # what its routes can answer besides 200

@@ -6,7 +6,7 @@ response schemas (the pydantic models of ``schemas.py``, as JSON Schema 2020-12 
 chute serves it at ``GET /openapi`` (and, locally, FastAPI's ``/openapi.json`` and ``/docs``);
 ``docs/openapi.json`` is a committed copy that a test keeps equal.
 
-    python -m chutes_embeddings.openapi > docs/openapi.json     # regenerate the committed copy
+    python -m chutes_embeddings.http.openapi > docs/openapi.json     # regenerate the committed copy
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from . import __version__
+from .. import __version__
 
 REF = "#/components/schemas/{model}"
 STATUS_TEXT = {

@@ -25,12 +25,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .caller import CallerScope, run_in_scope
+from ..engine.caller import CallerScope, run_in_scope
 from .dialects import Dialect, native
-from .errors import ERROR_CLASSES, EmbeddingsError, InvalidInput
-from .http_guard import RequestGuard, error_response, internal_error
+from ..errors import ERROR_CLASSES, EmbeddingsError, InvalidInput
+from .guard import RequestGuard, error_response, internal_error
 from .payload import check_values, field_path
-from .settings import Settings
+from ..settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -14,7 +14,7 @@ import json
 import math
 from typing import Any, Iterable
 
-from .errors import InvalidInput, MalformedRequest
+from ..errors import InvalidInput, MalformedRequest
 
 MAX_JSON_DEPTH = 32  # objects/arrays inside each other; metadata nests well below this
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
