@@ -5,10 +5,11 @@ Deploy: ``chutes deploy my_embeddings:chute``. Run locally:
 
 Only this file is uploaded on deploy; ``schemas.py``, ``image.py`` and ``chutes_embeddings/``
 live in the image's WORKDIR. Module-level imports need only the ``chutes`` SDK and light modules
-of the package: the engine (torch, numpy, ...) is imported by the startup hook. Each cord takes
-the raw JSON body, validates it and calls the engine (``cord_call``) and returns a plain value;
-the route table says which dialect each route speaks (ours, OpenAI's, TEI's), and the request
-guard installed by ``install_boundary`` sees every request first.
+of the package: the engine (torch, numpy, ...) is imported by the startup hook. Each cord is one
+named function: ``cord_call`` parses the raw JSON body with the route's request model and runs
+the route's dialect function (``http/dialects``) with the engine or the store service; the route
+table says which dialect each route speaks, and the request guard installed by
+``install_boundary`` sees every request first.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from chutes.chute import Chute, NodeSelector
 from starlette.responses import Response
 
 import schemas as S
-from chutes_embeddings.http.boundary import RouteTable, cord_call, install_boundary, run_cord
+from chutes_embeddings.http.boundary import install_boundary
+from chutes_embeddings.http.cords import cord_call, run_cord
 from chutes_embeddings.http.dialects import cohere, native, openai, tei
 from chutes_embeddings.http.openapi import build_openapi
+from chutes_embeddings.engine.results import EMBEDDER, RERANKER
+from chutes_embeddings.http.routes import RouteTable
 from image import image
 
 chute = Chute(
@@ -68,202 +72,190 @@ def _get(path: str, response: type | None, **options: Any) -> Any:
 
 @chute.on_startup()
 async def start(self: Any) -> None:
-    """Load the model and start the engine (and the store, when configured)."""
-    from chutes_embeddings.store.service import Collections
-    from chutes_embeddings.logs import configure_logging
-    from chutes_embeddings.http.metrics import Metrics
-    from chutes_embeddings.settings import Settings
+    """Load the models and start the engine and the store.
+
+    An engine set on the chute before start-up (tests, or an application embedding the chute) is
+    used as it is.
+    """
     from chutes_embeddings.engine.startup import start_engine
+    from chutes_embeddings.http.limits import service_limits
+    from chutes_embeddings.http.metrics import Metrics
+    from chutes_embeddings.logs import configure_logging
+    from chutes_embeddings.settings import Settings
     from chutes_embeddings.store import open_store
+    from chutes_embeddings.store.service import StoreService
 
     settings = Settings.from_env()
     configure_logging(settings)
-    self.settings = settings  # read by the request guard (body limits, local-server rules)
-    self.engine = start_engine(settings, S.LIMITS)
+    self.settings = settings  # read by the request guard (body limits, local-server rules) and the cords
+    if getattr(self, "engine", None) is None:
+        self.engine = start_engine(settings, service_limits(settings, S.LIMITS), max_clusters=S.MAX_CLUSTERS)
     store = open_store(settings.store_url, settings.data_path, **settings.store_options())
-    self.collections = Collections(self.engine, store)
-    self.metrics = Metrics(self.engine, self.collections, ROUTES)
+    self.store = StoreService(self.engine, store)
+    self.metrics = Metrics(self.engine, self.store, ROUTES)
 
 
 @chute.on_shutdown()
 async def stop(self: Any) -> None:
-    """Stop TEI and the batcher (TEI also dies with this process: see tei_process.py)."""
-    if hasattr(self, "collections"):
-        self.collections.store.close()
-    if hasattr(self, "engine"):
+    """Stop TEI and the batchers (TEI also dies with this process: see tei_process.py), close the store."""
+    if getattr(self, "store", None) is not None:
+        self.store.close()
+    if getattr(self, "engine", None) is not None:
         self.engine.close()
 
 
 # --- the service's own API ------------------------------------------------------------------
-@_post("/embed", S.EmbedRequest, S.EmbedResponse, uses_model="embedder")
+@_post("/embed", S.EmbedRequest, S.EmbedResponse, uses_model=EMBEDDER)
 async def embed(self: Any, body: Any = None) -> dict:
     """Embed one text (one vector back) or a list of texts."""
-    return await cord_call(S.EmbedRequest, body, lambda r: self.engine.embed(
-        r.inputs, single=r.single, normalize=r.normalize, truncate=r.truncate, pooling=r.pooling,
-        dimensions=r.dimensions))
+    return await cord_call(self, S.EmbedRequest, body, native.embed, self.engine)
 
 
-@_post("/embed/batch", S.EmbedBatchRequest, S.EmbedBatchResponse, uses_model="embedder")
+@_post("/embed/batch", S.EmbedBatchRequest, S.EmbedBatchResponse, uses_model=EMBEDDER)
 async def embed_batch(self: Any, body: Any = None) -> dict:
     """Embed up to 1000 texts; ``batch_size`` caps texts per forward pass."""
-    return await cord_call(S.EmbedBatchRequest, body, lambda r: self.engine.embed_batch(
-        r.texts, batch_size=r.batch_size, normalize=r.normalize, dimensions=r.dimensions))
+    return await cord_call(self, S.EmbedBatchRequest, body, native.embed_batch, self.engine)
 
 
-@_post("/similarity", S.SimilarityRequest, S.SimilarityResponse, uses_model="embedder")
+@_post("/similarity", S.SimilarityRequest, S.SimilarityResponse, uses_model=EMBEDDER)
 async def similarity(self: Any, body: Any = None) -> dict:
     """Similarity of one source text to each target, best first."""
-    return await cord_call(S.SimilarityRequest, body, lambda r: self.engine.similarity(
-        r.source_text, r.target_texts, normalize=r.normalize))
+    return await cord_call(self, S.SimilarityRequest, body, native.similarity, self.engine)
 
 
-@_post("/rerank", S.RerankRequest, S.RerankResponse, uses_model="reranker")
+@_post("/rerank", S.RerankRequest, S.RerankResponse, uses_model=RERANKER)
 async def rerank(self: Any, body: Any = None) -> dict:
     """Texts ordered by relevance to the query (the cross-encoder's scores when one is configured)."""
-    return await cord_call(S.RerankRequest, body, lambda r: self.engine.rerank(
-        r.query, r.texts, top_k_=r.top_k, raw_scores=r.raw_scores, truncate=r.truncate))
+    return await cord_call(self, S.RerankRequest, body, native.rerank, self.engine)
 
 
-@_post("/search", S.SearchRequest, S.SearchResponse, uses_model="embedder")
+@_post("/search", S.SearchRequest, S.SearchResponse, uses_model=EMBEDDER)
 async def search(self: Any, body: Any = None) -> dict:
     """The best matches of a query in a corpus sent with it (``rerank``: reordered by the reranker)."""
-    return await cord_call(S.SearchRequest, body, lambda r: self.engine.search(
-        r.query, r.corpus, top_k_=r.top_k, threshold=r.threshold, rerank=r.rerank,
-        rerank_candidates=r.rerank_candidates))
+    return await cord_call(self, S.SearchRequest, body, native.search, self.engine)
 
 
-@_post("/cluster", S.ClusterRequest, S.ClusterResponse, uses_model="embedder")
+@_post("/cluster", S.ClusterRequest, S.ClusterResponse, uses_model=EMBEDDER)
 async def cluster(self: Any, body: Any = None) -> dict:
     """Group texts by meaning (k-means, agglomerative or HDBSCAN)."""
-    return await cord_call(S.ClusterRequest, body, lambda r: self.engine.cluster(
-        r.texts, n_clusters=r.n_clusters, method=r.method, max_clusters=S.MAX_CLUSTERS))
+    return await cord_call(self, S.ClusterRequest, body, native.cluster, self.engine)
 
 
 @_get("/health", S.HealthResponse)
 async def health(self: Any) -> dict:
     """Whether the service can answer, and which backend answers."""
-    return run_cord(self.engine.health)
+    return run_cord(native.health, self.engine)
 
 
 @_get("/info", S.InfoResponse)
 async def info(self: Any) -> dict:
     """Model, limits, cache and batching state."""
-    return run_cord(self.engine.info)
+    return run_cord(native.info, self.engine)
 
 
-@_post("/store/add", S.StoreAddRequest, S.StoreAddResponse, uses_model="embedder")
+@_post("/store/add", S.StoreAddRequest, S.StoreAddResponse, uses_model=EMBEDDER)
 async def store_add(self: Any, body: Any = None) -> dict:
     """Upsert texts into a collection; answered after the store has committed them."""
-    return await cord_call(S.StoreAddRequest, body, lambda r: self.collections.add(
-        r.collection, r.texts, r.ids, r.metadata, r.vectors, r.vector_model))
+    return await cord_call(self, S.StoreAddRequest, body, native.store_add, self.store)
 
 
-@_post("/store/search", S.StoreSearchRequest, S.StoreSearchResponse, uses_model="embedder")
+@_post("/store/search", S.StoreSearchRequest, S.StoreSearchResponse, uses_model=EMBEDDER)
 async def store_search(self: Any, body: Any = None) -> dict:
     """Search a stored collection, optionally filtered by metadata (``rerank``: two-stage)."""
-    return await cord_call(S.StoreSearchRequest, body, lambda r: self.collections.search(
-        r.collection, r.query, r.top_k, r.filter_metadata, r.threshold, r.query_vector,
-        rerank_candidates=r.rerank_candidates if r.rerank else None))
+    return await cord_call(self, S.StoreSearchRequest, body, native.store_search, self.store)
 
 
 @_post("/store/get", S.StoreGetRequest, S.StoreGetResponse)
 async def store_get(self: Any, body: Any = None) -> dict:
     """Fetch records by id, or those a metadata filter matches."""
-    return await cord_call(S.StoreGetRequest, body, lambda r: self.collections.get(
-        r.collection, r.ids, r.include_vectors, r.filter_metadata, r.limit))
+    return await cord_call(self, S.StoreGetRequest, body, native.store_get, self.store)
 
 
 @_post("/store/delete", S.StoreDeleteRequest, S.StoreDeleteResponse)
 async def store_delete(self: Any, body: Any = None) -> dict:
     """Delete records by id or by a metadata filter."""
-    return await cord_call(S.StoreDeleteRequest, body, lambda r: self.collections.delete(
-        r.collection, r.ids, r.filter_metadata))
+    return await cord_call(self, S.StoreDeleteRequest, body, native.store_delete, self.store)
 
 
 @_post("/store/drop", S.StoreDropRequest, S.StoreDropResponse)
 async def store_drop(self: Any, body: Any = None) -> dict:
     """Delete a collection and everything in it."""
-    return await cord_call(S.StoreDropRequest, body, lambda r: self.collections.drop(r.collection))
+    return await cord_call(self, S.StoreDropRequest, body, native.store_drop, self.store)
 
 
 @_get("/store/collections", S.CollectionsResponse)
 async def store_collections(self: Any) -> dict:
     """Every collection with its size, dimension, model and a few sample texts."""
-    return run_cord(self.collections.collections)
+    return run_cord(native.store_collections, self.store)
 
 
 # --- OpenAI's embeddings API --------------------------------------------------------------------
-@_post("/v1/embeddings", S.OpenAIEmbeddingsRequest, S.OpenAIEmbeddingsResponse, dialect=openai, uses_model="embedder")
+@_post("/v1/embeddings", S.OpenAIEmbeddingsRequest, S.OpenAIEmbeddingsResponse, dialect=openai, uses_model=EMBEDDER)
 async def openai_embeddings(self: Any, body: Any = None) -> dict:
     """OpenAI-compatible embeddings (floats or base64, ``dimensions``, real token usage)."""
-    return await cord_call(S.OpenAIEmbeddingsRequest, body, lambda r: openai.embeddings(self.engine, r))
+    return await cord_call(self, S.OpenAIEmbeddingsRequest, body, openai.embeddings, self.engine)
 
 
 @_get("/v1/models", S.OpenAIModelsResponse, dialect=openai)
 async def openai_models(self: Any) -> dict:
     """The served model, as OpenAI's model list."""
-    return run_cord(lambda: openai.models(self.engine))
+    return run_cord(openai.models, self.engine)
 
 
 # --- TEI's API ----------------------------------------------------------------------------------
-def _tei_embed(self: Any, body: Any) -> Any:
-    """The embeddings of TEI's ``POST /`` and ``POST /embed`` (one answer, two routes)."""
-    return cord_call(S.TeiEmbedRequest, body, lambda r: tei.embed(self.engine, r))
-
-
-@_post("/tei", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model="embedder")
+@_post("/tei", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model=EMBEDDER)
 async def tei_root(self: Any, body: Any = None) -> list:
     """TEI's ``POST /``: embeddings (what ``huggingface_hub.InferenceClient(model=<url>/tei)`` calls)."""
-    return await _tei_embed(self, body)
+    return await cord_call(self, S.TeiEmbedRequest, body, tei.embed, self.engine)
 
 
-@_post("/tei/embed", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model="embedder")
+@_post("/tei/embed", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model=EMBEDDER)
 async def tei_embed(self: Any, body: Any = None) -> list:
     """TEI's ``POST /embed``."""
-    return await _tei_embed(self, body)
+    return await cord_call(self, S.TeiEmbedRequest, body, tei.embed, self.engine)
 
 
-@_post("/tei/embed_all", S.TeiEmbedAllRequest, S.TeiEmbedAllResponse, dialect=tei, uses_model="embedder")
+@_post("/tei/embed_all", S.TeiEmbedAllRequest, S.TeiEmbedAllResponse, dialect=tei, uses_model=EMBEDDER)
 async def tei_embed_all(self: Any, body: Any = None) -> list:
     """TEI's ``POST /embed_all``: token embeddings."""
-    return await cord_call(S.TeiEmbedAllRequest, body, lambda r: tei.embed_all(self.engine, r))
+    return await cord_call(self, S.TeiEmbedAllRequest, body, tei.embed_all, self.engine)
 
 
 @_post("/tei/tokenize", S.TeiTokenizeRequest, S.TeiTokenizeResponse, dialect=tei)
 async def tei_tokenize(self: Any, body: Any = None) -> list:
     """TEI's ``POST /tokenize``."""
-    return await cord_call(S.TeiTokenizeRequest, body, lambda r: tei.tokenize(self.engine, r))
+    return await cord_call(self, S.TeiTokenizeRequest, body, tei.tokenize, self.engine)
 
 
-@_post("/tei/rerank", S.TeiRerankRequest, S.TeiRerankResponse, dialect=tei, uses_model="reranker")
+@_post("/tei/rerank", S.TeiRerankRequest, S.TeiRerankResponse, dialect=tei, uses_model=RERANKER)
 async def tei_rerank(self: Any, body: Any = None) -> list:
     """TEI's ``POST /rerank``: every text with its score, best first."""
-    return await cord_call(S.TeiRerankRequest, body, lambda r: tei.rerank(self.engine, r))
+    return await cord_call(self, S.TeiRerankRequest, body, tei.rerank, self.engine)
 
 
 # --- Cohere's rerank API (and Jina's, which is Cohere v1's) ------------------------------------
-@_post("/v2/rerank", S.CohereV2RerankRequest, S.CohereRerankResponse, dialect=cohere, uses_model="reranker")
+@_post("/v2/rerank", S.CohereV2RerankRequest, S.CohereRerankResponse, dialect=cohere, uses_model=RERANKER)
 async def cohere_rerank_v2(self: Any, body: Any = None) -> dict:
     """Cohere v2's ``POST /v2/rerank``: documents by relevance, best first, cut to ``top_n``."""
-    return await cord_call(S.CohereV2RerankRequest, body, lambda r: cohere.rerank_v2(self.engine, r))
+    return await cord_call(self, S.CohereV2RerankRequest, body, cohere.rerank_v2, self.engine)
 
 
-@_post("/v1/rerank", S.CohereV1RerankRequest, S.CohereRerankResponse, dialect=cohere, uses_model="reranker")
+@_post("/v1/rerank", S.CohereV1RerankRequest, S.CohereRerankResponse, dialect=cohere, uses_model=RERANKER)
 async def cohere_rerank_v1(self: Any, body: Any = None) -> dict:
     """Cohere v1's and Jina's ``POST /v1/rerank`` (``return_documents`` adds each text)."""
-    return await cord_call(S.CohereV1RerankRequest, body, lambda r: cohere.rerank_v1(self.engine, r))
+    return await cord_call(self, S.CohereV1RerankRequest, body, cohere.rerank_v1, self.engine)
 
 
 @_get("/tei/info", S.TeiInfoResponse, dialect=tei)
 async def tei_info(self: Any) -> dict:
     """TEI's ``GET /info``."""
-    return run_cord(lambda: tei.info(self.engine))
+    return run_cord(tei.info, self.engine)
 
 
 @_get("/tei/health", None, dialect=tei, media_type="text/plain")
 async def tei_health(self: Any) -> Response:
     """TEI's ``GET /health``: an empty 200 while the service can embed, else 503."""
-    run_cord(lambda: tei.health(self.engine))
+    run_cord(tei.health, self.engine)
     return Response(status_code=200)
 
 
@@ -280,4 +272,9 @@ async def openapi_document(self: Any) -> dict:
     return build_openapi(ROUTES)
 
 
-chute.openapi = lambda: build_openapi(ROUTES)  # what FastAPI serves at /openapi.json and /docs
+def _openapi() -> dict:
+    """What FastAPI serves at /openapi.json and /docs."""
+    return build_openapi(ROUTES)
+
+
+chute.openapi = _openapi

@@ -20,7 +20,8 @@ the project knows a status code.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 
 class EmbeddingsError(Exception):
@@ -65,10 +66,34 @@ class EmbeddingsError(Exception):
 
 
 class InvalidInput(EmbeddingsError):
-    """The request broke a rule: a limit, a type, an unknown option."""
+    """The request broke a rule: a limit, a type, an unknown option.
+
+    The engine names an offending item of a list by its position (``for_item``); the dialect that
+    knows which request field the list came from names the field (``naming``).
+    """
 
     status = 422
     error_type = "invalid_input"
+
+    def __init__(self, message: str, *, field: str | None = None, limit: Any = None, **extra: Any) -> None:
+        super().__init__(message, field=field, limit=limit, **extra)
+        self.index: int | None = None  # the item's position in the list the engine was given
+        self._item_detail = message
+
+    @classmethod
+    def for_item(cls, index: int, detail: str, *, limit: Any = None, **extra: Any) -> "InvalidInput":
+        """An error about item ``index`` of a list: "text 3 has 300 tokens; ..." until named."""
+        err = cls(f"text {index} {detail}", limit=limit, **extra)
+        err.index, err._item_detail = index, detail
+        return err
+
+    def named(self, name: str) -> "InvalidInput":
+        """This error with the request field its item came from: ``name[index]``."""
+        if self.index is not None and self.field is None:
+            self.field = f"{name}[{self.index}]"
+            self.message = f"{self.field} {self._item_detail}"
+            self.args = (self.message,)
+        return self
 
 
 class MalformedRequest(InvalidInput):
@@ -139,6 +164,15 @@ class BackendUnavailable(EmbeddingsError):
 
     status = 503
     error_type = "unavailable"
+
+
+@contextmanager
+def naming(name: str) -> Iterator[None]:
+    """Name the request field (``name``) of any item error raised inside (see ``InvalidInput.named``)."""
+    try:
+        yield
+    except InvalidInput as err:
+        raise err.named(name) from None
 
 
 def _subclasses(cls: type[EmbeddingsError]) -> list[type[EmbeddingsError]]:

@@ -72,7 +72,7 @@ def engine(chute_app: Any) -> Any:
 @pytest.fixture(scope="session")
 def st_model(engine: Any) -> Any:
     """The sentence-transformers model the engine loaded (reference for parity tests)."""
-    return engine.backend.model.st
+    return engine.embedder.backend.model.st
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,7 @@ def test_cluster_fixed_k(call):
     assert status == 200 and body["n_clusters"] == 3
 
 
-def test_health_and_info(call, engine):
+def test_health_and_info(call, chute_app):
     status, body = call("GET", "/health")
     assert status == 200
     S.HealthResponse.model_validate(body)
@@ -102,7 +102,9 @@ def test_health_and_info(call, engine):
     status, body = call("GET", "/info")
     assert status == 200
     S.InfoResponse.model_validate(body)
-    assert body["limits"] == {**S.LIMITS, **engine.service_limits()}
+    from chutes_embeddings.http.limits import service_limits
+
+    assert body["limits"] == service_limits(chute_app.settings, S.LIMITS)
     assert body["max_input_tokens"] == 256 and body["pooling"] == "mean"
 
 
@@ -176,7 +178,7 @@ def test_truncate_false_over_limit_says_tokens_and_limit(dev_call, engine):
     assert status == 422, body
     detail = body["detail"]
     assert detail["field"] == "inputs[1]" and detail["limit"] == 256
-    assert detail["tokens"] == engine.backend.model.tokenize([long_text])[1][0] > 256
+    assert detail["tokens"] == engine.embedder.tokenizer.tokenize([long_text])[1][0] > 256
     assert "256" in detail["message"] and str(detail["tokens"]) in detail["message"]
     # with truncation the same text is embedded from its first 256 tokens
     status, body = dev_call("POST", "/embed", {"inputs": long_text, "truncate": True})

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chutes_embeddings.errors import InvalidInput
 from chutes_embeddings.engine.embedding import EmbeddingPipeline
+from chutes_embeddings.engine.results import EmbedOptions
+from chutes_embeddings.errors import InvalidInput, naming
 from chutes_embeddings.settings import Settings
 
 
@@ -35,8 +36,14 @@ class Backend:
         self.ids += list(token_ids or [None] * len(texts))
         return np.stack([np.array([len(t), 1, 2, 3], dtype=np.float32) for t in texts])
 
+    def is_healthy(self) -> bool:
+        return True
+
+    def status(self) -> None:
+        return None
+
     def close(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 @pytest.fixture(params=[True, False], ids=["local-model", "tei"])
@@ -47,7 +54,7 @@ def pipeline(request):
 
 
 def test_texts_are_tokenised_only_for_a_backend_that_takes_the_ids(pipeline):
-    pipeline.embed_vectors(["a b c", "d e"])
+    pipeline.embed(["a b c", "d e"])
     if pipeline.backend.takes_token_ids:
         assert pipeline.tokenizer.seen == ["a b c", "d e"]
         assert pipeline.backend.ids == [[101, 1, 1, 1, 102], [101, 1, 1, 102]]
@@ -56,9 +63,13 @@ def test_texts_are_tokenised_only_for_a_backend_that_takes_the_ids(pipeline):
 
 
 def test_usage_counts_and_limits_are_tokenised_whatever_the_backend(pipeline):
-    _, counts = pipeline.embed_counted(["a b c", "d e", "a b c"])
-    assert counts == [5, 4, 5]
+    embedded = pipeline.embed(["a b c", "d e", "a b c"], EmbedOptions(count_tokens=True))
+    assert embedded.token_counts == [5, 4, 5] and embedded.tokens == 14
     assert pipeline.tokenizer.seen == ["a b c", "d e"]  # each distinct text once
     with pytest.raises(InvalidInput) as refused:
-        pipeline.embed_vectors(["one two three four five six seven"], truncate=False)
-    assert refused.value.field == "inputs[0]" and refused.value.limit == 8
+        pipeline.embed(["short", "one two three four five six seven"], EmbedOptions(truncate=False))
+    assert refused.value.index == 1 and refused.value.field is None and refused.value.limit == 8
+    assert refused.value.message.startswith("text 1 has 9 tokens")
+    with pytest.raises(InvalidInput) as named, naming("inputs"):  # the dialect names the request field
+        pipeline.embed(["short", "one two three four five six seven"], EmbedOptions(truncate=False))
+    assert named.value.field == "inputs[1]" and named.value.message.startswith("inputs[1] has 9 tokens")

@@ -88,7 +88,7 @@ def test_unknown_collection_is_404_with_message(dev_call):
 
 
 def test_other_model_in_collection_is_409(dev_call, engine, chute_app, coll):
-    chute_app.collections.store.ensure_collection(coll, "some/other-model", 384)
+    chute_app.store.store.ensure_collection(coll, "some/other-model", 384)
     status, body = dev_call("POST", "/store/add", {"collection": coll, "texts": ["x"]})
     assert status == 409 and "some/other-model" in body["detail"]["message"]
 

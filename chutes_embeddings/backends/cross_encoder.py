@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from loguru import logger
 
 from ..settings import Settings
+from .protocols import PairIds, RerankWork
 from .local import forward_lock, model_display_name, pad_inputs, resolve_device
 
 ONNX_MAX_LOGIT_DIFF = 1e-4
@@ -32,13 +33,6 @@ VERIFY_PAIRS = [
      "A considerably longer document, so that the batch has padding in it and attention masks matter."),
     ("Ünïcödé 🚀", "numbers 12345 and x"),
 ]
-
-
-class PairIds(NamedTuple):
-    """One query-document pair as the model's inputs (special tokens included)."""
-
-    input_ids: list[int]
-    token_type_ids: list[int]
 
 
 class LoadedReranker:
@@ -174,19 +168,11 @@ def build_rerank_runner(model: LoadedReranker, settings: Settings) -> tuple[Call
         return model.logits, torch_name
 
 
-class RerankWork(NamedTuple):
-    """One pair queued for scoring: the texts (what TEI takes) and the local tokenizer's ids."""
-
-    query: str
-    document: str
-    ids: PairIds
-    truncation: str | None
-
-
 class LocalReranker:
     """Scores pairs with a ``LoadedReranker`` in this process (one forward pass at a time)."""
 
     kind = "local"
+    takes_token_ids = True
 
     def __init__(self, model: LoadedReranker, runner: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None,
                  runtime: str | None = None) -> None:
@@ -202,8 +188,11 @@ class LocalReranker:
         with forward_lock(self.model.device):  # passes would only fight for the cores
             return self.runner(encoded)
 
-    def healthy(self) -> bool:
+    def is_healthy(self) -> bool:
         return True
+
+    def status(self) -> None:
+        return None  # no TEI behind a model in this process
 
     def close(self) -> None:
         logger.debug("local reranker closed")

@@ -1,9 +1,9 @@
-"""One way to build a backend: the embedder and the reranker, each TEI-served or local.
+"""One way to build a model service of any kind: the embedder and the reranker, each TEI-served or local.
 
-``build_embedder`` and ``build_reranker`` load the local model (the fallback, and the tokenizer
+``build_service(kind, ...)`` picks the kind's builder; ``build_embedder`` and ``build_reranker`` load the local model (the fallback, and the tokenizer
 the engine uses whoever serves) and, when the TEI binary is found, launch and supervise a TEI
 process for that model on its own loopback port, wrapped with the local model in a
-``FailoverBackend``. Each result carries the ``BatchingProfile`` that suits what serves it:
+``FailoverEmbedder`` / ``FailoverReranker``. Each result carries the ``BatchingProfile`` that suits what serves it:
 a local model runs one pass at a time, a GPU pass costs mostly its launch, TEI batches again on
 its side and is kept busy with a few big requests in flight.
 """
@@ -17,7 +17,8 @@ from typing import Any, Callable
 from loguru import logger
 
 from ..settings import Settings
-from .failover import FailoverBackend
+from .failover import FailoverEmbedder, FailoverReranker, FailoverService
+from .protocols import BatchingProfile, ModelService
 
 # A TEI server batches again on its side; a few requests in flight keep its GPU busy.
 TEI_BATCHES_IN_FLIGHT = 4
@@ -25,21 +26,13 @@ TEI_BATCHES_IN_FLIGHT = 4
 GPU_BATCH_OVERHEAD_TOKENS = 2048
 
 
-@dataclass(frozen=True)
-class BatchingProfile:
-    """How the batcher should feed a backend."""
-
-    in_flight: int = 1  # forward passes run at once
-    overhead_tokens: int | None = None  # one more pass's cost in padded tokens; None: the setting
-
-
 @dataclass
-class BuiltBackend:
-    """A backend, how to batch for it, and the local model that tokenises for it."""
+class BuiltService:
+    """A model service, how to batch for it, and the local model that tokenises for it."""
 
-    backend: Any
+    service: ModelService
     profile: BatchingProfile
-    model: Any  # LoadedModel or LoadedReranker
+    tokenizer: Any  # LoadedModel (a Tokenizer) or LoadedReranker (a PairTokenizer)
 
 
 def tei_binary(settings: Settings) -> str | None:
@@ -63,43 +56,54 @@ def _profile(device: str, binary: str | None, tei_batch_tokens: int) -> Batching
     return BatchingProfile(1, GPU_BATCH_OVERHEAD_TOKENS if device != "cpu" else None)
 
 
-def build_embedder(settings: Settings, binary: str | None, model: Any = None) -> BuiltBackend:
+def build_embedder(settings: Settings, binary: str | None, model: Any = None) -> BuiltService:
     """The embedding backend for ``settings`` (``model``: an already loaded ``LoadedModel``)."""
     from .local import LoadedModel, build_local_backend
     from .tei import TeiBackend
 
     model = model or LoadedModel(settings, _local_device(settings, binary))
     local = build_local_backend(settings, model)
-    backend: Any = local
+    service: ModelService = local
     if binary is not None:
-        backend = _supervised(settings, binary, settings.model, settings.model_revision, settings.tei_port, local,
+        service = _supervised(settings, binary, settings.model, settings.model_revision, settings.tei_port, local,
                               lambda url: TeiBackend(url, model_id=local.model_id, dimension=local.dimension,
                                                      max_input_tokens=local.max_input_tokens,
-                                                     default_pooling=local.default_pooling))
-    return BuiltBackend(backend, _profile(model.device, binary, settings.max_batch_tokens), model)
+                                                     default_pooling=local.default_pooling),
+                              FailoverEmbedder)
+    return BuiltService(service, _profile(model.device, binary, settings.max_batch_tokens), model)
 
 
-def build_reranker(settings: Settings, binary: str | None, model: Any = None) -> BuiltBackend | None:
-    """The cross-encoder backend, or None when ``rerank_model`` is not set."""
-    if not settings.rerank_model:
-        return None
+def build_reranker(settings: Settings, binary: str | None, model: Any = None) -> BuiltService:
+    """The cross-encoder service for ``settings.rerank_model`` (``model``: an already loaded
+    ``LoadedReranker``)."""
     from .cross_encoder import LoadedReranker, LocalReranker, build_rerank_runner
     from .tei import TeiReranker
 
     model = model or LoadedReranker(settings.rerank_model, _local_device(settings, binary),
                                     settings.rerank_model_revision)
     local = LocalReranker(model, *build_rerank_runner(model, settings))
-    backend: Any = local
+    service: ModelService = local
     if binary is not None:
-        backend = _supervised(settings, binary, settings.rerank_model, settings.rerank_model_revision,
+        service = _supervised(settings, binary, settings.rerank_model, settings.rerank_model_revision,
                               settings.rerank_tei_port, local,
                               lambda url: TeiReranker(url, model_id=local.model_id,
-                                                      max_input_tokens=local.max_input_tokens))
-    return BuiltBackend(backend, _profile(model.device, binary, settings.rerank_max_batch_tokens), model)
+                                                      max_input_tokens=local.max_input_tokens),
+                              FailoverReranker)
+    return BuiltService(service, _profile(model.device, binary, settings.rerank_max_batch_tokens), model)
+
+
+# Every kind of model service, by the name the engine and the settings use for it.
+BUILDERS: dict[str, Callable[..., BuiltService]] = {"embedder": build_embedder, "reranker": build_reranker}
+
+
+def build_service(kind: str, settings: Settings, binary: str | None, model: Any = None) -> BuiltService:
+    """The model service of ``kind`` ("embedder", "reranker") for ``settings``; ``model``: its
+    already loaded local model, to reuse."""
+    return BUILDERS[kind](settings, binary, model)
 
 
 def _supervised(settings: Settings, binary: str, model: str, revision: str | None, port: int, local: Any,
-                client: Callable[[str], Any]) -> FailoverBackend:
+                client: Callable[[str], Any], failover: Callable[..., Any]) -> Any:
     """Launch TEI for ``model`` and put it in front of ``local`` (returns at once: the local model
     serves until TEI is healthy; see ``wait_for_tei``)."""
     from .tei_process import TeiLaunch, TeiSupervisor, free_port
@@ -113,17 +117,17 @@ def _supervised(settings: Settings, binary: str, model: str, revision: str | Non
         )
     )
     supervisor.start()
-    return FailoverBackend(client(supervisor.url), local, supervisor)
+    return failover(client(supervisor.url), local, supervisor)
 
 
-def wait_for_tei(backends: list[Any], timeout_s: float) -> None:
+def wait_for_tei(services: list[ModelService], timeout_s: float) -> None:
     """Wait (at most ``timeout_s`` in all) for the TEI processes behind ``backends`` to be healthy
     and read their /info; those still down are logged and served locally until they come up."""
     from .tei import TeiUnavailable
 
     deadline = time.monotonic() + timeout_s
-    for backend in backends:
-        if not isinstance(backend, FailoverBackend):
+    for backend in services:
+        if not isinstance(backend, FailoverService):
             continue
         if backend.supervisor.wait_ready(max(0.0, deadline - time.monotonic())):
             try:

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import numpy as np
 from loguru import logger
 
 from ..errors import InvalidInput
-from .tei import TeiClient, TeiUnavailable
+from .protocols import Embedder, ModelService, Reranker, RerankWork
+from .tei import TeiUnavailable
 
 T = TypeVar("T")
+S = TypeVar("S", bound=ModelService)
 
 
 class CircuitBreaker:
@@ -72,12 +74,16 @@ class CircuitBreaker:
                 self._probing = False
 
 
-class FailoverBackend:
-    """TEI first, a local backend when TEI cannot answer (see module docstring): an embedding
-    ``Backend`` over ``TeiBackend`` + ``LocalBackend``, or a reranker over ``TeiReranker`` +
-    ``LocalReranker`` (it has the methods of both; the engine calls those of its kind)."""
+class FailoverService(Generic[S]):
+    """TEI first, a local service of the same kind when TEI cannot answer (see module docstring).
 
-    def __init__(self, primary: TeiClient, fallback: Any, supervisor: Any, breaker: CircuitBreaker | None = None) -> None:
+    Generic over the kind of service: ``FailoverEmbedder`` and ``FailoverReranker`` add only the
+    methods of their kind, each a call of ``_serve``.
+    """
+
+    takes_token_ids = False  # TEI tokenises on its side, and the local model tokenises what it gets without ids
+
+    def __init__(self, primary: S, fallback: S, supervisor: Any, breaker: CircuitBreaker | None = None) -> None:
         self.primary = primary
         self.fallback = fallback
         self.supervisor = supervisor
@@ -85,11 +91,7 @@ class FailoverBackend:
         self.model_id = fallback.model_id
         # The engine checks token limits with the local tokenizer, so it uses the local limit.
         self.max_input_tokens = fallback.max_input_tokens
-        self.dimension = getattr(fallback, "dimension", None)  # embedders only
-        self.default_pooling = getattr(fallback, "default_pooling", None)
-        # TEI tokenises on its side and the local model tokenises what it is given without ids
-        self.takes_token_ids = False
-        self.served = {"tei": 0, "local": 0}  # texts, by who served them
+        self.served = {"tei": 0, "local": 0}  # items, by who served them
         self.failovers = 0  # TEI calls that failed over to the local model
         self._lock = threading.Lock()
 
@@ -105,21 +107,7 @@ class FailoverBackend:
     def runtime(self) -> str:
         return self.fallback.runtime
 
-    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncations: Sequence[str | None],
-              token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
-        return self._serve(len(texts), lambda b: b.embed(texts, poolings, truncations),
-                           lambda b: b.embed(texts, poolings, truncations, token_ids))
-
-    def embed_tokens(self, texts: Sequence[str], truncation: str | None,
-                     token_ids: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
-        return self._serve(len(texts), lambda b: b.embed_tokens(texts, truncation),
-                           lambda b: b.embed_tokens(texts, truncation, token_ids))
-
-    def score(self, work: Sequence[Any]) -> np.ndarray:
-        """A reranker's raw logits for ``work`` (``RerankWork``): TEI's, else the local model's."""
-        return self._serve(len(work), lambda b: b.score(work), lambda b: b.score(work))
-
-    def _serve(self, n: int, on_tei: Callable[[Any], T], on_local: Callable[[Any], T]) -> T:
+    def _serve(self, n: int, on_tei: Callable[[S], T], on_local: Callable[[S], T]) -> T:
         """TEI's answer when it can give one, else the local model's (see module docstring)."""
         if self.supervisor.healthy and self.breaker.allow():
             try:
@@ -151,15 +139,16 @@ class FailoverBackend:
         with self._lock:
             self.served[which] += n
 
-    def healthy(self) -> bool:
+    def is_healthy(self) -> bool:
         return True  # the local model always answers
 
     def status(self) -> dict[str, Any]:
-        """TEI's state for /info."""
+        """TEI's state for /info and /health (``serving``: TEI answers requests now)."""
         return {
             "url": self.primary.base_url,
             "pid": self.supervisor.pid,
             "healthy": self.supervisor.healthy,
+            "serving": self.serving_tei,
             "circuit": self.breaker.state,
             "restarts": self.supervisor.restarts,
             "served_texts": dict(self.served),
@@ -171,3 +160,31 @@ class FailoverBackend:
         self.supervisor.stop()
         self.primary.close()
         self.fallback.close()
+
+
+class FailoverEmbedder(FailoverService[Embedder]):
+    """An ``Embedder``: ``TeiBackend`` first, ``LocalBackend`` behind it."""
+
+    def __init__(self, primary: Embedder, fallback: Embedder, supervisor: Any,
+                 breaker: CircuitBreaker | None = None) -> None:
+        super().__init__(primary, fallback, supervisor, breaker)
+        self.dimension = fallback.dimension
+        self.default_pooling = fallback.default_pooling
+
+    def embed(self, texts: Sequence[str], poolings: Sequence[str], truncations: Sequence[str | None],
+              token_ids: Sequence[Sequence[int] | None] | None = None) -> np.ndarray:
+        return self._serve(len(texts), lambda b: b.embed(texts, poolings, truncations),
+                           lambda b: b.embed(texts, poolings, truncations, token_ids))
+
+    def embed_tokens(self, texts: Sequence[str], truncation: str | None,
+                     token_ids: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+        return self._serve(len(texts), lambda b: b.embed_tokens(texts, truncation),
+                           lambda b: b.embed_tokens(texts, truncation, token_ids))
+
+
+class FailoverReranker(FailoverService[Reranker]):
+    """A ``Reranker``: ``TeiReranker`` first, ``LocalReranker`` behind it."""
+
+    def score(self, work: Sequence[RerankWork]) -> np.ndarray:
+        """Raw logits for ``work``: TEI's, else the local model's."""
+        return self._serve(len(work), lambda b: b.score(work), lambda b: b.score(work))

@@ -235,8 +235,11 @@ class LocalBackend:
         mask = encoded["attention_mask"].astype(bool)
         return [np.asarray(hidden[i][mask[i]], dtype=np.float32) for i in range(len(texts))]
 
-    def healthy(self) -> bool:
+    def is_healthy(self) -> bool:
         return True
+
+    def status(self) -> None:
+        return None  # no TEI behind a model in this process
 
     def close(self) -> None:
         logger.debug("local backend closed")

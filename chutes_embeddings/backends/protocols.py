@@ -14,6 +14,7 @@ tokenizer, whoever serves the forward pass.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -21,6 +22,14 @@ import numpy as np
 # How a text over the model's token limit is cut: "right" keeps its start, "left" its end; None
 # means it must not be cut (the engine refuses such a text before it reaches a backend).
 TRUNCATION_DIRECTIONS = ("right", "left")
+
+
+@dataclass(frozen=True)
+class BatchingProfile:
+    """How the engine's batcher should feed a service: what suits whoever serves it."""
+
+    in_flight: int = 1  # forward passes run at once
+    overhead_tokens: int | None = None  # one more pass's cost in padded tokens; None: the setting
 
 
 class EmbedWork(NamedTuple):

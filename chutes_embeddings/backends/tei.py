@@ -30,6 +30,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from ..errors import BackendUnavailable, InvalidInput
 from ..engine.vectors import pad_token_embeddings, pool
+from .protocols import RerankWork
 
 # TEI refuses bodies over 2,000,000 bytes (--payload-limit); stay well under it.
 MAX_PAYLOAD_BYTES = 1_500_000
@@ -99,11 +100,15 @@ class TeiClient:
                            "backends", tei_limit, self.max_input_tokens)
         return self.info
 
-    def healthy(self) -> bool:
+    def is_healthy(self) -> bool:
         try:
             return self._http.get("/health").status_code == 200
         except httpx.HTTPError:
             return False
+
+    def status(self) -> dict[str, Any]:
+        """This TEI's address and version (a ``FailoverBackend`` adds its supervision)."""
+        return {"url": self.base_url, "serving": True, "version": self.info.get("version")}
 
     def close(self) -> None:
         self._http.close()
@@ -193,7 +198,7 @@ class TeiReranker(TeiClient):
     """Scores pairs through a reranker's TEI ``/rerank`` (one call per query and cut; TEI
     tokenises on its side, so the local tokenizer's ids are not sent)."""
 
-    def score(self, work: Sequence[Any]) -> np.ndarray:
+    def score(self, work: Sequence[RerankWork]) -> np.ndarray:
         """Raw logits (``raw_scores``), one per pair of ``work`` (``RerankWork``), in order."""
         if self._max_client_batch is None:
             self.refresh_info()

@@ -24,15 +24,27 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
+
 from loguru import logger
 
+from ..backends.protocols import BatchingProfile
 from ..errors import BackendUnavailable, InvalidInput, Overloaded
+from ..settings import Settings
+from .results import BatcherStats
 
 # run_fn(payloads) -> one result per payload, in order: a forward pass over what callers submitted
 # (e.g. the pipeline's texts with their pooling and token ids, or the reranker's pairs).
 RunFn = Callable[[list[Any]], Sequence[Any]]
 RATE_SMOOTHING = 0.3  # weight of the newest batch in the drain-rate average
 MAX_RETRY_AFTER_S = 60
+CHARS_PER_TOKEN = 4  # admission's estimate of a text's cost before it is tokenised
+
+
+def estimate_tokens(chars: int, limit: int, special_tokens: int = 2) -> int:
+    """An input's cost before (or instead of) tokenising it: ~4 characters a token, at most ``limit``."""
+    return min(limit, chars // CHARS_PER_TOKEN + special_tokens)
+
+
 
 
 @dataclass
@@ -58,8 +70,7 @@ class Admission:
         if not self._held:
             return False
         self._held = False
-        self._batcher._reserved_texts -= self._texts
-        self._batcher._reserved_tokens -= self._tokens
+        self._batcher._unreserve_locked(self._texts, self._tokens)
         return True
 
     def release(self) -> None:
@@ -117,6 +128,25 @@ class Batcher:
         for thread in self._threads:
             thread.start()
 
+    @classmethod
+    def for_service(cls, run_fn: RunFn, settings: Settings, profile: BatchingProfile, *, max_batch_tokens: int,
+                    max_batch_size: int, name: str, unit: str) -> "Batcher":
+        """The batcher of one model service: its batch limits, the queue limits every service
+        shares, and the profile of what serves it (passes in flight, the cost of one more pass)."""
+        return cls(
+            run_fn,
+            max_batch_tokens=max_batch_tokens,
+            max_batch_size=max_batch_size,
+            max_wait_s=settings.batch_wait_ms / 1000.0,
+            max_queue=settings.max_queue,
+            max_queue_wait_s=settings.max_queue_wait_s,
+            workers=profile.in_flight,
+            overhead_tokens=settings.batch_overhead_tokens if profile.overhead_tokens is None
+            else profile.overhead_tokens,
+            name=name,
+            unit=unit,
+        )
+
     # --- caller side ---------------------------------------------------------------------
     def submit(
         self,
@@ -164,6 +194,16 @@ class Batcher:
             self._reserved_tokens += tokens
         return Admission(self, n, tokens)
 
+    def check_admission(self) -> None:
+        """Raise ``Overloaded`` now if new work would be refused; reserves nothing (the request
+        guard asks this before a body is read)."""
+        with self._cond:
+            self._admit_locked(0, 0)
+
+    def _unreserve_locked(self, texts: int, tokens: int) -> None:
+        self._reserved_texts -= texts
+        self._reserved_tokens -= tokens
+
     def _admit_locked(self, n: int, tokens: int) -> None:
         if self._closed:
             raise BackendUnavailable("the engine is shutting down")
@@ -205,6 +245,18 @@ class Batcher:
         """Texts waiting now (admitted ones still being tokenised included)."""
         with self._cond:
             return self._waiting_locked()
+
+    def stats(self) -> BatcherStats:
+        """The limits, the queue now and the counters so far."""
+        with self._cond:
+            waiting, wait_s = self._waiting_locked(), self._wait_locked()
+            return BatcherStats(
+                max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size,
+                max_queue=self.max_queue, max_queue_wait_s=self.max_queue_wait_s, queue_depth=waiting,
+                estimated_wait_s=wait_s, overloaded=bool(waiting) and wait_s > self.max_queue_wait_s,
+                batches_run=self.batches_run, items_run=self.items_run, items_dropped=self.items_dropped,
+                refused=self.refused,
+            )
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop taking work, finish what is queued, and stop the worker."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from contextvars import ContextVar
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -54,10 +54,10 @@ def current_scope() -> CallerScope | None:
     return _current.get()
 
 
-def run_in_scope(scope: CallerScope, fn: Callable[[], T]) -> T:
-    """Call ``fn`` with ``scope`` as the current caller."""
+def run_in_scope(scope: CallerScope, fn: Callable[..., T], *args: Any) -> T:
+    """Call ``fn(*args)`` with ``scope`` as the current caller."""
     token = _current.set(scope)
     try:
-        return fn()
+        return fn(*args)
     finally:
         _current.reset(token)

@@ -20,7 +20,7 @@ METHODS = ("kmeans", "agglomerative", "hdbscan")
 
 
 @dataclass(frozen=True)
-class Clustering:
+class Labelling:
     labels: np.ndarray
     silhouette: float | None
 
@@ -40,7 +40,7 @@ def _fit(vectors: np.ndarray, method: str, k: int) -> np.ndarray:
     return AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(vectors)
 
 
-def cluster(vectors: np.ndarray, method: str, n_clusters: int | None, max_clusters: int) -> Clustering:
+def cluster(vectors: np.ndarray, method: str, n_clusters: int | None, max_clusters: int) -> Labelling:
     """Cluster unit-length vectors.
 
     Args:
@@ -57,19 +57,19 @@ def cluster(vectors: np.ndarray, method: str, n_clusters: int | None, max_cluste
         if n_clusters is not None:
             raise ValueError("n_clusters is not used by hdbscan, which finds the number itself; omit it")
         labels = HDBSCAN(min_cluster_size=2, metric="euclidean", copy=True).fit_predict(vectors)
-        return Clustering(labels, silhouette(vectors, labels))
+        return Labelling(labels, silhouette(vectors, labels))
     if n_clusters is not None:
         if n_clusters > n:
             raise ValueError(f"n_clusters={n_clusters} is more than the {n} texts sent")
         labels = _fit(vectors, method, n_clusters)
-        return Clustering(labels, silhouette(vectors, labels))
+        return Labelling(labels, silhouette(vectors, labels))
     upper = min(max_clusters, n - 1, math.ceil(math.sqrt(n / 2)))
     candidates = range(2, max(2, upper) + 1)
-    best: Clustering | None = None
+    best: Labelling | None = None
     for k in candidates:
         labels = _fit(vectors, method, k)
         score = silhouette(vectors, labels)
         if best is None or (score is not None and (best.silhouette is None or score > best.silhouette)):
-            best = Clustering(labels, score)
+            best = Labelling(labels, score)
     assert best is not None, "this is a bug: no candidate k"
     return best

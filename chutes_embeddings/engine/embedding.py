@@ -1,8 +1,8 @@
 """The one path every text takes to become a vector: cache, admission, tokenising, batching.
 
-``EmbeddingPipeline`` owns the cache, the batcher and the tokenizer over one backend; the
-``Engine`` (the service's verbs) is built on it. Synchronous and thread-safe: cords call it from
-many worker threads, and one forward pass serves many callers.
+``EmbeddingPipeline`` owns the cache, the batcher and the tokenizer over one ``Embedder``; the
+``Engine`` composes it with the reranker. Synchronous and thread-safe: cords call it from many
+worker threads, and one forward pass serves many callers.
 """
 
 from __future__ import annotations
@@ -10,32 +10,23 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import time
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..backends import TRUNCATION_DIRECTIONS, Backend
-from .batcher import Admission, Batcher
-from .cache import EmbeddingCache
-from .caller import current_scope
+from ..backends.protocols import TRUNCATION_DIRECTIONS, BatchingProfile, Embedder, EmbedWork, Tokenizer
 from ..errors import BackendUnavailable, EmbeddingsError, InvalidInput
 from ..settings import Settings
-from .vectors import POOLINGS, normalize as l2_normalize
-
-CHARS_PER_TOKEN = 4  # admission's estimate of a text's cost before it is tokenised
-
-
-class EmbedWork(NamedTuple):
-    """One text queued for a forward pass: how to pool it, how it may be cut, its token ids."""
-
-    text: str
-    pooling: str
-    truncation: str | None
-    ids: Sequence[int] | None
+from .batcher import Admission, Batcher, estimate_tokens
+from .cache import EmbeddingCache
+from .caller import current_scope
+from .results import EMBEDDER, EmbedOptions, Embedded, ModelState
+from .vectors import POOLINGS
+from .vectors import normalize as l2_normalize
 
 
-def embed_runner(backend: Backend) -> Any:
-    """The batcher's run function for ``backend``: one ``Backend.embed`` call per batch."""
+def embed_runner(backend: Embedder) -> Any:
+    """The batcher's run function for ``backend``: one ``Embedder.embed`` call per batch."""
 
     def run(work: list[EmbedWork]) -> np.ndarray:
         return backend.embed([w.text for w in work], [w.pooling for w in work], [w.truncation for w in work],
@@ -82,39 +73,26 @@ def _first_positions(texts: Sequence[str]) -> dict[str, int]:
 
 
 class EmbeddingPipeline:
-    """Texts in, vectors out, for one model (see module docstring).
+    """Texts in, vectors out, for one embedding model (see module docstring).
 
     Args:
         settings: the service settings.
-        backend: what serves forward passes (local, TEI, or TEI with local fallback).
-        tokenizer: the local model's tokenizer (``LoadedModel``: ``tokenize``, ``token_details``);
-            it tokenises a text at most once, and only when its ids or its count are needed.
-        batches_in_flight: forward passes the batcher runs at once (1 for a local model).
-        batch_overhead_tokens: the cost of one more pass in padded tokens (default: the setting).
+        embedder: what serves forward passes (local, TEI, or TEI with local fallback).
+        tokenizer: the local model's tokenizer; it tokenises a text at most once, and only when
+            its ids or its count are needed.
+        profile: how to batch for what serves the model.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        backend: Backend,
-        tokenizer: Any,
-        batches_in_flight: int = 1,
-        batch_overhead_tokens: int | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder, tokenizer: Tokenizer,
+                 profile: BatchingProfile | None = None) -> None:
         self.settings = settings
-        self.backend = backend
+        self.backend = embedder
         self.tokenizer = tokenizer
-        self._tokenize = tokenizer.tokenize
         self.cache = EmbeddingCache(settings.cache_size)
-        self.batcher = Batcher(
-            embed_runner(backend),
-            max_batch_tokens=settings.max_batch_tokens,
-            max_batch_size=settings.max_batch_size,
-            max_wait_s=settings.batch_wait_ms / 1000.0,
-            max_queue=settings.max_queue,
-            max_queue_wait_s=settings.max_queue_wait_s,
-            workers=batches_in_flight,
-            overhead_tokens=settings.batch_overhead_tokens if batch_overhead_tokens is None else batch_overhead_tokens,
+        self.batcher = Batcher.for_service(
+            embed_runner(embedder), settings, profile or BatchingProfile(),
+            max_batch_tokens=settings.max_batch_tokens, max_batch_size=settings.max_batch_size,
+            name="batcher", unit="texts",
         )
 
     @property
@@ -130,140 +108,126 @@ class EmbeddingPipeline:
         self.batcher.close()
         self.backend.close()
 
-    def embed_vectors(self, texts: Sequence[str], **options: Any) -> np.ndarray:
-        """Embed texts (cache first, then shared forward passes), in input order: see ``embed_counted``."""
-        return self._embed(texts, count_tokens=False, **options)[0]
+    def check_admission(self) -> None:
+        """Raise ``Overloaded`` now if new texts would be refused (reserves nothing)."""
+        self.batcher.check_admission()
 
-    def embed_counted(self, texts: Sequence[str], **options: Any) -> tuple[np.ndarray, list[int]]:
-        """``embed_vectors`` plus each text's token count as embedded (after any cut), for usage
-        reports; every text is tokenised, cached or not.
+    def describe(self) -> ModelState:
+        """What serves this model now, and its batcher's state."""
+        return ModelState(model=self.model_id, kind=EMBEDDER, backend=self.backend.kind,
+                          runtime=self.backend.runtime, max_input_tokens=self.backend.max_input_tokens,
+                          tei=self.backend.status(), batching=self.batcher.stats())
 
-        Args:
-            texts: the texts, as given (nothing is rewritten).
-            pooling: a mode from ``POOLINGS``; None uses the model's own.
-            normalize: L2-normalise the vectors (after ``dimensions``).
-            truncate: cut texts at the model's token limit; when False such a text is an error.
-            truncation_direction: "right" keeps a long text's start, "left" its end.
-            dimensions: keep only the first this many dimensions (Matryoshka), 1..dimension.
-            max_batch: at most this many of these texts per forward pass.
-            field: the request field the texts came from, for error messages.
+    def embed(self, texts: Sequence[str], options: EmbedOptions = EmbedOptions()) -> Embedded:
+        """Embed texts (cache first, then shared forward passes), in input order.
+
+        The steps, in this order: check the options; look each text up in the cache; admit the
+        misses (``Overloaded`` at once when the queue is full, before any tokenising); tokenise
+        once what must be (``_to_tokenize``); queue the misses, with their token ids, for shared
+        forward passes; cut to ``dimensions``; normalise.
 
         Returns:
-            (len(texts), dimensions or dimension) float32 array, and the token counts.
+            (len(texts), dimensions or dimension) float32 vectors, and each text's token count as
+            embedded (after any cut) when ``options.count_tokens``.
 
         Raises:
-            InvalidInput: a bad option, or a text over the token limit with ``truncate`` False.
+            InvalidInput: a bad option, or a text over the token limit with ``truncate`` False
+                (``index``: its position in ``texts``).
             Overloaded: the batch queue is full.
             BackendUnavailable: no answer within ``request_timeout_s``.
         """
-        vectors, counts = self._embed(texts, count_tokens=True, **options)
-        return vectors, counts or []
+        mode = self._check_options(options)
+        keys = [(self.model_id, mode, options.truncation_direction, text) for text in texts]
+        out, missing = self._lookup(keys, texts)
+        counts: list[int] | None = None
+        with self._admit(list(missing)) as admitted:
+            to_tokenize = self._to_tokenize(texts, missing, options)
+            ids, full = self.tokenizer.tokenize(to_tokenize, options.truncation_direction) if to_tokenize else ([], [])
+            if not options.truncate:
+                self._check_token_limit(to_tokenize, full, _first_positions(texts), options.truncation_direction)
+            encoded = dict(zip(to_tokenize, ids))
+            if options.count_tokens:
+                counts = [len(encoded[text]) for text in texts]
+            if missing:
+                self._compute_misses(missing, encoded, mode, options, admitted, out)
+        return Embedded(self._finish(out, options), counts)
 
-    def _embed(
-        self,
-        texts: Sequence[str],
-        *,
-        count_tokens: bool,
-        pooling: str | None = None,
-        normalize: bool = True,
-        truncate: bool = True,
-        truncation_direction: str = "right",
-        dimensions: int | None = None,
-        max_batch: int | None = None,
-        field: str = "inputs",
-    ) -> tuple[np.ndarray, list[int] | None]:
-        """The steps, in this order: check the options; look each text up in the cache; admit
-        the misses (``Overloaded`` at once when the queue is full, before any tokenising);
-        tokenise once (every text when counting or with ``truncate=False``, so a cached vector
-        never answers an input over the limit; else the misses, when the backend takes token ids:
-        TEI tokenises on its side, and its batches are costed by the length estimate); queue the
-        misses, with their token ids, for shared forward passes; cut to ``dimensions``; normalise."""
-        mode = pooling or self.backend.default_pooling
+    def _check_options(self, options: EmbedOptions) -> str:
+        """The pooling mode to use; ``InvalidInput`` for an option out of range."""
+        mode = options.pooling or self.backend.default_pooling
         if mode not in POOLINGS:
             raise InvalidInput(f"pooling {mode!r} is not one of {list(POOLINGS)}", field="pooling", limit=list(POOLINGS))
-        check_direction(truncation_direction)
-        self._check_dimensions(dimensions)
-        keys = [(self.model_id, mode, truncation_direction, text) for text in texts]
+        check_direction(options.truncation_direction)
+        dims = options.dimensions
+        if dims is not None and not 1 <= dims <= self.dimension:
+            raise InvalidInput(f"dimensions must be 1..{self.dimension} (the model's dimension), got {dims}",
+                               field="dimensions", limit=self.dimension)
+        return mode
+
+    def _lookup(self, keys: list[tuple[str, str, str, str]], texts: Sequence[str]) -> tuple[np.ndarray, dict[str, list[int]]]:
+        """The cached vectors in place, and each missing text's positions."""
         found = self.cache.get_many(keys)
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
         missing: dict[str, list[int]] = {}
         for i, (text, vec) in enumerate(zip(texts, found)):
             if vec is None:
                 missing.setdefault(text, []).append(i)
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for i, vec in enumerate(found):
-            if vec is not None:
+            else:
                 out[i] = vec
-        counts: list[int] | None = None
-        with self._admit(missing) as admitted:
-            first_seen = _first_positions(texts) if count_tokens or not truncate else {}
-            if first_seen:
-                to_tokenize = list(first_seen)
-            else:  # only the backend would use the ids: TEI tokenises on its side
-                to_tokenize = list(missing) if self.backend.takes_token_ids else []
-            ids, full = self._tokenize(to_tokenize, truncation_direction) if to_tokenize else ([], [])
-            if not truncate:
-                self._check_token_limit(to_tokenize, full, first_seen, field, truncation_direction)
-            encoded = dict(zip(to_tokenize, ids))
-            if count_tokens:
-                counts = [len(encoded[text]) for text in texts]
-            if missing:
-                unique = list(missing)
-                truncation = truncation_direction if truncate else None
-                vectors = self._compute(unique, [encoded.get(t) for t in unique], mode, truncation, max_batch, admitted)
-                self.cache.put_many([(self.model_id, mode, truncation_direction, t) for t in unique], vectors)
-                for text, row in zip(unique, vectors):
-                    out[missing[text]] = row
-        if dimensions is not None:
-            out = np.ascontiguousarray(out[:, :dimensions])
-        return (l2_normalize(out) if normalize else out), counts
+        return out, missing
 
-    def _check_dimensions(self, dimensions: int | None, field: str = "dimensions") -> None:
-        if dimensions is not None and not 1 <= dimensions <= self.dimension:
-            raise InvalidInput(f"{field} must be 1..{self.dimension} (the model's dimension), got {dimensions}",
-                               field=field, limit=self.dimension)
+    def _to_tokenize(self, texts: Sequence[str], missing: dict[str, list[int]], options: EmbedOptions) -> list[str]:
+        """Every distinct text when counting or with ``truncate=False`` (so a cached vector never
+        answers an input over the limit); else the misses, when the backend takes token ids (TEI
+        tokenises on its side, and its batches are costed by the length estimate)."""
+        if options.count_tokens or not options.truncate:
+            return list(dict.fromkeys(texts))
+        return list(missing) if self.backend.takes_token_ids else []
 
-    def refuse_if_overloaded(self) -> None:
-        """Raise ``Overloaded`` (with ``retry_after_s``) if new model work would be refused now;
-        the HTTP guard asks before parsing a request's body."""
-        self.batcher.admit(0, 0)
+    def _compute_misses(self, missing: dict[str, list[int]], encoded: dict[str, list[int]], mode: str,
+                        options: EmbedOptions, admitted: Admission | None, out: np.ndarray) -> None:
+        """Queue the misses for shared forward passes, cache their vectors and put them in place."""
+        unique = list(missing)
+        truncation = options.truncation_direction if options.truncate else None
+        token_ids = [encoded.get(t) for t in unique]
+        work = [EmbedWork(text, mode, truncation, ids) for text, ids in zip(unique, token_ids)]
+        tokens = [len(ids) if ids is not None else self._estimate_tokens(text) for text, ids in zip(unique, token_ids)]
+        futures = self.batcher.submit(work, tokens, options.max_batch, admitted)
+        vectors = np.stack(wait_for(futures, self.settings.request_timeout_s))
+        self.cache.put_many([(self.model_id, mode, options.truncation_direction, t) for t in unique], vectors)
+        for text, row in zip(unique, vectors):
+            out[missing[text]] = row
+
+    @staticmethod
+    def _finish(out: np.ndarray, options: EmbedOptions) -> np.ndarray:
+        if options.dimensions is not None:
+            out = np.ascontiguousarray(out[:, : options.dimensions])
+        return l2_normalize(out) if options.normalize else out
 
     def _admit(self, texts: Sequence[str]) -> Any:
         """A place in the batch queue for these texts (``Overloaded`` now if there is none), sized
-        before tokenising by a cheap estimate: ~4 characters a token, at most the model's limit."""
+        before tokenising by the length estimate."""
         if not texts:
             return contextlib.nullcontext()
         return self.batcher.admit(len(texts), sum(self._estimate_tokens(t) for t in texts))
 
     def _estimate_tokens(self, text: str) -> int:
-        """A text's cost before (or instead of) tokenising it: ~4 characters a token, at most the limit."""
-        return min(self.backend.max_input_tokens, len(text) // CHARS_PER_TOKEN + 2)
+        return estimate_tokens(len(text), self.backend.max_input_tokens)
 
-    def _check_token_limit(self, texts: list[str], counts: list[int], position: dict[str, int], field: str,
+    def _check_token_limit(self, texts: list[str], counts: list[int], position: dict[str, int],
                            direction: str) -> None:
         limit = self.backend.max_input_tokens
         for text, n in zip(texts, counts):
             if n > limit:
-                pos = position[text]
                 kept = "first" if direction == "right" else "last"
-                raise InvalidInput(
-                    f"{field}[{pos}] has {n} tokens; the model accepts at most {limit}. "
+                raise InvalidInput.for_item(
+                    position[text],
+                    f"has {n} tokens; the model accepts at most {limit}. "
                     f"Send truncate=true to embed its {kept} tokens, or split the text.",
-                    field=f"{field}[{pos}]",
-                    limit=limit,
-                    tokens=n,
-                )
+                    limit=limit, tokens=n)
 
-    def _compute(
-        self, texts: list[str], token_ids: list[list[int] | None], mode: str, truncation: str | None,
-        max_batch: int | None, admitted: Admission | None,
-    ) -> np.ndarray:
-        work = [EmbedWork(text, mode, truncation, ids) for text, ids in zip(texts, token_ids)]
-        tokens = [len(ids) if ids is not None else self._estimate_tokens(text) for text, ids in zip(texts, token_ids)]
-        futures = self.batcher.submit(work, tokens, max_batch, admitted)
-        return np.stack(wait_for(futures, self.settings.request_timeout_s))
-
-    def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True, truncation_direction: str = "right",
-                     field: str = "inputs") -> list[np.ndarray]:
+    def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True,
+                     truncation_direction: str = "right") -> list[np.ndarray]:
         """Each text's token embeddings (not pooled, not normalised; TEI's ``/embed_all``).
 
         Not cached and not batched with other callers: one forward pass for this request, after
@@ -271,9 +235,9 @@ class EmbeddingPipeline:
         """
         check_direction(truncation_direction)
         with self._admit(texts):
-            ids, full = self._tokenize(texts, truncation_direction)  # once: the backend takes these ids
+            ids, full = self.tokenizer.tokenize(texts, truncation_direction)  # once: the backend takes these ids
             if not truncate:
-                self._check_token_limit(list(texts), full, _first_positions(texts), field, truncation_direction)
+                self._check_token_limit(list(texts), full, _first_positions(texts), truncation_direction)
             return self.backend.embed_tokens(texts, truncation_direction if truncate else None, ids)
 
     def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:

@@ -1,5 +1,5 @@
-"""Building the engine for the settings: the embedder and the optional reranker, each served by
-its own supervised TEI when the binary is found, with a local model behind it."""
+"""Building the engine for the settings: the embedder and the reranker, each a model service
+built by the one backend factory (TEI-served when the binary is found, a local model behind it)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ import gc
 import time
 from typing import Any
 
-from ..backends.factory import BuiltBackend
-
 from loguru import logger
 
-from ..backends.factory import build_embedder, build_reranker, tei_binary, wait_for_tei
-from .core import Engine
-from .reranking import RerankPipeline
+from ..backends.factory import build_service, tei_binary, wait_for_tei
 from ..settings import Settings
+from .core import Engine
+from .embedding import EmbeddingPipeline
+from .reranking import BiEncoderReranker, RerankPipeline, RerankService
 
 
-def start_engine(settings: Settings, limits: dict[str, int] | None = None, model: Any = None,
-                 reranker_model: Any = None) -> Engine:
+def start_engine(settings: Settings, limits: dict[str, Any] | None = None, model: Any = None,
+                 reranker_model: Any = None, max_clusters: int = 20) -> Engine:
     """Build the engine for ``settings`` (the startup hook calls this).
 
     When the TEI binary is found, TEI is launched and supervised for the embedding model (and
@@ -29,43 +28,48 @@ def start_engine(settings: Settings, limits: dict[str, int] | None = None, model
 
     Args:
         settings: the service settings.
-        limits: request limits reported by /info.
+        limits: every request limit, reported by /info.
         model: an already loaded ``LoadedModel`` to reuse (tests share one).
         reranker_model: an already loaded ``LoadedReranker`` to reuse.
+        max_clusters: the most clusters /cluster chooses among.
     """
     started = time.monotonic()
     binary = tei_binary(settings)
-    embedder = build_embedder(settings, binary, model)
+    built = build_service("embedder", settings, binary, model)
     try:
-        reranker = _reranker_or_none(settings, binary, reranker_model)
-        wait_for_tei([embedder.backend] + ([reranker.backend] if reranker else []), settings.tei_startup_timeout_s)
-        engine = Engine(settings, embedder.backend, embedder.model, limits, embedder.profile.in_flight,
-                        embedder.profile.overhead_tokens,
-                        reranker=RerankPipeline(settings, reranker) if reranker is not None else None)
+        embedder = EmbeddingPipeline(settings, built.service, built.tokenizer, built.profile)  # type: ignore[arg-type]
+        reranker = _reranker(settings, binary, reranker_model, embedder)
+        wait_for_tei([built.service] + ([reranker.backend] if isinstance(reranker, RerankPipeline) else []),
+                     settings.tei_startup_timeout_s)
+        engine = Engine(embedder, reranker, limits, max_clusters)
     except BaseException:
-        embedder.backend.close()  # its TEI is running: stop it
+        built.service.close()  # its TEI is running: stop it
         raise
     # The models' millions of long-lived Python objects would otherwise be walked by every full
     # garbage collection, a pause of a few hundred ms that requests' allocations trigger every few
     # seconds (it was the p99 of 16 concurrent clients: docs/benchmarks.md, "Against Infinity").
     gc.collect()
     gc.freeze()
+    described = reranker.describe()
     logger.info(
-        "engine ready: model={} backend={} runtime={} dim={} reranker={} in {:.1f}s",
-        engine.model_id, embedder.backend.kind, embedder.backend.runtime, engine.dimension,
-        engine.reranker_info["model"] if reranker else "none (bi-encoder)", time.monotonic() - started,
+        "engine ready: model={} backend={} runtime={} dim={} reranker={} ({}) in {:.1f}s",
+        engine.model_id, built.service.kind, built.service.runtime, engine.dimension, described.model,
+        described.kind, time.monotonic() - started,
     )
     return engine
 
 
-def _reranker_or_none(settings: Settings, binary: str | None, model: Any) -> BuiltBackend | None:
-    """The reranker, or None (rerank by cosine, and say so) when it cannot be loaded: a reranker
-    that fails to download or is not a one-label classifier must not take embeddings down."""
+def _reranker(settings: Settings, binary: str | None, model: Any, embedder: EmbeddingPipeline) -> RerankService:
+    """The cross-encoder's pipeline, or the bi-encoder stand-in when none is configured or it
+    cannot be loaded: a reranker that fails to download or is not a one-label classifier must
+    not take embeddings down."""
+    if not settings.rerank_model:
+        return BiEncoderReranker(embedder)
     try:
-        return build_reranker(settings, binary, model)
+        return RerankPipeline(settings, build_service("reranker", settings, binary, model))
     except Exception as exc:
         logger.opt(exception=exc).error(
             "the reranker {!r} could not be loaded ({}): /rerank answers with the embedding model's cosine "
             "(reranker.kind = bi-encoder) until the service restarts with a model that loads",
             settings.rerank_model, type(exc).__name__)
-        return None
+        return BiEncoderReranker(embedder)

@@ -4,7 +4,7 @@ Names follow TEI's ``te_*`` metrics where the meaning is the same, so dashboards
 work whichever backend serves (``prometheus_client`` adds ``_total`` to counters, which TEI's
 exporter does not); the rest are ``embeddings_*``. Recorded on the request path: requests
 (by route, method and status) and their durations (by the request guard), per-batch and per-text
-figures (by the batcher's observer), store operations (by ``Collections``). Read at scrape time
+figures (by the batcher's observer), store operations (by ``StoreService``). Read at scrape time
 from the engine, so they cost nothing per request: queue, cache, TEI and failover state.
 
 | name | type | meaning |
@@ -35,6 +35,8 @@ from typing import Any, Iterator, Sequence
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ..engine.results import ModelState
+
 # TEI's duration buckets: 1.5e-5 s x 1.5^k up to ~14.6 s.
 DURATION_BUCKETS = tuple(1e-5 * 1.5 ** k for k in range(1, 36))
 POWERS_OF_TWO = tuple(float(2 ** k) for k in range(0, 21))
@@ -43,7 +45,7 @@ POWERS_OF_TWO = tuple(float(2 ** k) for k in range(0, 21))
 class Metrics:
     """The metrics of one engine, its store and its routes (see module docstring)."""
 
-    def __init__(self, engine: Any, collections: Any, routes: Any) -> None:
+    def __init__(self, engine: Any, store: Any, routes: Any) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("embeddings_requests", "HTTP answers", ["route", "method", "status"], registry=r)
@@ -64,8 +66,8 @@ class Metrics:
         self.store_duration = Histogram("embeddings_store_operation_duration_seconds", "vector store operation time",
                                         ["op"], buckets=DURATION_BUCKETS, registry=r)
         r.register(_EngineState(engine))
-        engine.batcher.observer = self.observe_batch
-        collections.observer = self.observe_store
+        engine.embedder.batcher.observer = self.observe_batch
+        store.observer = self.observe_store
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One HTTP answer (the request guard calls this)."""
@@ -98,51 +100,51 @@ class _EngineState:
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        engine = self.engine
-        batcher, cache = engine.batcher, engine.cache
-        yield GaugeMetricFamily("te_queue_size", "texts waiting for the model", value=batcher.queue_depth)
+        state = self.engine.info()
+        embedder, batching = state.embedder, state.embedder.batching
+        yield GaugeMetricFamily("te_queue_size", "texts waiting for the model", value=batching.queue_depth)
         yield GaugeMetricFamily("embeddings_queue_wait_seconds", "model time the waiting texts need",
-                                value=batcher.estimated_wait_s)
-        yield CounterMetricFamily("te_embed_count", "texts the model embedded", value=batcher.items_run)
-        yield CounterMetricFamily("embeddings_cache_hits", "vector cache hits", value=cache.hits)
-        yield CounterMetricFamily("embeddings_cache_misses", "vector cache misses", value=cache.misses)
+                                value=batching.estimated_wait_s)
+        yield CounterMetricFamily("te_embed_count", "texts the model embedded", value=batching.items_run)
+        yield CounterMetricFamily("embeddings_cache_hits", "vector cache hits", value=state.cache["hits"])
+        yield CounterMetricFamily("embeddings_cache_misses", "vector cache misses", value=state.cache["misses"])
         yield CounterMetricFamily("embeddings_texts_dropped", "queued texts whose caller had gone",
-                                  value=batcher.items_dropped)
+                                  value=batching.items_dropped)
         yield CounterMetricFamily("embeddings_requests_refused", "requests refused at admission (429)",
-                                  value=batcher.refused)
+                                  value=batching.refused)
         info = GaugeMetricFamily("embeddings_backend_info", "what serves now", labels=["backend", "runtime", "model"])
-        info.add_metric([engine.backend.kind, engine.backend.runtime, engine.model_id], 1)
+        info.add_metric([embedder.backend, embedder.runtime, embedder.model], 1)
         yield info
-        tei = engine.backend.status() if hasattr(engine.backend, "status") else None
-        if tei is not None:
-            yield CounterMetricFamily("embeddings_tei_restarts", "TEI restarts by the supervisor", value=tei["restarts"])
+        if embedder.tei is not None:
+            tei = embedder.tei
+            yield CounterMetricFamily("embeddings_tei_restarts", "TEI restarts by the supervisor",
+                                      value=tei.get("restarts", 0))
             yield CounterMetricFamily("embeddings_failovers", "TEI calls answered by the local model instead",
-                                      value=tei["failovers"])
+                                      value=tei.get("failovers", 0))
             served = CounterMetricFamily("embeddings_served_texts", "texts by the backend that embedded them",
                                          labels=["backend"])
-            for backend, n in tei["served_texts"].items():
+            for backend, n in tei.get("served_texts", {}).items():
                 served.add_metric([backend], n)
             yield served
-        yield from self._reranker()
+        yield from self._reranker(state.reranker)
 
-    def _reranker(self) -> Iterator[Metric]:
-        engine = self.engine
-        about = engine.reranker_info
+    @staticmethod
+    def _reranker(reranker: ModelState) -> Iterator[Metric]:
         info = GaugeMetricFamily("embeddings_reranker_info", "what scores rerank requests now",
                                  labels=["kind", "backend", "model"])
-        info.add_metric([about["kind"], str(about.get("backend")), about["model"]], 1)
+        info.add_metric([reranker.kind, reranker.backend, reranker.model], 1)
         yield info
-        if engine.reranker is None:
+        batching = reranker.batching
+        if batching is None:  # the bi-encoder stand-in: its work is the embedder's
             return
-        batcher, backend = engine.reranker.batcher, engine.reranker.backend
-        yield CounterMetricFamily("embeddings_rerank_pairs", "pairs the cross-encoder scored", value=batcher.items_run)
+        yield CounterMetricFamily("embeddings_rerank_pairs", "pairs the cross-encoder scored", value=batching.items_run)
         yield GaugeMetricFamily("embeddings_rerank_queue_size", "pairs waiting for the cross-encoder",
-                                value=batcher.queue_depth)
+                                value=batching.queue_depth)
         yield CounterMetricFamily("embeddings_rerank_requests_refused", "rerank requests refused at admission (429)",
-                                  value=batcher.refused)
-        tei = backend.status() if hasattr(backend, "status") else None
-        if tei is not None:
+                                  value=batching.refused)
+        if reranker.tei is not None:
             yield CounterMetricFamily("embeddings_rerank_tei_restarts", "restarts of the reranker's TEI",
-                                      value=tei["restarts"])
+                                      value=reranker.tei.get("restarts", 0))
             yield CounterMetricFamily("embeddings_rerank_failovers",
-                                      "reranker TEI calls answered by the local cross-encoder", value=tei["failovers"])
+                                      "reranker TEI calls answered by the local cross-encoder",
+                                      value=reranker.tei.get("failovers", 0))

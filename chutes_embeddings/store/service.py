@@ -1,22 +1,63 @@
-"""The store verbs: embed with the engine, keep in the vector store, answer with plain dicts."""
+"""The store verbs: embed with the engine, keep in the vector store, answer with typed data.
+
+``StoreService`` is what the store cords call: it checks what the store cannot (ids and metadata
+per text, callers' vectors, the collection's model against the engine's), embeds through the
+engine, runs two-stage retrieval through the engine's one ``two_stage``, and times each store
+operation for the metrics. The native dialect shapes its results.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..engine.core import Engine
-from ..errors import Conflict, InvalidInput
-from . import CollectionInfo, Record, VectorStore, check_collection_name
+from ..engine.core import EMBEDDER, RERANKER, Engine, two_stage
+from ..engine.results import Hit, Ranking
+from ..errors import Conflict, InvalidInput, naming
+from . import CollectionInfo, Record, VectorStore
 from .filters import parse_filter
 from .metadata import encode_metadata
 
-
 EXTERNAL_MODEL = "external"  # what a collection of callers' vectors records when they name no model
+
+
+@dataclass(frozen=True)
+class Added:
+    """What an upsert did: the distinct records written, their ids in input order, the new size."""
+
+    added: int
+    ids: list[str]
+    total: int
+
+
+@dataclass(frozen=True)
+class Found:
+    """A search's hits (``Hit.index`` points into ``records``), and the collection's model."""
+
+    ranking: Ranking
+    records: list[Record]
+    model: str
+
+
+@dataclass(frozen=True)
+class Got:
+    """Records fetched, and the asked ids that were not there."""
+
+    records: list[Record]
+    missing_ids: list[str]
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """How many records went, and how many are left."""
+
+    deleted: int
+    total: int
 
 
 def _caller_vectors(vectors: Sequence[Sequence[float]], expected: int, field: str = "vectors") -> np.ndarray:
@@ -44,18 +85,41 @@ def text_id(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def _info_dict(info: CollectionInfo) -> dict[str, Any]:
-    return {"name": info.name, "size": info.size, "dimension": info.dimension, "model": info.model,
-            "sample_texts": info.sample_texts}
+def _metadata_per_text(metadata: dict[str, Any] | Sequence[dict[str, Any]] | None, n: int) -> list[dict[str, Any]]:
+    """One metadata object per text (one for all is copied), each checked."""
+    if isinstance(metadata, (list, tuple)):
+        if len(metadata) != n:
+            raise InvalidInput(f"metadata has {len(metadata)} entries for {n} texts; send one per text "
+                               "or one object for all", field="metadata", limit=n)
+        metas = [dict(m) for m in metadata]
+        for i, meta in enumerate(metas):
+            encode_metadata(meta, ("metadata", i))
+        return metas
+    encode_metadata(metadata or {}, ("metadata",))
+    return [dict(metadata or {}) for _ in range(n)]
 
 
-class Collections:
-    """Store cords' logic over an ``Engine`` and a ``VectorStore``."""
+def _exactly_one(ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None) -> None:
+    if (ids is None) == (filter_metadata is None):
+        raise InvalidInput("send either ids or filter_metadata (exactly one)", field="ids")
+
+
+class StoreService:
+    """Store cords' logic over an ``Engine`` and a ``VectorStore`` (see module docstring)."""
 
     def __init__(self, engine: Engine, store: VectorStore) -> None:
         self.engine = engine
         self.store = store
         self.observer: Callable[[str, bool, float], None] | None = None  # (operation, succeeded, seconds)
+
+    @property
+    def kind(self) -> str:
+        """Which store keeps the collections (``embedded`` or ``postgres``)."""
+        return self.store.kind
+
+    def close(self) -> None:
+        """Close the store (the engine is closed by its owner)."""
+        self.store.close()
 
     @contextmanager
     def _operation(self, op: str) -> Iterator[None]:
@@ -70,28 +134,18 @@ class Collections:
 
     def add(self, collection: str, texts: Sequence[str], ids: Sequence[str] | None,
             metadata: dict[str, Any] | Sequence[dict[str, Any]] | None,
-            vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None) -> dict[str, Any]:
-        """Upsert texts (ids default to a hash of the text); acknowledged after the store commits.
+            vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None) -> Added:
+        """Upsert texts (ids default to a hash of the text); returns after the store commits.
 
         With ``vectors`` (one per text) the caller's vectors are stored as given (normalised) and
         the collection is one of ``vector_model``'s (default ``external``) at their dimension;
         without, the server embeds the texts. A collection refuses vectors of another model or
         dimension (409).
         """
-        check_collection_name(collection)
         if ids is not None and len(ids) != len(texts):
             raise InvalidInput(f"ids has {len(ids)} entries for {len(texts)} texts; send one id per text",
                                field="ids", limit=len(texts))
-        if isinstance(metadata, (list, tuple)):
-            if len(metadata) != len(texts):
-                raise InvalidInput(f"metadata has {len(metadata)} entries for {len(texts)} texts; send one per text "
-                                   "or one object for all", field="metadata", limit=len(texts))
-            metas = [dict(m) for m in metadata]
-            for i, meta in enumerate(metas):
-                encode_metadata(meta, ("metadata", i))
-        else:
-            encode_metadata(metadata or {}, ("metadata",))
-            metas = [dict(metadata or {}) for _ in texts]
+        metas = _metadata_per_text(metadata, len(texts))
         record_ids = list(ids) if ids is not None else [text_id(t) for t in texts]
         if vectors is not None:
             rows = _caller_vectors(vectors, len(texts))
@@ -99,29 +153,35 @@ class Collections:
         else:
             # fail fast on a model/dimension conflict, before spending a forward pass
             self.store.ensure_collection(collection, self.engine.model_id, self.engine.dimension)
-            rows = self.engine.embed_vectors(texts, field="texts")
+            with naming("texts"):
+                rows = self.engine.embed(texts).vectors
         records = [Record(i, t, m, v) for i, t, m, v in zip(record_ids, texts, metas, rows)]
         with self._operation("upsert"):
             total = self.store.upsert(collection, records)
-        return {"collection": collection, "added_count": len(dict.fromkeys(record_ids)), "ids": record_ids,
-                "total_in_collection": total}
+        return Added(len(dict.fromkeys(record_ids)), record_ids, total)
 
     def search(self, collection: str, query: str | None, top_k: int, filter_metadata: dict[str, Any] | None,
-               threshold: float | None, query_vector: Sequence[float] | None = None,
-               rerank_candidates: int | None = None) -> dict[str, Any]:
+               threshold: float | None, query_vector: Sequence[float] | None = None, *, rerank: bool = False,
+               rerank_candidates: int = 50) -> Found:
         """The best matches of one query (a text the server embeds, or the caller's vector).
 
-        With ``rerank_candidates`` (two-stage retrieval) that many are retrieved by vector and the
-        engine's reranker reorders them (it reads ``query`` with each text); the best ``top_k`` are
-        returned with both their vector ``score`` and their ``rerank_score``.
+        With ``rerank`` (two-stage retrieval) the best ``rerank_candidates`` are retrieved by
+        vector and the engine's reranker reorders them (it reads ``query`` with each text); the
+        best ``top_k`` come back with both their vector ``score`` and their ``rerank_score``.
+
+        Raises:
+            InvalidInput: rerank without a query text, a bad filter or query vector.
+            NotFound: no such collection.
+            Conflict: the collection holds another model's vectors and no ``query_vector`` came.
+            Overloaded: a model queue the search needs is full (asked before any work).
         """
-        if rerank_candidates is not None and query is None:
+        if rerank and query is None:
             raise InvalidInput("rerank reads the query text with each candidate: send query, not query_vector",
                                field="rerank")
         where = parse_filter(filter_metadata)
-        check_collection_name(collection)
         model, dimension = self.store.model_of(collection)  # NotFound (404) for an unknown collection
         if query_vector is not None:
+            self.engine.check_admission([RERANKER] if rerank else [])
             vector = _caller_vectors([query_vector], 1, "query_vector")
             if vector.shape[1] != dimension:
                 raise InvalidInput(f"query_vector has {vector.shape[1]} dimensions; collection {collection!r} holds "
@@ -131,25 +191,24 @@ class Collections:
                 raise Conflict(f"collection {collection!r} holds vectors of {model!r} ({dimension}); this server "
                                f"embeds with {self.engine.model_id!r}: send query_vector made by {model!r}",
                                field="query")
-            vector = self.engine.embed_vectors([query], field="query")
-        wanted = top_k if rerank_candidates is None else max(top_k, rerank_candidates)
+            self.engine.check_admission([EMBEDDER, RERANKER] if rerank else [EMBEDDER])
+            vector = self.engine.embed([query]).vectors
+        wanted = max(top_k, rerank_candidates) if rerank else top_k
         with self._operation("search"):
             hits = self.store.search(collection, vector, wanted, where, threshold)[0]
-        results = [{"id": h.id, "text": h.text, "score": h.score, "rank": rank, "metadata": h.metadata}
-                   for rank, h in enumerate(hits, start=1)]
-        reranked: dict[str, Any] = {}
-        if rerank_candidates is not None:
-            results, reranked["reranker"] = self.engine.rerank_hits(query, results, top_k_=top_k)
-        return {"collection": collection, "query": query, "results": results, "results_returned": len(results),
-                "model": model, **reranked}
+        records = [Record(h.id, h.text, h.metadata, None) for h in hits]
+        if rerank:
+            scores = np.asarray([h.score for h in hits], dtype=np.float64)  # as the store gave them
+            ranking = two_stage(self.engine.reranker, query or "", [h.text for h in hits], scores, top_k)
+        else:
+            ranking = Ranking([Hit(index=i, score=h.score, rank=i + 1) for i, h in enumerate(hits)])
+        return Found(ranking, records, model)
 
-    def get(self, collection: str, ids: Sequence[str] | None, include_vectors: bool = False,
-            filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> dict[str, Any]:
-        """Records by id (in the order asked, with the ids not found), or up to ``limit`` that a filter
-        matches (the request model supplies its default)."""
-        if (ids is None) == (filter_metadata is None):
-            raise InvalidInput("send either ids or filter_metadata (exactly one)", field="ids")
-        check_collection_name(collection)
+    def get(self, collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None = None,
+            limit: int | None = None) -> Got:
+        """Records by id (in the order asked, with the ids not found), or up to ``limit`` that a
+        filter matches (the request model supplies its default)."""
+        _exactly_one(ids, filter_metadata)
         with self._operation("get"):
             if ids is not None:
                 records = self.store.get(collection, ids)
@@ -157,30 +216,25 @@ class Collections:
                 raise InvalidInput("a filtered get needs a limit of 1 or more", field="limit", limit=1)
             else:
                 records = self.store.find(collection, parse_filter(filter_metadata), limit)
-        found = [{"id": r.id, "text": r.text, "metadata": r.metadata,
-                  **({"vector": r.vector.tolist()} if include_vectors and r.vector is not None else {})}
-                 for r in records]
         present = {r.id for r in records}
-        return {"collection": collection, "records": found,
-                "missing_ids": [i for i in ids if i not in present] if ids is not None else []}
+        return Got(records, [i for i in ids if i not in present] if ids is not None else [])
 
-    def delete(self, collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None) -> dict[str, Any]:
-        if (ids is None) == (filter_metadata is None):
-            raise InvalidInput("send either ids or filter_metadata (exactly one)", field="ids")
+    def delete(self, collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None) -> Deleted:
+        """Records by id or by a (non-empty) metadata filter; ``NotFound`` for an unknown collection."""
+        _exactly_one(ids, filter_metadata)
         where = parse_filter(filter_metadata) if filter_metadata is not None else None
         if where is not None and not where:
             raise InvalidInput("an empty filter would delete everything; use /store/drop", field="filter_metadata")
         self.store.describe(collection)
         with self._operation("delete"):
             deleted = self.store.delete(collection, ids, where)
-        return {"collection": collection, "deleted_count": deleted,
-                "total_in_collection": self.store.describe(collection).size}
+        return Deleted(deleted, self.store.describe(collection).size)
 
-    def drop(self, collection: str) -> dict[str, Any]:
+    def drop(self, collection: str) -> None:
+        """A collection and everything in it."""
         with self._operation("drop"):
             self.store.drop(collection)
-        return {"collection": collection, "dropped": True}
 
-    def collections(self) -> dict[str, Any]:
-        infos = self.store.collections()
-        return {"collections": [_info_dict(i) for i in infos], "total": len(infos), "store": self.store.kind}
+    def list_collections(self) -> list[CollectionInfo]:
+        """Every collection with its size, dimension, model and a few sample texts."""
+        return self.store.collections()

@@ -15,7 +15,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ...errors import EmbeddingsError, InvalidInput
+from ...engine.results import RerankOptions
+from ...errors import EmbeddingsError, InvalidInput, naming
+from .native import reranker_summary
 
 name = "cohere"
 ERROR_STATUSES = (400, 403, 404, 405, 408, 413, 415, 429, 500, 503)  # what its routes can answer besides 200
@@ -23,20 +25,20 @@ ERROR_STATUSES = (400, 403, 404, 405, 408, 413, 415, 429, 500, 503)  # what its 
 
 def _answer(engine: Any, request: Any, version: str, with_documents: bool) -> tuple[dict[str, Any], int]:
     """The answer both versions share, and the tokens scored."""
-    ranked = engine.rerank_scores(request.query, request.documents, max_tokens_per_doc=request.max_tokens_per_doc,
-                                  field="documents")
-    from ...engine.similarity import top_k  # numpy: the chute file imports dialects with the SDK only
-
-    order = top_k(ranked.raw, request.top_n)  # by logit: the sigmoid saturates (ties) where logits do not
-    results = [{"index": i, "relevance_score": float(ranked.relevance[i]),
-                **({"document": {"text": request.documents[i]}} if with_documents else {})} for i in order]
+    with naming("documents"):
+        ranked = engine.rerank(request.query, request.documents,
+                               RerankOptions(max_tokens_per_doc=request.max_tokens_per_doc))
+    relevance = ranked.relevance()
+    results = [{"index": i, "relevance_score": float(relevance[i]),
+                **({"document": {"text": request.documents[i]}} if with_documents else {})}
+               for i in ranked.order(request.top_n)]
     return {
         "id": str(uuid.uuid4()),
-        "model": ranked.reranker["model"],
+        "model": ranked.reranker.model,
         "results": results,
         "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1},
                  "tokens": {"input_tokens": ranked.tokens, "output_tokens": 0}},
-        "reranker": ranked.reranker,
+        "reranker": reranker_summary(ranked.reranker),
     }, ranked.tokens
 
 

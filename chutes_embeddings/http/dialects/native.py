@@ -1,13 +1,216 @@
-"""The service's own API: its verbs answer in its own shapes, errors as ``{"detail": {...}}``."""
+"""The service's own API: each cord's request -> an engine or store verb -> its answer.
+
+Errors are ``{"detail": {error_type, message, field?, limit?, ...}}`` with the error's status.
+Every function takes the parsed request model and returns plain lists, dicts, floats and strings
+(what the SDK serialises with orjson).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ...errors import EmbeddingsError
+from ...engine.results import EmbedOptions, EngineHealth, EngineInfo, ModelState, RerankOptions
+from ...errors import EmbeddingsError, naming
 
 name = "native"
 ERROR_STATUSES = (400, 403, 404, 405, 408, 409, 413, 415, 422, 429, 500, 503)  # what its routes can answer besides 200
+
+
+# --- engine verbs ---------------------------------------------------------------------------
+def embed(engine: Any, request: Any) -> dict[str, Any]:
+    """``POST /embed``: one vector for a single text, a list of vectors (with count) for a list."""
+    options = EmbedOptions(pooling=request.pooling, normalize=request.normalize, truncate=request.truncate,
+                           dimensions=request.dimensions)
+    with naming("inputs"):
+        vectors = engine.embed(request.inputs, options).vectors
+    body: dict[str, Any] = {"model": engine.model_id, "dimension": int(vectors.shape[1])}
+    if request.single:
+        body["embeddings"] = vectors[0].tolist()
+    else:
+        body["embeddings"] = vectors.tolist()
+        body["count"] = len(request.inputs)
+    return body
+
+
+def embed_batch(engine: Any, request: Any) -> dict[str, Any]:
+    """``POST /embed/batch``: vectors in input order; ``batch_size`` caps texts per forward pass."""
+    options = EmbedOptions(normalize=request.normalize, max_batch=request.batch_size, dimensions=request.dimensions)
+    with naming("texts"):
+        vectors = engine.embed(request.texts, options).vectors
+    return {"embeddings": vectors.tolist(), "processed_count": len(request.texts), "batch_size": request.batch_size,
+            "model": engine.model_id, "dimension": int(vectors.shape[1])}
+
+
+def similarity(engine: Any, request: Any) -> dict[str, Any]:
+    """``POST /similarity``: every target by its similarity to the source, best first."""
+    ranking = engine.similarity(request.source_text, request.target_texts, normalize=request.normalize)
+    results = [{"text": request.target_texts[h.index], "index": h.index, "similarity": h.score, "rank": h.rank}
+               for h in ranking.hits]
+    return {"source_text": request.source_text, "results": results, "model": engine.model_id}
+
+
+def rerank(engine: Any, request: Any) -> dict[str, Any]:
+    """``POST /rerank``: texts by relevance to the query, best first (the model's activation, or
+    the logit with ``raw_scores``)."""
+    with naming("texts"):
+        ranked = engine.rerank(request.query, request.texts, RerankOptions(truncate=request.truncate))
+    row = ranked.logits if request.raw_scores else ranked.activated()
+    results = [{"text": request.texts[i], "index": i, "score": float(row[i]), "rank": rank}
+               for rank, i in enumerate(ranked.order(request.top_k), start=1)]
+    return {"query": request.query, "results": results, "total_results": len(results),
+            "model": ranked.reranker.model, "reranker": reranker_summary(ranked.reranker)}
+
+
+def search(engine: Any, request: Any) -> dict[str, Any]:
+    """``POST /search``: the best matches of a query in a corpus sent with it."""
+    ranking = engine.search(request.query, request.corpus, top_k=request.top_k, threshold=request.threshold,
+                            rerank=request.rerank, rerank_candidates=request.rerank_candidates)
+    results = [{"text": request.corpus[h.index], "corpus_index": h.index, "score": h.score, "rank": h.rank,
+                **({"rerank_score": h.rerank_score} if h.rerank_score is not None else {})} for h in ranking.hits]
+    body = {"query": request.query, "results": results, "total_corpus_size": len(request.corpus),
+            "results_returned": len(results), "model": engine.model_id, "threshold": request.threshold}
+    if ranking.reranker is not None:
+        body["reranker"] = reranker_summary(ranking.reranker)
+    return body
+
+
+def cluster(engine: Any, request: Any) -> dict[str, Any]:
+    """``POST /cluster``: groups of texts, each with its most central text."""
+    clustering = engine.cluster(request.texts, n_clusters=request.n_clusters, method=request.method)
+    clusters = [{"cluster_id": c.label, "size": len(c.indices), "centroid_text": request.texts[c.central],
+                 "texts": [request.texts[i] for i in c.indices], "indices": c.indices} for c in clustering.clusters]
+    return {"clusters": clusters, "n_clusters": sum(1 for c in clustering.clusters if c.label >= 0),
+            "method": clustering.method, "total_texts": len(request.texts), "silhouette": clustering.silhouette}
+
+
+# --- state ----------------------------------------------------------------------------------
+def reranker_summary(state: ModelState) -> dict[str, Any]:
+    """What scores rerank requests, as answers name it."""
+    body: dict[str, Any] = {"model": state.model, "kind": state.kind, "backend": state.backend}
+    if state.activation is not None:
+        body.update(activation=state.activation, max_input_tokens=state.max_input_tokens)
+    if state.note is not None:
+        body["note"] = state.note
+    return body
+
+
+def health(engine: Any) -> dict[str, Any]:
+    """``GET /health``: whether the service can answer, from which backend, and why not fully."""
+    state: EngineHealth = engine.health()
+    reranker = reranker_summary(state.reranker)
+    if state.reranker.batching is not None:
+        reranker["queue"] = _queue(state.reranker)
+    return {"status": state.status, "backend": state.embedder.backend, "model": state.embedder.model,
+            "dimension": state.dimension, "queue": _queue(state.embedder),
+            "reranker": reranker, "reasons": state.reasons}
+
+
+def _queue(state: ModelState) -> dict[str, Any]:
+    stats = state.batching
+    assert stats is not None, "this is a bug: a model without a batcher has no queue"
+    return {"depth": stats.queue_depth, "estimated_wait_s": round(stats.estimated_wait_s, 3)}
+
+
+def info(engine: Any) -> dict[str, Any]:
+    """``GET /info``: the model, limits, cache and batching state."""
+    state: EngineInfo = engine.info()
+    embedder, stats = state.embedder, state.embedder.batching
+    assert stats is not None, "this is a bug: the embedder always has a batcher"
+    return {
+        "model": embedder.model,
+        "dimension": state.dimension,
+        "max_input_tokens": embedder.max_input_tokens,
+        "pooling": state.pooling,
+        "poolings": list(state.poolings),
+        "backend": embedder.backend,
+        "local_runtime": embedder.runtime,
+        "cache": state.cache,
+        "batching": {
+            "max_batch_tokens": stats.max_batch_tokens,
+            "max_batch_size": stats.max_batch_size,
+            "batch_wait_ms": state.batch_wait_ms,
+            "max_queue": stats.max_queue,
+            "max_queue_wait_s": stats.max_queue_wait_s,
+            "queue_depth": stats.queue_depth,
+            "estimated_wait_s": round(stats.estimated_wait_s, 3),
+            "batches_run": stats.batches_run,
+            "texts_run": stats.items_run,
+            "texts_dropped": stats.items_dropped,
+            "requests_refused": stats.refused,
+        },
+        "limits": state.limits,
+        "tei": embedder.tei,
+        "reranker": _reranker_info(state.reranker),
+        "version": state.version,
+    }
+
+
+def _reranker_info(state: ModelState) -> dict[str, Any]:
+    body = reranker_summary(state)
+    stats = state.batching
+    if stats is not None:
+        body.update({
+            "local_runtime": state.runtime,
+            "batching": {"max_batch_tokens": stats.max_batch_tokens, "max_batch_size": stats.max_batch_size,
+                         "queue_depth": stats.queue_depth, "batches_run": stats.batches_run,
+                         "pairs_run": stats.items_run, "requests_refused": stats.refused},
+            "tei": state.tei,
+        })
+    return body
+
+
+# --- the store ------------------------------------------------------------------------------
+def store_add(store: Any, request: Any) -> dict[str, Any]:
+    """``POST /store/add``: upsert texts; answered after the store has committed them."""
+    added = store.add(request.collection, request.texts, request.ids, request.metadata, request.vectors,
+                      request.vector_model)
+    return {"collection": request.collection, "added_count": added.added, "ids": added.ids,
+            "total_in_collection": added.total}
+
+
+def store_search(store: Any, request: Any) -> dict[str, Any]:
+    """``POST /store/search``: the best matches of one query in a collection."""
+    found = store.search(request.collection, request.query, request.top_k, request.filter_metadata,
+                         request.threshold, request.query_vector, rerank=request.rerank,
+                         rerank_candidates=request.rerank_candidates)
+    results = [{"id": r.id, "text": r.text, "score": h.score, "rank": h.rank, "metadata": r.metadata,
+                **({"rerank_score": h.rerank_score} if h.rerank_score is not None else {})}
+               for h, r in zip(found.ranking.hits, found.records)]
+    body = {"collection": request.collection, "query": request.query, "results": results,
+            "results_returned": len(results), "model": found.model}
+    if found.ranking.reranker is not None:
+        body["reranker"] = reranker_summary(found.ranking.reranker)
+    return body
+
+
+def store_get(store: Any, request: Any) -> dict[str, Any]:
+    """``POST /store/get``: records by id (in the order asked, with the ids not found), or those a
+    filter matches."""
+    got = store.get(request.collection, request.ids, request.filter_metadata, request.limit)
+    records = [{"id": r.id, "text": r.text, "metadata": r.metadata,
+                **({"vector": r.vector.tolist()} if request.include_vectors and r.vector is not None else {})}
+               for r in got.records]
+    return {"collection": request.collection, "records": records, "missing_ids": got.missing_ids}
+
+
+def store_delete(store: Any, request: Any) -> dict[str, Any]:
+    """``POST /store/delete``: records by id or by a metadata filter."""
+    deleted = store.delete(request.collection, request.ids, request.filter_metadata)
+    return {"collection": request.collection, "deleted_count": deleted.deleted, "total_in_collection": deleted.total}
+
+
+def store_drop(store: Any, request: Any) -> dict[str, Any]:
+    """``POST /store/drop``: a collection and everything in it."""
+    store.drop(request.collection)
+    return {"collection": request.collection, "dropped": True}
+
+
+def store_collections(store: Any) -> dict[str, Any]:
+    """``GET /store/collections``: every collection with its size, dimension, model and samples."""
+    infos = store.list_collections()
+    return {"collections": [{"name": i.name, "size": i.size, "dimension": i.dimension, "model": i.model,
+                             "sample_texts": i.sample_texts} for i in infos],
+            "total": len(infos), "store": store.kind}
 
 
 def render_error(err: EmbeddingsError) -> tuple[int, Any]:

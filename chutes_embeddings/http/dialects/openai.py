@@ -12,15 +12,14 @@ the SDK would retry) and 429 carries ``Retry-After``.
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 
-from ...errors import EmbeddingsError, InvalidInput
+from ...engine.results import EmbedOptions
+from ...errors import EmbeddingsError, InvalidInput, naming
 
 name = "openai"
 ERROR_STATUSES = (400, 403, 404, 405, 408, 409, 413, 415, 429, 500, 503)  # what its routes can answer besides 200
 OWNED_BY = "chutes-embeddings"
-_STARTED = int(time.time())  # a stable `created` for /v1/models: when this process started
 _ERROR_TYPES = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
                 405: "invalid_request_error", 408: "timeout_error", 409: "conflict_error",
                 413: "invalid_request_error", 415: "invalid_request_error", 429: "rate_limit_error"}
@@ -29,12 +28,14 @@ _ERROR_TYPES = {400: "invalid_request_error", 403: "permission_error", 404: "not
 def embeddings(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /v1/embeddings``: the texts' vectors (floats or base64), with real token counts."""
     texts = [request.input] if isinstance(request.input, str) else list(request.input)
-    vectors, counts = engine.embed_counted(texts, dimensions=request.dimensions, field="input")
+    with naming("input"):
+        embedded = engine.embed(texts, EmbedOptions(dimensions=request.dimensions, count_tokens=True))
+    vectors = embedded.vectors
     if request.encoding_format == "base64":
         encoded: list[Any] = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in vectors]
     else:
         encoded = vectors.tolist()
-    tokens = sum(counts)
+    tokens = embedded.tokens
     return {
         "object": "list",
         "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encoded)],
@@ -44,9 +45,9 @@ def embeddings(engine: Any, request: Any) -> dict[str, Any]:
 
 
 def models(engine: Any) -> dict[str, Any]:
-    """``GET /v1/models``: the one model served."""
-    return {"object": "list",
-            "data": [{"id": engine.model_id, "object": "model", "created": _STARTED, "owned_by": OWNED_BY}]}
+    """``GET /v1/models``: the one model served (``created``: when this process started)."""
+    return {"object": "list", "data": [{"id": engine.model_id, "object": "model",
+                                        "created": int(engine.started_at), "owned_by": OWNED_BY}]}
 
 
 def render_error(err: EmbeddingsError) -> tuple[int, Any]:

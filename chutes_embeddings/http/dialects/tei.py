@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import __version__
-from ...errors import BackendUnavailable, EmbeddingsError, InvalidInput, Overloaded
+from ...engine.results import EmbedOptions, RerankOptions
+from ...errors import BackendUnavailable, EmbeddingsError, InvalidInput, Overloaded, naming
 
 name = "tei"
 ERROR_STATUSES = (400, 403, 404, 405, 408, 413, 415, 422, 429, 500, 503)  # what its routes can answer besides 200
@@ -40,15 +40,16 @@ def _truncation(request: Any) -> dict[str, Any]:
 def embed(engine: Any, request: Any) -> list[list[float]]:
     """``POST /tei/embed``: one vector per input, always a list of vectors."""
     _no_prompts(request.prompt_name)
-    vectors = engine.embed_vectors(_texts(request.inputs), normalize=request.normalize,
-                                   dimensions=request.dimensions, **_truncation(request))
-    return vectors.tolist()
+    options = EmbedOptions(normalize=request.normalize, dimensions=request.dimensions, **_truncation(request))
+    with naming("inputs"):
+        return engine.embed(_texts(request.inputs), options).vectors.tolist()
 
 
 def embed_all(engine: Any, request: Any) -> list[list[list[float]]]:
     """``POST /tei/embed_all``: every input's token embeddings."""
     _no_prompts(request.prompt_name)
-    return [t.tolist() for t in engine.embed_tokens(_texts(request.inputs), **_truncation(request))]
+    with naming("inputs"):
+        return [t.tolist() for t in engine.embed_tokens(_texts(request.inputs), **_truncation(request))]
 
 
 def tokenize(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
@@ -65,32 +66,31 @@ def rerank(engine: Any, request: Any) -> list[dict[str, Any]]:
     """
     if not request.texts:
         raise InvalidInput("`texts` cannot be empty", field="texts", limit=1, reason="empty")
-    ranked = engine.rerank_scores(request.query, request.texts, **_truncation(request))
-    row = ranked.raw if request.raw_scores else ranked.relevance
-    from ...engine.similarity import top_k  # numpy: the chute file imports dialects with the SDK only
-
-    order = top_k(ranked.raw)  # by logit: the sigmoid saturates (ties) where logits do not
+    with naming("texts"):
+        ranked = engine.rerank(request.query, request.texts, RerankOptions(**_truncation(request)))
+    row = ranked.logits if request.raw_scores else ranked.relevance()
     return [{"index": i, "score": float(row[i]), **({"text": request.texts[i]} if request.return_text else {})}
-            for i in order]
+            for i in ranked.order()]
 
 
 def info(engine: Any) -> dict[str, Any]:
     """``GET /tei/info``: TEI's ``Info`` for the served model and this service's limits."""
     state = engine.info()
+    embedder, stats = state.embedder, state.embedder.batching
     return {
-        "model_id": state["model"],
+        "model_id": embedder.model,
         "model_sha": None,
-        "model_dtype": "int8" if state["local_runtime"].endswith("int8") else "float32",
-        "served_model_name": state["model"],
-        "model_type": {"embedding": {"pooling": state["pooling"]}},
-        "max_concurrent_requests": state["batching"]["max_queue"],
-        "max_input_length": state["max_input_tokens"],
-        "max_batch_tokens": state["batching"]["max_batch_tokens"],
-        "max_batch_requests": state["batching"]["max_batch_size"],
-        "max_client_batch_size": state["limits"]["max_embed_inputs"],
+        "model_dtype": "int8" if embedder.runtime.endswith("int8") else "float32",
+        "served_model_name": embedder.model,
+        "model_type": {"embedding": {"pooling": state.pooling}},
+        "max_concurrent_requests": stats.max_queue,
+        "max_input_length": embedder.max_input_tokens,
+        "max_batch_tokens": stats.max_batch_tokens,
+        "max_batch_requests": stats.max_batch_size,
+        "max_client_batch_size": state.limits["max_embed_inputs"],
         "auto_truncate": AUTO_TRUNCATE,
         "tokenization_workers": 1,
-        "version": __version__,
+        "version": state.version,
         "sha": None,
         "docker_label": None,
     }
@@ -102,7 +102,7 @@ def health(engine: Any) -> None:
     Raises:
         BackendUnavailable: no backend can answer (503 ``Unhealthy``).
     """
-    if not engine.backend.healthy():
+    if not engine.is_healthy():
         raise BackendUnavailable("unhealthy")
 
 

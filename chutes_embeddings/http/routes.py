@@ -1,0 +1,60 @@
+"""The chute's route table: every declared route, its dialect and the models it queues work for.
+
+The chute file fills it in as it declares cords; the boundary (dialect of an error, early
+admission), the OpenAPI builder and the metrics (route labels) read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any
+
+from .dialects import Dialect, native
+
+
+@dataclass(frozen=True)
+class Route:
+    """One declared route: what the OpenAPI document and the HTTP layer need to know of it."""
+
+    method: str
+    path: str
+    internal_path: str  # the SDK's own path for the cord (production routes by both)
+    summary: str
+    request: Any  # a pydantic model class, or None
+    response: Any  # a pydantic model class, or None (a body that is not JSON)
+    dialect: Dialect
+    uses_model: str | None  # the model it queues work for ("embedder", "reranker"): refused early while that queue is full
+    media_type: str
+
+
+@dataclass
+class RouteTable:
+    """Every route of the chute, filled in by the chute file as it declares cords."""
+
+    error_models: dict[str, Any] = dataclass_field(default_factory=dict)  # dialect name -> its error body model
+    routes: list[Route] = dataclass_field(default_factory=list)
+    dialects: dict[str, Dialect] = dataclass_field(default_factory=dict)
+    model_paths: dict[str, str] = dataclass_field(default_factory=dict)  # path -> the model it queues work for
+    labels: dict[str, str] = dataclass_field(default_factory=dict)  # either path -> public path
+
+    def add(self, method: str, path: str, internal_path: str, summary: str, request: Any, response: Any,
+            dialect: Dialect, uses_model: str | None, media_type: str) -> None:
+        """Record a route under its public and internal paths."""
+        self.routes.append(Route(method, path, internal_path, summary, request, response, dialect, uses_model,
+                                 media_type))
+        for key in (path, internal_path):
+            self.dialects[key] = dialect
+            self.labels[key] = path
+            if uses_model:
+                self.model_paths[key] = uses_model
+
+    def dialect(self, path: str) -> Dialect:
+        """The dialect ``path`` speaks (the native one for paths no route declared)."""
+        return self.dialects.get(path, native)
+
+    def route_label(self, path: str) -> str:
+        """``path`` as a metrics label: a declared public path, else ``other`` (bounded cardinality)."""
+        return self.labels.get(path, "other")
+
+
