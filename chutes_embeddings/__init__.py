@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "EmbeddingsClient": "client",
     "AsyncEmbeddingsClient": "client",
-    "EmbeddingsConnectionError": "client",
-    "EmbeddingsTimeout": "client",
+    "EmbeddingsConnectionError": "errors",
+    "EmbeddingsTimeout": "errors",
     "Settings": "settings",
     "Engine": "engine.core",
     "start_engine": "engine.startup",

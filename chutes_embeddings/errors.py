@@ -1,8 +1,11 @@
 """The service's error tree: every failure a caller can see, with its HTTP status, once.
 
-``EmbeddingsError`` subclasses carry ``status`` and ``error_type``; ``to_body()`` is what the
-HTTP layer sends and ``from_body()`` is how the client rebuilds the same class. Nothing else in
-the project knows a status code.
+``EmbeddingsError`` subclasses carry ``status`` and ``error_type``; ``to_body()`` and ``headers()``
+are what the HTTP layer sends and ``from_body()`` is how the client rebuilds the same class. Each
+class also says whether a client may send the request again (``retryable``, ``acted_on``), which
+``Retry-After`` its answer carries (``retry_after``), which requests can get it (``scope``) and how
+the OpenAPI document describes its status (``description``). Nothing else in the project knows a
+status code.
 
     EmbeddingsError (500 internal)
     +-- InvalidInput (422 invalid_input)           the request broke a rule; names the field and limit
@@ -16,12 +19,21 @@ the project knows a status code.
     +-- Conflict (409 conflict)                     e.g. vectors of another model or dimension
     +-- Overloaded (429 overloaded)                 queue full; retry after ``retry_after_s``
     +-- BackendUnavailable (503 unavailable)        no backend (or store) can serve right now
+    +-- EmbeddingsConnectionError (0 connection)    client side: no answer came (refused, dropped)
+        +-- EmbeddingsTimeout (0 timeout)           client side: no answer within the client's timeout
+
+Retries (the client's policy, read from the classes; for an answer, from the class its status
+names): a ``retryable`` error is sent again for any call when the server surely did not act on the
+request (``acted_on`` false: a 429, a refused connection), and only for an idempotent call when it
+may have (a 503, a dropped connection).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
+
+Scope = Literal["any", "body", "collection"]
 
 
 class EmbeddingsError(Exception):
@@ -29,6 +41,11 @@ class EmbeddingsError(Exception):
 
     status: int = 500
     error_type: str = "internal"
+    description: str = "a bug: quote the request id"  # what the OpenAPI document says of this status
+    retryable: bool = False  # a client may send the same request again
+    acted_on: bool = True  # the server may have acted on the request: a retry is safe only for an idempotent call
+    retry_after: int | None = None  # seconds the Retry-After header says when the error names none; None: no header
+    scope: Scope = "any"  # which requests can get it: any, one with a body, one on a stored collection
 
     def __init__(self, message: str, *, field: str | None = None, limit: Any = None, **extra: Any) -> None:
         super().__init__(message)
@@ -47,15 +64,21 @@ class EmbeddingsError(Exception):
         body.update(self.extra)
         return body
 
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers the answer carries besides its body (``Retry-After`` where the class has one)."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(self.extra.get("retry_after_s", self.retry_after))}
+
     @classmethod
     def from_body(cls, status: int, body: Any) -> "EmbeddingsError":
         """Rebuild the matching subclass from a response body (as sent by ``to_body``)."""
         detail = body.get("detail", body) if isinstance(body, dict) else body
         if not isinstance(detail, dict):
-            err = _BY_STATUS.get(status, EmbeddingsError)(str(detail))
+            err = for_status(status)(str(detail))
             err.status = status
             return err
-        kind = _BY_TYPE.get(detail.get("error_type", ""), _BY_STATUS.get(status, EmbeddingsError))
+        kind = _BY_TYPE.get(detail.get("error_type", ""), for_status(status))
         extra = {k: v for k, v in detail.items() if k not in ("error_type", "message", "field", "limit")}
         err = kind(str(detail.get("message", "")), field=detail.get("field"), limit=detail.get("limit"), **extra)
         err.status = status
@@ -74,6 +97,8 @@ class InvalidInput(EmbeddingsError):
 
     status = 422
     error_type = "invalid_input"
+    description = "a field breaks a rule (the body names the field and the limit)"
+    scope = "body"
 
     def __init__(self, message: str, *, field: str | None = None, limit: Any = None, **extra: Any) -> None:
         super().__init__(message, field=field, limit=limit, **extra)
@@ -101,6 +126,7 @@ class MalformedRequest(InvalidInput):
 
     status = 400
     error_type = "malformed_request"
+    description = "the body is not JSON within the limits, or (OpenAI, TEI's Empty) the request is invalid"
 
 
 class PayloadTooLarge(InvalidInput):
@@ -108,6 +134,7 @@ class PayloadTooLarge(InvalidInput):
 
     status = 413
     error_type = "payload_too_large"
+    description = "the body is over the size limit"
 
 
 class UnsupportedMediaType(InvalidInput):
@@ -115,6 +142,7 @@ class UnsupportedMediaType(InvalidInput):
 
     status = 415
     error_type = "unsupported_media_type"
+    description = "local server only: the body is not application/json"
 
 
 class Forbidden(EmbeddingsError):
@@ -122,6 +150,7 @@ class Forbidden(EmbeddingsError):
 
     status = 403
     error_type = "forbidden"
+    description = "local server only: a Host that is not a loopback name"
 
 
 class MethodNotAllowed(EmbeddingsError):
@@ -129,6 +158,14 @@ class MethodNotAllowed(EmbeddingsError):
 
     status = 405
     error_type = "method_not_allowed"
+    description = "the route does not answer this method"
+
+    def headers(self) -> dict[str, str]:
+        """``Allow``: the methods the route answers (``extra["allow"]``), when known."""
+        headers = super().headers()
+        if self.extra.get("allow"):
+            headers["Allow"] = ", ".join(self.extra["allow"])
+        return headers
 
 
 class RequestTimeout(EmbeddingsError):
@@ -136,6 +173,8 @@ class RequestTimeout(EmbeddingsError):
 
     status = 408
     error_type = "request_timeout"
+    description = "the body did not arrive in time"
+    scope = "body"
 
 
 class NotFound(EmbeddingsError):
@@ -143,6 +182,7 @@ class NotFound(EmbeddingsError):
 
     status = 404
     error_type = "not_found"
+    description = "no such route, collection or record"
 
 
 class Conflict(EmbeddingsError):
@@ -150,13 +190,20 @@ class Conflict(EmbeddingsError):
 
     status = 409
     error_type = "conflict"
+    description = "a collection built with another model or dimension"
+    scope = "collection"
 
 
 class Overloaded(EmbeddingsError):
-    """Too much work is waiting; the caller should retry after a short pause."""
+    """Too much work is waiting; the caller should retry after a short pause (``retry_after_s``)."""
 
     status = 429
     error_type = "overloaded"
+    description = "overloaded: retry after the Retry-After header's seconds"
+    retryable = True
+    acted_on = False  # refused before any work: safe to send again, idempotent or not
+    retry_after = 1
+    scope = "body"  # refused once the body has arrived, before it is parsed
 
 
 class BackendUnavailable(EmbeddingsError):
@@ -164,6 +211,30 @@ class BackendUnavailable(EmbeddingsError):
 
     status = 503
     error_type = "unavailable"
+    description = "no backend could answer in time"
+    retryable = True
+    retry_after = 1
+
+
+class EmbeddingsConnectionError(EmbeddingsError):
+    """The server could not be reached or dropped the connection (after retries). ``status`` is 0.
+
+    Raised by the client only (the service never answers it). ``acted_on`` is false on an instance
+    whose connection was refused, so even a non-idempotent call is sent again.
+    """
+
+    status = 0
+    error_type = "connection"
+    description = "no answer: the server could not be reached or dropped the connection"
+    retryable = True
+
+
+class EmbeddingsTimeout(EmbeddingsConnectionError):
+    """No answer within the client's ``timeout`` (not retried: the server may still be working)."""
+
+    error_type = "timeout"
+    description = "no answer within the client's timeout"
+    retryable = False
 
 
 @contextmanager
@@ -182,6 +253,13 @@ def _subclasses(cls: type[EmbeddingsError]) -> list[type[EmbeddingsError]]:
     return out
 
 
-_BY_TYPE = {c.error_type: c for c in _subclasses(EmbeddingsError)}
-_BY_STATUS = {c.status: c for c in _subclasses(EmbeddingsError)}
-ERROR_CLASSES: tuple[type[EmbeddingsError], ...] = tuple(_subclasses(EmbeddingsError))
+def for_status(status: int) -> type[EmbeddingsError]:
+    """The class the service answers ``status`` with (``EmbeddingsError`` for a status outside the tree)."""
+    return _BY_STATUS.get(status, EmbeddingsError)
+
+
+# what the service can answer: the client-side connection errors are never sent
+ERROR_CLASSES: tuple[type[EmbeddingsError], ...] = tuple(
+    c for c in _subclasses(EmbeddingsError) if not issubclass(c, EmbeddingsConnectionError))
+_BY_TYPE = {c.error_type: c for c in ERROR_CLASSES}
+_BY_STATUS = {c.status: c for c in ERROR_CLASSES}

@@ -35,7 +35,6 @@ from loguru import logger
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
-from .dialects import Dialect
 from ..errors import (
     EmbeddingsError,
     Forbidden,
@@ -45,8 +44,9 @@ from ..errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from .payload import loads_body
 from ..settings import Settings
+from .dialects import Dialect
+from .payload import loads_body
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -235,14 +235,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def error_response(err: EmbeddingsError, dialect: Dialect) -> JSONResponse:
-    """A service error in ``dialect``'s shape, with the headers its status calls for."""
+    """A service error in ``dialect``'s shape, with the headers its class calls for (``err.headers()``)."""
     status, body = dialect.render_error(err)
-    headers: dict[str, str] = {}
-    if status in (429, 503):
-        headers["Retry-After"] = str(err.extra.get("retry_after_s", 1))
-    if status == 405 and err.extra.get("allow"):
-        headers["Allow"] = ", ".join(err.extra["allow"])
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=err.headers())
 
 
 def internal_error(exc: BaseException, method: str, path: str) -> EmbeddingsError:

@@ -3,6 +3,8 @@
 Every route (the native API, ``/v1/*``, ``/tei/*``, operations) appears with its request and
 response schemas (the pydantic models of ``schemas.py``, as JSON Schema 2020-12 under
 ``components/schemas``) and the error answers its dialect gives, in that dialect's shape. The
+error answers come from the error tree (``errors.py``): every class that can reach the route (its
+``scope``), at the status the dialect renders it with, described by that status's class. The
 chute serves it at ``GET /openapi`` (and, locally, FastAPI's ``/openapi.json`` and ``/docs``);
 ``docs/openapi.json`` is a committed copy that a test keeps equal.
 
@@ -17,23 +19,10 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
+from ..errors import ERROR_CLASSES, EmbeddingsError, for_status
 
 REF = "#/components/schemas/{model}"
-STATUS_TEXT = {
-    400: "the body is not JSON within the limits, or (OpenAI, TEI's Empty) the request is invalid",
-    403: "local server only: a Host that is not a loopback name",
-    404: "no such route, collection or record",
-    405: "the route does not answer this method",
-    408: "the body did not arrive in time",
-    409: "a collection built with another model or dimension",
-    413: "the body is over the size limit",
-    415: "local server only: the body is not application/json",
-    422: "a field breaks a rule (the body names the field and the limit)",
-    429: "overloaded: retry after the Retry-After header's seconds",
-    500: "a bug: quote the request id",
-    503: "no backend could answer in time",
-}
-NO_BODY_STATUSES = (400, 408, 413, 415, 422, 429)  # answers to a body: not for GET routes
+COLLECTION_ROUTES = "/store/"  # the routes on stored collections: the only ones errors of scope "collection" reach
 
 
 def build_openapi(table: Any, title: str = "chutes-embeddings") -> dict[str, Any]:
@@ -53,10 +42,8 @@ def build_openapi(table: Any, title: str = "chutes-embeddings") -> dict[str, Any
     for route in table.routes:
         error_ref = refs[(table.error_models[route.dialect.name], "validation")]
         responses: dict[str, Any] = {"200": _ok(route, refs)}
-        for status in route.dialect.ERROR_STATUSES:
-            if route.method == "GET" and status in NO_BODY_STATUSES:
-                continue
-            responses[str(status)] = {"description": STATUS_TEXT[status],
+        for status in error_statuses(route):
+            responses[str(status)] = {"description": for_status(status).description,
                                       "content": {"application/json": {"schema": error_ref}}}
         operation: dict[str, Any] = {
             "operationId": route.internal_path.strip("/").replace("/", "_") or "root",
@@ -76,6 +63,20 @@ def build_openapi(table: Any, title: str = "chutes-embeddings") -> dict[str, Any
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": dict(sorted(components.items()))},
     }
+
+
+def error_statuses(route: Any) -> list[int]:
+    """The statuses ``route`` can answer besides 200, ascending: its dialect's status for every error
+    class that can reach it (``scope``), so the document follows the error tree and cannot drift from it."""
+    return sorted({route.dialect.render_error(cls("x"))[0] for cls in ERROR_CLASSES if _reaches(cls, route)})
+
+
+def _reaches(cls: type[EmbeddingsError], route: Any) -> bool:
+    if cls.scope == "body":
+        return route.request is not None
+    if cls.scope == "collection":
+        return route.path.startswith(COLLECTION_ROUTES)
+    return True
 
 
 def _ok(route: Any, refs: dict[Any, Any]) -> dict[str, Any]:

@@ -1,0 +1,30 @@
+"""HTTP client for the embeddings service: ``EmbeddingsClient`` and ``AsyncEmbeddingsClient``.
+
+Needs only httpx, tenacity and tqdm (no torch). Every cord has a method; errors raise the
+service's own exception classes (``chutes_embeddings.errors``) rebuilt from the response body,
+carrying ``status`` and the server's message.
+
+Retries follow the error classes (``retryable``, ``acted_on``; for an answer, the class its status
+names): a request the server surely did not act on (connection refused, 429) is retried for any
+call; a failure after the request may have been acted on (503, a dropped connection) only for
+idempotent calls (all but ``store_drop``). The wait honours the server's ``Retry-After``, else
+backs off exponentially, and retries stop at ``max_retries`` or when the next wait would pass
+``retry_budget_s`` (default 60 s: longer than a server restart). A read timeout is not retried:
+``timeout`` is how long you are willing to wait for an answer.
+
+``embed_batch`` takes any number of texts and splits them to the server's limit (read once from
+``/info``); an error names the text by its index in your list and carries the vectors computed
+before it (``err.partial``), which ``embed_batch(..., resume_from=err.partial)`` continues from.
+
+    >>> client = EmbeddingsClient("http://127.0.0.1:8000")
+    >>> client.embed("hello")["dimension"]
+    384
+"""
+
+from ..errors import EmbeddingsConnectionError, EmbeddingsTimeout
+from .aio import AsyncEmbeddingsClient
+from .base import shift_text_indices
+from .sync import EmbeddingsClient
+
+__all__ = ["AsyncEmbeddingsClient", "EmbeddingsClient", "EmbeddingsConnectionError", "EmbeddingsTimeout",
+           "shift_text_indices"]

@@ -1,0 +1,147 @@
+"""``AsyncEmbeddingsClient``: the asyncio twin (``ClientBase`` plus sending over ``httpx.AsyncClient``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Sequence
+
+import httpx
+from tenacity import AsyncRetrying
+from tqdm.auto import tqdm
+
+from ..errors import EmbeddingsError
+from .base import Call, ClientBase, shift_text_indices, transport_error
+
+
+class AsyncEmbeddingsClient(ClientBase):
+    """The asyncio twin of ``EmbeddingsClient`` (same methods, awaited)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0,
+                 max_retries: int = 10, backoff_s: float = 0.5, transport: httpx.AsyncBaseTransport | None = None,
+                 max_concurrency: int = 4, retry_budget_s: float = 60.0) -> None:
+        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=timeout,
+                                       transport=transport)
+        self.max_concurrency = max_concurrency
+
+    async def __aenter__(self) -> "AsyncEmbeddingsClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _send(self, call: Call) -> Any:
+        async for attempt in AsyncRetrying(**self._retry_kwargs(call)):
+            with attempt:
+                try:
+                    response = await self._http.request(call.method, call.path, json=call.json)
+                except httpx.TransportError as exc:
+                    raise transport_error(call, exc) from exc
+                return self._decode(response)
+
+    async def embed(self, inputs: str | Sequence[str], normalize: bool = True, truncate: bool = True,
+                    pooling: str | None = None) -> dict[str, Any]:
+        """POST /embed. A str gives ``embeddings`` as one vector; a list gives a list of vectors."""
+        return await self._send(self._embed(inputs, normalize, truncate, pooling))
+
+    async def embed_batch(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True,
+                          progress: bool = False,
+                          resume_from: Sequence[list[float]] | None = None) -> list[list[float]]:
+        """Like the sync version; up to ``max_concurrency`` chunks are in flight at once. On an
+        error, ``err.partial`` holds the vectors of the chunks before the first failed one."""
+        limit = self._batch_limit or (await self.info())["limits"]["max_batch_texts"]
+        self._batch_limit = limit
+        vectors: list[list[float]] = list(resume_from or [])
+        gate = asyncio.Semaphore(self.max_concurrency)
+        with tqdm(total=len(texts), initial=len(vectors), disable=not progress, unit="text") as bar:
+
+            async def one(chunk: Sequence[str]) -> list[list[float]]:
+                async with gate:
+                    body = await self._send(self._embed_batch_chunk(chunk, batch_size, normalize))
+                bar.update(len(chunk))
+                return body["embeddings"]
+
+            chunks = self._chunks(texts, limit, len(vectors))
+            parts = await asyncio.gather(*(one(c) for _, c in chunks), return_exceptions=True)
+        for (offset, _), part in zip(chunks, parts):
+            if isinstance(part, BaseException):
+                if isinstance(part, EmbeddingsError):
+                    raise shift_text_indices(part, offset, vectors) from None
+                raise part
+            vectors.extend(part)
+        return vectors
+
+    async def similarity(self, source_text: str, target_texts: Sequence[str],
+                         normalize: bool = True) -> dict[str, Any]:
+        """POST /similarity."""
+        return await self._send(self._similarity(source_text, target_texts, normalize))
+
+    async def rerank(self, query: str, texts: Sequence[str], top_k: int | None = None,
+                     raw_scores: bool = False) -> dict[str, Any]:
+        """POST /rerank: texts by relevance (``reranker`` in the answer says what scored them)."""
+        return await self._send(self._rerank(query, texts, top_k, raw_scores))
+
+    async def search(self, query: str, corpus: Sequence[str], top_k: int = 10, threshold: float | None = None,
+                     rerank: bool = False, rerank_candidates: int | None = None) -> dict[str, Any]:
+        """POST /search (``rerank``: the best ``rerank_candidates`` by vector, reordered by the reranker)."""
+        return await self._send(self._search(query, corpus, top_k, threshold, rerank, rerank_candidates))
+
+    async def cluster(self, texts: Sequence[str], n_clusters: int | None = None,
+                      method: str = "kmeans") -> dict[str, Any]:
+        """POST /cluster."""
+        return await self._send(self._cluster(texts, n_clusters, method))
+
+    async def health(self) -> dict[str, Any]:
+        """GET /health."""
+        return await self._send(Call("GET", "/health"))
+
+    async def info(self) -> dict[str, Any]:
+        """GET /info."""
+        return await self._send(Call("GET", "/info"))
+
+    async def store_add(self, texts: Sequence[str], collection: str = "default", ids: Sequence[str] | None = None,
+                        metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+                        vectors: Sequence[Sequence[float]] | None = None,
+                        vector_model: str | None = None) -> dict[str, Any]:
+        """POST /store/add: upsert texts (ids default to a hash of the text); with ``vectors``, yours."""
+        return await self._send(self._store_add(texts, collection, ids, metadata, vectors, vector_model))
+
+    async def store_search(self, query: str | None = None, collection: str = "default", top_k: int = 10,
+                           filter_metadata: dict[str, Any] | None = None, threshold: float | None = None,
+                           query_vector: Sequence[float] | None = None, rerank: bool = False,
+                           rerank_candidates: int | None = None) -> dict[str, Any]:
+        """POST /store/search, by a query text or by your ``query_vector`` (``rerank``: two-stage)."""
+        return await self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector,
+                                                   rerank, rerank_candidates))
+
+    async def store_get(self, ids: Sequence[str] | None = None, collection: str = "default",
+                        include_vectors: bool = False, filter_metadata: dict[str, Any] | None = None,
+                        limit: int | None = None) -> dict[str, Any]:
+        """POST /store/get: by ids, or up to ``limit`` records a filter matches."""
+        return await self._send(self._store_get(ids, collection, include_vectors, filter_metadata, limit))
+
+    async def add_to_store(self, texts: Sequence[str], collection: str = "default", **options: Any) -> dict[str, Any]:
+        """``store_add`` under the name the original chute's documentation uses."""
+        return await self.store_add(texts, collection, **options)
+
+    async def search_store(self, query: str, collection: str = "default", top_k: int = 10,
+                           **options: Any) -> dict[str, Any]:
+        """``store_search`` under the name the original chute's documentation uses."""
+        return await self.store_search(query, collection, top_k, **options)
+
+    async def store_delete(self, collection: str = "default", ids: Sequence[str] | None = None,
+                           filter_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST /store/delete: by ids or by filter."""
+        return await self._send(self._store_delete(collection, ids, filter_metadata))
+
+    async def store_drop(self, collection: str) -> dict[str, Any]:
+        """POST /store/drop."""
+        return await self._send(self._store_drop(collection))
+
+    async def store_collections(self) -> dict[str, Any]:
+        """GET /store/collections."""
+        return await self._send(Call("GET", "/store/collections"))

@@ -1,0 +1,196 @@
+"""The client's I/O-free half: configuration, request building, response decoding and the retry policy.
+
+``EmbeddingsClient`` and ``AsyncEmbeddingsClient`` (``sync.py``, ``aio.py``) are twins over
+``ClientBase``: each adds only the sending, so a rule is written once for both. Which failures are
+retried is read from the error classes (``retryable``, ``acted_on`` in ``chutes_embeddings.errors``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import httpx
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, stop_any, stop_before_delay
+
+from ..errors import EmbeddingsConnectionError, EmbeddingsError, EmbeddingsTimeout, for_status
+
+MAX_BACKOFF_S = 8.0
+_TEXT_INDEX = re.compile(r"\btexts\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to send: what the twins' ``_send`` needs, and whether a retry is always safe."""
+
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    idempotent: bool = True  # False: retried only when the server surely did not act on it
+
+
+def _drop_none(**kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def may_retry(exc: BaseException, idempotent: bool) -> bool:
+    """Whether a failed call may be sent again: the error must be ``retryable``, and one the server may
+    have ``acted_on`` (a 503, a dropped connection) is sent again only for an idempotent call.
+
+    For an answer, the class its status names decides, whatever class its body names (a proxy's 503
+    is retried however it is worded); a connection error, which has no answer, decides for itself.
+    """
+    if not isinstance(exc, EmbeddingsError):
+        return False
+    rule = exc if isinstance(exc, EmbeddingsConnectionError) else for_status(exc.status)
+    return rule.retryable and (idempotent or not rule.acted_on)
+
+
+def transport_error(call: Call, exc: httpx.TransportError) -> EmbeddingsError:
+    """The service error for an httpx transport failure: a timeout, or a connection error that says
+    whether the request can have reached the server (``acted_on``)."""
+    if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
+        return EmbeddingsTimeout(f"{call.method} {call.path}: no answer in time ({type(exc).__name__})")
+    err = EmbeddingsConnectionError(f"{call.method} {call.path}: {exc!r}")
+    err.acted_on = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+    return err
+
+
+def shift_text_indices(err: EmbeddingsError, offset: int, partial: list[list[float]]) -> EmbeddingsError:
+    """Rename ``texts[i]`` to ``texts[i + offset]`` in an error from one chunk of a larger job,
+    and attach the vectors computed before it (``err.partial``)."""
+    def shift(text: Any) -> Any:
+        return _TEXT_INDEX.sub(lambda m: f"texts[{int(m.group(1)) + offset}]", text) if isinstance(text, str) else text
+
+    err.message = shift(err.message)
+    err.args = (err.message,)
+    err.field = shift(err.field)
+    if isinstance(err.extra.get("errors"), list):
+        err.extra["errors"] = [{**e, "field": shift(e.get("field"))} if isinstance(e, dict) else e
+                               for e in err.extra["errors"]]
+    match = _TEXT_INDEX.search(err.field or "")
+    err.index = int(match.group(1)) if match else None  # type: ignore[attr-defined]
+    err.partial = partial  # type: ignore[attr-defined]
+    return err
+
+
+class ClientBase:
+    """Everything without I/O: configuration, request building, response decoding, retry policy."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 10,
+        backoff_s: float = 0.5,
+        retry_budget_s: float = 60.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.retry_budget_s = retry_budget_s
+        self._batch_limit: int | None = None
+
+    def _retry_kwargs(self, call: Call) -> dict[str, Any]:
+        return {
+            "retry": retry_if_exception(lambda exc: may_retry(exc, call.idempotent)),
+            "stop": stop_any(stop_after_attempt(self.max_retries + 1), stop_before_delay(self.retry_budget_s)),
+            "wait": self._wait_s,
+            "reraise": True,
+        }
+
+    def _wait_s(self, state: RetryCallState) -> float:
+        """The server's Retry-After when it sent one, else exponential backoff."""
+        exc = state.outcome.exception() if state.outcome else None
+        hint = getattr(exc, "retry_after_s", None)
+        if hint:
+            return float(hint)
+        return min(self.backoff_s * 2 ** (state.attempt_number - 1), MAX_BACKOFF_S)
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        if response.is_error:
+            err = EmbeddingsError.from_body(response.status_code, body)
+            retry_after = response.headers.get("Retry-After", "")
+            err.retry_after_s = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None  # type: ignore[attr-defined]
+            raise err
+        return body
+
+    # request builders shared by both clients ---------------------------------------------
+    @staticmethod
+    def _embed(inputs: str | Sequence[str], normalize: bool, truncate: bool, pooling: str | None) -> Call:
+        payload = inputs if isinstance(inputs, str) else list(inputs)
+        return Call("POST", "/embed", _drop_none(inputs=payload, normalize=normalize, truncate=truncate,
+                                                 pooling=pooling))
+
+    @staticmethod
+    def _embed_batch_chunk(texts: Sequence[str], batch_size: int, normalize: bool) -> Call:
+        return Call("POST", "/embed/batch", {"texts": list(texts), "batch_size": batch_size, "normalize": normalize})
+
+    @staticmethod
+    def _similarity(source_text: str, target_texts: Sequence[str], normalize: bool) -> Call:
+        return Call("POST", "/similarity", {"source_text": source_text, "target_texts": list(target_texts),
+                                            "normalize": normalize})
+
+    @staticmethod
+    def _rerank(query: str, texts: Sequence[str], top_k: int | None, raw_scores: bool = False) -> Call:
+        return Call("POST", "/rerank", _drop_none(query=query, texts=list(texts), top_k=top_k,
+                                                  raw_scores=raw_scores or None))
+
+    @staticmethod
+    def _search(query: str, corpus: Sequence[str], top_k: int, threshold: float | None, rerank: bool = False,
+                rerank_candidates: int | None = None) -> Call:
+        return Call("POST", "/search", _drop_none(query=query, corpus=list(corpus), top_k=top_k, threshold=threshold,
+                                                  rerank=rerank or None, rerank_candidates=rerank_candidates))
+
+    @staticmethod
+    def _cluster(texts: Sequence[str], n_clusters: int | None, method: str) -> Call:
+        return Call("POST", "/cluster", _drop_none(texts=list(texts), n_clusters=n_clusters, method=method))
+
+    @staticmethod
+    def _store_add(texts: Sequence[str], collection: str, ids: Sequence[str] | None,
+                   metadata: dict[str, Any] | Sequence[dict[str, Any]] | None,
+                   vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None) -> Call:
+        meta = metadata if metadata is None or isinstance(metadata, dict) else list(metadata)
+        return Call("POST", "/store/add", _drop_none(
+            collection=collection, texts=list(texts), ids=None if ids is None else list(ids), metadata=meta,
+            vectors=None if vectors is None else [list(map(float, v)) for v in vectors], vector_model=vector_model))
+
+    @staticmethod
+    def _store_search(query: str | None, collection: str, top_k: int, filter_metadata: dict[str, Any] | None,
+                      threshold: float | None, query_vector: Sequence[float] | None = None, rerank: bool = False,
+                      rerank_candidates: int | None = None) -> Call:
+        return Call("POST", "/store/search", _drop_none(
+            collection=collection, query=query, top_k=top_k, filter_metadata=filter_metadata, threshold=threshold,
+            query_vector=None if query_vector is None else list(map(float, query_vector)),
+            rerank=rerank or None, rerank_candidates=rerank_candidates))
+
+    @staticmethod
+    def _store_get(ids: Sequence[str] | None, collection: str, include_vectors: bool,
+                   filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> Call:
+        return Call("POST", "/store/get", _drop_none(
+            collection=collection, ids=None if ids is None else list(ids), include_vectors=include_vectors,
+            filter_metadata=filter_metadata, limit=limit))
+
+    @staticmethod
+    def _store_delete(collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None) -> Call:
+        return Call("POST", "/store/delete", _drop_none(collection=collection, ids=None if ids is None else list(ids),
+                                                        filter_metadata=filter_metadata))
+
+    @staticmethod
+    def _store_drop(collection: str) -> Call:
+        # a retry after the drop happened would answer 404: only retried when surely not sent
+        return Call("POST", "/store/drop", {"collection": collection}, idempotent=False)
+
+    @staticmethod
+    def _chunks(texts: Sequence[str], size: int, start: int = 0) -> list[tuple[int, Sequence[str]]]:
+        """(offset, chunk) pairs covering ``texts[start:]``."""
+        return [(i, texts[i : i + size]) for i in range(start, len(texts), size)]

@@ -1,0 +1,146 @@
+"""``EmbeddingsClient``: the synchronous twin (``ClientBase`` plus sending over ``httpx.Client``)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import httpx
+from tenacity import Retrying
+from tqdm.auto import tqdm
+
+from ..errors import EmbeddingsError
+from .base import Call, ClientBase, shift_text_indices, transport_error
+
+
+class EmbeddingsClient(ClientBase):
+    """Synchronous client. Use as a context manager or call ``close()``.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000`` or the chute's public URL.
+        api_key: sent as ``Authorization: Bearer <api_key>``.
+        timeout: seconds per request.
+        max_retries: retries at most (see the module docstring for which failures are retried).
+        transport: an httpx transport (tests inject ``httpx.MockTransport``).
+        retry_budget_s: no retry starts once waiting for it would pass this many seconds.
+    """
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0,
+                 max_retries: int = 10, backoff_s: float = 0.5, transport: httpx.BaseTransport | None = None,
+                 retry_budget_s: float = 60.0) -> None:
+        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s)
+        self._http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> "EmbeddingsClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _send(self, call: Call) -> Any:
+        for attempt in Retrying(**self._retry_kwargs(call)):
+            with attempt:
+                try:
+                    response = self._http.request(call.method, call.path, json=call.json)
+                except httpx.TransportError as exc:
+                    raise transport_error(call, exc) from exc
+                return self._decode(response)
+
+    def embed(self, inputs: str | Sequence[str], normalize: bool = True, truncate: bool = True,
+              pooling: str | None = None) -> dict[str, Any]:
+        """POST /embed. A str gives ``embeddings`` as one vector; a list gives a list of vectors."""
+        return self._send(self._embed(inputs, normalize, truncate, pooling))
+
+    def embed_batch(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True,
+                    progress: bool = False, resume_from: Sequence[list[float]] | None = None) -> list[list[float]]:
+        """Embed any number of texts through /embed/batch, split to the server's limit, in input order.
+
+        Args:
+            resume_from: vectors of ``texts[:len(resume_from)]`` from an earlier call (an error's
+                ``partial``); only the rest is sent.
+
+        Raises:
+            EmbeddingsError: naming the failing text by its index in ``texts``, with the vectors
+                computed before it in ``err.partial``.
+        """
+        limit = self._batch_limit or self.info()["limits"]["max_batch_texts"]
+        self._batch_limit = limit
+        vectors: list[list[float]] = list(resume_from or [])
+        with tqdm(total=len(texts), initial=len(vectors), disable=not progress, unit="text") as bar:
+            for offset, chunk in self._chunks(texts, limit, len(vectors)):
+                try:
+                    body = self._send(self._embed_batch_chunk(chunk, batch_size, normalize))
+                except EmbeddingsError as err:
+                    raise shift_text_indices(err, offset, vectors) from None
+                vectors.extend(body["embeddings"])
+                bar.update(len(chunk))
+        return vectors
+
+    def similarity(self, source_text: str, target_texts: Sequence[str], normalize: bool = True) -> dict[str, Any]:
+        """POST /similarity."""
+        return self._send(self._similarity(source_text, target_texts, normalize))
+
+    def rerank(self, query: str, texts: Sequence[str], top_k: int | None = None,
+               raw_scores: bool = False) -> dict[str, Any]:
+        """POST /rerank: texts by relevance (``reranker`` in the answer says what scored them)."""
+        return self._send(self._rerank(query, texts, top_k, raw_scores))
+
+    def search(self, query: str, corpus: Sequence[str], top_k: int = 10, threshold: float | None = None,
+               rerank: bool = False, rerank_candidates: int | None = None) -> dict[str, Any]:
+        """POST /search (``rerank``: the best ``rerank_candidates`` by vector, reordered by the reranker)."""
+        return self._send(self._search(query, corpus, top_k, threshold, rerank, rerank_candidates))
+
+    def cluster(self, texts: Sequence[str], n_clusters: int | None = None, method: str = "kmeans") -> dict[str, Any]:
+        """POST /cluster."""
+        return self._send(self._cluster(texts, n_clusters, method))
+
+    def health(self) -> dict[str, Any]:
+        """GET /health."""
+        return self._send(Call("GET", "/health"))
+
+    def info(self) -> dict[str, Any]:
+        """GET /info."""
+        return self._send(Call("GET", "/info"))
+
+    def store_add(self, texts: Sequence[str], collection: str = "default", ids: Sequence[str] | None = None,
+                  metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+                  vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None) -> dict[str, Any]:
+        """POST /store/add: upsert texts (ids default to a hash of the text); with ``vectors``, yours."""
+        return self._send(self._store_add(texts, collection, ids, metadata, vectors, vector_model))
+
+    def store_search(self, query: str | None = None, collection: str = "default", top_k: int = 10,
+                     filter_metadata: dict[str, Any] | None = None, threshold: float | None = None,
+                     query_vector: Sequence[float] | None = None, rerank: bool = False,
+                     rerank_candidates: int | None = None) -> dict[str, Any]:
+        """POST /store/search, by a query text or by your ``query_vector`` (``rerank``: two-stage)."""
+        return self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector,
+                                             rerank, rerank_candidates))
+
+    def store_get(self, ids: Sequence[str] | None = None, collection: str = "default", include_vectors: bool = False,
+                  filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> dict[str, Any]:
+        """POST /store/get: by ids, or up to ``limit`` records a filter matches."""
+        return self._send(self._store_get(ids, collection, include_vectors, filter_metadata, limit))
+
+    def add_to_store(self, texts: Sequence[str], collection: str = "default", **options: Any) -> dict[str, Any]:
+        """``store_add`` under the name the original chute's documentation uses."""
+        return self.store_add(texts, collection, **options)
+
+    def search_store(self, query: str, collection: str = "default", top_k: int = 10, **options: Any) -> dict[str, Any]:
+        """``store_search`` under the name the original chute's documentation uses."""
+        return self.store_search(query, collection, top_k, **options)
+
+    def store_delete(self, collection: str = "default", ids: Sequence[str] | None = None,
+                     filter_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST /store/delete: by ids or by filter."""
+        return self._send(self._store_delete(collection, ids, filter_metadata))
+
+    def store_drop(self, collection: str) -> dict[str, Any]:
+        """POST /store/drop."""
+        return self._send(self._store_drop(collection))
+
+    def store_collections(self) -> dict[str, Any]:
+        """GET /store/collections."""
+        return self._send(Call("GET", "/store/collections"))
