@@ -34,7 +34,7 @@ from chutes.image import Image
 
 TEI_VERSION = "1.9.3"
 TEI_BASE_IMAGE = f"ghcr.io/huggingface/text-embeddings-inference:cuda-{TEI_VERSION}"
-IMAGE_TAG = f"0.4.0-tei{TEI_VERSION}"
+IMAGE_TAG = f"0.5.0-tei{TEI_VERSION}"
 DEFAULT_RERANK_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
 WORKDIR = "/app"
 VENV = "/opt/venv"
@@ -92,7 +92,7 @@ SERVER_REQUIREMENTS = [
 # Files the deploy does not upload (only my_embeddings.py is): they must be in the image. The chute
 # file itself is baked in too, so scripts/node-smoke can run in the image before any deploy (the
 # platform writes the deployed copy over it when the chute starts).
-PROJECT_FILES = [("schemas.py", f"{WORKDIR}/schemas.py"), ("image.py", f"{WORKDIR}/image.py"),
+PROJECT_FILES = [("schemas", f"{WORKDIR}/schemas"), ("image.py", f"{WORKDIR}/image.py"),
                  ("chutes_embeddings", f"{WORKDIR}/chutes_embeddings"), ("my_embeddings.py", f"{WORKDIR}/my_embeddings.py"),
                  ("scripts/node-smoke", f"{WORKDIR}/scripts/node-smoke")]
 

@@ -84,6 +84,11 @@ class EmbeddingsError(Exception):
         err.status = status
         return err
 
+    @property
+    def server_side(self) -> bool:
+        """Whether the service, not the request, failed (a 5xx)."""
+        return self.status >= 500
+
     def __str__(self) -> str:
         return self.message
 
@@ -251,6 +256,12 @@ def _subclasses(cls: type[EmbeddingsError]) -> list[type[EmbeddingsError]]:
     for sub in cls.__subclasses__():
         out.extend(_subclasses(sub))
     return out
+
+
+def bad_request_status(err: EmbeddingsError) -> int:
+    """The status for APIs that answer every invalid request 400 (OpenAI's, Cohere's): an
+    ``InvalidInput`` of the generic 422 is answered as a ``MalformedRequest``'s status."""
+    return MalformedRequest.status if type(err) is InvalidInput else err.status
 
 
 def for_status(status: int) -> type[EmbeddingsError]:

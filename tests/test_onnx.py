@@ -17,7 +17,7 @@ def texts():
 
 
 def _settings(engine, tmp_path, **kw):
-    return Settings(model=engine.settings.model, data_dir=str(tmp_path), model_cache_dir=engine.settings.model_cache_dir,
+    return Settings(model=engine.embedder.settings.model, data_dir=str(tmp_path), model_cache_dir=engine.embedder.settings.model_cache_dir,
                     cache_size=0, **kw)
 
 
@@ -28,12 +28,12 @@ def _cos(a, b):
 
 
 def test_auto_on_cpu_serves_onnx_fp32(engine):
-    assert engine.backend.runtime == "onnx-fp32"
-    assert engine.info()["local_runtime"] == "onnx-fp32"
+    assert engine.embedder.backend.runtime == "onnx-fp32"
+    assert engine.info().embedder.runtime == "onnx-fp32"
 
 
 def test_onnx_fp32_matches_torch_for_every_pooling(engine, tmp_path, texts):
-    model = engine.backend.model
+    model = engine.embedder.backend.model
     onnx_backend = build_local_backend(_settings(engine, tmp_path, backend="onnx"), model)
     torch_backend = build_local_backend(_settings(engine, tmp_path, backend="torch"), model)
     assert (onnx_backend.runtime, torch_backend.runtime) == ("onnx-fp32", "torch-cpu")
@@ -43,7 +43,7 @@ def test_onnx_fp32_matches_torch_for_every_pooling(engine, tmp_path, texts):
 
 
 def test_int8_is_faster_path_but_lossy_and_says_so(engine, tmp_path, texts):
-    model = engine.backend.model
+    model = engine.embedder.backend.model
     int8 = build_local_backend(_settings(engine, tmp_path, backend="onnx", quantize="int8"), model)
     assert int8.runtime == "onnx-int8"
     fp32 = build_local_backend(_settings(engine, tmp_path, backend="onnx"), model)
@@ -53,26 +53,26 @@ def test_int8_is_faster_path_but_lossy_and_says_so(engine, tmp_path, texts):
 
 def test_export_is_cached_by_model_and_revision(engine, tmp_path):
     cache = tmp_path / "cache"
-    s = Settings(model=engine.settings.model, data_dir=str(tmp_path), model_cache_dir=str(cache), backend="onnx")
-    build_local_backend(s, engine.backend.model)
+    s = Settings(model=engine.embedder.settings.model, data_dir=str(tmp_path), model_cache_dir=str(cache), backend="onnx")
+    build_local_backend(s, engine.embedder.backend.model)
     [exported] = list(cache.glob("*-fp32.onnx"))
     first = exported.stat().st_mtime_ns
-    build_local_backend(s, engine.backend.model)
+    build_local_backend(s, engine.embedder.backend.model)
     assert exported.stat().st_mtime_ns == first, "the export was redone instead of reused"
-    s2 = Settings(model=engine.settings.model, data_dir=str(tmp_path), model_cache_dir=str(cache), backend="onnx",
+    s2 = Settings(model=engine.embedder.settings.model, data_dir=str(tmp_path), model_cache_dir=str(cache), backend="onnx",
                   model_revision="v2")
-    build_local_backend(s2, engine.backend.model)
+    build_local_backend(s2, engine.embedder.backend.model)
     assert len(list(cache.glob("*-fp32.onnx"))) == 2
 
 
 def test_an_export_that_fails_verification_is_not_used(engine, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_mod, "agreement", lambda *a: 0.5)
-    s = Settings(model=engine.settings.model, data_dir=str(tmp_path), model_cache_dir=str(tmp_path / "c"), backend="onnx")
-    assert build_local_backend(s, engine.backend.model).runtime == "torch-cpu"
+    s = Settings(model=engine.embedder.settings.model, data_dir=str(tmp_path), model_cache_dir=str(tmp_path / "c"), backend="onnx")
+    assert build_local_backend(s, engine.embedder.backend.model).runtime == "torch-cpu"
 
 
 def test_onnx_threads_sleep_between_passes(engine):
     """ORT's workers must not spin after a pass: on a small CPU they would hold the cores the
     request threads need (measured in docs/benchmarks.md)."""
-    options = engine.backend.runner._session.get_session_options()
+    options = engine.embedder.backend.runner._session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -62,7 +62,7 @@ def test_image_renders_a_dockerfile_with_tei_and_the_project():
     assert "ENTRYPOINT []" in lines
     assert "ln -sf /entrypoint.sh /usr/local/bin/text-embeddings-router" in dockerfile
     assert "useradd -m -u 1000" in dockerfile and "chown -R chutes:chutes /app" in dockerfile
-    for src in ("schemas.py", "image.py", "chutes_embeddings"):
+    for src in ("schemas", "image.py", "chutes_embeddings"):
         assert any(l.startswith("ADD") and src in l and "/app/" in l for l in lines), src
     users = [l for l in lines if l.startswith("USER")]
     assert users[-1] == "USER chutes"
@@ -72,7 +72,7 @@ def test_image_renders_a_dockerfile_with_tei_and_the_project():
 
 
 def test_request_enums_match_the_engine():
-    """schemas.py must import without numpy, so it repeats these lists; they must not drift."""
+    """schemas must import without numpy, so it repeats these lists; they must not drift."""
     from typing import get_args
 
     import schemas

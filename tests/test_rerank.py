@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -21,11 +20,16 @@ import pytest
 import torch
 
 import schemas as S
-from chutes_embeddings.errors import InvalidInput, Overloaded
+from chutes_embeddings.engine.reranking import BiEncoderReranker
+from chutes_embeddings.engine.results import RerankOptions
+from chutes_embeddings.errors import InvalidInput, Overloaded, naming
+from chutes_embeddings.http.dialects import native
 from chutes_embeddings.settings import Settings
 from chutes_embeddings.engine.startup import start_engine
 from tests.conftest import free_port, running_server
 from tests.test_tei import StandIn
+
+pytestmark = pytest.mark.system  # starts TEI stand-ins and servers
 
 QUERY = "what is the capital of france"
 DOCS = [
@@ -56,23 +60,23 @@ def rerank_engine(engine, tiny_reranker_path, tmp_path_factory):
     """An engine with the tiny cross-encoder served locally (the session's embedder reused)."""
     # the tiny model's pass takes well under a millisecond: without a window for company, concurrent
     # callers would rarely meet in one pass
-    settings = Settings(model=engine.settings.model, rerank_model=tiny_reranker_path, tei_binary="",
+    settings = Settings(model=engine.embedder.settings.model, rerank_model=tiny_reranker_path, tei_binary="",
                         data_dir=str(tmp_path_factory.mktemp("rerank-engine")), cache_size=0, batch_wait_ms=20)
-    e = start_engine(settings, S.LIMITS, model=engine.backend.model)
+    e = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer)
     yield e
     e.close()
 
 
 # --- the engine, local cross-encoder ---------------------------------------------------------------------
 def test_local_scores_equal_cross_encoder_predict(rerank_engine, cross_encoder):
-    assert rerank_engine.info()["reranker"]["local_runtime"] == "onnx-fp32", "auto on the CPU serves the ONNX export"
+    assert rerank_engine.info().reranker.runtime == "onnx-fp32", "auto on the CPU serves the ONNX export"
     docs = DOCS + [LONG_DOC]
-    ranked = rerank_engine.rerank_scores(QUERY, docs)
-    np.testing.assert_allclose(ranked.scores, predict(cross_encoder, QUERY, docs), atol=1e-5)
-    np.testing.assert_allclose(ranked.raw, predict(cross_encoder, QUERY, docs, raw=True), atol=1e-5)
-    np.testing.assert_allclose(ranked.relevance, 1 / (1 + np.exp(-ranked.raw)), atol=1e-6)
-    assert np.ptp(ranked.scores) > 0.3, "the fixture must score pairs differently, or order proves nothing"
-    assert ranked.reranker["kind"] == "cross-encoder" and ranked.reranker["activation"] == "Sigmoid"
+    ranked = rerank_engine.rerank(QUERY, docs)
+    np.testing.assert_allclose(ranked.activated(), predict(cross_encoder, QUERY, docs), atol=1e-5)
+    np.testing.assert_allclose(ranked.logits, predict(cross_encoder, QUERY, docs, raw=True), atol=1e-5)
+    np.testing.assert_allclose(ranked.relevance(), 1 / (1 + np.exp(-ranked.logits)), atol=1e-6)
+    assert np.ptp(ranked.activated()) > 0.3, "the fixture must score pairs differently, or order proves nothing"
+    assert ranked.reranker.kind == "cross-encoder" and ranked.reranker.activation == "Sigmoid"
     assert ranked.tokens == sum(min(512, n) for n in _pair_lengths(cross_encoder, QUERY, docs))
 
 
@@ -82,10 +86,10 @@ def _pair_lengths(ce, query, docs):
 
 def test_rerank_orders_best_first_and_cuts_to_top_k(rerank_engine, cross_encoder):
     ref = predict(cross_encoder, QUERY, DOCS)
-    body = rerank_engine.rerank(QUERY, DOCS, top_k_=3)
+    body = native.rerank(rerank_engine, S.RerankRequest(query=QUERY, texts=DOCS, top_k=3))
     assert [r["index"] for r in body["results"]] == list(np.argsort(-ref)[:3])
     assert [r["rank"] for r in body["results"]] == [1, 2, 3]
-    raw = rerank_engine.rerank(QUERY, DOCS, top_k_=None, raw_scores=True)["results"]
+    raw = native.rerank(rerank_engine, S.RerankRequest(query=QUERY, texts=DOCS, raw_scores=True))["results"]
     np.testing.assert_allclose(sorted(r["score"] for r in raw), sorted(predict(cross_encoder, QUERY, DOCS, raw=True)),
                                atol=1e-5)
 
@@ -97,7 +101,7 @@ def test_concurrent_callers_share_forward_passes_and_each_gets_its_own_scores(re
     got: dict[str, np.ndarray] = {}
 
     def one(q: str) -> None:
-        got[q] = rerank_engine.rerank_scores(q, DOCS).scores
+        got[q] = rerank_engine.rerank(q, DOCS).activated()
 
     threads = [threading.Thread(target=one, args=(q,)) for q in queries]
     for t in threads:
@@ -110,29 +114,29 @@ def test_concurrent_callers_share_forward_passes_and_each_gets_its_own_scores(re
 
 
 def test_truncation_options(rerank_engine, cross_encoder):
-    with pytest.raises(InvalidInput) as err:
-        rerank_engine.rerank_scores(QUERY, [DOCS[0], LONG_DOC], truncate=False)
-    assert err.value.field == "texts[1]" and err.value.limit == 512
-    right = rerank_engine.rerank_scores(QUERY, [LONG_DOC]).raw[0]
-    left = rerank_engine.rerank_scores(QUERY, [LONG_DOC + " bananas"], truncation_direction="left").raw[0]
+    with pytest.raises(InvalidInput) as err, naming("texts"):
+        rerank_engine.rerank(QUERY, [DOCS[0], LONG_DOC], RerankOptions(truncate=False))
+    assert err.value.field == "texts[1]" and err.value.index == 1 and err.value.limit == 512
+    right = rerank_engine.rerank(QUERY, [LONG_DOC]).logits[0]
+    left = rerank_engine.rerank(QUERY, [LONG_DOC + " bananas"], RerankOptions(truncation_direction="left")).logits[0]
     assert right != pytest.approx(left)
     # max_tokens_per_doc cuts each document first: as predicting on the cut text
-    cut = rerank_engine.rerank_scores(QUERY, DOCS[:2], max_tokens_per_doc=3).scores
+    cut = rerank_engine.rerank(QUERY, DOCS[:2], RerankOptions(max_tokens_per_doc=3)).activated()
     np.testing.assert_allclose(cut, predict(cross_encoder, QUERY, ["Paris is the", "Berlin is the"]), atol=1e-5)
 
 
 def test_torch_runtime_and_a_full_rerank_queue_answers_429(engine, tiny_reranker_path, tmp_path, cross_encoder):
-    settings = Settings(model=engine.settings.model, rerank_model=tiny_reranker_path, tei_binary="",
+    settings = Settings(model=engine.embedder.settings.model, rerank_model=tiny_reranker_path, tei_binary="",
                         data_dir=str(tmp_path), cache_size=0, max_queue=4, backend="torch")
-    e = start_engine(settings, S.LIMITS, model=engine.backend.model)
+    e = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer)
     try:
-        assert e.info()["reranker"]["local_runtime"] == "torch-cpu"
-        np.testing.assert_allclose(e.rerank_scores(QUERY, DOCS[:4]).scores, predict(cross_encoder, QUERY, DOCS[:4]),
+        assert e.info().reranker.runtime == "torch-cpu"
+        np.testing.assert_allclose(e.rerank(QUERY, DOCS[:4]).activated(), predict(cross_encoder, QUERY, DOCS[:4]),
                                    atol=1e-5)
         with pytest.raises(Overloaded) as err:
-            e.rerank_scores(QUERY, DOCS)
+            e.rerank(QUERY, DOCS)
         assert "pairs are waiting" in str(err.value) or "queue holds 4" in str(err.value)
-        assert e.rerank_scores(QUERY, DOCS[:4]).scores.shape == (4,)
+        assert e.rerank(QUERY, DOCS[:4]).activated().shape == (4,)
     finally:
         e.close()
 
@@ -141,18 +145,18 @@ def test_a_reranker_that_cannot_load_leaves_embeddings_up_and_says_so(engine, tm
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     two_labels = tmp_path / "two-labels"  # a classifier, but not a reranker (TEI refuses these too)
-    tokenizer = AutoTokenizer.from_pretrained(engine.settings.model)
+    tokenizer = AutoTokenizer.from_pretrained(engine.embedder.settings.model)
     BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
                                              num_attention_heads=2, intermediate_size=64,
                                              num_labels=2)).save_pretrained(two_labels)
     tokenizer.save_pretrained(two_labels)
     for bad in (str(two_labels), "no-such-org/no-such-reranker"):
-        settings = Settings(model=engine.settings.model, rerank_model=bad, tei_binary="", data_dir=str(tmp_path),
+        settings = Settings(model=engine.embedder.settings.model, rerank_model=bad, tei_binary="", data_dir=str(tmp_path),
                             cache_size=0)
-        e = start_engine(settings, S.LIMITS, model=engine.backend.model)
+        e = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer)
         try:
-            assert e.reranker is None and e.info()["reranker"]["kind"] == "bi-encoder"
-            assert e.embed_vectors(["still embedding"]).shape == (1, 384)
+            assert isinstance(e.reranker, BiEncoderReranker) and e.info().reranker.kind == "bi-encoder"
+            assert e.embed(["still embedding"]).vectors.shape == (1, 384)
         finally:
             e.close()
 
@@ -163,10 +167,10 @@ def tei_rerank_engine(engine, tiny_reranker_path, tmp_path):
     made = []
 
     def make(standin: StandIn):
-        settings = Settings(model=engine.settings.model, rerank_model=tiny_reranker_path,
+        settings = Settings(model=engine.embedder.settings.model, rerank_model=tiny_reranker_path,
                             tei_binary=str(standin.binary), tei_port=free_port(), rerank_tei_port=free_port(),
                             tei_startup_timeout_s=90.0, data_dir=str(tmp_path), cache_size=0)
-        e = start_engine(settings, S.LIMITS, model=engine.backend.model)
+        e = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer)
         made.append(e)
         return e
 
@@ -179,17 +183,18 @@ def test_tei_served_scores_equal_cross_encoder_predict(tmp_path, tei_rerank_engi
     standin = StandIn(tmp_path)
     e = tei_rerank_engine(standin)
     reranker = e.reranker.backend
-    assert reranker.serving_tei and e.reranker_info["backend"] == "tei"
+    assert reranker.serving_tei and e.reranker.describe().backend == "tei"
     docs = DOCS + [LONG_DOC]
-    ranked = e.rerank_scores(QUERY, docs)
-    np.testing.assert_allclose(ranked.scores, predict(cross_encoder, QUERY, docs), atol=1e-5)
-    np.testing.assert_allclose(ranked.raw, predict(cross_encoder, QUERY, docs, raw=True), atol=1e-5)
+    ranked = e.rerank(QUERY, docs)
+    np.testing.assert_allclose(ranked.activated(), predict(cross_encoder, QUERY, docs), atol=1e-5)
+    np.testing.assert_allclose(ranked.logits, predict(cross_encoder, QUERY, docs, raw=True), atol=1e-5)
     calls = standin.requests("/rerank")
     assert calls and all(c["status"] == 200 and c["raw_scores"] is True for c in calls)
     assert reranker.served["tei"] == len(docs) and reranker.served["local"] == 0
     # the embedder has its own TEI: two processes, two ports
-    assert e.backend.supervisor.pid != reranker.supervisor.pid and e.backend.primary.base_url != reranker.primary.base_url
-    assert e.health()["status"] == "ok" and e.info()["reranker"]["tei"]["healthy"] is True
+    embedder = e.embedder.backend
+    assert embedder.supervisor.pid != reranker.supervisor.pid and embedder.primary.base_url != reranker.primary.base_url
+    assert e.health().status == "ok" and e.info().reranker.tei["healthy"] is True
 
 
 def test_kill_9_of_the_reranker_tei_under_16_concurrent_callers_loses_nothing(tmp_path, tei_rerank_engine,
@@ -199,34 +204,38 @@ def test_kill_9_of_the_reranker_tei_under_16_concurrent_callers_loses_nothing(tm
     backend = e.reranker.backend
     first_pid = backend.supervisor.pid
     expected = predict(cross_encoder, QUERY, DOCS)
-    stop, failures, wrong, lock = threading.Event(), [], [], threading.Lock()
+    stop, failures, wrong = threading.Event(), [], []
     answered = [0]
+    progress = threading.Condition()  # notified after every answer: the test waits on states, not windows
 
     def caller(k: int) -> None:
         while not stop.is_set():
             try:
-                scores = e.rerank_scores(QUERY, DOCS).scores
-                with lock:
+                scores = e.rerank(QUERY, DOCS).activated()
+                with progress:
                     answered[0] += 1
                     if not np.allclose(scores, expected, atol=1e-5):
                         wrong.append(scores)
+                    progress.notify_all()
             except Exception as exc:  # recorded, and the test fails on any
-                with lock:
+                with progress:
                     failures.append(repr(exc))
+                    progress.notify_all()
+
+    def wait_until(state: Any, what: str, timeout_s: float = 90.0) -> None:
+        with progress:
+            assert progress.wait_for(state, timeout_s), f"not within {timeout_s:.0f} s: {what}"
 
     threads = [threading.Thread(target=caller, args=(k,)) for k in range(16)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    wait_until(lambda: backend.served["tei"] >= 4 * len(DOCS), "the reranker's TEI serving the callers")
     served_before_kill = backend.served["tei"]
     os.kill(first_pid, signal.SIGKILL)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if backend.supervisor.pid != first_pid and backend.serving_tei:
-            break
-        time.sleep(0.2)
+    wait_until(lambda: backend.served["local"] > 0, "an answer from the local cross-encoder after the kill")
+    wait_until(lambda: backend.supervisor.pid != first_pid and backend.serving_tei, "the TEI restarted")
     tei_after_restart = backend.served["tei"]
-    time.sleep(1.5)
+    wait_until(lambda: backend.served["tei"] > tei_after_restart, "the restarted TEI serving again")
     stop.set()
     for t in threads:
         t.join(30)
@@ -236,7 +245,7 @@ def test_kill_9_of_the_reranker_tei_under_16_concurrent_callers_loses_nothing(tm
     assert backend.served["local"] > 0, "nothing was answered by the local cross-encoder"
     assert backend.supervisor.restarts >= 1
     assert backend.served["tei"] > tei_after_restart, "the reranker's TEI was not serving again after its restart"
-    assert e.backend.supervisor.restarts == 0, "the embedder's TEI is another process and was not touched"
+    assert e.embedder.backend.supervisor.restarts == 0, "the embedder's TEI is another process and was not touched"
 
 
 # --- HTTP: a live server with the cross-encoder, driven by the real client libraries ------------------------
@@ -382,7 +391,7 @@ def test_two_stage_store_search(rerank_server, cross_encoder):
 def test_without_a_reranker_rerank_is_cosine_and_says_so(dev_call, engine):
     status, body = dev_call("POST", "/rerank", {"query": QUERY, "texts": DOCS[:3]})
     assert status == 200 and body["reranker"]["kind"] == "bi-encoder"
-    vecs = engine.embed_vectors([QUERY, *DOCS[:3]])
+    vecs = engine.embed([QUERY, *DOCS[:3]]).vectors
     cosine = vecs[1:] @ vecs[0]
     assert [r["index"] for r in body["results"]] == list(np.argsort(-cosine))
     status, v2 = dev_call("POST", "/v2/rerank", {"model": "m", "query": QUERY, "documents": DOCS[:3]})

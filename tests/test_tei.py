@@ -18,10 +18,13 @@ import pytest
 from loguru import logger
 
 import schemas as S
+from chutes_embeddings.engine.results import EmbedOptions
 from chutes_embeddings.engine.startup import start_engine
 from chutes_embeddings.errors import InvalidInput
 from chutes_embeddings.settings import Settings
 from tests.conftest import free_port, running_server
+
+pytestmark = pytest.mark.system  # starts TEI stand-ins and servers
 
 STANDIN = Path(__file__).parent / "tei_standin.py"
 
@@ -52,10 +55,10 @@ def tei_engine(tmp_path, engine):
     made = []
 
     def make(standin: StandIn, **overrides):
-        settings = Settings(model=engine.settings.model, tei_binary=str(standin.binary), tei_port=free_port(),
+        settings = Settings(model=engine.embedder.settings.model, tei_binary=str(standin.binary), tei_port=free_port(),
                             tei_startup_timeout_s=overrides.pop("startup", 90.0), data_dir=str(tmp_path),
                             cache_size=0, **overrides)
-        e = start_engine(settings, S.LIMITS, model=engine.backend.model)
+        e = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer)
         made.append(e)
         return e
 
@@ -64,34 +67,40 @@ def tei_engine(tmp_path, engine):
         e.close()
 
 
+def vectors(engine, texts, **options):
+    """The engine's vectors for ``texts`` with ``EmbedOptions(**options)``."""
+    return engine.embed(texts, EmbedOptions(**options)).vectors
+
+
 def _local(engine, texts, pooling=None):
-    return engine.embed_vectors(texts, pooling=pooling, normalize=True)
+    return vectors(engine, texts, pooling=pooling, normalize=True)
 
 
 def test_requests_are_served_by_tei_split_to_its_cap_and_match_the_contract(tmp_path, tei_engine, engine):
     standin = StandIn(tmp_path, forced=("--max-client-batch-size", "4"))
     e = tei_engine(standin)
-    assert e.health()["backend"] == "tei"
+    assert e.health().embedder.backend == "tei"
     texts = [f"tei serves text number {i}" for i in range(10)]
-    got = e.embed_vectors(texts)
+    got = vectors(e, texts)
     assert np.allclose((got * _local(engine, texts)).sum(1), 1.0, atol=1e-5)
     calls = [r for r in standin.requests("/embed") if r["status"] == 200]
     assert sum(r["n"] for r in calls) == 10 and all(r["n"] <= 4 for r in calls) and len(calls) >= 3
     assert not [r for r in standin.events() if "violation" in r], "requests broke TEI's OpenAPI schema"
-    assert e.backend.served["tei"] == 10 and e.backend.served["local"] == 0
+    assert e.embedder.backend.served["tei"] == 10 and e.embedder.backend.served["local"] == 0
     info = e.info()
-    assert info["backend"] == "tei" and info["tei"]["healthy"] and info["tei"]["version"] == "1.9.3-standin"
+    assert info.embedder.backend == "tei" and info.embedder.tei["healthy"]
+    assert info.embedder.tei["version"] == "1.9.3-standin"
 
 
 def test_default_tei_port_is_a_free_one_per_instance(tmp_path, tei_engine, engine):
     first = tei_engine(StandIn(tmp_path))
-    settings = Settings(model=engine.settings.model, tei_binary=str(StandIn(tmp_path).binary), data_dir=str(tmp_path),
+    settings = Settings(model=engine.embedder.settings.model, tei_binary=str(StandIn(tmp_path).binary), data_dir=str(tmp_path),
                         tei_startup_timeout_s=90.0, cache_size=0)
     assert settings.tei_port == 0
-    second = start_engine(settings, S.LIMITS, model=engine.backend.model)
+    second = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer)
     try:
-        assert second.backend.primary.base_url != first.backend.primary.base_url
-        assert second.health()["backend"] == "tei" and second.embed_vectors(["own TEI"]).shape == (1, 384)
+        assert second.embedder.backend.primary.base_url != first.embedder.backend.primary.base_url
+        assert second.health().embedder.backend == "tei" and vectors(second, ["own TEI"]).shape == (1, 384)
     finally:
         second.close()
 
@@ -106,10 +115,10 @@ def test_launched_on_loopback_with_explicit_flags_and_a_scrubbed_environment(tmp
     start = next(ev for ev in standin.events() if ev.get("event") == "start")
     argv = start["argv"]
     assert argv[argv.index("--hostname") + 1] == "127.0.0.1"
-    assert e.backend.primary.base_url == f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+    assert e.embedder.backend.primary.base_url == f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
     assert argv[argv.index("--max-client-batch-size") + 1] == "16"
     assert argv[argv.index("--max-batch-tokens") + 1] == "2048"
-    assert argv[argv.index("--model-id") + 1] == e.settings.model
+    assert argv[argv.index("--model-id") + 1] == e.embedder.settings.model
     assert not {"HOSTNAME", "PORT", "MODEL_ID", "API_KEY"} & set(start["env"])
 
 
@@ -118,11 +127,11 @@ def test_per_request_pooling_goes_through_embed_all_and_equals_local(tmp_path, t
     e = tei_engine(standin)
     texts = ["pooling through TEI", "a second, somewhat longer text for the max pool"]
     for mode in ("cls", "max", "mean_sqrt_len"):
-        got = e.embed_vectors(texts, pooling=mode, normalize=False)
-        ref = engine.backend.embed(texts, [mode] * 2, [True] * 2)
+        got = vectors(e, texts, pooling=mode, normalize=False)
+        ref = engine.embedder.backend.embed(texts, [mode] * 2, [True] * 2)
         assert np.allclose(got, ref, atol=1e-4), mode
     assert len([r for r in standin.requests("/embed_all") if r["status"] == 200]) == 3
-    assert e.backend.served["local"] == 0
+    assert e.embedder.backend.served["local"] == 0
 
 
 def test_start_up_waits_for_readiness(tmp_path, tei_engine):
@@ -130,7 +139,7 @@ def test_start_up_waits_for_readiness(tmp_path, tei_engine):
     started = time.monotonic()
     e = tei_engine(standin)
     assert time.monotonic() - started >= 2
-    assert e.health()["backend"] == "tei"
+    assert e.health().embedder.backend == "tei"
 
 
 def test_never_healthy_tei_start_up_continues_on_the_fallback(tmp_path, tei_engine):
@@ -138,9 +147,9 @@ def test_never_healthy_tei_start_up_continues_on_the_fallback(tmp_path, tei_engi
     started = time.monotonic()
     e = tei_engine(standin, startup=3.0)
     assert time.monotonic() - started < 10
-    assert e.health()["backend"] == "local"
-    assert e.embed_vectors(["still answered"]).shape == (1, 384)
-    assert e.backend.served == {"tei": 0, "local": 1}
+    assert e.health().embedder.backend == "local"
+    assert vectors(e, ["still answered"]).shape == (1, 384)
+    assert e.embedder.backend.served == {"tei": 0, "local": 1}
 
 
 def test_callers_bad_input_is_passed_through_not_retried(tmp_path, tei_engine):
@@ -148,54 +157,59 @@ def test_callers_bad_input_is_passed_through_not_retried(tmp_path, tei_engine):
     e = tei_engine(standin)
     text = "this sentence has quite a few words in it " * 4  # ~40 tokens: fine locally, over the stand-in's 32
     with pytest.raises(InvalidInput) as err:
-        e.embed_vectors([text], truncate=False)
+        vectors(e, [text], truncate=False)
     assert "less than 32 tokens" in err.value.message
     refused = [r for r in standin.requests("/embed") if r["status"] == 422]
     assert len(refused) == 1 and refused[0]["truncate"] is False
-    assert e.backend.served["local"] == 0 and e.backend.breaker.state == "closed"
+    assert e.embedder.backend.served["local"] == 0 and e.embedder.backend.breaker.state == "closed"
 
 
 def test_kill_9_under_16_concurrent_callers_loses_nothing(tmp_path, tei_engine, st_model):
     standin = StandIn(tmp_path)
     e = tei_engine(standin)
-    first_pid = e.backend.supervisor.pid
-    stop, failures, answers, lock = threading.Event(), [], [], threading.Lock()
+    first_pid = e.embedder.backend.supervisor.pid
+    backend = e.embedder.backend
+    stop, failures, answers = threading.Event(), [], []
+    progress = threading.Condition()  # notified after every answer: the test waits on states, not windows
 
     def caller(k: int) -> None:
         i = 0
         while not stop.is_set():
             text = f"caller {k} request {i} {uuid.uuid4().hex[:8]}"
             try:
-                vec = e.embed_vectors([text])[0]
-                with lock:
+                vec = vectors(e, [text])[0]
+                with progress:
                     answers.append((text, vec))
+                    progress.notify_all()
             except Exception as exc:  # recorded, and the test fails on any
-                with lock:
+                with progress:
                     failures.append(repr(exc))
+                    progress.notify_all()
             i += 1
+
+    def wait_until(state, what: str, timeout_s: float = 90.0) -> None:
+        with progress:
+            assert progress.wait_for(state, timeout_s), f"not within {timeout_s:.0f} s: {what}"
 
     threads = [threading.Thread(target=caller, args=(k,)) for k in range(16)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
-    served_before_kill = e.backend.served["tei"]
+    wait_until(lambda: backend.served["tei"] >= 32, "TEI serving the callers")
+    served_before_kill = backend.served["tei"]
     os.kill(first_pid, signal.SIGKILL)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if e.backend.supervisor.pid != first_pid and e.backend.serving_tei:
-            break
-        time.sleep(0.2)
-    tei_after_restart = e.backend.served["tei"]
-    time.sleep(1.5)
+    wait_until(lambda: backend.served["local"] > 0, "an answer from the fallback after the kill")
+    wait_until(lambda: backend.supervisor.pid != first_pid and backend.serving_tei, "TEI restarted")
+    tei_after_restart = backend.served["tei"]
+    wait_until(lambda: backend.served["tei"] > tei_after_restart, "the restarted TEI serving again")
     stop.set()
     for t in threads:
         t.join(30)
 
     assert failures == []
     assert served_before_kill > 0
-    assert e.backend.served["local"] > 0, "nothing was answered from the fallback"
-    assert e.backend.supervisor.restarts >= 1 and e.backend.supervisor.pid != first_pid
-    assert e.backend.served["tei"] > tei_after_restart, "TEI was not serving again after its restart"
+    assert e.embedder.backend.served["local"] > 0, "nothing was answered from the fallback"
+    assert e.embedder.backend.supervisor.restarts >= 1 and e.embedder.backend.supervisor.pid != first_pid
+    assert e.embedder.backend.served["tei"] > tei_after_restart, "TEI was not serving again after its restart"
     assert any(r["pid"] != first_pid and r["status"] == 200 for r in standin.requests("/embed"))
     sample = answers[:: max(1, len(answers) // 40)]
     ref = st_model.encode([t for t, _ in sample], normalize_embeddings=True)
@@ -209,7 +223,7 @@ def test_429_when_full_is_absorbed(tmp_path, tei_engine):
 
     def one(i):
         try:
-            results.append(e.embed_vectors([f"overload {i} {uuid.uuid4().hex}"]))
+            results.append(vectors(e, [f"overload {i} {uuid.uuid4().hex}"]))
         except Exception as exc:
             errors.append(exc)
 
@@ -234,8 +248,8 @@ def test_tei_log_lines_are_forwarded(tmp_path, tei_engine):
 
 def test_stop_terminates_tei(tmp_path, tei_engine):
     e = tei_engine(StandIn(tmp_path))
-    pid = e.backend.supervisor.pid
-    e.backend.supervisor.stop()
+    pid = e.embedder.backend.supervisor.pid
+    e.embedder.backend.supervisor.stop()
     with pytest.raises(ProcessLookupError):
         for _ in range(50):
             os.kill(pid, 0)

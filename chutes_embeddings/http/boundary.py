@@ -13,21 +13,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..errors import ERROR_CLASSES, EmbeddingsError
+from ..errors import EmbeddingsError, for_status
 from ..settings import Settings
 from .cords import ServiceHTTPException
 from .guard import RequestGuard, error_response, internal_error
 from .routes import RouteTable
-
-_ERROR_CLASS_BY_STATUS = {cls.status: cls for cls in reversed(ERROR_CLASSES)}  # the most general class
-
 
 def _error_from_http(exc: StarletteHTTPException) -> EmbeddingsError:
     """Starlette's and the SDK's own HTTP errors (404, 405, 400 "Invalid input parameters", ...)
     as the service error of that status."""
     if isinstance(exc, ServiceHTTPException):
         return exc.error
-    cls = _ERROR_CLASS_BY_STATUS.get(exc.status_code, EmbeddingsError)
+    cls = for_status(exc.status_code)
     err = cls(str(exc.detail))
     err.status = exc.status_code
     allow = (getattr(exc, "headers", None) or {}).get("Allow")

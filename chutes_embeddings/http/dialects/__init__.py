@@ -23,7 +23,6 @@ class Dialect(Protocol):
     """What the HTTP layer needs from a dialect module."""
 
     name: str
-    ERROR_STATUSES: tuple[int, ...]  # the statuses its routes can answer besides 200 (for the OpenAPI document)
 
     def render_error(self, err: EmbeddingsError) -> tuple[int, Any]:
         """(HTTP status, JSON body) for a service error, in this dialect's shape."""

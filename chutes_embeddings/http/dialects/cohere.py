@@ -16,11 +16,10 @@ import uuid
 from typing import Any
 
 from ...engine.results import RerankOptions
-from ...errors import EmbeddingsError, InvalidInput, naming
+from ...errors import EmbeddingsError, bad_request_status, naming
 from .native import reranker_summary
 
 name = "cohere"
-ERROR_STATUSES = (400, 403, 404, 405, 408, 413, 415, 429, 500, 503)  # what its routes can answer besides 200
 
 
 def _answer(engine: Any, request: Any, version: str, with_documents: bool) -> tuple[dict[str, Any], int]:
@@ -57,6 +56,6 @@ def rerank_v1(engine: Any, request: Any) -> dict[str, Any]:
 
 def render_error(err: EmbeddingsError) -> tuple[int, Any]:
     """Cohere's ``message`` and Jina's ``detail`` (same text), with the field and the limit."""
-    status = 400 if isinstance(err, InvalidInput) and err.status == 422 else err.status
+    status = bad_request_status(err)
     return status, {"message": err.message, "detail": err.message, "error_type": err.error_type,
                     "field": err.field, "limit": err.limit}

@@ -13,7 +13,6 @@ from ...engine.results import EmbedOptions, EngineHealth, EngineInfo, ModelState
 from ...errors import EmbeddingsError, naming
 
 name = "native"
-ERROR_STATUSES = (400, 403, 404, 405, 408, 409, 413, 415, 422, 429, 500, 503)  # what its routes can answer besides 200
 
 
 # --- engine verbs ---------------------------------------------------------------------------

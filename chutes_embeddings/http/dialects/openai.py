@@ -15,14 +15,27 @@ import base64
 from typing import Any
 
 from ...engine.results import EmbedOptions
-from ...errors import EmbeddingsError, InvalidInput, naming
+from ...errors import (
+    Conflict,
+    EmbeddingsError,
+    Forbidden,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    Overloaded,
+    RequestTimeout,
+    bad_request_status,
+    naming,
+)
 
 name = "openai"
-ERROR_STATUSES = (400, 403, 404, 405, 408, 409, 413, 415, 429, 500, 503)  # what its routes can answer besides 200
 OWNED_BY = "chutes-embeddings"
-_ERROR_TYPES = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
-                405: "invalid_request_error", 408: "timeout_error", 409: "conflict_error",
-                413: "invalid_request_error", 415: "invalid_request_error", 429: "rate_limit_error"}
+# OpenAI's error ``type`` for each of our errors (the nearest class in the tree decides)
+_ERROR_TYPES: dict[type[EmbeddingsError], str] = {
+    InvalidInput: "invalid_request_error", Forbidden: "permission_error", NotFound: "not_found_error",
+    MethodNotAllowed: "invalid_request_error", RequestTimeout: "timeout_error", Conflict: "conflict_error",
+    Overloaded: "rate_limit_error",
+}
 
 
 def embeddings(engine: Any, request: Any) -> dict[str, Any]:
@@ -52,6 +65,7 @@ def models(engine: Any) -> dict[str, Any]:
 
 def render_error(err: EmbeddingsError) -> tuple[int, Any]:
     """OpenAI's error shape; a request the service cannot accept is 400, as OpenAI answers it."""
-    status = 400 if isinstance(err, InvalidInput) and err.status == 422 else err.status
-    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    status = bad_request_status(err)
+    kind = next((_ERROR_TYPES[c] for c in type(err).__mro__ if c in _ERROR_TYPES),
+                "server_error" if err.server_side else "invalid_request_error")
     return status, {"error": {"message": err.message, "type": kind, "param": err.field, "code": err.error_type}}

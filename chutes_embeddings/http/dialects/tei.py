@@ -15,10 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...engine.results import EmbedOptions, RerankOptions
-from ...errors import BackendUnavailable, EmbeddingsError, InvalidInput, Overloaded, naming
+from ...errors import BackendUnavailable, EmbeddingsError, InvalidInput, MalformedRequest, Overloaded, naming
 
 name = "tei"
-ERROR_STATUSES = (400, 403, 404, 405, 408, 413, 415, 422, 429, 500, 503)  # what its routes can answer besides 200
 AUTO_TRUNCATE = True
 
 
@@ -110,10 +109,10 @@ def render_error(err: EmbeddingsError) -> tuple[int, Any]:
     """TEI's ``{"error", "error_type"}`` with TEI's status for the same failure."""
     if isinstance(err, InvalidInput):
         if err.extra.get("reason") == "empty":
-            return 400, {"error": err.message, "error_type": "Empty"}
-        return err.status, {"error": err.message, "error_type": "Validation"}  # 400/413/415/422
+            return MalformedRequest.status, {"error": err.message, "error_type": "Empty"}
+        return err.status, {"error": err.message, "error_type": "Validation"}
     if isinstance(err, Overloaded):
-        return 429, {"error": err.message, "error_type": "Overloaded"}
+        return err.status, {"error": err.message, "error_type": "Overloaded"}
     if isinstance(err, BackendUnavailable):
-        return 503, {"error": err.message, "error_type": "Unhealthy"}
-    return err.status, {"error": err.message, "error_type": "Validation" if err.status < 500 else "Backend"}
+        return err.status, {"error": err.message, "error_type": "Unhealthy"}
+    return err.status, {"error": err.message, "error_type": "Backend" if err.server_side else "Validation"}

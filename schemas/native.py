@@ -1,0 +1,372 @@
+"""The service's own API: its requests, its responses and its error body."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from chutes_embeddings.errors import InvalidInput
+
+from .common import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FIND_LIMIT,
+    DEFAULT_RERANK_CANDIDATES,
+    DEFAULT_SEARCH_TOP_K,
+    DEFAULT_STORE_TOP_K,
+    MAX_BATCH_SIZE,
+    MAX_BATCH_TEXTS,
+    MAX_CLUSTER_TEXTS,
+    MAX_CLUSTERS,
+    MAX_EMBED_INPUTS,
+    MAX_RERANK_CANDIDATES,
+    MAX_RERANK_TEXTS,
+    MAX_SEARCH_CORPUS,
+    MAX_SEARCH_TOP_K,
+    MAX_SIMILARITY_TARGETS,
+    MAX_STORE_ADD_TEXTS,
+    MAX_STORE_IDS,
+    MAX_STORE_TOP_K,
+    MIN_CLUSTER_TEXTS,
+    MIN_CLUSTERS,
+    ClusterMethod,
+    CollectionName,
+    Dimensions,
+    Metadata,
+    Pooling,
+    RecordId,
+    Score,
+    StrictRequest,
+    Text,
+    Vector,
+)
+
+
+class EmbedRequest(StrictRequest):
+    """POST /embed: one text (answered with one vector) or a list of texts."""
+
+    inputs: Annotated[list[Text], Field(min_length=1, max_length=MAX_EMBED_INPUTS)]
+    normalize: bool = True
+    truncate: bool = True
+    pooling: Pooling | None = None
+    dimensions: Dimensions | None = None
+    _single: bool = False
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _accept_single_string(cls, data: Any, handler: Any) -> "EmbedRequest":
+        single = isinstance(data, dict) and isinstance(data.get("inputs"), str)
+        if single:
+            data = {**data, "inputs": [data["inputs"]]}
+        model = handler(data)
+        object.__setattr__(model, "__pydantic_private__", {"_single": single})
+        return model
+
+    @property
+    def single(self) -> bool:
+        """True when ``inputs`` was a bare string (the answer is then one vector)."""
+        return bool(self._single)
+
+
+class EmbedBatchRequest(StrictRequest):
+    """POST /embed/batch."""
+
+    texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_BATCH_TEXTS)]
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = DEFAULT_BATCH_SIZE
+    normalize: bool = True
+    dimensions: Dimensions | None = None
+
+
+class SimilarityRequest(StrictRequest):
+    """POST /similarity: one source text against many targets."""
+
+    source_text: Text
+    target_texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_SIMILARITY_TARGETS)]
+    normalize: bool = True
+
+
+class RerankRequest(StrictRequest):
+    """POST /rerank: order texts by relevance to a query (a cross-encoder's scores when one is
+    configured; ``raw_scores``: its logits rather than its activation)."""
+
+    query: Text
+    texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_RERANK_TEXTS)]
+    top_k: Annotated[int, Field(ge=1, le=MAX_RERANK_TEXTS)] | None = None
+    raw_scores: bool = False
+    truncate: bool = True
+
+
+RerankCandidates = Annotated[int, Field(ge=1, le=MAX_RERANK_CANDIDATES)]
+
+
+class SearchRequest(StrictRequest):
+    """POST /search: the top matches of a query in a corpus sent with it."""
+
+    query: Text
+    corpus: Annotated[list[Text], Field(min_length=1, max_length=MAX_SEARCH_CORPUS)]
+    top_k: Annotated[int, Field(ge=1, le=MAX_SEARCH_TOP_K)] = DEFAULT_SEARCH_TOP_K
+    threshold: Score | None = None
+    rerank: bool = False  # two-stage: the best rerank_candidates by vector, reordered by the reranker
+    rerank_candidates: RerankCandidates = DEFAULT_RERANK_CANDIDATES
+
+
+class ClusterRequest(StrictRequest):
+    """POST /cluster: group texts by meaning."""
+
+    texts: Annotated[list[Text], Field(min_length=MIN_CLUSTER_TEXTS, max_length=MAX_CLUSTER_TEXTS)]
+    n_clusters: Annotated[int, Field(ge=MIN_CLUSTERS, le=MAX_CLUSTERS)] | None = None
+    method: ClusterMethod = "kmeans"
+
+
+class StoreAddRequest(StrictRequest):
+    """POST /store/add: upsert texts into a collection (ids default to a hash of the text).
+
+    With ``vectors`` (one per text) the caller's vectors are stored instead of the server's, and
+    the collection records ``vector_model`` (default ``external``) and their dimension.
+    """
+
+    collection: CollectionName = "default"
+    texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)]
+    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
+    metadata: Metadata | list[Metadata] | None = None
+    vectors: Annotated[list[Vector], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
+    vector_model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+
+
+class StoreSearchRequest(StrictRequest):
+    """POST /store/search: a query text (embedded by the server) or ``query_vector`` (exactly one)."""
+
+    collection: CollectionName = "default"
+    query: Text | None = None
+    query_vector: Vector | None = None
+    top_k: Annotated[int, Field(ge=1, le=MAX_STORE_TOP_K)] = DEFAULT_STORE_TOP_K
+    filter_metadata: Metadata | None = None
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+    rerank: bool = False  # two-stage: the best rerank_candidates by vector, reordered by the reranker
+    rerank_candidates: RerankCandidates = DEFAULT_RERANK_CANDIDATES
+
+    @model_validator(mode="after")
+    def _one_query(self) -> "StoreSearchRequest":
+        if (self.query is None) == (self.query_vector is None):
+            raise InvalidInput("send either query or query_vector (exactly one)", field="query")
+        return self
+
+
+class StoreGetRequest(StrictRequest):
+    """POST /store/get: records by ``ids``, or up to ``limit`` records a filter matches (exactly one)."""
+
+    collection: CollectionName = "default"
+    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
+    filter_metadata: Metadata | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_STORE_IDS)] = DEFAULT_FIND_LIMIT
+    include_vectors: bool = False
+
+
+class StoreDeleteRequest(StrictRequest):
+    """POST /store/delete: by ids or by a metadata filter (exactly one)."""
+
+    collection: CollectionName = "default"
+    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
+    filter_metadata: Metadata | None = None
+
+
+class StoreDropRequest(StrictRequest):
+    """POST /store/drop: delete a collection."""
+
+    collection: CollectionName
+
+
+# --- responses (documentation and tests; cords return plain dicts of these shapes) ------------
+class EmbedResponse(BaseModel):
+    embeddings: list[float] | list[list[float]]
+    model: str
+    dimension: int
+    count: int | None = None
+
+
+class EmbedBatchResponse(BaseModel):
+    embeddings: list[list[float]]
+    processed_count: int
+    batch_size: int
+    model: str
+    dimension: int
+
+
+class SimilarityResult(BaseModel):
+    text: str
+    index: int
+    similarity: float
+    rank: int
+
+
+class SimilarityResponse(BaseModel):
+    source_text: str
+    results: list[SimilarityResult]
+    model: str
+
+
+class RerankResult(BaseModel):
+    text: str
+    index: int
+    score: float
+    rank: int
+
+
+class Reranker(BaseModel):
+    """What scored a rerank: a cross-encoder, or the embedding model's cosine (bi-encoder)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    kind: Literal["cross-encoder", "bi-encoder"]
+    backend: str | None = None
+
+
+class RerankResponse(BaseModel):
+    query: str
+    results: list[RerankResult]
+    total_results: int
+    model: str
+    reranker: Reranker
+
+
+class SearchResult(BaseModel):
+    text: str
+    corpus_index: int
+    score: float  # the vector similarity
+    rank: int
+    rerank_score: float | None = None  # with rerank: the reranker's score, which the rank follows
+
+
+class SearchResponse(BaseModel):
+    query: str
+    results: list[SearchResult]
+    total_corpus_size: int
+    results_returned: int
+    model: str
+    threshold: float | None
+    reranker: Reranker | None = None
+
+
+class Cluster(BaseModel):
+    cluster_id: int
+    size: int
+    centroid_text: str
+    texts: list[str]
+    indices: list[int]
+
+
+class ClusterResponse(BaseModel):
+    clusters: list[Cluster]
+    n_clusters: int
+    method: str
+    total_texts: int
+    silhouette: float | None
+
+
+class HealthQueue(BaseModel):
+    depth: int
+    estimated_wait_s: float
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded", "overloaded"]
+    backend: Literal["tei", "local"]
+    model: str
+    dimension: int
+    queue: HealthQueue
+    reranker: Reranker
+    reasons: list[str]
+
+
+class InfoResponse(BaseModel):
+    model: str
+    dimension: int
+    max_input_tokens: int
+    pooling: str
+    poolings: list[str]
+    backend: str
+    local_runtime: str
+    cache: dict[str, Any]
+    batching: dict[str, Any]
+    limits: dict[str, int]
+    tei: dict[str, Any] | None = None
+    reranker: Reranker
+    version: str
+
+
+class StoreAddResponse(BaseModel):
+    collection: str
+    added_count: int
+    ids: list[str]
+    total_in_collection: int
+
+
+class StoreHit(BaseModel):
+    id: str
+    text: str
+    score: float
+    rank: int
+    metadata: Metadata
+    rerank_score: float | None = None
+
+
+class StoreSearchResponse(BaseModel):
+    collection: str
+    query: str | None
+    results: list[StoreHit]
+    results_returned: int
+    model: str
+    reranker: Reranker | None = None
+
+
+class StoreRecord(BaseModel):
+    id: str
+    text: str
+    metadata: Metadata
+    vector: list[float] | None = None
+
+
+class StoreGetResponse(BaseModel):
+    collection: str
+    records: list[StoreRecord]
+    missing_ids: list[str]
+
+
+class StoreDeleteResponse(BaseModel):
+    collection: str
+    deleted_count: int
+    total_in_collection: int
+
+
+class StoreDropResponse(BaseModel):
+    collection: str
+    dropped: bool
+
+
+class CollectionSummary(BaseModel):
+    name: str
+    size: int
+    dimension: int
+    model: str
+    sample_texts: list[str]
+
+
+class CollectionsResponse(BaseModel):
+    collections: list[CollectionSummary]
+    total: int
+    store: str
+
+
+class ErrorBody(BaseModel):
+    """The ``detail`` of every 4xx/5xx answer."""
+
+    error_type: str
+    message: str
+    field: str | None = None
+    limit: Any = None
+
+
+class NativeError(BaseModel):
+    """The body of every 4xx/5xx answer of the service's own API."""
+
+    detail: ErrorBody
