@@ -68,15 +68,19 @@ class InProcessTarget:
         self.engine = start_engine(Settings.from_env(environ))
 
     def info(self) -> dict[str, Any]:
-        return self.engine.info()
+        from chutes_embeddings.http.dialects import native
+
+        return native.info(self.engine)  # the same body as GET /info
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        from chutes_embeddings.engine.results import EmbedOptions
+
         limit = 1000
-        return np.concatenate([self.engine.embed_vectors(texts[i : i + limit], max_batch=32)
+        return np.concatenate([self.engine.embed(texts[i : i + limit], EmbedOptions(max_batch=32)).vectors
                                for i in range(0, len(texts), limit)])
 
     def embed_one(self, text: str) -> np.ndarray:
-        return self.engine.embed_vectors([text])[0]
+        return self.engine.embed([text]).vectors[0]
 
     def peak_rss_mb(self) -> float:
         return peak_rss_mb(os.getpid())

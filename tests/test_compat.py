@@ -269,7 +269,7 @@ def test_openapi_document_is_valid_complete_and_committed(live_server):
     built = build_openapi(my_embeddings.ROUTES)
     validate(built)
     committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
-    assert committed == built, "docs/openapi.json is stale: python -m chutes_embeddings.http.openapi > docs/openapi.json"
+    assert committed == built, "docs/openapi.json is stale: python -m chutes_embeddings.tools.openapi_doc > docs/openapi.json"
     assert httpx.get(f"{live_server}/openapi").json() == built
     declared = {(r.path, r.method.lower()) for r in my_embeddings.ROUTES.routes}
     assert declared == {(p, m) for p, ops in built["paths"].items() for m in ops}

@@ -19,12 +19,15 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from loguru import logger
 
 from ..engine.vectors import pool
-from .local import LoadedModel
+
+if TYPE_CHECKING:  # local.py imports this module when it builds a runner: no circle at import time
+    from .local import LoadedModel
 
 OPSET = 17
 VERIFY_TEXTS = [

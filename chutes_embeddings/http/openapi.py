@@ -1,19 +1,18 @@
 """The service's OpenAPI 3.1 document, built from the route table the chute file fills in.
 
 Every route (the native API, ``/v1/*``, ``/tei/*``, operations) appears with its request and
-response schemas (the pydantic models of ``schemas.py``, as JSON Schema 2020-12 under
+response schemas (the pydantic models of ``schemas``, as JSON Schema 2020-12 under
 ``components/schemas``) and the error answers its dialect gives, in that dialect's shape. The
 error answers come from the error tree (``errors.py``): every class that can reach the route (its
 ``scope``), at the status the dialect renders it with, described by that status's class. The
 chute serves it at ``GET /openapi`` (and, locally, FastAPI's ``/openapi.json`` and ``/docs``);
 ``docs/openapi.json`` is a committed copy that a test keeps equal.
 
-    python -m chutes_embeddings.http.openapi > docs/openapi.json     # regenerate the committed copy
+    python -m chutes_embeddings.tools.openapi_doc > docs/openapi.json     # regenerate the committed copy
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -83,17 +82,3 @@ def _ok(route: Any, refs: dict[Any, Any]) -> dict[str, Any]:
     if route.response is None:
         return {"description": "OK", "content": {route.media_type.split(";")[0]: {"schema": {"type": "string"}}}}
     return {"description": "OK", "content": {"application/json": {"schema": refs[(route.response, "validation")]}}}
-
-
-def main() -> None:
-    """Print the document of the chute in ``my_embeddings`` (run from the project root)."""
-    import os
-
-    os.environ.setdefault("CHUTES_EXECUTION_CONTEXT", "REMOTE")
-    import my_embeddings
-
-    print(json.dumps(build_openapi(my_embeddings.ROUTES), indent=2, sort_keys=False))
-
-
-if __name__ == "__main__":
-    main()

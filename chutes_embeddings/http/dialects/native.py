@@ -172,9 +172,10 @@ def store_search(store: Any, request: Any) -> dict[str, Any]:
     found = store.search(request.collection, request.query, request.top_k, request.filter_metadata,
                          request.threshold, request.query_vector, rerank=request.rerank,
                          rerank_candidates=request.rerank_candidates)
+    records = [found.records[h.index] for h in found.ranking.hits]
     results = [{"id": r.id, "text": r.text, "score": h.score, "rank": h.rank, "metadata": r.metadata,
                 **({"rerank_score": h.rerank_score} if h.rerank_score is not None else {})}
-               for h, r in zip(found.ranking.hits, found.records)]
+               for h, r in zip(found.ranking.hits, records)]
     body = {"collection": request.collection, "query": request.query, "results": results,
             "results_returned": len(results), "model": found.model}
     if found.ranking.reranker is not None:
