@@ -79,7 +79,8 @@ class EmbeddedCollection:
             vectors, saved_version = loaded
             collection = cls(name, vectors, version, created_at)
             collection.saved_version, collection.saved_generation = saved_version, vectors.ann_generation
-            collection.changes = replayed = collection._replay(db, saved_version)
+            replayed = collection._replay(db, saved_version)
+            collection.changes = replayed
             logger.info("loaded the index of collection {} ({} vectors, {} search, {} changes replayed) in {:.2f}s",
                         name, len(vectors), vectors.mode, replayed, time.monotonic() - started)
             return collection
