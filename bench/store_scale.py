@@ -143,7 +143,7 @@ def run_one(kind: str, n: int, args: argparse.Namespace, work: Path, pg_url: str
         rate = fill(store, name, vectors, meta)
     print(f"  filled at {rate:,.0f} records/s", flush=True)
     if kind == "embedded":
-        index = store._index(name).vectors  # noqa: SLF001 - the bench waits for the background build
+        index = store._collection(name).vectors  # noqa: SLF001 - the bench waits for the background build
         started = time.perf_counter()
         index.wait_for_build()
         build_s = time.perf_counter() - started
@@ -155,7 +155,7 @@ def run_one(kind: str, n: int, args: argparse.Namespace, work: Path, pg_url: str
     store = open_()
     in_process(store, name)(queries[0], None)
     restart_s = time.perf_counter() - started
-    mode = store._index(name).vectors.mode if kind == "embedded" else "hnsw"  # noqa: SLF001
+    mode = store._collection(name).vectors.mode if kind == "embedded" else "hnsw"  # noqa: SLF001
     rows[0].update({"disk MiB": size, "restart s": restart_s, "mode after restart": mode})
     store.close()
     if args.http:

@@ -8,35 +8,21 @@ import numpy as np
 import pytest
 
 from chutes_embeddings.errors import Conflict, InvalidInput, NotFound
-from chutes_embeddings.store import Record
+from chutes_embeddings.store import Record, open_store
 from chutes_embeddings.store.__main__ import copy_collection, read_jsonl, write_jsonl
 from chutes_embeddings.store.embedded import EmbeddedStore
-from chutes_embeddings.store.filters import All, parse_filter
+from chutes_embeddings.store.filters import parse_filter
 from chutes_embeddings.store.pgvector import PgVectorStore
-
-NO_FILTER = All()
-DIM = 384
-MODEL = "test-model"
-
-
-def unit(rng, n, dim=DIM):
-    v = rng.standard_normal((n, dim)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def clustered(rng, n, centres=50, noise=0.35):
-    """Vectors with real neighbourhoods (random ones have none)."""
-    c = unit(rng, centres)
-    v = c[rng.integers(0, centres, n)] + noise * unit(rng, n) / np.sqrt(2)
-    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+from tests.store_helpers import DIM, FILTER_CASES, FILTER_METAS, MODEL, NO_FILTER, add, clustered, crash, unit
 
 
 @pytest.fixture(params=["embedded", "postgres"])
 def store(request, tmp_path):
+    """Each store as the service opens it: behind the facade that checks collection names."""
     if request.param == "embedded":
-        s = EmbeddedStore(tmp_path / "store")
+        s = open_store("", tmp_path)
     else:
-        s = PgVectorStore(request.getfixturevalue("pg_url"), ef_search=200)
+        s = open_store(request.getfixturevalue("pg_url"), tmp_path, ef_search=200)
     yield s
     s.close()
 
@@ -44,12 +30,6 @@ def store(request, tmp_path):
 @pytest.fixture
 def name():
     return "c_" + uuid.uuid4().hex[:12]
-
-
-def add(store, name, vectors, metas=None, prefix="r"):
-    store.ensure_collection(name, MODEL, vectors.shape[1])
-    recs = [Record(f"{prefix}{i}", f"text {prefix}{i}", (metas[i] if metas else {"i": i}), v) for i, v in enumerate(vectors)]
-    return store.upsert(name, recs)
 
 
 def test_add_search_orders_by_cosine_like_brute_force(store, name):
@@ -133,44 +113,123 @@ def test_model_or_dimension_mismatch_is_a_conflict(store, name):
         store.ensure_collection(name, MODEL, 768)
 
 
-@pytest.mark.parametrize("bad", ["", "a" * 65, "../etc/passwd", "has space", "semi;colon", "ünï"])
+BAD_NAMES = ["", "a" * 65, "../etc/passwd", "has space", "semi;colon", "ünï"]
+
+
+def _every_named_verb(vectors):
+    """Each verb that takes a collection name, as ``(verb, call(store, name))``."""
+    return [
+        ("ensure_collection", lambda s, n: s.ensure_collection(n, MODEL, DIM)),
+        ("describe", lambda s, n: s.describe(n)),
+        ("model_of", lambda s, n: s.model_of(n)),
+        ("upsert", lambda s, n: s.upsert(n, [Record("x", "t", {}, vectors[0])])),
+        ("search", lambda s, n: s.search(n, vectors[:1], 3, NO_FILTER, None)),
+        ("get", lambda s, n: s.get(n, ["x"])),
+        ("find", lambda s, n: s.find(n, NO_FILTER, 3)),
+        ("delete by ids", lambda s, n: s.delete(n, ["x"], None)),
+        ("delete by filter", lambda s, n: s.delete(n, None, parse_filter({"i": 1}))),
+        ("export", lambda s, n: s.export(n)),
+        ("drop", lambda s, n: s.drop(n)),
+    ]
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES)
 def test_bad_collection_names(store, bad):
     with pytest.raises(InvalidInput) as err:
         store.ensure_collection(bad, MODEL, DIM)
     assert err.value.field == "collection"
 
 
-FILTER_METAS = [
-    {"lang": "en", "year": 2019, "score": 0.5, "flag": True, "tag": "a"},
-    {"lang": "de", "year": 2021, "score": 1.5, "flag": False, "tag": "b"},
-    {"lang": "en", "year": 2023, "score": 2.5, "flag": 1, "tag": "c"},
-    {"lang": "fr", "year": "2022", "tag": None},
-    {"other": "x"},
-]
-FILTER_CASES = [
-    ({"lang": "en"}, {0, 2}),
-    ({"lang": {"$ne": "en"}}, {1, 3, 4}),
-    ({"lang": {"$in": ["de", "fr"]}}, {1, 3}),
-    ({"lang": {"$nin": ["de", "fr"]}}, {0, 2, 4}),
-    ({"year": {"$gte": 2021}}, {1, 2}),
-    ({"year": {"$gt": 2019, "$lte": 2021}}, {1}),
-    ({"year": {"$lt": 2022}}, {0, 1}),
-    ({"year": "2022"}, {3}),
-    ({"score": {"$gte": 1.5}}, {1, 2}),
-    ({"flag": True}, {0}),
-    ({"flag": 1}, {2}),
-    ({"tag": None}, {3}),
-    ({"tag": {"$gte": "b"}}, {1, 2}),
-    ({"lang": "en", "year": {"$gte": 2020}}, {2}),
-    ({"missing": "x"}, set()),
-    ({"$or": [{"lang": "de"}, {"year": {"$gte": 2023}}]}, {1, 2}),
-    ({"$and": [{"year": {"$gte": 2019}}, {"year": {"$lte": 2021}}]}, {0, 1}),
-    ({"$not": {"lang": "en"}}, {1, 3, 4}),
-    ({"lang": "en", "$or": [{"flag": True}, {"tag": "c"}]}, {0, 2}),
-    ({"$not": {"$or": [{"lang": "en"}, {"other": "x"}]}}, {1, 3}),
-    ({"$or": [{"$and": [{"lang": "en"}, {"year": {"$lt": 2020}}]}, {"tag": None}]}, {0, 3}),
-    ({"$or": [{"missing": 1}, {"other": {"$ne": "x"}}]}, {0, 1, 2, 3}),
-]
+@pytest.mark.parametrize("bad", BAD_NAMES)
+def test_every_verb_refuses_a_bad_name_before_the_store_sees_it(store, name, bad):
+    """``drop`` and ``delete`` included: a 4xx ``InvalidInput`` naming the field, and nothing touched."""
+    vectors = unit(np.random.default_rng(16), 2)
+    add(store, name, vectors)
+    before = {c.name: c.size for c in store.collections()}
+    for verb, call in _every_named_verb(vectors):
+        with pytest.raises(InvalidInput) as err:
+            call(store, bad)
+        assert (err.value.status, err.value.field) == (422, "collection"), verb
+    after = {c.name: c.size for c in store.collections()}
+    assert after[name] == 2 and bad not in after and before[name] == 2
+
+
+def test_a_name_is_checked_once_at_the_facade_and_trusted_behind_it(store, name, monkeypatch):
+    """One check per call, wherever it happens; the implementation resolves the name without another."""
+    import chutes_embeddings.store as store_package
+
+    checked: list[str] = []
+
+    class CountingPattern:
+        def __init__(self, pattern):
+            self.pattern = pattern
+
+        def match(self, text):
+            checked.append(text)
+            return self.pattern.match(text)
+
+    monkeypatch.setattr(store_package, "COLLECTION_NAME", CountingPattern(store_package.COLLECTION_NAME))
+    vectors = unit(np.random.default_rng(17), 2)
+    for verb, call in _every_named_verb(vectors):
+        checked.clear()
+        call(store, name)
+        assert checked == [name], verb
+    checked.clear()
+    store.collections()
+    assert checked == []
+
+
+def test_the_facade_turns_an_unknown_name_into_not_found(store, name):
+    """A valid name the store does not hold: the implementation's resolution answers 404."""
+    vectors = unit(np.random.default_rng(18), 1)
+    for verb, call in _every_named_verb(vectors):
+        if verb in ("ensure_collection", "export"):  # ensure creates it; export fails when iterated
+            continue
+        with pytest.raises(NotFound) as err:
+            call(store, name)
+        assert (err.value.status, err.value.field) == (404, "collection"), verb
+    with pytest.raises(NotFound):
+        list(store.export(name))
+
+
+def test_the_name_rule_imports_with_the_standard_library_only():
+    """``schemas.py`` (the chute file, SDK only) can take the one pattern from ``store.names``."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('numpy', 'faiss', 'psycopg', 'torch', 'loguru', 'pydantic'):\n"
+            "            raise ImportError('blocked heavy import: ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from chutes_embeddings.store.names import COLLECTION_NAME_PATTERN\n"
+            "from chutes_embeddings.store import check_collection_name\n"
+            "print(COLLECTION_NAME_PATTERN, check_collection_name('ok_name-1'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [r"^[A-Za-z0-9_-]{1,64}$", "ok_name-1"]
+
+
+def test_the_request_schema_accepts_exactly_the_names_the_store_accepts():
+    import pydantic
+
+    import schemas
+    from chutes_embeddings.store import COLLECTION_NAME_PATTERN, check_collection_name
+
+    adapter = pydantic.TypeAdapter(schemas.CollectionName)
+    for candidate in [*BAD_NAMES, "ok", "a" * 64, "A-b_9"]:
+        try:
+            check_collection_name(candidate)
+            store_accepts = True
+        except InvalidInput:
+            store_accepts = False
+        try:
+            adapter.validate_python(candidate)
+            schema_accepts = True
+        except pydantic.ValidationError:
+            schema_accepts = False
+        assert schema_accepts == store_accepts, (candidate, COLLECTION_NAME_PATTERN)
 
 
 @pytest.mark.parametrize("flt,expected", FILTER_CASES, ids=[str(f) for f, _ in FILTER_CASES])
@@ -273,9 +332,7 @@ def test_embedded_index_is_rebuilt_when_missing_or_stale(tmp_path, name):
     # stale: a write the saved index does not reflect (the process died before saving)
     s = EmbeddedStore(tmp_path / "s")
     s.upsert(name, [Record("late", "late", {}, vecs[0] * -1)])
-    s._indexes.clear()  # forget the in-memory index without saving, as a crash would
-    s._closed.set()
-    s._lock_file.close()
+    crash(s)  # forget the in-memory index without saving
     s = EmbeddedStore(tmp_path / "s")
     assert s.search(name, -vecs[:1], 1, NO_FILTER, None)[0][0].id == "late"
     s.close()
@@ -369,6 +426,7 @@ def test_metadata_limits_hold_at_the_limit(store, name):
 def _plant_bad_metadata(store, name, rec_id: str) -> None:
     """Write what the metadata rules now refuse straight into the store, as an older version or a
     hand-made edit could have."""
+    store = store.implementation
     if isinstance(store, EmbeddedStore):
         db = store._db()
         db.execute("UPDATE records SET metadata = ? WHERE collection = ? AND id = ?",

@@ -9,8 +9,8 @@ import uuid
 import httpx
 import pytest
 
+from chutes_embeddings.store import open_store
 from chutes_embeddings.store.service import Collections
-from chutes_embeddings.store.pgvector import PgVectorStore
 from tests.conftest import running_server
 
 
@@ -118,8 +118,8 @@ def test_8_writers_8_readers_embedded(chute_app):
     _concurrent_writers_and_readers(chute_app.collections, "conc_" + uuid.uuid4().hex[:8])
 
 
-def test_8_writers_8_readers_postgres(engine, pg_url):
-    store = PgVectorStore(pg_url)
+def test_8_writers_8_readers_postgres(engine, pg_url, tmp_path):
+    store = open_store(pg_url, tmp_path)  # as the service opens it
     try:
         _concurrent_writers_and_readers(Collections(engine, store), "conc_" + uuid.uuid4().hex[:8])
     finally:

@@ -13,7 +13,7 @@ from chutes_embeddings.store import Record
 from chutes_embeddings.store.embedded import ROWS_BY_RID, EmbeddedStore
 from chutes_embeddings.store.filters import parse_filter
 from chutes_embeddings.store.vector_index import VectorIndex
-from tests.test_store_contract import FILTER_CASES, FILTER_METAS, MODEL, NO_FILTER, clustered, unit
+from tests.store_helpers import FILTER_CASES, FILTER_METAS, MODEL, NO_FILTER, clustered, crash, unit
 
 N = 6000
 LANGS = ["en", "de", "fr", "es", "it"]
@@ -48,7 +48,7 @@ def fill(store, name, vecs, start=0):
 
 
 def wait_ann(store, name):
-    index = store._index(name).vectors
+    index = store._collection(name).vectors
     index.wait_for_build(120)
     assert index.mode == "ann"
     return index
@@ -114,7 +114,7 @@ def test_metadata_columns_mean_what_the_contract_says(tmp_path, flt, expected):
         vecs = unit(np.random.default_rng(9), len(FILTER_METAS))
         store.ensure_collection("c", MODEL, vecs.shape[1])
         store.upsert("c", [Record(f"r{i}", "t", m, v) for i, (m, v) in enumerate(zip(FILTER_METAS, vecs))])
-        assert store._index("c").vectors.search_where(vecs[:1], 10, parse_filter(flt)) is not None
+        assert store._collection("c").vectors.search_where(vecs[:1], 10, parse_filter(flt)) is not None
         hits = store.search("c", vecs[:1], 10, parse_filter(flt), None)[0]
         assert {int(h.id[1:]) for h in hits} == expected
     finally:
@@ -128,17 +128,10 @@ def test_integers_beyond_float_precision_are_filtered_in_sqlite(tmp_path):
         store.ensure_collection("c", MODEL, vecs.shape[1])
         big_int = 2**60
         store.upsert("c", [Record(f"r{i}", "t", {"n": big_int + i}, v) for i, v in enumerate(vecs)])
-        assert store._index("c").vectors.search_where(vecs[:1], 3, parse_filter({"n": big_int + 1})) is None
+        assert store._collection("c").vectors.search_where(vecs[:1], 3, parse_filter({"n": big_int + 1})) is None
         assert [h.id for h in store.search("c", vecs[:1], 3, parse_filter({"n": big_int + 1}), None)[0]] == ["r1"]
     finally:
         store.close()
-
-
-def crash(store):
-    """Forget the store without saving anything, as kill -9 would."""
-    store._indexes.clear()
-    store._closed.set()
-    store._lock_file.close()
 
 
 def test_restart_loads_the_snapshot_and_replays_later_writes(tmp_path):
@@ -162,8 +155,8 @@ def test_restart_loads_the_snapshot_and_replays_later_writes(tmp_path):
     store = open_store(tmp_path / "s")
     try:
         store._loader.join(60)
-        assert "c" in store._indexes  # loaded as the store opened, before any request
-        index = store._index("c").vectors
+        assert "c" in store._collections  # loaded as the store opened, before any request
+        index = store._collection("c").vectors
         assert index.mode == "ann" and len(index) == 3100  # the IVF index came back with the snapshot
         assert store.describe("c").size == 3100
         late = store.search("c", vecs[3000:3200], 1, NO_FILTER, None)
@@ -190,7 +183,7 @@ def test_snapshot_of_a_dropped_namesake_is_never_loaded(tmp_path):
     (tmp_path / "s" / "indexes" / "c.npz").write_bytes(snapshot)  # e.g. a crash before the unlink
     store = open_store(tmp_path / "s")
     try:
-        assert len(store._index("c").vectors) == 10
+        assert len(store._collection("c").vectors) == 10
         assert {h.id for h in store.search("c", vecs[20:21], 50, NO_FILTER, None)[0]} == {f"r{i}" for i in range(10)}
     finally:
         store.close()
@@ -219,7 +212,8 @@ def test_the_ivf_index_is_retrained_in_the_background_as_the_collection_grows():
 
 
 def test_postgres_filtered_search_keeps_recall_and_lets_gin_answer_equalities(pg_url):
-    from chutes_embeddings.store.pgvector import PgVectorStore, pg_where
+    from chutes_embeddings.store.pg_filters import pg_where
+    from chutes_embeddings.store.pgvector import PgVectorStore
 
     clause, params = pg_where(parse_filter({"pct": 42, "$or": [{"lang": "en"}, {"tenth": 3}]}))
     assert "@>" in clause.as_string(None) and params[0].obj == {"pct": 42}
@@ -251,7 +245,7 @@ def test_replaced_and_deleted_rows_leave_no_metadata_behind(tmp_path):
         store.upsert("c", [Record(f"r{i}", "t", {"lang": "en", "i": i}, v) for i, v in enumerate(vecs)])
         store.delete("c", ["r0"], None)  # r5 moves into r0's row
         store.upsert("c", [Record("r3", "t", {"other": 1}, vecs[3])])
-        assert store._index("c").vectors.search_where(vecs[:1], 10, parse_filter({"lang": "en"})) is not None
+        assert store._collection("c").vectors.search_where(vecs[:1], 10, parse_filter({"lang": "en"})) is not None
         assert {h.id for h in store.search("c", vecs[:1], 10, parse_filter({"lang": "en"}), None)[0]} == {
             "r1", "r2", "r4", "r5"}
         assert [h.id for h in store.search("c", vecs[:1], 10, parse_filter({"i": 5}), None)[0]] == ["r5"]
@@ -269,7 +263,7 @@ def test_a_collection_with_too_many_keys_filters_in_sqlite(tmp_path):
         vecs = unit(np.random.default_rng(47), n)
         store.ensure_collection("c", MODEL, vecs.shape[1])
         store.upsert("c", [Record(f"r{i}", "t", {f"k{i}": 1}, v) for i, v in enumerate(vecs)])
-        assert store._index("c").vectors.search_where(vecs[:1], 10, parse_filter({"k7": 1})) is None
+        assert store._collection("c").vectors.search_where(vecs[:1], 10, parse_filter({"k7": 1})) is None
         assert [h.id for h in store.search("c", vecs[:1], 10, parse_filter({"k7": 1}), None)[0]] == ["r7"]
     finally:
         store.close()
@@ -314,14 +308,14 @@ def test_a_save_of_a_dropped_index_leaves_the_namesakes_snapshot_and_log_alone(t
     store = open_store(tmp_path / "s")
     fill(store, "c", vecs)
     store.delete("c", ["r0", "r1"], None)
-    old = store._index("c")  # what a save running as the drop happens holds
+    old = store._collection("c")  # what a save running as the drop happens holds
     store.drop("c")
     fill(store, "c", vecs[:20])
     store.flush()  # the new collection's snapshot, then later deletions that only its log holds
     snapshot = (tmp_path / "s" / "indexes" / "c.npz").read_bytes()
     store.delete("c", [f"r{i}" for i in range(2, 12)], None)
     old.changes = 10**6  # the old index wants saving
-    store._save("c", old)
+    store._save(old)
     assert (tmp_path / "s" / "indexes" / "c.npz").read_bytes() == snapshot, "the dropped index overwrote the snapshot"
     logged = store._db().execute("SELECT count(*) FROM deletions WHERE collection = 'c'").fetchone()[0]
     assert logged == 10, "the dropped index's save pruned the new collection's deletion log"
@@ -342,7 +336,7 @@ def test_a_filtered_hit_is_read_through_the_filter(tmp_path):
     try:
         store.ensure_collection("c", MODEL, vecs.shape[1])
         store.upsert("c", [Record(f"r{i}", f"t{i}", {"status": "active"}, vecs[i]) for i in range(30)])
-        allowed = store._index("c").vectors.search_where(vecs[:1], 5, parse_filter({"status": "active"}))
+        allowed = store._collection("c").vectors.search_where(vecs[:1], 5, parse_filter({"status": "active"}))
         assert allowed is not None
         rids = {int(r) for r in allowed[1].ravel() if r >= 0}
         store.upsert("c", [Record("r0", "t0", {"status": "gone"}, vecs[0])])  # lands between the two steps
@@ -364,6 +358,30 @@ def test_vectors_of_another_dimension_are_refused_before_anything_is_written(tmp
         with pytest.raises(InvalidInput) as err:
             store.upsert("c", [Record("b", "b", {}, np.ones(16, dtype=np.float32) / 4)])
         assert err.value.field == "vectors" and err.value.limit == 8
-        assert [r.id for r in store.get("c", ["a", "b"])] == ["a"] and len(store._index("c").vectors) == 1
+        assert [r.id for r in store.get("c", ["a", "b"])] == ["a"] and len(store._collection("c").vectors) == 1
+    finally:
+        store.close()
+
+
+def test_an_index_that_missed_a_committed_write_is_loaded_again_on_next_use(tmp_path, monkeypatch):
+    """The write is acknowledged by SQLite; the index that failed to take it is never used or saved
+    again, and the next request gets the collection rebuilt with the write in it."""
+    vecs = unit(np.random.default_rng(49), 20)
+    store = open_store(tmp_path / "s")
+    try:
+        fill(store, "c", vecs[:10])
+        broken = store._collection("c")
+
+        def fail(*args, **kwargs):
+            raise MemoryError("the index could not grow")
+
+        monkeypatch.setattr(broken.vectors, "upsert", fail)
+        with pytest.raises(MemoryError):
+            store.upsert("c", [Record("late", "t", {}, vecs[10])])
+        assert broken.dead and [r.id for r in store.get("c", ["late"])] == ["late"]
+        store.flush()
+        assert not (tmp_path / "s" / "indexes" / "c.npz").exists(), "the index with the gap was saved"
+        assert store._collection("c") is not broken
+        assert store.search("c", vecs[10:11], 1, NO_FILTER, None)[0][0].id == "late"
     finally:
         store.close()

@@ -7,21 +7,32 @@
 
 Both take and return the types below, raise the service's errors (``NotFound``, ``Conflict``,
 ``InvalidInput``, ``BackendUnavailable``) and pass the same contract tests.
+
+``open_store`` returns a ``StoreFacade`` over the implementation. As qdrant-client resolves a name
+once (``_get_collection``), the facade checks each collection name once, at the door, and the
+implementations trust the names they are given and resolve them to their per-collection object.
+
+Importing this package is light (no numpy), so ``schemas.py`` in the chute file (SDK only) can take
+``names.COLLECTION_NAME_PATTERN`` from it.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, Sequence
 
 from ..errors import Conflict, InvalidInput
-from .filters import Filter
+from .names import COLLECTION_NAME, COLLECTION_NAME_PATTERN
 
-COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .filters import Filter
+
+__all__ = ["COLLECTION_NAME_PATTERN", "CollectionInfo", "Hit", "Record", "VectorStore", "batched",
+           "check_collection_name", "model_conflict", "open_store"]
+
 SAMPLE_TEXTS = 3
 
 
@@ -47,6 +58,8 @@ class Hit:
 
 @dataclass(frozen=True)
 class CollectionInfo:
+    """A collection's state (``describe``): its size, what built it and a few of its texts."""
+
     name: str
     size: int
     dimension: int
@@ -55,10 +68,14 @@ class CollectionInfo:
 
 
 def check_collection_name(name: str) -> str:
-    """Return ``name`` if it is 1..64 of [A-Za-z0-9_-]; it never becomes a path or SQL otherwise."""
+    """Return ``name`` if it is 1..64 of [A-Za-z0-9_-]; it never becomes a path or SQL otherwise.
+
+    Raises:
+        InvalidInput: any other name (422, ``field="collection"``).
+    """
     if not isinstance(name, str) or not COLLECTION_NAME.match(name):
         raise InvalidInput(f"collection name {name!r} must be 1..64 characters of A-Z a-z 0-9 _ -",
-                           field="collection", limit=COLLECTION_NAME.pattern)
+                           field="collection", limit=COLLECTION_NAME_PATTERN)
     return name
 
 
@@ -69,7 +86,11 @@ def model_conflict(name: str, have_model: str, have_dim: int, model: str, dimens
 
 
 class VectorStore(Protocol):
-    """What both stores offer. Vectors are unit-length float32 rows."""
+    """What both stores (and the facade over them) offer. Vectors are unit-length float32 rows.
+
+    Behind the facade every ``name`` is a valid collection name: the facade raises ``InvalidInput``
+    for any other, once, before an implementation sees it.
+    """
 
     kind: str
 
@@ -111,6 +132,7 @@ class VectorStore(Protocol):
         ...
 
     def collections(self) -> list[CollectionInfo]:
+        """Every collection's state, by name."""
         ...
 
     def export(self, name: str) -> Iterator[Record]:
@@ -118,23 +140,31 @@ class VectorStore(Protocol):
         ...
 
     def close(self) -> None:
+        """Release the store (the embedded store saves its index snapshots first)."""
         ...
 
 
 def open_store(url: str, data_dir: Path, **options: Any) -> VectorStore:
-    """The store for ``EMBEDDINGS_STORE_URL`` (see module docstring).
+    """The store for ``EMBEDDINGS_STORE_URL`` behind its facade (see module docstring).
+
+    Args:
+        url: empty for the embedded store, or ``postgresql://...``.
+        data_dir: ``EMBEDDINGS_DATA_DIR``; the embedded store lives in its ``store`` folder.
+        options: the implementation's tuning options (``Settings.store_options``).
 
     Raises:
         ValueError: an unsupported URL scheme.
     """
+    from .facade import StoreFacade
+
     if not url:
         from .embedded import EmbeddedStore
 
-        return EmbeddedStore(data_dir / "store", **options)
+        return StoreFacade(EmbeddedStore(data_dir / "store", **options))
     if url.startswith(("postgresql://", "postgres://")):
         from .pgvector import PgVectorStore
 
-        return PgVectorStore(url, **options)
+        return StoreFacade(PgVectorStore(url, **options))
     raise ValueError(f"EMBEDDINGS_STORE_URL={url!r}: expected empty (embedded store) or postgresql://...")
 
 

@@ -6,7 +6,7 @@ other), the number as float64 and the string as a code into a per-key vocabulary
 becomes a boolean mask over the rows in a few vectorised passes (about 1 ms per condition per
 million rows), which gives both the allowed rows and the filter's exact selectivity.
 
-The mask means exactly what ``embedded.sqlite_where`` means (and the contract suite checks both):
+The mask means exactly what ``sqlite_filters.sqlite_where`` means (and the contract suite checks both):
 a missing key equals nothing; numbers compare with numbers, strings with strings (code point order
 is UTF-8 byte order, SQLite's BINARY collation); ``$ne``/``$nin``/``$not`` are the complements.
 Where float64 could disagree with SQLite (an integer beyond 2**53 in the filter or in a stored

@@ -5,12 +5,15 @@ Postgres' identifier limit) with an HNSW cosine index on the vector and a GIN in
 metadata; ``embeddings_collections`` records name, table, model and dimension. Creating and
 dropping collections takes a transaction-scoped advisory lock, so several server processes can
 do it at once. Every write is one transaction, acknowledged after COMMIT. Searches set
-``hnsw.ef_search`` (recall). With a filter: equality conditions that must all hold are also
-written as ``metadata @> {...}``, which the GIN index answers and the column's statistics
-estimate. The planner's estimate of the rows a filter allows picks the plan: at most
+``hnsw.ef_search`` (recall). With a filter (``pg_filters``): equality conditions that must all
+hold are also written as ``metadata @> {...}``, which the GIN index answers and the column's
+statistics estimate. The planner's estimate of the rows a filter allows picks the plan: at most
 ``filter_exact_rows``: an exact search over them (GIN bitmap or scan, then sort); more: the HNSW
 scan with pgvector 0.8's iterative scan and more candidates the more selective the filter
 (``hnsw.ef_search`` up to ``filter_ef_search``), so the filtered top ``top_k`` keeps its recall.
+
+Collection names come checked (``StoreFacade``); each verb resolves its name once, inside its
+transaction, to a ``PgCollection`` (``NotFound`` for an unknown one).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import psycopg
@@ -29,65 +32,24 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import BackendUnavailable, NotFound
-from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, check_collection_name, model_conflict
-from .filters import All, Condition, Filter, Not, json_type
+from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, model_conflict
+from .filters import All, Filter
 from .metadata import decode_metadata, encode_metadata
-
-_COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-
-
-def pg_where(where: Filter) -> tuple[sql.Composable, list[Any]]:
-    """SQL over the ``metadata`` jsonb column, with the same meaning as the embedded store's."""
-    params: list[Any] = []
-
-    def condition(c: Condition) -> sql.Composable:
-        if c.op in ("$eq", "$ne"):
-            params.extend([c.key, Jsonb(c.value)])
-            eq = sql.SQL("coalesce(metadata -> %s = %s::jsonb, false)")
-            return eq if c.op == "$eq" else sql.SQL("NOT ") + eq
-        if c.op in ("$in", "$nin"):
-            params.extend([c.key, [Jsonb(v) for v in c.value]])
-            any_of = sql.SQL("coalesce(metadata -> %s = ANY(%s::jsonb[]), false)")
-            return any_of if c.op == "$in" else sql.SQL("NOT ") + any_of
-        params.extend([c.key, json_type(c.value), c.key, Jsonb(c.value)])
-        return sql.SQL("coalesce(jsonb_typeof(metadata -> %s) = %s AND metadata -> %s {} %s::jsonb, false)").format(
-            sql.SQL(_COMPARE[c.op]))
-
-    def render(node: Filter) -> sql.Composable:  # always true or false, never NULL
-        if isinstance(node, Condition):
-            return condition(node)
-        if isinstance(node, Not):
-            return sql.SQL("NOT ({})").format(render(node.item))
-        if not node.items:
-            return sql.SQL("true" if isinstance(node, All) else "false")
-        joiner = sql.SQL(" AND " if isinstance(node, All) else " OR ")
-        return sql.SQL("({})").format(joiner.join(render(item) for item in node.items))
-
-    clause = render(where)
-    contained = _must_equal(where)
-    if not contained:
-        return clause, params
-    # a superset of the exact clause for these conditions (never changes the result), usable by GIN
-    return sql.SQL("metadata @> %s::jsonb AND {}").format(clause), [Jsonb(contained), *params]
-
-
-def _must_equal(where: Filter) -> dict[str, Any]:
-    """``{key: value}`` of the equality conditions every match must meet (ANDed at the top)."""
-    out: dict[str, Any] = {}
-    stack = [where]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, All):
-            stack.extend(node.items)
-        elif isinstance(node, Condition) and node.op == "$eq":
-            if node.key in out and out[node.key] != node.value:
-                continue  # contradictory: the exact clause already matches nothing
-            out[node.key] = node.value
-    return out
+from .pg_filters import must_equal, pg_where
 
 
 def table_name(collection: str) -> str:
+    """The table of a collection: a hash of its name, so any valid name fits Postgres' identifier limit."""
     return "emb_" + hashlib.sha256(collection.encode()).hexdigest()[:24]
+
+
+class PgCollection(NamedTuple):
+    """A collection as ``embeddings_collections`` records it, resolved once per transaction."""
+
+    name: str
+    table: sql.Identifier
+    model: str
+    dimension: int
 
 
 class PgVectorStore:
@@ -98,6 +60,10 @@ class PgVectorStore:
         ef_search: HNSW candidate list size per search (recall against speed).
         pool_size: connections in the pool at most.
         filter_ef_search: HNSW candidates per filtered search (iterative scan).
+        filter_exact_rows: at most this many rows allowed by a filter (the planner's estimate), search is exact.
+
+    Raises:
+        BackendUnavailable: Postgres cannot be reached.
     """
 
     kind = "postgres"
@@ -130,40 +96,42 @@ class PgVectorStore:
             logger.warning("Postgres store unavailable: {}", exc)
             raise BackendUnavailable("the Postgres store is unavailable; retry shortly") from exc
 
-    def _meta(self, conn: psycopg.Connection, name: str) -> tuple[sql.Identifier, str, int]:
+    def _collection(self, conn: psycopg.Connection, name: str) -> PgCollection:
+        """The collection called ``name``, as this transaction sees it. Raises ``NotFound``."""
         row = conn.execute("SELECT tbl, model, dimension FROM embeddings_collections WHERE name = %s", (name,)).fetchone()
         if row is None:
             raise NotFound(f"collection {name!r} does not exist", field="collection")
-        return sql.Identifier(row[0]), row[1], row[2]
+        return PgCollection(name, sql.Identifier(row[0]), row[1], row[2])
 
     # --- collections -------------------------------------------------------------------------
     def describe(self, name: str) -> CollectionInfo:
-        check_collection_name(name)
+        """See ``VectorStore.describe``."""
         with self._tx() as conn:
             return self._describe(conn, name)
 
     def _describe(self, conn: psycopg.Connection, name: str) -> CollectionInfo:
-        tbl, model, dimension = self._meta(conn, name)
-        size = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tbl)).fetchone()[0]
-        samples = [r[0] for r in conn.execute(sql.SQL("SELECT text FROM {} ORDER BY updated_at, id LIMIT %s").format(tbl),
-                                              (SAMPLE_TEXTS,))]
-        return CollectionInfo(name, size, dimension, model, samples)
+        coll = self._collection(conn, name)
+        size = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(coll.table)).fetchone()[0]
+        samples = [r[0] for r in conn.execute(
+            sql.SQL("SELECT text FROM {} ORDER BY updated_at, id LIMIT %s").format(coll.table), (SAMPLE_TEXTS,))]
+        return CollectionInfo(name, size, coll.dimension, coll.model, samples)
 
     def collections(self) -> list[CollectionInfo]:
+        """See ``VectorStore.collections``."""
         with self._tx() as conn:
             names = [r[0] for r in conn.execute("SELECT name FROM embeddings_collections ORDER BY name")]
             return [self._describe(conn, n) for n in names]
 
     def ensure_collection(self, name: str, model: str, dimension: int) -> None:
-        check_collection_name(name)
+        """See ``VectorStore.ensure_collection``."""
         tbl = table_name(name)
         with self._tx() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"embeddings:{name}",))
             conn.execute("INSERT INTO embeddings_collections (name, tbl, model, dimension) VALUES (%s, %s, %s, %s) "
                          "ON CONFLICT (name) DO NOTHING", (name, tbl, model, dimension))
-            _, have_model, have_dim = self._meta(conn, name)
-            if (have_model, have_dim) != (model, dimension):
-                raise model_conflict(name, have_model, have_dim, model, dimension)
+            have = self._collection(conn, name)
+            if (have.model, have.dimension) != (model, dimension):
+                raise model_conflict(name, have.model, have.dimension, model, dimension)
             ident = sql.Identifier(tbl)
             conn.execute(sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, metadata jsonb NOT NULL, "
@@ -175,19 +143,18 @@ class PgVectorStore:
                          .format(sql.Identifier(tbl + "_meta"), ident))
 
     def drop(self, name: str) -> None:
-        check_collection_name(name)
+        """See ``VectorStore.drop``."""
         with self._tx() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"embeddings:{name}",))
-            tbl, _, _ = self._meta(conn, name)
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(tbl))
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._collection(conn, name).table))
             conn.execute("DELETE FROM embeddings_collections WHERE name = %s", (name,))
 
     # --- writes ------------------------------------------------------------------------------
     def upsert(self, name: str, records: Sequence[Record]) -> int:
-        check_collection_name(name)
+        """See ``VectorStore.upsert``."""
         records = list({r.id: r for r in records}.values())
         with self._tx() as conn:
-            tbl, _, _ = self._meta(conn, name)
+            tbl = self._collection(conn, name).table
             with conn.cursor() as cur:
                 cur.executemany(
                     sql.SQL("INSERT INTO {} (id, text, metadata, embedding) VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (id) "
@@ -199,9 +166,9 @@ class PgVectorStore:
             return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tbl)).fetchone()[0]
 
     def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
-        check_collection_name(name)
+        """See ``VectorStore.delete``."""
         with self._tx() as conn:
-            tbl, _, _ = self._meta(conn, name)
+            tbl = self._collection(conn, name).table
             if ids is not None:
                 cur = conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(tbl), (list(ids),))
             else:
@@ -212,11 +179,11 @@ class PgVectorStore:
     # --- reads -------------------------------------------------------------------------------
     def search(self, name: str, queries: np.ndarray, top_k: int, where: Filter,
                threshold: float | None) -> list[list[Hit]]:
-        check_collection_name(name)
+        """See ``VectorStore.search``."""
         clause, params = pg_where(where)
         out: list[list[Hit]] = []
         with self._tx() as conn:
-            tbl, _, _ = self._meta(conn, name)
+            tbl = self._collection(conn, name).table
             ef_search = max(self.ef_search, top_k)
             if where:
                 ef_search = self._plan_filtered(conn, tbl, where, top_k)
@@ -238,7 +205,7 @@ class PgVectorStore:
         know it; the planner guesses at the exact clause and would multiply its guess in)."""
         # psycopg prepares a statement after 5 runs, and a cached plan ignores these settings: plan each time
         conn.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
-        contained = _must_equal(where)
+        contained = must_equal(where)
         clause, params = (sql.SQL("metadata @> %s::jsonb"), [Jsonb(contained)]) if contained else pg_where(where)
         with psycopg.ClientCursor(conn) as cur:  # EXPLAIN takes no server-side parameters
             cur.execute(sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(tbl, clause), params)
@@ -256,9 +223,9 @@ class PgVectorStore:
         return max(self.ef_search, top_k, min(self.filter_ef_search, math.ceil(20 * top_k / share)))
 
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:
-        check_collection_name(name)
+        """See ``VectorStore.get``."""
         with self._tx() as conn:
-            tbl, _, _ = self._meta(conn, name)
+            tbl = self._collection(conn, name).table
             rows = conn.execute(sql.SQL("SELECT id, text, metadata::text, embedding FROM {} WHERE id = ANY(%s)")
                                 .format(tbl), (list(ids),)).fetchall()
         found = {r[0]: Record(r[0], r[1], decode_metadata(r[2], name), r[3].to_numpy().astype(np.float32))
@@ -266,25 +233,25 @@ class PgVectorStore:
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def find(self, name: str, where: Filter, limit: int) -> list[Record]:
-        check_collection_name(name)
+        """See ``VectorStore.find``."""
         clause, params = pg_where(where)
         with self._tx() as conn:
-            tbl, _, _ = self._meta(conn, name)
+            tbl = self._collection(conn, name).table
             rows = conn.execute(sql.SQL("SELECT id, text, metadata::text, embedding FROM {} WHERE {} "
                                         "ORDER BY updated_at, id LIMIT %s").format(tbl, clause),
                                 [*params, limit]).fetchall()
         return [Record(r[0], r[1], decode_metadata(r[2], name), r[3].to_numpy().astype(np.float32)) for r in rows]
 
     def model_of(self, name: str) -> tuple[str, int]:
-        check_collection_name(name)
+        """See ``VectorStore.model_of``."""
         with self._tx() as conn:
-            _, model, dimension = self._meta(conn, name)
-        return model, dimension
+            coll = self._collection(conn, name)
+        return coll.model, coll.dimension
 
     def export(self, name: str) -> Iterator[Record]:
-        check_collection_name(name)
+        """See ``VectorStore.export``."""
         with self._pool.connection() as conn, conn.transaction():
-            tbl, _, _ = self._meta(conn, name)
+            tbl = self._collection(conn, name).table
             with conn.cursor(name="embeddings_export") as cur:
                 cur.execute(sql.SQL("SELECT id, text, metadata::text, embedding FROM {} ORDER BY updated_at, id")
                             .format(tbl))
@@ -292,4 +259,5 @@ class PgVectorStore:
                     yield Record(rec_id, text, decode_metadata(meta, name), vec.to_numpy().astype(np.float32))
 
     def close(self) -> None:
+        """Close the connection pool."""
         self._pool.close()

@@ -1,0 +1,14 @@
+"""The rule for collection names, in one place.
+
+``schemas.py`` (imported by the chute file, where only the SDK is installed) and the store both use
+it, so this module imports nothing but the standard library, and the ``store`` package it sits in
+imports nothing heavy either.
+"""
+
+from __future__ import annotations
+
+import re
+
+# 1..64 of [A-Za-z0-9_-]: a name that passes never becomes a path or SQL of its own
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
