@@ -16,7 +16,11 @@ project's own export beside it, and runs Infinity from inside that folder (``--m
 ONNX file lookup breaks on other paths) with ``--pooling-method mean``. Our response cache is off
 (``EMBEDDINGS_CACHE_SIZE=0``) so both sides compute every text.
 
-    python -m bench.peers [--rounds 2] [--engines ours,infinity-onnx,infinity-torch]
+    python -m bench.peers [--rounds 2] [--engines ours,infinity-onnx,infinity-torch] [--baseline DIR]
+
+``--baseline DIR`` adds this service as another checkout has it (e.g. ``git worktree add DIR <commit>``),
+started the same way from that folder and measured in the same rounds: the "before" of a change,
+as a column and an ``ours / baseline`` ratio that no machine noise between two runs can blur.
 """
 
 from __future__ import annotations
@@ -82,19 +86,21 @@ class Server:
         self._stop()
 
 
-def start_ours(workdir: Path) -> Server:
+def start_ours(workdir: Path, root: Path = ROOT, name: str = "ours") -> Server:
+    """This service from ``root`` (another checkout's code wins on its own ``PYTHONPATH``)."""
     from chutes_embeddings.tools.devserver import start_dev_server
 
-    log = open(workdir / "ours.log", "ab")
-    env = {"EMBEDDINGS_DATA_DIR": str(workdir / "data"), "EMBEDDINGS_CACHE_SIZE": "0",
-           "EMBEDDINGS_LOG_LEVEL": "WARNING", "EMBEDDINGS_MODEL_CACHE_DIR": str(WORK / "models")}
-    server = start_dev_server(ROOT, env, log, 300)
+    log = open(workdir / f"{name}.log", "ab")
+    env = {"EMBEDDINGS_DATA_DIR": str(workdir / f"data-{name}"), "EMBEDDINGS_CACHE_SIZE": "0",
+           "EMBEDDINGS_LOG_LEVEL": "WARNING", "EMBEDDINGS_MODEL_CACHE_DIR": str(WORK / "models"),
+           "PYTHONPATH": str(root)}
+    server = start_dev_server(root, env, log, 300)
 
     def stop() -> None:
         server.stop()
         log.close()
 
-    return Server("ours", server.url, "/v1/embeddings", server.proc.pid, stop)
+    return Server(name, server.url, "/v1/embeddings", server.proc.pid, stop)
 
 
 def start_infinity(engine: str, workdir: Path) -> Server:
@@ -175,10 +181,12 @@ def measure(server: Server, texts: list[str], singles: list[str]) -> tuple[dict[
     return out, vectors
 
 
-def run(engines: list[str], rounds: int, n_texts: int) -> dict[str, Any]:
+def run(engines: list[str], rounds: int, n_texts: int, baseline: Path | None = None) -> dict[str, Any]:
     texts, singles = mixed_sentences(n_texts, seed=1), mixed_sentences(n_texts, seed=2)
     starts = {"ours": start_ours, "infinity-onnx": lambda w: start_infinity("optimum", w),
               "infinity-torch": lambda w: start_infinity("torch", w)}
+    if baseline is not None:
+        starts["baseline"] = lambda w: start_ours(w, baseline, "baseline")
     results: dict[str, list[dict[str, float]]] = {e: [] for e in engines}
     vectors: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
@@ -202,23 +210,31 @@ def run(engines: list[str], rounds: int, n_texts: int) -> dict[str, Any]:
     return {"medians": medians, "parity": parity, "rounds": rounds, "texts": n_texts}
 
 
+def _ratio(medians: dict[str, dict[str, float]], key: str, others: list[str]) -> str:
+    better = max if key in HIGHER_IS_BETTER else min
+    best = better(medians[n][key] for n in others)
+    ratio = medians["ours"][key] / best if key in HIGHER_IS_BETTER else best / medians["ours"][key]
+    return f"{ratio:.2f}x"
+
+
 def render(result: dict[str, Any]) -> str:
     medians, parity = result["medians"], result["parity"]
     cpu = "avx512f" if "avx512f" in Path("/proc/cpuinfo").read_text() else "avx2 only"
     names = list(medians)
     head = ["row"] + names
-    peers = [n for n in names if n != "ours"]
+    peers = [n for n in names if n not in ("ours", "baseline")]
     if "ours" in medians and peers:
         head.append("ours / best peer")
+    if "ours" in medians and "baseline" in medians:
+        head.append("ours / baseline")
     lines = [f"Median of {result['rounds']} rounds, {result['texts']} texts; CPU: {os.cpu_count()} cores, {cpu}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in ROWS:
         cells = [key] + [f"{medians[n][key]:.1f}" for n in names]
         if "ours" in medians and peers:
-            better = max if key in HIGHER_IS_BETTER else min
-            best = better(medians[n][key] for n in peers)
-            ratio = medians["ours"][key] / best if key in HIGHER_IS_BETTER else best / medians["ours"][key]
-            cells.append(f"{ratio:.2f}x")
+            cells.append(_ratio(medians, key, peers))
+        if "ours" in medians and "baseline" in medians:
+            cells.append(_ratio(medians, key, ["baseline"]))
         lines.append("| " + " | ".join(cells) + " |")
     if parity:
         lines += ["", "min cosine to ours: " + ", ".join(f"{n} {c:.7f}" for n, c in parity.items())]
@@ -232,8 +248,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--engines", default="ours,infinity-onnx,infinity-torch")
+    parser.add_argument("--baseline", type=Path, help="another checkout of this service, measured as 'baseline'")
     args = parser.parse_args()
-    print(render(run(args.engines.split(","), args.rounds, args.texts)))
+    engines = args.engines.split(",") + (["baseline"] if args.baseline else [])
+    print(render(run(engines, args.rounds, args.texts, args.baseline)))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from chutes_embeddings.errors import InvalidInput
+from chutes_embeddings.store.names import COLLECTION_NAME_PATTERN
 
 # --- limits (the only place they are written) ---------------------------------------------
 MAX_TEXT_CHARS = 100_000
@@ -44,7 +45,7 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)
 Pooling = Literal["cls", "mean", "max", "mean_sqrt_len", "lasttoken", "weightedmean"]
 ClusterMethod = Literal["kmeans", "agglomerative", "hdbscan"]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
-CollectionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
 Metadata = dict[str, Any]
 Vector = Annotated[list[float], Field(min_length=1, max_length=MAX_VECTOR_DIMENSION)]

@@ -20,7 +20,7 @@ NO_FILTER = All()
 @pytest.fixture(scope="module")
 def real(engine):
     texts = sentences(N + QUERIES, seed=7)
-    vectors = engine.embed_vectors(texts)
+    vectors = engine.embed(texts).vectors
     return texts[:N], vectors[:N], vectors[N:]
 
 

@@ -1,6 +1,6 @@
 """The rule for collection names, in one place.
 
-``schemas.py`` (imported by the chute file, where only the SDK is installed) and the store both use
+``schemas`` (imported by the chute file, where only the SDK is installed) and the store both use
 it, so this module imports nothing but the standard library, and the ``store`` package it sits in
 imports nothing heavy either.
 """
