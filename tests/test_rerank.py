@@ -18,14 +18,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import torch
 
 import schemas as S
 from chutes_embeddings.errors import InvalidInput, Overloaded
 from chutes_embeddings.settings import Settings
 from chutes_embeddings.engine.startup import start_engine
-from tests.conftest import free_port, running_server
-from tests.test_tei import StandIn
+from tests.helpers import StandIn, free_port, running_server
+
+torch = pytest.importorskip("torch")  # model tests: collected, and skipped, where torch is not installed
 
 QUERY = "what is the capital of france"
 DOCS = [

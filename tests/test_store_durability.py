@@ -11,7 +11,7 @@ import pytest
 
 from chutes_embeddings.store.service import Collections
 from chutes_embeddings.store.pgvector import PgVectorStore
-from tests.conftest import running_server
+from tests.helpers import running_server
 
 
 @pytest.fixture(params=["embedded", "postgres"])

@@ -13,7 +13,7 @@ from chutes_embeddings.store import Record
 from chutes_embeddings.store.embedded import ROWS_BY_RID, EmbeddedStore
 from chutes_embeddings.store.filters import parse_filter
 from chutes_embeddings.store.vector_index import VectorIndex
-from tests.test_store_contract import FILTER_CASES, FILTER_METAS, MODEL, NO_FILTER, clustered, unit
+from tests.helpers import FILTER_CASES, FILTER_METAS, MODEL, NO_FILTER, clustered, unit
 
 N = 6000
 LANGS = ["en", "de", "fr", "es", "it"]

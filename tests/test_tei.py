@@ -21,7 +21,7 @@ import schemas as S
 from chutes_embeddings.engine.startup import start_engine
 from chutes_embeddings.errors import InvalidInput
 from chutes_embeddings.settings import Settings
-from tests.conftest import free_port, running_server
+from tests.helpers import free_port, running_server
 
 STANDIN = Path(__file__).parent / "tei_standin.py"
 

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 from chutes_embeddings.store.vector_index import VectorIndex
-from tests.test_store_contract import clustered, unit
+from tests.helpers import clustered, unit
 
 
 def brute(matrix, rids, queries, k):
