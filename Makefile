@@ -1,11 +1,14 @@
 # Two commands: `make serve` (run locally on 127.0.0.1:$(PORT)) and `make test`.
+# `make test-fast` runs the unit and http layers (no model, no process) in their own virtualenv without torch.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+FAST_VENV ?= .venv-fast
+FAST_PY := $(FAST_VENV)/bin/python
 PORT ?= 8000
 LOGGING_PORT ?= $(shell expr $(PORT) + 1000)
 PYTHON ?= python3
 
-.PHONY: install serve test bench bench-peers clean
+.PHONY: install install-fast serve lint test test-fast bench bench-peers clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +20,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The server without a model runtime (the `core` extra) and the test tools: no torch, no
+# sentence-transformers, no ONNX. Its own .gitignore keeps it out of `git status`.
+$(FAST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(FAST_VENV)
+	printf '*\n' > $(FAST_VENV)/.gitignore
+	$(FAST_PY) -m pip install -q --upgrade pip
+	$(FAST_PY) -m pip install -q -e '.[core,test]'
+	touch $@
+
+install-fast: $(FAST_VENV)/.installed
+
 # Each port gets its own embedded store (one process per store), all share the ONNX export cache;
 # EMBEDDINGS_DATA_DIR / EMBEDDINGS_MODEL_CACHE_DIR set in the environment win.
 serve: install
@@ -25,8 +39,16 @@ serve: install
 	EMBEDDINGS_MODEL_CACHE_DIR=$${EMBEDDINGS_MODEL_CACHE_DIR:-$(CURDIR)/data/models} \
 	$(VENV)/bin/chutes run my_embeddings:chute --dev --host 127.0.0.1 --port $(PORT) --logging-port $(LOGGING_PORT)
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+# Every layer (what .ci/run runs), after the linter.
+test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The unit and http layers only, in the torch-free virtualenv (well under a minute).
+test-fast: install-fast
+	HF_HUB_OFFLINE=1 $(FAST_PY) -m pytest -q -m "unit or http" $(PYTEST_ARGS)
 
 # STORE_SIZES=100000,1000000 for the full store table of docs/benchmarks.md (1M: ~15 min, more with postgres)
 STORE_SIZES ?= 100000
@@ -39,4 +61,4 @@ bench-peers: install
 	HF_HUB_OFFLINE=1 $(PY) -m bench.peers
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(FAST_VENV) .pytest_cache

@@ -1,47 +1,135 @@
-"""Shared fixtures: one chute app (one loaded model) per session, a live server, helpers.
+"""Fixtures and hooks only (shared helpers live in ``tests/helpers.py``).
 
 The chute is driven the way the platform drives it: ``CHUTES_EXECUTION_CONTEXT=REMOTE`` and
 dev mode, ``initialize()`` runs the startup hook and mounts the cords, ``DevMiddleware`` parses
 the body. A second middleware reproduces production's response path (orjson of the cord's
 result before encryption) for requests that carry ``X-Test-Production: 1``.
+
+Layers. Every test gets exactly one of the markers ``unit``, ``http``, ``model``, ``system``
+(registered in pyproject.toml), by ``pytest_collection_modifyitems``:
+
+1. a layer marker the test declares (on the function, its class, a ``pytest.param`` or the
+   module's ``pytestmark``) is its layer; declaring a lighter layer than its fixtures imply, or
+   two layers, is a collection error;
+2. otherwise the heaviest layer its fixtures imply (``SYSTEM_FIXTURES``, ``MODEL_FIXTURES``,
+   ``HTTP_FIXTURES``, and ``SYSTEM_PARAMS`` for a parametrised fixture that reaches Postgres only
+   for one of its values), or ``SYSTEM_MODULES`` for files that start processes without saying so;
+3. otherwise ``unit``.
+
+``make test-fast`` runs ``-m "unit or http"`` in a virtualenv without torch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import orjson
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-_TMP = tempfile.mkdtemp(prefix="embeddings-tests-")
-os.environ.update(
-    {
+from tests.helpers import ROOT, Call, build_tiny_cross_encoder, make_call, running_server
+
+LAYERS = ("unit", "http", "model", "system")  # lightest first
+
+# Fixtures (their closure, so also what uses them) that start processes or Postgres.
+SYSTEM_FIXTURES = frozenset({
+    "live_server", "pg_url",
+    # fixtures of test files that start TEI stand-ins or servers themselves
+    "tei_engine", "tei_rerank_engine", "rerank_server", "store_env",
+})
+# Fixtures that load a real model in this process.
+MODEL_FIXTURES = frozenset({
+    "chute_app", "engine", "st_model", "test_client", "call", "dev_call",
+    "tiny_reranker_path", "rerank_engine", "cross_encoder",
+})
+# Fixtures that serve the chute app over tests/fakes.py in process (none yet: tests of that layer
+# declare ``pytest.mark.http`` until such a fixture lands here).
+HTTP_FIXTURES: frozenset[str] = frozenset()
+# (fixture, param) pairs whose value reaches Postgres through ``request.getfixturevalue``, which
+# the fixture closure cannot show.
+SYSTEM_PARAMS = frozenset({("store", "postgres")})
+# Test files that start processes in tests using none of the fixtures above (and do not declare
+# ``pytestmark = pytest.mark.system`` themselves).
+SYSTEM_MODULES = frozenset({"test_tei.py"})
+
+_SAVED_STATE = pytest.StashKey[tuple[dict[str, str], str, str]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """The environment every test (and every server a test starts) runs in, set once for the
+    session and restored by ``pytest_unconfigure``: remote execution context, dev mode, offline
+    hub, a private data directory, one ONNX export cache, quiet logs, the project root as cwd."""
+    tmp = tempfile.mkdtemp(prefix="embeddings-tests-")
+    config.stash[_SAVED_STATE] = (dict(os.environ), os.getcwd(), tmp)
+    os.environ.update({
         "CHUTES_EXECUTION_CONTEXT": "REMOTE",
         "CHUTES_DEV_MODE": "true",
         "HF_HUB_OFFLINE": "1",
-        "EMBEDDINGS_DATA_DIR": _TMP,
+        "EMBEDDINGS_DATA_DIR": tmp,
         # one ONNX export per test run, shared by every server the tests start
-        "EMBEDDINGS_MODEL_CACHE_DIR": os.path.join(_TMP, "models"),
+        "EMBEDDINGS_MODEL_CACHE_DIR": os.path.join(tmp, "models"),
         "EMBEDDINGS_LOG_LEVEL": "WARNING",
-    }
-)
-os.chdir(ROOT)
-sys.path.insert(0, str(ROOT))
+    })
+    os.chdir(ROOT)
 
 
-from chutes_embeddings.tools.devserver import free_port  # noqa: E402,F401  (tests import it from here)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    saved = config.stash.get(_SAVED_STATE, None)
+    if saved is None:
+        return
+    environ, cwd, tmp = saved
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
+    shutil.rmtree(tmp, ignore_errors=True)  # a server a test failed to stop may still write there
 
 
+def _declared_layers(item: pytest.Item) -> set[str]:
+    return {mark.name for mark in item.iter_markers() if mark.name in LAYERS}
+
+
+def _implied_layer(item: pytest.Item) -> str:
+    names = set(getattr(item, "fixturenames", ()))
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if (names & SYSTEM_FIXTURES or any(params.get(f) == v for f, v in SYSTEM_PARAMS)
+            or item.path.name in SYSTEM_MODULES):
+        return "system"
+    if names & MODEL_FIXTURES:
+        return "model"
+    if names & HTTP_FIXTURES:
+        return "http"
+    return "unit"
+
+
+def layer_of(item: pytest.Item) -> str:
+    """The test's one layer (see the module docstring)."""
+    implied = _implied_layer(item)
+    declared = _declared_layers(item)
+    if len(declared) > 1:
+        raise pytest.UsageError(f"{item.nodeid} declares several layers: {sorted(declared)}")
+    if not declared:
+        return implied
+    layer = declared.pop()
+    if LAYERS.index(layer) < LAYERS.index(implied):
+        raise pytest.UsageError(f"{item.nodeid} is marked {layer!r} but its fixtures make it {implied!r}")
+    return layer
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = layer_of(item)
+        if layer not in _declared_layers(item):
+            item.add_marker(getattr(pytest.mark, layer))
+
+
+# Fixtures ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def chute_app() -> Any:
     """The chute with startup run and cords mounted (the model loads once, here)."""
@@ -66,6 +154,7 @@ def chute_app() -> Any:
 
 @pytest.fixture(scope="session")
 def engine(chute_app: Any) -> Any:
+    """The session chute's engine (shared: restore whatever a test changes on it)."""
     return chute_app.engine
 
 
@@ -77,6 +166,7 @@ def st_model(engine: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def test_client(chute_app: Any) -> Any:
+    """A Starlette ``TestClient`` over the session chute, on a loopback base URL."""
     from starlette.testclient import TestClient
 
     # the local server answers loopback host names only
@@ -84,60 +174,21 @@ def test_client(chute_app: Any) -> Any:
         yield client
 
 
-Call = Callable[..., tuple[int, Any]]
-
-
-def _make_call(client: Any, production: bool) -> Call:
-    def call(method: str, path: str, json: Any = None, content: bytes | None = None,
-             headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        headers = {**({"x-test-production": "1"} if production else {}), **(headers or {})}
-        if content is not None:
-            headers.setdefault("content-type", "application/json")
-            response = client.request(method, path, content=content, headers=headers)
-        else:
-            response = client.request(method, path, json=json, headers=headers)
-        body = response.json()
-        if production and response.status_code == 200:
-            # the SDK's two encrypted shapes: a plain result orjson-dumped, or a Response's body
-            # (what cords return on the local server: the same orjson bytes, see boundary.rendered)
-            body = orjson.loads(base64.b64decode(body["json"] if "json" in body else body["body"]))
-        return response.status_code, body
-
-    return call
-
-
 @pytest.fixture(params=["dev", "production"])
 def call(request: Any, test_client: Any) -> Call:
     """``call(method, path, json)`` -> (status, body), in dev mode and with production serialisation."""
-    return _make_call(test_client, request.param == "production")
+    return make_call(test_client, request.param == "production")
 
 
 @pytest.fixture
 def dev_call(test_client: Any) -> Call:
-    return _make_call(test_client, False)
-
-
-@contextlib.contextmanager
-def running_server(workdir: Path, env_extra: dict[str, str] | None = None, timeout_s: float = 180,
-                   stop_signal: int = signal.SIGTERM):
-    """``chutes run my_embeddings:chute --dev`` on a free loopback port, as ``make serve`` runs it."""
-    from chutes_embeddings.tools.devserver import start_dev_server
-
-    env = {"EMBEDDINGS_DATA_DIR": str(workdir / "data"), **(env_extra or {})}
-    log_path = workdir / "server.log"
-    with open(log_path, "ab") as log:
-        try:
-            server = start_dev_server(ROOT, env, log, timeout_s)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}: {log_path.read_text()[-3000:]}") from None
-        try:
-            yield server.url
-        finally:
-            server.stop(stop_signal)
+    """``call`` in dev mode only."""
+    return make_call(test_client, False)
 
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: Any) -> str:
+    """One real local server for the session (``chutes run``, as ``make serve`` starts it)."""
     # a short body timeout so the slow-body test need not wait the default 30 s
     with running_server(tmp_path_factory.mktemp("live"), {"EMBEDDINGS_BODY_TIMEOUT_S": "2"}) as url:
         yield url
@@ -158,26 +209,7 @@ def pg_url(tmp_path_factory: Any) -> str:
     subprocess.run([str(script), "stop", str(workdir)], env=env, check=False)
 
 
-def build_tiny_cross_encoder(folder: Path) -> Path:
-    """A tiny randomly initialised one-label BERT cross-encoder (seeded, so the same every run) with
-    the bundled model's tokenizer, saved as a model folder: real loading code, no downloads.
-
-    The weights are drawn wide (``initializer_range=0.5``) so that scores differ clearly from pair
-    to pair: a near-constant scorer could not show that pairs are scored and ordered right."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from chutes_embeddings.settings import default_model
-
-    tokenizer = AutoTokenizer.from_pretrained(default_model())
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, num_labels=1, initializer_range=0.5)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def tiny_reranker_path(tmp_path_factory: Any) -> str:
+    """A tiny seeded cross-encoder saved as a model folder (see ``helpers.build_tiny_cross_encoder``)."""
     return str(build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder")))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from types import SimpleNamespace
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +20,14 @@ def fake_vector(text: str, pooling: str) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(4).astype(np.float32)
 
 
+def wait_started(started: threading.Event) -> None:
+    """Wait until the fake model has begun a pass (the worker holds its batch): no sleeping on it."""
+    assert started.wait(10), "the worker never started a pass"
+
+
 class Recorder:
+    """A run function that records its batches; ``delay`` is each pass's cost (model time)."""
+
     def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
         self.batches: list[list[str]] = []
         self.delay = delay
@@ -112,15 +119,16 @@ def test_failed_batch_fails_its_callers_and_worker_survives():
 
 
 def test_full_queue_is_refused_at_once_with_overloaded():
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
 
     def slow(texts, poolings, truncates, token_ids=None):
+        started.set()
         gate.wait(10)
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(slow, max_queue=10, max_wait_s=0.0)
     first = submit(b, ["x"], ["mean"], [1])
-    time.sleep(0.05)  # the worker is now busy with the first item
+    wait_started(started)  # the worker is now busy with the first item: the queue is empty
     submit(b, [f"y{i}" for i in range(10)], ["mean"] * 10, [1] * 10)
     with pytest.raises(Overloaded) as err:
         submit(b, ["z"], ["mean"], [1])
@@ -132,17 +140,18 @@ def test_full_queue_is_refused_at_once_with_overloaded():
 
 def _busy_batcher() -> tuple[threading.Event, list[str], Batcher]:
     """A batcher whose model is busy with one text until ``gate`` is set; ``seen`` lists what ran."""
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
     seen: list[str] = []
 
     def embed(texts, poolings, truncates, token_ids=None):
+        started.set()
         gate.wait(10)
         seen.extend(texts)
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(embed, max_wait_s=0.0)
     submit(b, ["busy"], ["mean"], [1])
-    time.sleep(0.05)
+    wait_started(started)
     return gate, seen, b
 
 
@@ -182,12 +191,18 @@ def test_invalid_input_fails_only_the_offending_caller():
 
 def test_several_workers_run_batches_concurrently():
     active, peak, lock = [0], [0], threading.Lock()
+    overlapping = threading.Event()
 
     def embed(texts, poolings, truncates, token_ids=None):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
-        time.sleep(0.05)
+            if active[0] > 1:
+                overlapping.set()
+        # hold each pass until a second one runs beside it; when none comes (one pass at a time)
+        # the first to time out releases the rest, peak stays 1 and the assertion below fails
+        if not overlapping.wait(5):
+            overlapping.set()
         with lock:
             active[0] -= 1
         return np.zeros((len(texts), 4), dtype=np.float32)
@@ -203,7 +218,8 @@ def test_several_workers_run_batches_concurrently():
 def test_texts_of_very_different_lengths_are_split_to_save_padding():
     rec = Recorder()
     b = make(rec, max_wait_s=0.05, overhead_tokens=32)
-    futs = submit(b, [f"long{i}" for i in range(4)] + [f"short{i}" for i in range(4)], ["mean"] * 8, [100] * 4 + [10] * 4)
+    texts = [f"long{i}" for i in range(4)] + [f"short{i}" for i in range(4)]
+    futs = submit(b, texts, ["mean"] * 8, [100] * 4 + [10] * 4)
     for f in futs:
         f.result(timeout=10)
     assert sorted(map(sorted, rec.batches)) == [[f"long{i}" for i in range(4)], [f"short{i}" for i in range(4)]]
@@ -211,17 +227,18 @@ def test_texts_of_very_different_lengths_are_split_to_save_padding():
 
 
 def test_the_oldest_waiting_text_runs_in_the_next_batch():
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
     order: list[list[str]] = []
 
     def embed(texts, poolings, truncates, token_ids=None):
+        started.set()
         gate.wait(10)
         order.append(list(texts))
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(embed, max_wait_s=0.05, overhead_tokens=1)
     first = submit(b, ["long", "short"], ["mean"] * 2, [100, 1])  # packed into two batches
-    time.sleep(0.2)
+    wait_started(started)  # "long" is running; "short" waits
     later = submit(b, ["longer still"], ["mean"], [200])
     gate.set()
     for f in first + later:
@@ -232,17 +249,18 @@ def test_the_oldest_waiting_text_runs_in_the_next_batch():
 
 
 def test_what_waits_is_packed_again_with_later_arrivals():
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
     order: list[list[str]] = []
 
     def embed(texts, poolings, truncates, token_ids=None):
+        started.set()
         gate.wait(10)
         order.append(sorted(texts))
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(embed, max_wait_s=0.05, overhead_tokens=8)
     first = submit(b, ["long a", "short a"], ["mean"] * 2, [100, 10])  # two batches: padding a 10 to 100 costs more
-    time.sleep(0.2)  # "long a" is running; "short a" waits
+    wait_started(started)  # "long a" is running; "short a" waits
     later = submit(b, ["short b", "long b"], ["mean"] * 2, [10, 100])
     gate.set()
     for f in first + later:
@@ -253,12 +271,13 @@ def test_what_waits_is_packed_again_with_later_arrivals():
 
 
 def test_admission_refuses_by_measured_drain_time_with_retry_after():
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
     gate.set()
 
     def embed(texts, poolings, truncates, token_ids=None):
+        started.set()
         gate.wait(10)
-        time.sleep(0.05)
+        time.sleep(0.05)  # the pass's cost, which the batcher measures (a loaded machine only adds to it)
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(embed, max_batch_size=4, max_wait_s=0.0, max_queue_wait_s=0.3)
@@ -266,8 +285,9 @@ def test_admission_refuses_by_measured_drain_time_with_retry_after():
         f.result(timeout=10)
     assert b.estimated_wait_s == 0.0 and not b.overloaded
     gate.clear()
+    started.clear()
     hold = submit(b, ["hold"], ["mean"], [10])
-    time.sleep(0.05)
+    wait_started(started)  # "hold" is running: what follows waits in the queue
     queued = submit(b, [f"q{i}" for i in range(40)], ["mean"] * 40, [10] * 40)  # ~0.5 s of model time
     assert b.overloaded and b.estimated_wait_s > 0.3
     with pytest.raises(Overloaded) as err:
@@ -303,7 +323,7 @@ def test_caller_scope_cancels_its_queued_work_when_the_caller_leaves():
 
 def test_an_admission_holds_its_place_so_a_burst_cannot_all_pass_an_empty_queue():
     def embed(texts, poolings, truncates, token_ids=None):
-        time.sleep(0.05)
+        time.sleep(0.05)  # the pass's cost, which the batcher measures (a loaded machine only adds to it)
         return np.zeros((len(texts), 4), dtype=np.float32)
 
     b = make(embed, max_batch_size=4, max_wait_s=0.0, max_queue_wait_s=0.3)

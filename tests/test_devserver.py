@@ -6,10 +6,13 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
-from chutes_embeddings import devserver
+from chutes_embeddings.tools import devserver
 
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.system  # starts the chute as a server
 
 
 def test_a_port_taken_before_the_server_binds_it_is_retried(tmp_path, monkeypatch):

@@ -40,9 +40,10 @@ MAX_ITEMS = 6  # list sizes drawn (limits themselves are tested elsewhere)
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40) | st.sampled_from(
     ["hello world", "naïve café ☕", "🚀" * 5, "\u0000\u200b\ufeff", "a" * 3000, " ", "\n\t"])
-JSON_SCALAR = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-               | TEXT)
-JSON_ANY = st.recursive(JSON_SCALAR, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+JSON_SCALAR = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
+               | st.floats(allow_nan=False, allow_infinity=False) | TEXT)
+JSON_ANY = st.recursive(JSON_SCALAR,
+                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
                         max_leaves=12)
 
 

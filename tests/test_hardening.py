@@ -18,6 +18,7 @@ import pytest
 
 from chutes_embeddings.http.payload import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS
 from chutes_embeddings.store.metadata import MAX_METADATA_BYTES
+from tests.helpers import wait_until
 
 POST_ROUTES = ["/embed", "/embed/batch", "/similarity", "/rerank", "/search", "/cluster", "/store/add",
                "/store/search", "/store/get", "/store/delete", "/store/drop"]
@@ -76,14 +77,17 @@ def test_nan_in_one_of_several_metadata_objects_names_its_index(dev_call):
 def test_filters_at_their_limit_over_http(dev_call):
     coll = "flt_" + uuid.uuid4().hex[:8]
     texts = [f"text {i}" for i in range(6)]
-    status, _ = dev_call("POST", "/store/add", {"collection": coll, "texts": texts, "metadata": [{"n": i} for i in range(6)]})
+    metadata = [{"n": i} for i in range(6)]
+    status, _ = dev_call("POST", "/store/add", {"collection": coll, "texts": texts, "metadata": metadata})
     assert status == 200
     values = list(range(0, 2000, 2))
-    status, body = dev_call("POST", "/store/search", {"collection": coll, "query": "text", "filter_metadata": {"n": {"$in": values}}})
+    search = {"collection": coll, "query": "text"}
+    status, body = dev_call("POST", "/store/search", {**search, "filter_metadata": {"n": {"$in": values}}})
     assert status == 200 and {r["metadata"]["n"] for r in body["results"]} == {0, 2, 4}
-    status, body = dev_call("POST", "/store/search", {"collection": coll, "query": "text", "filter_metadata": {"n": {"$nin": values + [1]}}})
+    status, body = dev_call("POST", "/store/search", {**search, "filter_metadata": {"n": {"$nin": values + [1]}}})
     assert status == 422 and _detail(body)["limit"] == 1000
-    status, body = dev_call("POST", "/store/delete", {"collection": coll, "filter_metadata": {f"k{j}": 1 for j in range(65)}})
+    too_many_keys = {f"k{j}": 1 for j in range(65)}
+    status, body = dev_call("POST", "/store/delete", {"collection": coll, "filter_metadata": too_many_keys})
     assert status == 422 and _detail(body)["limit"] == 64
 
 
@@ -229,7 +233,8 @@ def test_sdk_internal_routes_are_hidden_on_the_local_server(live_server, method,
 
 
 def test_local_server_wants_json_bodies_and_a_loopback_host(live_server):
-    plain = httpx.post(live_server + "/store/drop", content=b'{"collection": "x"}', headers={"content-type": "text/plain"})
+    plain = httpx.post(live_server + "/store/drop", content=b'{"collection": "x"}',
+                       headers={"content-type": "text/plain"})
     assert plain.status_code == 415 and plain.json()["detail"]["error_type"] == "unsupported_media_type"
     rebound = httpx.get(live_server + "/health", headers={"host": "attacker.example:80"})
     assert rebound.status_code == 403 and rebound.json()["detail"]["error_type"] == "forbidden"
@@ -287,8 +292,11 @@ def test_overload_is_refused_at_once_with_retry_after_and_health_says_so(live_se
 
         with ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(batch, i) for i in range(6)]
-            time.sleep(0.5)
-            health_during = http.get("/health").json()
+            # /health while the batches are in: the first answer that reports the overload, or the
+            # one after the last batch was answered (then the assertion below fails)
+            health_during = wait_until(
+                lambda: http.get("/health").json(), timeout_s=120, interval_s=0.05, what="an overload or all answers",
+                until=lambda health: health["status"] == "overloaded" or all(f.done() for f in futures))
             answers = [f.result() for f in futures]
         refused = [a for a in answers if a.status_code == 429]
         assert refused and all(a.status_code in (200, 429) for a in answers), [a.status_code for a in answers]
@@ -312,7 +320,8 @@ def test_work_of_clients_that_disconnected_is_dropped(live_server):
         blocker_body = {"texts": _long_texts(tag, max(10, min(200, int(0.9 / per_text))))}
         blocker = threading.Thread(target=lambda: http.post("/embed/batch", json=blocker_body))
         blocker.start()
-        time.sleep(0.2)
+        wait_until(lambda: http.get("/info").json()["batching"]["queue_depth"] > 0 or not blocker.is_alive(),
+                   timeout_s=30, interval_s=0.01, what="the blocker's texts queued")
         gone = 0
         for i in range(3):  # each queues behind the blocker, then its client gives up
             try:
@@ -321,8 +330,10 @@ def test_work_of_clients_that_disconnected_is_dropped(live_server):
             except httpx.TimeoutException:
                 gone += 20
         blocker.join()
-        time.sleep(0.5)
-        after = http.get("/info").json()["batching"]
+        # the texts of the clients that left are counted when the worker reaches them, after the blocker
+        after = wait_until(lambda: http.get("/info").json()["batching"], timeout_s=30, interval_s=0.05,
+                           what="the texts of the clients that left counted as dropped",
+                           until=lambda info: info["texts_dropped"] - before["texts_dropped"] >= gone // 2)
     assert gone >= 20, "no request was left waiting: the blocker was too short for this machine"
     assert after["texts_dropped"] - before["texts_dropped"] >= gone // 2, (gone, before, after)
 

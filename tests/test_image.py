@@ -12,12 +12,12 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from chutes_embeddings.backends.tei_process import DRIVER_BIN_DIRS, DRIVER_LIB_DIRS, TeiLaunch, writable_hub_cache
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,6 +120,7 @@ def test_an_unwritable_cache_is_reported_and_replaced(tmp_path):
     assert writable_hub_cache({"HF_HOME": str(tmp_path / "home")}, None) == str(tmp_path / "home" / "hub")
 
 
+@pytest.mark.system  # the supervisor starts a process (a script standing in for TEI)
 def test_the_supervisor_checks_the_cache_once_and_keeps_it_across_restarts(tmp_path, monkeypatch):
     """The real launch path: the environment the spawned process gets."""
     from chutes_embeddings.backends.tei_process import TeiSupervisor
@@ -134,10 +135,8 @@ def test_the_supervisor_checks_the_cache_once_and_keeps_it_across_restarts(tmp_p
     supervisor = TeiSupervisor(TeiLaunch(binary=str(script), model="m", port=1, fallback_cache=str(tmp_path / "fb")))
     supervisor.start()
     try:
-        for _ in range(100):
-            if record.exists() and "HUGGINGFACE_HUB_CACHE" in record.read_text():
-                break
-            time.sleep(0.05)
+        wait_until(lambda: record.exists() and "HUGGINGFACE_HUB_CACHE" in record.read_text(), timeout_s=10,
+                   what="the spawned process wrote its environment")
         seen = dict(line.split("=", 1) for line in record.read_text().splitlines() if "=" in line)
     finally:
         supervisor.stop()

@@ -6,7 +6,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.system  # runs scripts/node-smoke, which starts the chute and TEI stand-ins
 
 
 def _smoke(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

@@ -9,8 +9,9 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "numpy", "sklearn", "sentence_transformers", "transformers", "faiss", "onnxruntime", "psycopg", "cachetools",
-         "langchain_core", "langchain", "llama_index")  # the client and the chute module need none of these
+# the client and the chute module need none of these
+HEAVY = ("torch", "numpy", "sklearn", "sentence_transformers", "transformers", "faiss", "onnxruntime", "psycopg",
+         "cachetools", "langchain_core", "langchain", "llama_index")
 
 
 def _run_blocking_heavy(code: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -36,7 +37,8 @@ def test_chute_module_imports_with_only_the_sdk():
 
 
 def test_client_imports_without_torch():
-    result = _run_blocking_heavy("from chutes_embeddings import EmbeddingsClient, AsyncEmbeddingsClient, InvalidInput; print('ok')")
+    result = _run_blocking_heavy(
+        "from chutes_embeddings import EmbeddingsClient, AsyncEmbeddingsClient, InvalidInput; print('ok')")
     assert result.returncode == 0, result.stderr
 
 
@@ -63,10 +65,10 @@ def test_image_renders_a_dockerfile_with_tei_and_the_project():
     assert "ln -sf /entrypoint.sh /usr/local/bin/text-embeddings-router" in dockerfile
     assert "useradd -m -u 1000" in dockerfile and "chown -R chutes:chutes /app" in dockerfile
     for src in ("schemas", "image.py", "chutes_embeddings"):
-        assert any(l.startswith("ADD") and src in l and "/app/" in l for l in lines), src
-    users = [l for l in lines if l.startswith("USER")]
+        assert any(line.startswith("ADD") and src in line and "/app/" in line for line in lines), src
+    users = [line for line in lines if line.startswith("USER")]
     assert users[-1] == "USER chutes"
-    assert [l for l in lines if l.startswith("WORKDIR")][-1] == "WORKDIR /app"
+    assert [line for line in lines if line.startswith("WORKDIR")][-1] == "WORKDIR /app"
     assert "'torch==2.13.0'" in dockerfile and "ENV EMBEDDINGS_TEI_BINARY=text-embeddings-router" in lines
     assert "1.9.3" in result.stdout.split("TAG")[-1]
 

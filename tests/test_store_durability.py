@@ -11,7 +11,8 @@ import pytest
 
 from chutes_embeddings.store import open_store
 from chutes_embeddings.store.service import Collections
-from tests.conftest import running_server
+from chutes_embeddings.store.pgvector import PgVectorStore
+from tests.helpers import running_server
 
 
 @pytest.fixture(params=["embedded", "postgres"])

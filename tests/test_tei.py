@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import stat
-import sys
 import threading
 import time
 import uuid
@@ -22,31 +19,11 @@ from chutes_embeddings.engine.results import EmbedOptions
 from chutes_embeddings.engine.startup import start_engine
 from chutes_embeddings.errors import InvalidInput
 from chutes_embeddings.settings import Settings
-from tests.conftest import free_port, running_server
+from tests.helpers import StandIn, free_port, running_server
 
 pytestmark = pytest.mark.system  # starts TEI stand-ins and servers
 
 STANDIN = Path(__file__).parent / "tei_standin.py"
-
-
-class StandIn:
-    """A wrapper script that starts the stand-in with extra flags, and its request record."""
-
-    def __init__(self, tmp: Path, *extra: str, forced: tuple[str, ...] = ()) -> None:
-        self.record = tmp / f"record-{uuid.uuid4().hex[:6]}.jsonl"
-        self.binary = tmp / f"tei-{uuid.uuid4().hex[:6]}"
-        flags = " ".join(extra)
-        forced_flags = " ".join(forced)  # after "$@": these win over what the supervisor passes
-        self.binary.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN}" --record "{self.record}" {flags} "$@" {forced_flags}\n')
-        self.binary.chmod(self.binary.stat().st_mode | stat.S_IEXEC)
-
-    def events(self) -> list[dict]:
-        if not self.record.exists():
-            return []
-        return [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
-
-    def requests(self, path: str | None = None) -> list[dict]:
-        return [e for e in self.events() if "path" in e and (path is None or e["path"] == path)]
 
 
 @pytest.fixture

@@ -1,0 +1,154 @@
+"""Helpers the test files share: import them from here (``from tests.helpers import ...``), never
+from ``tests.conftest`` (pytest's plugin, imported by pytest itself) or from another test file.
+
+Nothing here imports torch, a model or the chute at import time: the fast layer (``make
+test-fast``) imports this module in a virtualenv without them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import signal
+import stat
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import orjson
+
+from chutes_embeddings.backends.tei_process import free_port
+
+__all__ = [
+    "DIM", "FILTER_CASES", "FILTER_METAS", "MODEL", "NO_FILTER", "ROOT", "STANDIN", "Call", "StandIn",
+    "build_tiny_cross_encoder", "clustered", "free_port", "make_call", "running_server", "unit", "wait_until",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN = Path(__file__).resolve().parent / "tei_standin.py"
+
+T = TypeVar("T")
+
+
+# Waiting on a condition ---------------------------------------------------------------------------
+def wait_until(probe: Callable[[], T], timeout_s: float, interval_s: float = 0.02, what: str = "the condition",
+               until: Callable[[T], object] = bool) -> T:
+    """Call ``probe`` until ``until(value)`` holds (by default: until it returns something truthy),
+    and return that value.
+
+    For conditions that live in another process (a server's counters, a file a child writes),
+    where no event can be shared: the deadline bounds the wait, the short interval keeps it close
+    to the moment the condition holds. In-process, wait on a ``threading.Event`` instead.
+
+    Raises:
+        AssertionError: the condition still did not hold after ``timeout_s`` (naming ``what`` and
+            the last value seen).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout_s:g} s (last: {value!r})")
+        time.sleep(interval_s)
+
+
+# Calling the chute in process -----------------------------------------------------------------------
+Call = Callable[..., tuple[int, Any]]
+
+
+def make_call(client: Any, production: bool) -> Call:
+    """``call(method, path, json=None, content=None, headers=None) -> (status, body)`` over a
+    Starlette ``TestClient``; with ``production`` the body is decoded as the SDK's production
+    path sends it (see conftest's ``ProductionSerialisation``)."""
+
+    def call(method: str, path: str, json: Any = None, content: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        headers = {**({"x-test-production": "1"} if production else {}), **(headers or {})}
+        if content is not None:
+            headers.setdefault("content-type", "application/json")
+            response = client.request(method, path, content=content, headers=headers)
+        else:
+            response = client.request(method, path, json=json, headers=headers)
+        body = response.json()
+        if production and response.status_code == 200:
+            # the SDK's two encrypted shapes: a plain result orjson-dumped, or a Response's body
+            # (what cords return on the local server: the same orjson bytes, see boundary.rendered)
+            body = orjson.loads(base64.b64decode(body["json"] if "json" in body else body["body"]))
+        return response.status_code, body
+
+    return call
+
+
+# Processes -------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def running_server(workdir: Path, env_extra: dict[str, str] | None = None, timeout_s: float = 180,
+                   stop_signal: int = signal.SIGTERM) -> Iterator[str]:
+    """``chutes run my_embeddings:chute --dev`` on a free loopback port, as ``make serve`` runs it;
+    yields its base URL and stops it with ``stop_signal`` on the way out."""
+    from chutes_embeddings.tools.devserver import start_dev_server
+
+    env = {"EMBEDDINGS_DATA_DIR": str(workdir / "data"), **(env_extra or {})}
+    log_path = workdir / "server.log"
+    with open(log_path, "ab") as log:
+        try:
+            server = start_dev_server(ROOT, env, log, timeout_s)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {log_path.read_text()[-3000:]}") from None
+        try:
+            yield server.url
+        finally:
+            server.stop(stop_signal)
+
+
+class StandIn:
+    """A wrapper script that starts the TEI stand-in (``tests/tei_standin.py``) with extra flags,
+    and its request record.
+
+    ``extra`` flags come before the supervisor's arguments; ``forced`` ones after them, so they
+    win over what the supervisor passes.
+    """
+
+    def __init__(self, tmp: Path, *extra: str, forced: tuple[str, ...] = ()) -> None:
+        self.record = tmp / f"record-{uuid.uuid4().hex[:6]}.jsonl"
+        self.binary = tmp / f"tei-{uuid.uuid4().hex[:6]}"
+        flags = " ".join(extra)
+        forced_flags = " ".join(forced)
+        self.binary.write_text(
+            f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN}" --record "{self.record}" {flags} "$@" {forced_flags}\n')
+        self.binary.chmod(self.binary.stat().st_mode | stat.S_IEXEC)
+
+    def events(self) -> list[dict]:
+        """Every line of the record (starts and requests), oldest first."""
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
+
+    def requests(self, path: str | None = None) -> list[dict]:
+        """The recorded requests (to ``path`` only, when given)."""
+        return [e for e in self.events() if "path" in e and (path is None or e["path"] == path)]
+
+
+# Models made here -----------------------------------------------------------------------------------
+def build_tiny_cross_encoder(folder: Path) -> Path:
+    """A tiny randomly initialised one-label BERT cross-encoder (seeded, so the same every run) with
+    the bundled model's tokenizer, saved as a model folder: real loading code, no downloads.
+
+    The weights are drawn wide (``initializer_range=0.5``) so that scores differ clearly from pair
+    to pair: a near-constant scorer could not show that pairs are scored and ordered right."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from chutes_embeddings.settings import default_model
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=1, initializer_range=0.5)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
