@@ -57,7 +57,8 @@ BASE_IMAGE_ENV = {
     "USE_FLASH_ATTENTION": "True",
 }
 IMAGE_ENV = {
-    "PATH": f"{VENV}/bin:/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "PATH": f"{VENV}/bin:/usr/local/nvidia/bin:/usr/local/cuda/bin"
+            ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LD_LIBRARY_PATH": "/usr/local/cuda/lib64:/usr/local/nvidia/lib:/usr/local/nvidia/lib64",
     "HF_HOME": CACHE,
     "HF_HUB_CACHE": HUB_CACHE,
@@ -92,9 +93,13 @@ SERVER_REQUIREMENTS = [
 # Files the deploy does not upload (only my_embeddings.py is): they must be in the image. The chute
 # file itself is baked in too, so scripts/node-smoke can run in the image before any deploy (the
 # platform writes the deployed copy over it when the chute starts).
-PROJECT_FILES = [("schemas", f"{WORKDIR}/schemas"), ("image.py", f"{WORKDIR}/image.py"),
-                 ("chutes_embeddings", f"{WORKDIR}/chutes_embeddings"), ("my_embeddings.py", f"{WORKDIR}/my_embeddings.py"),
-                 ("scripts/node-smoke", f"{WORKDIR}/scripts/node-smoke")]
+PROJECT_FILES = [
+    ("schemas", f"{WORKDIR}/schemas"),
+    ("image.py", f"{WORKDIR}/image.py"),
+    ("chutes_embeddings", f"{WORKDIR}/chutes_embeddings"),
+    ("my_embeddings.py", f"{WORKDIR}/my_embeddings.py"),
+    ("scripts/node-smoke", f"{WORKDIR}/scripts/node-smoke"),
+]
 
 image = (
     Image(username=os.getenv("CHUTES_USERNAME", "chutes"), name="chutes-embeddings", tag=IMAGE_TAG,

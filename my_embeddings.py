@@ -21,11 +21,11 @@ from chutes.chute import Chute, NodeSelector
 from starlette.responses import Response
 
 import schemas as S
+from chutes_embeddings.engine.results import EMBEDDER, RERANKER
 from chutes_embeddings.http.boundary import install_boundary
 from chutes_embeddings.http.cords import cord_call, run_cord
 from chutes_embeddings.http.dialects import cohere, native, openai, tei
 from chutes_embeddings.http.openapi import build_openapi
-from chutes_embeddings.engine.results import EMBEDDER, RERANKER
 from chutes_embeddings.http.routes import RouteTable
 from image import image
 

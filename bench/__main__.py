@@ -26,7 +26,8 @@ import numpy as np
 
 from .corpus import mixed_sentences
 from .pairs import load_pairs
-from .rerank import bench_rerank, render as render_rerank
+from .rerank import bench_rerank
+from .rerank import render as render_rerank
 from .targets import HttpTarget, InProcessTarget, peak_rss_mb
 
 Row = dict[str, Any]
@@ -148,7 +149,9 @@ def baseline(model_name: str, cuda: bool, texts: list[str], singles: list[str],
     texts/s, Spearman on the pairs, and the real embeddings the store benchmark is built from."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(model_name, device="cuda" if cuda else "cpu", local_files_only=Path(model_name).is_dir())
+    model = SentenceTransformer(
+        model_name, device="cuda" if cuda else "cpu", local_files_only=Path(model_name).is_dir()
+    )
 
     def encode(batch: list[str]) -> np.ndarray:
         return model.encode(batch, batch_size=32, normalize_embeddings=True)
@@ -173,7 +176,11 @@ def render(meta: dict[str, Any], services: list[Row], store: list[Row]) -> str:
                      f"{r['conc_p99_ms']:.1f} | {r['miss_p50_ms']:.1f} | {r['hit_p50_ms']:.2f} | "
                      f"{r['cos_min']:.5f} / {r['cos_mean']:.5f} | {r['spearman']:.4f} | {r['peak_rss_mb']:.0f} |")
     if store:
-        lines += ["", "| store vectors | search | index build s | p50 ms | p99 ms | recall@10 |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| store vectors | search | index build s | p50 ms | p99 ms | recall@10 |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in store:
             lines.append(f"| {r['vectors']:,} | {r['mode']} | {r['build_s']:.1f} | {r['p50_ms']:.2f} | "
                          f"{r['p99_ms']:.2f} | {r['recall_at_10']:.3f} |")

@@ -111,7 +111,9 @@ def run(requests: int) -> list[dict[str, Any]]:
             server.stop()
             log.close()
         with open(Path(tmp) / "floor.log", "ab") as floor_log:
-            floor = start_dev_server(ROOT / "bench", {}, floor_log, 120, chute_ref="floor_chute:chute", ready_path="/embed")
+            floor = start_dev_server(
+                ROOT / "bench", {}, floor_log, 120, chute_ref="floor_chute:chute", ready_path="/embed"
+            )
             try:
                 def empty_cord(text: str) -> None:
                     http.post(f"{floor.url}/embed", json={"inputs": text}).raise_for_status()

@@ -125,8 +125,11 @@ def main() -> None:
         from chutes_embeddings.tools.devserver import start_dev_server
 
         data = tempfile.mkdtemp(prefix="bench-overload-")
-        env = {"EMBEDDINGS_DATA_DIR": data, "EMBEDDINGS_LOG_LEVEL": "WARNING",
-               "EMBEDDINGS_MODEL_CACHE_DIR": os.environ.get("EMBEDDINGS_MODEL_CACHE_DIR", str(ROOT / "data" / "models"))}
+        env = {
+            "EMBEDDINGS_DATA_DIR": data,
+            "EMBEDDINGS_LOG_LEVEL": "WARNING",
+            "EMBEDDINGS_MODEL_CACHE_DIR": os.environ.get("EMBEDDINGS_MODEL_CACHE_DIR", str(ROOT / "data" / "models")),
+        }
         log = open(Path(data) / "server.log", "wb")
         server = start_dev_server(ROOT, env, log)
         url = server.url

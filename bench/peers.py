@@ -108,7 +108,12 @@ def start_infinity(engine: str, workdir: Path) -> Server:
 
     port = free_port()
     log = open(workdir / f"infinity-{engine}.log", "ab")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(WORK / "hub"), "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(WORK / "hub"),
+        "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+    }
     proc = subprocess.Popen([str(ensure_infinity()), "v2", "--model-id", ".", "--engine", engine, "--device", "cpu",
                              "--pooling-method", "mean", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=ensure_model(), env=env, stdout=log, stderr=subprocess.STDOUT)

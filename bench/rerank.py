@@ -45,7 +45,6 @@ def _pct(values: list[float], q: float) -> float:
 def bench_rerank(queries: int = 40, concurrency: int = 4) -> list[dict[str, Any]]:
     """Rows: in-process ``CrossEncoder.predict``, then the service over HTTP (sequential and
     ``concurrency`` clients), each with p50/p99 ms per 50-document query and pairs/s."""
-    import torch
     from sentence_transformers import CrossEncoder
 
     from chutes_embeddings import EmbeddingsClient
@@ -97,9 +96,16 @@ def bench_rerank(queries: int = 40, concurrency: int = 4) -> list[dict[str, Any]
                 elapsed = time.perf_counter() - started
                 diff = max(float(np.abs(s - ref).max()) for (_, s), ref in zip(answers, reference))
                 rate = DOCS_PER_QUERY * len(asks) / elapsed
-                rows.append({"path": "POST /rerank over HTTP, EmbeddingsClient (local cross-encoder)", "clients": clients,
-                             "p50_ms": _pct([a for a, _ in answers], 50), "p99_ms": _pct([a for a, _ in answers], 99),
-                             "pairs_per_s": rate, "max_abs_diff": diff})
+                rows.append(
+                    {
+                        "path": "POST /rerank over HTTP, EmbeddingsClient (local cross-encoder)",
+                        "clients": clients,
+                        "p50_ms": _pct([a for a, _ in answers], 50),
+                        "p99_ms": _pct([a for a, _ in answers], 99),
+                        "pairs_per_s": rate,
+                        "max_abs_diff": diff,
+                    }
+                )
             rss = target.peak_rss_mb()
         finally:
             client.close()
@@ -111,12 +117,17 @@ def bench_rerank(queries: int = 40, concurrency: int = 4) -> list[dict[str, Any]
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    lines = [f"Rerank: {DOCS_PER_QUERY} documents per query (MiniLM-L6 cross-encoder; scores vs in-process predict)", "",
-             "| path | clients | p50 ms / query | p99 ms / query | pairs/s | vs predict | max abs score diff |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Rerank: {DOCS_PER_QUERY} documents per query (MiniLM-L6 cross-encoder; scores vs in-process predict)",
+        "",
+        "| path | clients | p50 ms / query | p99 ms / query | pairs/s | vs predict | max abs score diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['path']} | {r['clients']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['pairs_per_s']:.0f} | "
-                     f"{r['vs_baseline']:.2f} | {r['max_abs_diff']:.1e} |")
+        lines.append(
+            f"| {r['path']} | {r['clients']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['pairs_per_s']:.0f} | "
+            f"{r['vs_baseline']:.2f} | {r['max_abs_diff']:.1e} |"
+        )
     return "\n".join(lines)
 
 

@@ -197,7 +197,9 @@ def pg_bulk_fill(store: VectorStore, url: str, name: str, vectors: np.ndarray, m
         conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gin (metadata jsonb_path_ops)")
                      .format(sql.Identifier(tbl + "_meta"), sql.Identifier(tbl)))
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(tbl)))
-        print(f"  HNSW built in {hnsw_s:.0f} s, GIN + ANALYZE {time.perf_counter() - started - hnsw_s:.0f} s", flush=True)
+        print(
+            f"  HNSW built in {hnsw_s:.0f} s, GIN + ANALYZE {time.perf_counter() - started - hnsw_s:.0f} s", flush=True
+        )
     return rate, time.perf_counter() - started
 
 
@@ -255,7 +257,10 @@ def _http(kind: str, data_dir: Path, pg_url: str, name: str, queries: np.ndarray
             started = time.perf_counter()
             over_http(client, server.url, name)(queries[0], None)
             first_s = time.perf_counter() - started
-            return {"first search after start s": first_s, **measure(over_http(client, server.url, name), queries, exact)}
+            return {
+                "first search after start s": first_s,
+                **measure(over_http(client, server.url, name), queries, exact),
+            }
     finally:
         server.stop()
 

@@ -30,8 +30,9 @@ class HttpTarget:
         from chutes_embeddings import EmbeddingsClient
 
         self._log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)
-        self.server = start_dev_server(ROOT, {"EMBEDDINGS_DATA_DIR": data_dir, "EMBEDDINGS_LOG_LEVEL": "WARNING", **env},
-                                       self._log)
+        self.server = start_dev_server(
+            ROOT, {"EMBEDDINGS_DATA_DIR": data_dir, "EMBEDDINGS_LOG_LEVEL": "WARNING", **env}, self._log
+        )
         self.url = self.server.url
         self.client = EmbeddingsClient(self.url, timeout=300)
         self._http = httpx.Client(timeout=300, limits=httpx.Limits(max_connections=64))
@@ -63,8 +64,11 @@ class InProcessTarget:
         from chutes_embeddings.engine.startup import start_engine
         from chutes_embeddings.settings import Settings
 
-        environ = {"EMBEDDINGS_DATA_DIR": data_dir, **{k: v for k, v in os.environ.items() if k.startswith("EMBEDDINGS_")},
-                   **env}
+        environ = {
+            "EMBEDDINGS_DATA_DIR": data_dir,
+            **{k: v for k, v in os.environ.items() if k.startswith("EMBEDDINGS_")},
+            **env,
+        }
         self.engine = start_engine(Settings.from_env(environ))
 
     def info(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Helpers the test files share: import them from here (``from tests.helpers import ...``), never
-from ``tests.conftest`` (pytest's plugin, imported by pytest itself) or from another test file.
+from ``tests.conftest`` (pytest's plugin, imported by pytest itself) or from another test file. The
+store tests' data (vectors, filter cases, a simulated crash) are in ``tests/store_helpers.py``.
 
 Nothing here imports torch, a model or the chute at import time: the fast layer (``make
 test-fast``) imports this module in a virtualenv without them.
@@ -23,8 +24,8 @@ import orjson
 from chutes_embeddings.backends.tei_process import free_port
 
 __all__ = [
-    "DIM", "FILTER_CASES", "FILTER_METAS", "MODEL", "NO_FILTER", "ROOT", "STANDIN", "Call", "StandIn",
-    "build_tiny_cross_encoder", "clustered", "free_port", "make_call", "running_server", "unit", "wait_until",
+    "ROOT", "STANDIN", "Call", "StandIn", "build_tiny_cross_encoder", "free_port", "make_call", "running_server",
+    "wait_until",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

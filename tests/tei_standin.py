@@ -232,15 +232,34 @@ def main() -> None:
         return Response(status_code=200)
 
     async def info(request: Request) -> Response:
-        return JSONResponse({
-            "model_id": args.model_id, "model_sha": None, "model_dtype": "float32", "served_model_name": args.model_id,
-            "model_type": ({"reranker": {"id": args.model_id, "revision": None, "id2label": {"0": "LABEL_0"},
-                                         "label2id": {"LABEL_0": 0}}} if is_reranker
-                           else {"embedding": {"pooling": "mean"}}), "max_concurrent_requests": args.max_concurrent_requests,
-            "max_input_length": max_input, "max_batch_tokens": args.max_batch_tokens, "max_batch_requests": None,
-            "max_client_batch_size": args.max_client_batch_size, "auto_truncate": True, "tokenization_workers": 1,
-            "version": "1.9.3-standin",
-        })
+        return JSONResponse(
+            {
+                "model_id": args.model_id,
+                "model_sha": None,
+                "model_dtype": "float32",
+                "served_model_name": args.model_id,
+                "model_type": (
+                    {
+                        "reranker": {
+                            "id": args.model_id,
+                            "revision": None,
+                            "id2label": {"0": "LABEL_0"},
+                            "label2id": {"LABEL_0": 0},
+                        }
+                    }
+                    if is_reranker
+                    else {"embedding": {"pooling": "mean"}}
+                ),
+                "max_concurrent_requests": args.max_concurrent_requests,
+                "max_input_length": max_input,
+                "max_batch_tokens": args.max_batch_tokens,
+                "max_batch_requests": None,
+                "max_client_batch_size": args.max_client_batch_size,
+                "auto_truncate": True,
+                "tokenization_workers": 1,
+                "version": "1.9.3-standin",
+            }
+        )
 
     app = Starlette(routes=[Route("/embed", embed, methods=["POST"]), Route("/embed_all", embed_all, methods=["POST"]),
                             Route("/rerank", rerank, methods=["POST"]),

@@ -105,8 +105,8 @@ def test_openai_overload_is_a_rate_limit_with_retry_after(live_server):
     """429s keep OpenAI's shape and carry Retry-After (the SDK honours it)."""
     response = httpx.post(f"{live_server}/v1/embeddings", json={"input": "x", "encoding_format": "md5"})
     assert response.status_code == 400 and response.json()["error"]["param"] == "encoding_format"
-    from chutes_embeddings.http.dialects import openai as dialect
     from chutes_embeddings.errors import Overloaded
+    from chutes_embeddings.http.dialects import openai as dialect
 
     status, body = dialect.render_error(Overloaded("busy", retry_after_s=3))
     assert status == 429 and body["error"]["type"] == "rate_limit_error"
@@ -146,7 +146,9 @@ TEI_COMPONENTS = _nullable(copy.deepcopy(TEI_DOC["components"]))
 
 
 def tei_valid(name: str, value: Any) -> None:
-    jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": TEI_COMPONENTS}).validate(value)
+    jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": TEI_COMPONENTS}).validate(
+        value
+    )
 
 
 def test_huggingface_hub_feature_extraction_against_tei_root(live_server, monkeypatch):
@@ -269,7 +271,9 @@ def test_openapi_document_is_valid_complete_and_committed(live_server):
     built = build_openapi(my_embeddings.ROUTES)
     validate(built)
     committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
-    assert committed == built, "docs/openapi.json is stale: python -m chutes_embeddings.tools.openapi_doc > docs/openapi.json"
+    assert committed == built, (
+        "docs/openapi.json is stale: python -m chutes_embeddings.tools.openapi_doc > docs/openapi.json"
+    )
     assert httpx.get(f"{live_server}/openapi").json() == built
     declared = {(r.path, r.method.lower()) for r in my_embeddings.ROUTES.routes}
     assert declared == {(p, m) for p, ops in built["paths"].items() for m in ops}

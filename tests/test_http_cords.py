@@ -94,11 +94,20 @@ def test_health_and_info(call, chute_app):
     status, body = call("GET", "/health")
     assert status == 200
     S.HealthResponse.model_validate(body)
-    assert body == {"status": "ok", "backend": "local", "model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384,
-                    "queue": {"depth": 0, "estimated_wait_s": 0.0}, "reasons": [],
-                    "reranker": {"model": "sentence-transformers/all-MiniLM-L6-v2", "kind": "bi-encoder",
-                                 "backend": "local", "note": "no EMBEDDINGS_RERANK_MODEL configured: scored by the "
-                                                             "embedding model's cosine"}}
+    assert body == {
+        "status": "ok",
+        "backend": "local",
+        "model": "sentence-transformers/all-MiniLM-L6-v2",
+        "dimension": 384,
+        "queue": {"depth": 0, "estimated_wait_s": 0.0},
+        "reasons": [],
+        "reranker": {
+            "model": "sentence-transformers/all-MiniLM-L6-v2",
+            "kind": "bi-encoder",
+            "backend": "local",
+            "note": "no EMBEDDINGS_RERANK_MODEL configured: scored by the embedding model's cosine",
+        },
+    }
     status, body = call("GET", "/info")
     assert status == 200
     S.InfoResponse.model_validate(body)
@@ -117,7 +126,12 @@ BAD = [
     ("/embed", {"inputs": "x" * (S.MAX_TEXT_CHARS + 1)}, "inputs[0]", S.MAX_TEXT_CHARS),
     ("/embed", {"inputs": 42}, "inputs", None),
     ("/embed", {"inputs": ["ok", 7]}, "inputs[1]", None),
-    ("/embed", {"inputs": "x", "pooling": "median"}, "pooling", "'cls', 'mean', 'max', 'mean_sqrt_len', 'lasttoken' or 'weightedmean'"),
+    (
+        "/embed",
+        {"inputs": "x", "pooling": "median"},
+        "pooling",
+        "'cls', 'mean', 'max', 'mean_sqrt_len', 'lasttoken' or 'weightedmean'",
+    ),
     ("/embed", {"inputs": "x", "normalize": "yes"}, "normalize", None),
     ("/embed", {"inputs": "x", "top_n": 3}, "top_n", None),
     ("/embed", {}, "inputs", None),
@@ -128,7 +142,12 @@ BAD = [
     ("/embed/batch", {"texts": ["a"], "batch_size": "8"}, "batch_size", None),
     ("/similarity", {"source_text": "a", "target_texts": []}, "target_texts", 1),
     ("/similarity", {"source_text": "", "target_texts": ["b"]}, "source_text", 1),
-    ("/similarity", {"source_text": "a", "target_texts": ["b"] * (S.MAX_SIMILARITY_TARGETS + 1)}, "target_texts", S.MAX_SIMILARITY_TARGETS),
+    (
+        "/similarity",
+        {"source_text": "a", "target_texts": ["b"] * (S.MAX_SIMILARITY_TARGETS + 1)},
+        "target_texts",
+        S.MAX_SIMILARITY_TARGETS,
+    ),
     ("/rerank", {"query": "q", "texts": ["b"] * (S.MAX_RERANK_TEXTS + 1)}, "texts", S.MAX_RERANK_TEXTS),
     ("/rerank", {"query": "q", "texts": ["b"], "top_k": 0}, "top_k", 1),
     ("/rerank", {"query": "q", "texts": ["b"], "top_k": S.MAX_RERANK_TEXTS + 1}, "top_k", S.MAX_RERANK_TEXTS),

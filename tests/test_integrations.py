@@ -119,7 +119,8 @@ def test_llama_index_end_to_end(live_server):
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
 
-    from chutes_embeddings.integrations.llama_index import ChutesEmbedding, ChutesRerank as LIRerank
+    from chutes_embeddings.integrations.llama_index import ChutesEmbedding
+    from chutes_embeddings.integrations.llama_index import ChutesRerank as LIRerank
     from chutes_embeddings.integrations.llama_index import ChutesVectorStore as LIStore
 
     store = LIStore(live_server, _collection())

@@ -104,7 +104,9 @@ def test_no_import_circle():
     graph = _graph()
     # a package's __init__ re-exporting its own submodules is not a circle a reader must untangle
     for name in graph:
-        graph[name] = {t for t in graph[name] if not (t.startswith(name + ".") and _modules()[name].name == "__init__.py")}
+        graph[name] = {
+            t for t in graph[name] if not (t.startswith(name + ".") and _modules()[name].name == "__init__.py")
+        }
     assert _cycles(graph) == []
 
 

@@ -17,8 +17,13 @@ def texts():
 
 
 def _settings(engine, tmp_path, **kw):
-    return Settings(model=engine.embedder.settings.model, data_dir=str(tmp_path), model_cache_dir=engine.embedder.settings.model_cache_dir,
-                    cache_size=0, **kw)
+    return Settings(
+        model=engine.embedder.settings.model,
+        data_dir=str(tmp_path),
+        model_cache_dir=engine.embedder.settings.model_cache_dir,
+        cache_size=0,
+        **kw,
+    )
 
 
 def _cos(a, b):
@@ -53,21 +58,33 @@ def test_int8_is_faster_path_but_lossy_and_says_so(engine, tmp_path, texts):
 
 def test_export_is_cached_by_model_and_revision(engine, tmp_path):
     cache = tmp_path / "cache"
-    s = Settings(model=engine.embedder.settings.model, data_dir=str(tmp_path), model_cache_dir=str(cache), backend="onnx")
+    s = Settings(
+        model=engine.embedder.settings.model, data_dir=str(tmp_path), model_cache_dir=str(cache), backend="onnx"
+    )
     build_local_backend(s, engine.embedder.backend.model)
     [exported] = list(cache.glob("*-fp32.onnx"))
     first = exported.stat().st_mtime_ns
     build_local_backend(s, engine.embedder.backend.model)
     assert exported.stat().st_mtime_ns == first, "the export was redone instead of reused"
-    s2 = Settings(model=engine.embedder.settings.model, data_dir=str(tmp_path), model_cache_dir=str(cache), backend="onnx",
-                  model_revision="v2")
+    s2 = Settings(
+        model=engine.embedder.settings.model,
+        data_dir=str(tmp_path),
+        model_cache_dir=str(cache),
+        backend="onnx",
+        model_revision="v2",
+    )
     build_local_backend(s2, engine.embedder.backend.model)
     assert len(list(cache.glob("*-fp32.onnx"))) == 2
 
 
 def test_an_export_that_fails_verification_is_not_used(engine, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_mod, "agreement", lambda *a: 0.5)
-    s = Settings(model=engine.embedder.settings.model, data_dir=str(tmp_path), model_cache_dir=str(tmp_path / "c"), backend="onnx")
+    s = Settings(
+        model=engine.embedder.settings.model,
+        data_dir=str(tmp_path),
+        model_cache_dir=str(tmp_path / "c"),
+        backend="onnx",
+    )
     assert build_local_backend(s, engine.embedder.backend.model).runtime == "torch-cpu"
 
 

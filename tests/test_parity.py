@@ -64,7 +64,9 @@ def test_each_pooling_equals_reference_from_token_embeddings(dev_call, st_model,
 
 def test_poolings_really_differ(dev_call):
     vecs = {
-        mode: np.asarray(dev_call("POST", "/embed", {"inputs": "pooling changes the vector", "pooling": mode})[1]["embeddings"])
+        mode: np.asarray(
+            dev_call("POST", "/embed", {"inputs": "pooling changes the vector", "pooling": mode})[1]["embeddings"]
+        )
         for mode in ("cls", "mean", "max")
     }
     assert _cos(vecs["cls"], vecs["mean"]) < 0.99

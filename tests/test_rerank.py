@@ -21,10 +21,10 @@ import pytest
 import schemas as S
 from chutes_embeddings.engine.reranking import BiEncoderReranker
 from chutes_embeddings.engine.results import RerankOptions
+from chutes_embeddings.engine.startup import start_engine
 from chutes_embeddings.errors import InvalidInput, Overloaded, naming
 from chutes_embeddings.http.dialects import native
 from chutes_embeddings.settings import Settings
-from chutes_embeddings.engine.startup import start_engine
 from tests.helpers import StandIn, free_port, running_server
 
 torch = pytest.importorskip("torch")  # model tests: collected, and skipped, where torch is not installed
@@ -151,8 +151,9 @@ def test_a_reranker_that_cannot_load_leaves_embeddings_up_and_says_so(engine, tm
                                              num_labels=2)).save_pretrained(two_labels)
     tokenizer.save_pretrained(two_labels)
     for bad in (str(two_labels), "no-such-org/no-such-reranker"):
-        settings = Settings(model=engine.embedder.settings.model, rerank_model=bad, tei_binary="", data_dir=str(tmp_path),
-                            cache_size=0)
+        settings = Settings(
+            model=engine.embedder.settings.model, rerank_model=bad, tei_binary="", data_dir=str(tmp_path), cache_size=0
+        )
         e = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer)
         try:
             assert isinstance(e.reranker, BiEncoderReranker) and e.info().reranker.kind == "bi-encoder"

@@ -12,7 +12,9 @@ def _position(results, key, value):
 
 def test_similarity_prefers_related_topic(dev_call):
     body = dev_call("POST", "/similarity", {"source_text": QUERY, "target_texts": CANDIDATES})[1]
-    assert _position(body["results"], "text", "neural network models") < _position(body["results"], "text", "cooking recipes")
+    assert _position(body["results"], "text", "neural network models") < _position(
+        body["results"], "text", "cooking recipes"
+    )
     assert body["results"][0]["text"] == "neural network models"
 
 
@@ -29,7 +31,12 @@ def test_search_prefers_related_topic(dev_call):
 
 
 def test_cluster_separates_two_topics(dev_call):
-    animals = ["the cat chased a mouse", "my dog loves long walks", "a kitten sleeping in the sun", "puppies play fetch in the park"]
+    animals = [
+        "the cat chased a mouse",
+        "my dog loves long walks",
+        "a kitten sleeping in the sun",
+        "puppies play fetch in the park",
+    ]
     finance = ["the stock market fell sharply today", "interest rates were raised by the central bank",
                "investors sold shares after weak earnings", "bond yields climbed on inflation fears"]
     body = dev_call("POST", "/cluster", {"texts": animals + finance})[1]

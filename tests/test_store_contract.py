@@ -276,7 +276,9 @@ def test_ten_thousand_records_in_one_collection(store, name):
     vecs = clustered(rng, 10_000)
     store.ensure_collection(name, MODEL, DIM)
     for start in range(0, 10_000, 1000):
-        total = store.upsert(name, [Record(f"r{i}", f"text {i}", {"i": i}, vecs[i]) for i in range(start, start + 1000)])
+        total = store.upsert(
+            name, [Record(f"r{i}", f"text {i}", {"i": i}, vecs[i]) for i in range(start, start + 1000)]
+        )
     assert total == 10_000 == store.describe(name).size
     queries = vecs[rng.integers(0, 10_000, 20)] + 0.01 * unit(rng, 20)
     got = store.search(name, queries, 10, NO_FILTER, None)

@@ -11,7 +11,6 @@ import pytest
 
 from chutes_embeddings.store import open_store
 from chutes_embeddings.store.service import Collections
-from chutes_embeddings.store.pgvector import PgVectorStore
 from tests.helpers import running_server
 
 

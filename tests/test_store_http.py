@@ -66,7 +66,9 @@ def test_adding_the_same_text_twice_does_not_duplicate(dev_call, coll):
 
 
 def test_explicit_ids_upsert_and_one_metadata_for_all(dev_call, coll):
-    dev_call("POST", "/store/add", {"collection": coll, "texts": ["a", "b"], "ids": ["1", "2"], "metadata": {"src": "x"}})
+    dev_call(
+        "POST", "/store/add", {"collection": coll, "texts": ["a", "b"], "ids": ["1", "2"], "metadata": {"src": "x"}}
+    )
     body = dev_call("POST", "/store/add", {"collection": coll, "texts": ["b2"], "ids": ["2"]})[1]
     assert body["total_in_collection"] == 2
     recs = dev_call("POST", "/store/get", {"collection": coll, "ids": ["1", "2"]})[1]["records"]

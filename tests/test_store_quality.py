@@ -9,8 +9,8 @@ import pytest
 
 from bench.corpus import sentences
 from chutes_embeddings.store import Record
-from chutes_embeddings.store.filters import All
 from chutes_embeddings.store.embedded import EmbeddedStore
+from chutes_embeddings.store.filters import All
 from chutes_embeddings.store.pgvector import PgVectorStore
 
 N, QUERIES, K = 10_000, 100, 10

@@ -293,7 +293,11 @@ def test_a_store_written_before_the_version_column_opens_and_keeps_up(tmp_path):
     crash(store)
     store = open_store(tmp_path / "s")
     try:
-        assert [store.search("c", vecs[i : i + 1], 1, NO_FILTER, None)[0][0].id for i in range(3)] == ["old", "new", "late"]
+        assert [store.search("c", vecs[i : i + 1], 1, NO_FILTER, None)[0][0].id for i in range(3)] == [
+            "old",
+            "new",
+            "late",
+        ]
         got = {h.id for h in store.search("c", vecs[:1], 3, parse_filter({"a": {"$gte": 2}}), None)[0]}
         assert got == {"new", "late"}
     finally:

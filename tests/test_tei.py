@@ -71,8 +71,13 @@ def test_requests_are_served_by_tei_split_to_its_cap_and_match_the_contract(tmp_
 
 def test_default_tei_port_is_a_free_one_per_instance(tmp_path, tei_engine, engine):
     first = tei_engine(StandIn(tmp_path))
-    settings = Settings(model=engine.embedder.settings.model, tei_binary=str(StandIn(tmp_path).binary), data_dir=str(tmp_path),
-                        tei_startup_timeout_s=90.0, cache_size=0)
+    settings = Settings(
+        model=engine.embedder.settings.model,
+        tei_binary=str(StandIn(tmp_path).binary),
+        data_dir=str(tmp_path),
+        tei_startup_timeout_s=90.0,
+        cache_size=0,
+    )
     assert settings.tei_port == 0
     second = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer)
     try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from .protocols import (
     TRUNCATION_DIRECTIONS,
-    EmbedWork,
     Embedder,
+    EmbedWork,
     ModelService,
     PairIds,
     PairTokenizer,

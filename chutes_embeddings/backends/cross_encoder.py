@@ -23,8 +23,8 @@ import numpy as np
 from loguru import logger
 
 from ..settings import Settings
-from .protocols import PairIds, RerankWork
 from .local import forward_lock, model_display_name, pad_inputs, resolve_device
+from .protocols import PairIds, RerankWork
 
 ONNX_MAX_LOGIT_DIFF = 1e-4
 VERIFY_PAIRS = [
@@ -141,7 +141,9 @@ class OnnxLogits:
         return np.asarray(self._runner(encoded), dtype=np.float32)[:, 0]
 
 
-def build_rerank_runner(model: LoadedReranker, settings: Settings) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], str]:
+def build_rerank_runner(
+    model: LoadedReranker, settings: Settings
+) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], str]:
     """The forward pass for ``settings.backend`` and its name: ONNX fp32 on the CPU (``auto``,
     ``onnx``) when the export agrees with torch, else torch."""
     torch_name = f"torch-{model.device}"

@@ -1,10 +1,10 @@
 """One way to build a model service of any kind: the embedder and the reranker, each TEI-served or local.
 
-``build_service(kind, ...)`` picks the kind's builder; ``build_embedder`` and ``build_reranker`` load the local model (the fallback, and the tokenizer
-the engine uses whoever serves) and, when the TEI binary is found, launch and supervise a TEI
-process for that model on its own loopback port, wrapped with the local model in a
-``FailoverEmbedder`` / ``FailoverReranker``. Each result carries the ``BatchingProfile`` that suits what serves it:
-a local model runs one pass at a time, a GPU pass costs mostly its launch, TEI batches again on
+``build_service(kind, ...)`` picks the kind's builder; ``build_embedder`` and ``build_reranker``
+load the local model (the fallback, and the tokenizer the engine uses whoever serves) and, when
+the TEI binary is found, launch and supervise a TEI process for that model on its own loopback
+port, wrapped with the local model in a ``FailoverEmbedder`` / ``FailoverReranker``. Each result
+carries the ``BatchingProfile`` that suits what serves it: a local model runs one pass at a time, a GPU pass costs mostly its launch, TEI batches again on
 its side and is kept busy with a few big requests in flight.
 """
 

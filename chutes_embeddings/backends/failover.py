@@ -122,7 +122,9 @@ class FailoverService(Generic[S]):
             except Exception as exc:  # a TEI answer we could not use is TEI's failure, not the caller's
                 self.breaker.record_failure()
                 self._failed_over()
-                logger.opt(exception=exc).error("unexpected TEI ({}) failure; serving {} items locally", self.model_id, n)
+                logger.opt(exception=exc).error(
+                    "unexpected TEI ({}) failure; serving {} items locally", self.model_id, n
+                )
             else:
                 self.breaker.record_success()
                 self._count("tei", n)

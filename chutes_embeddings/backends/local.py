@@ -15,8 +15,8 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 from loguru import logger
 
-from ..settings import PACKAGED_MODEL_HUB_ID, Settings, default_model
 from ..engine.vectors import POOLINGS, ST_POOLING_NAMES, pool_each
+from ..settings import PACKAGED_MODEL_HUB_ID, Settings, default_model
 
 _SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
 

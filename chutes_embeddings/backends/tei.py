@@ -28,8 +28,8 @@ import orjson
 from loguru import logger
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from ..errors import BackendUnavailable, InvalidInput
 from ..engine.vectors import pad_token_embeddings, pool
+from ..errors import BackendUnavailable, InvalidInput
 from .protocols import RerankWork
 
 # TEI refuses bodies over 2,000,000 bytes (--payload-limit); stay well under it.

@@ -42,7 +42,14 @@ _PASSED_ENV = (
 DRIVER_LIB_DIRS = ("/usr/local/nvidia/lib64", "/usr/local/nvidia/lib")
 DRIVER_BIN_DIRS = ("/usr/local/nvidia/bin",)
 HUB_CACHE_VARIABLES = ("HUGGINGFACE_HUB_CACHE", "HF_HUB_CACHE")
-_LEVELS = {"TRACE": "TRACE", "DEBUG": "DEBUG", "INFO": "DEBUG", "WARN": "WARNING", "WARNING": "WARNING", "ERROR": "ERROR"}
+_LEVELS = {
+    "TRACE": "TRACE",
+    "DEBUG": "DEBUG",
+    "INFO": "DEBUG",
+    "WARN": "WARNING",
+    "WARNING": "WARNING",
+    "ERROR": "ERROR",
+}
 
 
 def free_port() -> int:

@@ -285,7 +285,11 @@ class Batcher:
             deadline = self._pending[0].enqueued + self.max_wait_s
             while not self._closed:
                 remaining = deadline - time.monotonic()
-                if self._pending_tokens >= self.max_batch_tokens or len(self._pending) >= self.max_batch_size or remaining <= 0:
+                if (
+                    self._pending_tokens >= self.max_batch_tokens
+                    or len(self._pending) >= self.max_batch_size
+                    or remaining <= 0
+                ):
                     break
                 self._cond.wait(remaining)
                 if not self._pending:  # another worker took it

@@ -8,9 +8,8 @@ real topics'); HDBSCAN finds its own number and may leave noise (-1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InvalidInput
+from . import similarity
 from .cluster import cluster as run_clustering
 from .embedding import EmbeddingPipeline
 from .reranking import RerankService
@@ -23,17 +24,15 @@ from .results import (
     RERANKER,
     Cluster,
     Clustering,
-    EmbedOptions,
     Embedded,
+    EmbedOptions,
     EngineHealth,
     EngineInfo,
     Hit,
-    ModelState,
     Ranking,
     Reranked,
     RerankOptions,
 )
-from . import similarity
 from .vectors import POOLINGS
 
 

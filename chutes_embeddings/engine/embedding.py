@@ -20,7 +20,7 @@ from ..settings import Settings
 from .batcher import Admission, Batcher, estimate_tokens
 from .cache import EmbeddingCache
 from .caller import current_scope
-from .results import EMBEDDER, EmbedOptions, Embedded, ModelState
+from .results import EMBEDDER, Embedded, EmbedOptions, ModelState
 from .vectors import POOLINGS
 from .vectors import normalize as l2_normalize
 
@@ -156,7 +156,9 @@ class EmbeddingPipeline:
         """The pooling mode to use; ``InvalidInput`` for an option out of range."""
         mode = options.pooling or self.backend.default_pooling
         if mode not in POOLINGS:
-            raise InvalidInput(f"pooling {mode!r} is not one of {list(POOLINGS)}", field="pooling", limit=list(POOLINGS))
+            raise InvalidInput(
+                f"pooling {mode!r} is not one of {list(POOLINGS)}", field="pooling", limit=list(POOLINGS)
+            )
         check_direction(options.truncation_direction)
         dims = options.dimensions
         if dims is not None and not 1 <= dims <= self.dimension:
@@ -164,7 +166,9 @@ class EmbeddingPipeline:
                                field="dimensions", limit=self.dimension)
         return mode
 
-    def _lookup(self, keys: list[tuple[str, str, str, str]], texts: Sequence[str]) -> tuple[np.ndarray, dict[str, list[int]]]:
+    def _lookup(
+        self, keys: list[tuple[str, str, str, str]], texts: Sequence[str]
+    ) -> tuple[np.ndarray, dict[str, list[int]]]:
         """The cached vectors in place, and each missing text's positions."""
         found = self.cache.get_many(keys)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)

@@ -19,6 +19,7 @@ from .cords import ServiceHTTPException
 from .guard import RequestGuard, error_response, internal_error
 from .routes import RouteTable
 
+
 def _error_from_http(exc: StarletteHTTPException) -> EmbeddingsError:
     """Starlette's and the SDK's own HTTP errors (404, 405, 400 "Invalid input parameters", ...)
     as the service error of that status."""

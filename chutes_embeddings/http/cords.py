@@ -50,7 +50,9 @@ def invalid_input_from(exc: ValidationError) -> InvalidInput:
         problems.append({"field": field, "message": msg, "limit": _limit(err.get("ctx"))})
     first = problems[0]
     more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-    return InvalidInput(f"{first['field']}: {first['message']}{more}", field=first["field"], limit=first["limit"], errors=problems)
+    return InvalidInput(
+        f"{first['field']}: {first['message']}{more}", field=first["field"], limit=first["limit"], errors=problems
+    )
 
 
 def parse_request(model: type[M], body: Any) -> M:

@@ -250,7 +250,7 @@ def internal_error(exc: BaseException, method: str, path: str) -> EmbeddingsErro
     request_id = getattr(exc, "_embeddings_request_id", None)
     if request_id is None:
         request_id = uuid.uuid4().hex[:12]
-        setattr(exc, "_embeddings_request_id", request_id)  # the outer guard sees the same exception again
+        exc._embeddings_request_id = request_id  # the outer guard sees the same exception again
         frames = "".join(traceback.format_tb(exc.__traceback__, limit=-LOGGED_FRAMES)).rstrip()
         logger.error("unhandled {} on {} {} (request {}; message withheld)\n{}", type(exc).__qualname__, method,
                      path, request_id, frames)

@@ -21,11 +21,15 @@ from the engine, so they cost nothing per request: queue, cache, TEI and failove
 | ``embeddings_texts_dropped_total`` | counter | queued texts whose caller had gone |
 | ``embeddings_requests_refused_total`` | counter | requests refused at admission (429) |
 | ``embeddings_backend_info{backend,runtime,model}`` | gauge | 1 for what serves now |
-| ``embeddings_tei_restarts_total``, ``embeddings_failovers_total``, ``embeddings_served_texts_total{backend}`` | counter | TEI supervision |
+| ``embeddings_tei_restarts_total``, ``embeddings_failovers_total`` | counter | TEI supervision |
+| ``embeddings_served_texts_total{backend}`` | counter | texts by who served them (TEI, local) |
 | ``embeddings_reranker_info{kind,backend,model}`` | gauge | 1 for what scores rerank requests now |
-| ``embeddings_rerank_pairs_total``, ``embeddings_rerank_queue_size``, ``embeddings_rerank_requests_refused_total`` | counter / gauge / counter | the cross-encoder's batcher |
-| ``embeddings_rerank_tei_restarts_total``, ``embeddings_rerank_failovers_total`` | counter | the reranker's TEI supervision |
-| ``embeddings_store_operations_total{op,status}`` / ``embeddings_store_operation_duration_seconds{op}`` | counter / histogram | vector store |
+| ``embeddings_rerank_pairs_total`` | counter | pairs the cross-encoder scored |
+| ``embeddings_rerank_queue_size`` | gauge | pairs waiting for the cross-encoder |
+| ``embeddings_rerank_requests_refused_total`` | counter | rerank requests refused at admission (429) |
+| ``embeddings_rerank_tei_restarts_total``, ``embeddings_rerank_failovers_total`` | counter | the reranker's TEI |
+| ``embeddings_store_operations_total{op,status}`` | counter | vector store operations |
+| ``embeddings_store_operation_duration_seconds{op}`` | histogram | vector store operation time |
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ class Route:
     request: Any  # a pydantic model class, or None
     response: Any  # a pydantic model class, or None (a body that is not JSON)
     dialect: Dialect
-    uses_model: str | None  # the model it queues work for ("embedder", "reranker"): refused early while that queue is full
+    uses_model: (
+        str | None
+    )  # the model it queues work for ("embedder", "reranker"): refused early while that queue is full
     media_type: str
 
 

@@ -284,7 +284,8 @@ class ChutesRerank(BaseDocumentCompressor):
     _per_call: int | None = PrivateAttr(default=None)
 
     def _parts(self, documents: Sequence[Document], client: EmbeddingsClient) -> list[slice]:
-        """Calls of at most the service's ``max_rerank_texts`` (each pair is scored on its own, so scores compare across calls)."""
+        """Calls of at most the service's ``max_rerank_texts`` (each pair is scored on its own, so
+        scores compare across calls)."""
         if self._per_call is None:
             self._per_call = int(client.info()["limits"]["max_rerank_texts"])
         return [slice(i, i + self._per_call) for i in range(0, len(documents), self._per_call)]

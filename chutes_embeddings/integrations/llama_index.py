@@ -256,7 +256,9 @@ class ChutesVectorStore(BasePydanticVectorStore):
         async with self._async() as client:
             try:
                 if node_ids is not None:
-                    return self._nodes((await client.store_get(node_ids, self.collection))["records"]) if node_ids else []
+                    return (
+                        self._nodes((await client.store_get(node_ids, self.collection))["records"]) if node_ids else []
+                    )
                 found = await client.store_get(None, self.collection, filter_metadata=to_filter(filters) or {},
                                                limit=FIND_LIMIT)
                 return self._nodes(found["records"])

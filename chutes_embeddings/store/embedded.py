@@ -33,8 +33,8 @@ from typing import Any, Iterator, NamedTuple, Sequence
 import numpy as np
 from loguru import logger
 
-from ..errors import BackendUnavailable, InvalidInput, NotFound
 from ..engine.vectors import normalize
+from ..errors import BackendUnavailable, InvalidInput, NotFound
 from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, model_conflict
 from .embedded_collection import EmbeddedCollection, column_meta
 from .filters import All, Filter
@@ -260,7 +260,10 @@ class EmbeddedStore:
                     "INSERT INTO records (collection, id, text, metadata, vector, version) VALUES (?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
                     "vector = excluded.vector, version = excluded.version",
-                    [(name, r.id, r.text, meta, row.tobytes(), version) for r, meta, row in zip(records, encoded, matrix)],
+                    [
+                        (name, r.id, r.text, meta, row.tobytes(), version)
+                        for r, meta, row in zip(records, encoded, matrix)
+                    ],
                 )
                 found = dict(self._by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
                                           name, [r.id for r in records]))

@@ -78,7 +78,8 @@ class PgVectorStore:
                 conn.execute("SELECT pg_advisory_lock(4242)")
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
                 conn.execute(
-                    "CREATE TABLE IF NOT EXISTS embeddings_collections (name text PRIMARY KEY, tbl text NOT NULL UNIQUE, "
+                    "CREATE TABLE IF NOT EXISTS embeddings_collections "
+                    "(name text PRIMARY KEY, tbl text NOT NULL UNIQUE, "
                     "model text NOT NULL, dimension int NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
                 )
                 conn.execute("SELECT pg_advisory_unlock(4242)")
@@ -98,7 +99,9 @@ class PgVectorStore:
 
     def _collection(self, conn: psycopg.Connection, name: str) -> PgCollection:
         """The collection called ``name``, as this transaction sees it. Raises ``NotFound``."""
-        row = conn.execute("SELECT tbl, model, dimension FROM embeddings_collections WHERE name = %s", (name,)).fetchone()
+        row = conn.execute(
+            "SELECT tbl, model, dimension FROM embeddings_collections WHERE name = %s", (name,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"collection {name!r} does not exist", field="collection")
         return PgCollection(name, sql.Identifier(row[0]), row[1], row[2])
@@ -157,11 +160,16 @@ class PgVectorStore:
             tbl = self._collection(conn, name).table
             with conn.cursor() as cur:
                 cur.executemany(
-                    sql.SQL("INSERT INTO {} (id, text, metadata, embedding) VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (id) "
-                            "DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
-                            "embedding = excluded.embedding, updated_at = clock_timestamp()").format(tbl),
-                    [(r.id, r.text, encode_metadata(r.metadata), np.asarray(r.vector, dtype=np.float32))
-                     for r in records],
+                    sql.SQL(
+                        "INSERT INTO {} (id, text, metadata, embedding) VALUES (%s, %s, %s::jsonb, %s) "
+                        "ON CONFLICT (id) "
+                        "DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
+                        "embedding = excluded.embedding, updated_at = clock_timestamp()"
+                    ).format(tbl),
+                    [
+                        (r.id, r.text, encode_metadata(r.metadata), np.asarray(r.vector, dtype=np.float32))
+                        for r in records
+                    ],
                 )
             return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tbl)).fetchone()[0]
 

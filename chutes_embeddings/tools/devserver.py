@@ -21,8 +21,6 @@ import httpx
 from ..backends.tei_process import free_port
 
 
-
-
 @dataclass
 class DevServer:
     proc: subprocess.Popen[bytes]
@@ -38,8 +36,15 @@ class DevServer:
             self.proc.wait(10)
 
 
-def start_dev_server(root: Path, env: dict[str, str], log: IO[bytes], timeout_s: float = 300,
-                     attempts: int = 3, chute_ref: str = "my_embeddings:chute", ready_path: str = "/health") -> DevServer:
+def start_dev_server(
+    root: Path,
+    env: dict[str, str],
+    log: IO[bytes],
+    timeout_s: float = 300,
+    attempts: int = 3,
+    chute_ref: str = "my_embeddings:chute",
+    ready_path: str = "/health",
+) -> DevServer:
     """Run ``chutes run my_embeddings:chute --dev`` (or ``chute_ref``) bound to 127.0.0.1 and wait
     until ``ready_path`` answers 200 (any answer below 500 for a path other than ``/health``).
 
@@ -54,7 +59,9 @@ def start_dev_server(root: Path, env: dict[str, str], log: IO[bytes], timeout_s:
             return _start_once(root, env, log, timeout_s, chute_ref, ready_path)
         except _PortTaken:
             if attempt == attempts - 1:
-                raise RuntimeError(f"no free port after {attempts} tries; see {getattr(log, 'name', 'its log')}") from None
+                raise RuntimeError(
+                    f"no free port after {attempts} tries; see {getattr(log, 'name', 'its log')}"
+                ) from None
     raise AssertionError("this is a bug: the start loop ended without a result")
 
 
@@ -90,7 +97,9 @@ def _start_once(root: Path, env: dict[str, str], log: IO[bytes], timeout_s: floa
             pass  # not listening yet
         if time.monotonic() > deadline:
             server.stop(signal.SIGKILL)
-            raise RuntimeError(f"the server was not healthy after {timeout_s:.0f} s; see {getattr(log, 'name', 'its log')}")
+            raise RuntimeError(
+                f"the server was not healthy after {timeout_s:.0f} s; see {getattr(log, 'name', 'its log')}"
+            )
         time.sleep(0.3)
 
 
