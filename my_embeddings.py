@@ -74,8 +74,8 @@ def _get(path: str, response: type | None, **options: Any) -> Any:
 async def start(self: Any) -> None:
     """Load the models and start the engine and the store.
 
-    An engine set on the chute before start-up (tests, or an application embedding the chute) is
-    used as it is.
+    Settings or an engine set on the chute before start-up (tests, or an application embedding the
+    chute) are used as they are.
     """
     from chutes_embeddings.engine.startup import start_engine
     from chutes_embeddings.http.limits import service_limits
@@ -85,7 +85,7 @@ async def start(self: Any) -> None:
     from chutes_embeddings.store import open_store
     from chutes_embeddings.store.service import StoreService
 
-    settings = Settings.from_env()
+    settings = getattr(self, "settings", None) or Settings.from_env()
     configure_logging(settings)
     self.settings = settings  # read by the request guard (body limits, local-server rules) and the cords
     if getattr(self, "engine", None) is None:

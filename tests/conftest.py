@@ -48,9 +48,8 @@ MODEL_FIXTURES = frozenset({
     "chute_app", "engine", "st_model", "test_client", "call", "dev_call",
     "tiny_reranker_path", "rerank_engine", "cross_encoder",
 })
-# Fixtures that serve the chute app over tests/fakes.py in process (none yet: tests of that layer
-# declare ``pytest.mark.http`` until such a fixture lands here).
-HTTP_FIXTURES: frozenset[str] = frozenset()
+# Fixtures that serve the chute app over tests/fakes.py in process.
+HTTP_FIXTURES = frozenset({"fake_app", "fake_client", "fake_call"})
 # (fixture, param) pairs whose value reaches Postgres through ``request.getfixturevalue``, which
 # the fixture closure cannot show.
 SYSTEM_PARAMS = frozenset({("store", "postgres")})
@@ -130,13 +129,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # Fixtures ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def chute_app() -> Any:
-    """The chute with startup run and cords mounted (the model loads once, here)."""
+def _started(app: Any) -> Any:
+    """``app`` (a chute) with its startup hook run and cords mounted, behind the SDK's dev middleware
+    and a middleware that reproduces production's serialisation for ``X-Test-Production: 1``."""
     from chutes.entrypoint.run import DevMiddleware
     from starlette.middleware.base import BaseHTTPMiddleware
-
-    import my_embeddings
 
     class ProductionSerialisation(BaseHTTPMiddleware):
         async def dispatch(self, request, call_next):  # type: ignore[no-untyped-def]
@@ -144,12 +141,61 @@ def chute_app() -> Any:
                 request.state._encrypt = lambda data: base64.b64encode(data).decode()
             return await call_next(request)
 
-    app = my_embeddings.chute
     asyncio.run(app.initialize())
     app.add_middleware(ProductionSerialisation)
     app.add_middleware(DevMiddleware)
+    return app
+
+
+@pytest.fixture(scope="session")
+def chute_app() -> Any:
+    """The chute with startup run and cords mounted (the model loads once, here)."""
+    import my_embeddings
+
+    app = _started(my_embeddings.chute)
     yield app
+    app.store.close()
     app.engine.close()
+
+
+@pytest.fixture(scope="session")
+def fake_app(tmp_path_factory: Any) -> Any:
+    """A second chute from ``my_embeddings.py`` (its own module: its own routes and store) over fake
+    model services (``tests/fakes.py``): every cord and dialect, no model, no torch."""
+    import importlib.util
+
+    import schemas as S
+    from chutes_embeddings.http.limits import service_limits
+    from chutes_embeddings.settings import Settings
+    from tests.fakes import fake_engine
+
+    spec = importlib.util.spec_from_file_location("my_embeddings_over_fakes", ROOT / "my_embeddings.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    settings = Settings.from_env({**os.environ, "EMBEDDINGS_DATA_DIR": str(tmp_path_factory.mktemp("fake-app"))})
+    app = module.chute
+    app.settings = settings
+    app.engine = fake_engine(settings, service_limits(settings, S.LIMITS))
+    app = _started(app)
+    yield app
+    app.store.close()
+    app.engine.close()
+
+
+@pytest.fixture(scope="session")
+def fake_client(fake_app: Any) -> Any:
+    """A Starlette ``TestClient`` over the chute over fakes, on a loopback base URL."""
+    from starlette.testclient import TestClient
+
+    with TestClient(fake_app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture(params=["dev", "production"])
+def fake_call(request: Any, fake_client: Any) -> Call:
+    """``call`` over the chute over fakes, in dev mode and with production serialisation."""
+    return make_call(fake_client, request.param == "production")
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,9 @@
 load the local model (the fallback, and the tokenizer the engine uses whoever serves) and, when
 the TEI binary is found, launch and supervise a TEI process for that model on its own loopback
 port, wrapped with the local model in a ``FailoverEmbedder`` / ``FailoverReranker``. Each result
-carries the ``BatchingProfile`` that suits what serves it: a local model runs one pass at a time, a GPU pass costs mostly its launch, TEI batches again on
-its side and is kept busy with a few big requests in flight.
+carries the ``BatchingProfile`` that suits what serves it: a local model runs one pass at a time,
+a GPU pass costs mostly its launch, TEI batches again on its side and is kept busy with a few big
+requests in flight.
 """
 
 from __future__ import annotations

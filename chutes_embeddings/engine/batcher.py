@@ -195,10 +195,10 @@ class Batcher:
         return Admission(self, n, tokens)
 
     def check_admission(self) -> None:
-        """Raise ``Overloaded`` now if new work would be refused; reserves nothing (the request
-        guard asks this before a body is read)."""
+        """Raise ``Overloaded`` now if new work (one item at least) would be refused; reserves
+        nothing (the request guard asks this before a body is read)."""
         with self._cond:
-            self._admit_locked(0, 0)
+            self._admit_locked(1, 0)
 
     def _unreserve_locked(self, texts: int, tokens: int) -> None:
         self._reserved_texts -= texts

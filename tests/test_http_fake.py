@@ -1,0 +1,168 @@
+"""Every route in every dialect, through the chute app over fake model services (the http layer).
+
+No model and no process: the cords, the boundary, the dialects and the engine run as in
+production, over ``tests/fakes.py``. Each answer is checked against its route's response model
+(what the OpenAPI document promises), and each dialect's errors against its error model; the real
+client libraries drive the app through Starlette's ``TestClient`` (an ``httpx.Client``).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import numpy as np
+import pytest
+
+import schemas as S
+
+LONG = " ".join(f"word{i}" for i in range(60))  # over the fake embedder's 32 tokens
+LONG_PAIR = f"{LONG} {LONG}"  # over the fake reranker's 64 tokens with any query
+
+
+def _ok(call, method, path, body, model):
+    status, answer = call(method, path, body)
+    assert status == 200, answer
+    model.model_validate(answer)
+    return answer
+
+
+def test_native_engine_routes(fake_call):
+    one = _ok(fake_call, "POST", "/embed", {"inputs": "a cat"}, S.EmbedResponse)
+    assert len(one["embeddings"]) == one["dimension"] == 32 and one["model"] == "fake/hashed-tokens"
+    many = _ok(fake_call, "POST", "/embed", {"inputs": ["a cat", "a dog"], "dimensions": 8}, S.EmbedResponse)
+    assert many["count"] == 2 and many["dimension"] == 8
+    assert np.allclose(np.linalg.norm(many["embeddings"], axis=1), 1.0, atol=1e-5)
+    batch = _ok(fake_call, "POST", "/embed/batch", {"texts": ["x", "y", "z"], "batch_size": 2}, S.EmbedBatchResponse)
+    assert batch["processed_count"] == 3 and batch["batch_size"] == 2
+    sim = _ok(fake_call, "POST", "/similarity", {"source_text": "a cat sat", "target_texts": ["stocks", "a cat sat"]},
+              S.SimilarityResponse)
+    assert [r["index"] for r in sim["results"]] == [1, 0] and sim["results"][0]["similarity"] == pytest.approx(1.0)
+    cluster = _ok(fake_call, "POST", "/cluster", {"texts": ["a", "b", "c", "d"], "n_clusters": 2}, S.ClusterResponse)
+    assert cluster["n_clusters"] == 2 and sum(c["size"] for c in cluster["clusters"]) == 4
+
+
+def test_rerank_and_two_stage_search_order_by_the_cross_encoder(fake_call):
+    texts = ["the cat sat on the mat", "stock markets fell", "a cat and a mat"]
+    ranked = _ok(fake_call, "POST", "/rerank", {"query": "cat mat", "texts": texts, "top_k": 2}, S.RerankResponse)
+    assert [r["index"] for r in ranked["results"]][0] in (0, 2) and ranked["total_results"] == 2
+    assert ranked["reranker"] == {"model": "fake/overlap-reranker", "kind": "cross-encoder", "backend": "local",
+                                  "activation": "Sigmoid", "max_input_tokens": 64}
+    raw = _ok(fake_call, "POST", "/rerank", {"query": "cat mat", "texts": texts, "raw_scores": True}, S.RerankResponse)
+    assert raw["results"][-1]["score"] == pytest.approx(-3.0)  # no overlap: the fake's lowest logit
+    search = _ok(fake_call, "POST", "/search", {"query": "cat mat", "corpus": texts, "top_k": 2, "rerank": True,
+                                                "rerank_candidates": 3}, S.SearchResponse)
+    assert search["reranker"]["kind"] == "cross-encoder"
+    assert all("rerank_score" in r and r["text"] == texts[r["corpus_index"]] for r in search["results"])
+    assert [r["rank"] for r in search["results"]] == [1, 2]
+
+
+def test_state_routes(fake_call):
+    health = _ok(fake_call, "GET", "/health", None, S.HealthResponse)
+    assert health["status"] == "ok" and health["reranker"]["queue"] == {"depth": 0, "estimated_wait_s": 0.0}
+    info = _ok(fake_call, "GET", "/info", None, S.InfoResponse)
+    assert info["local_runtime"] == "fake" and info["reranker"]["local_runtime"] == "fake"
+    assert info["limits"]["max_embed_inputs"] == S.MAX_EMBED_INPUTS and info["tei"] is None
+    tei = _ok(fake_call, "GET", "/tei/info", None, S.TeiInfoResponse)  # from the same engine state as /info
+    assert (tei["model_id"], tei["max_input_length"], tei["max_batch_tokens"]) == (
+        info["model"], info["max_input_tokens"], info["batching"]["max_batch_tokens"])
+
+
+def test_store_routes_round_trip(fake_call):
+    name = "fake_" + uuid.uuid4().hex[:8]
+    texts = ["the cat sat on the mat", "stock markets fell", "a cat and a mat"]
+    added = _ok(fake_call, "POST", "/store/add", {"collection": name, "texts": texts, "ids": ["a", "b", "c"],
+                                                  "metadata": [{"i": 0}, {"i": 1}, {"i": 2}]}, S.StoreAddResponse)
+    assert added["added_count"] == 3 and added["total_in_collection"] == 3
+    found = _ok(fake_call, "POST", "/store/search", {"collection": name, "query": "the cat sat on the mat",
+                                                     "top_k": 2}, S.StoreSearchResponse)
+    assert found["results"][0]["id"] == "a" and found["results"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+    reranked = _ok(fake_call, "POST", "/store/search", {"collection": name, "query": "cat mat", "top_k": 2,
+                                                        "rerank": True, "filter_metadata": {"i": {"$ne": 1}}},
+                   S.StoreSearchResponse)
+    assert {r["id"] for r in reranked["results"]} == {"a", "c"} and reranked["reranker"]["kind"] == "cross-encoder"
+    for hit in reranked["results"]:  # each hit's text and metadata are its own record's
+        assert hit["text"] == texts["abc".index(hit["id"])] and hit["metadata"] == {"i": "abc".index(hit["id"])}
+    got = _ok(fake_call, "POST", "/store/get", {"collection": name, "ids": ["c", "zz"], "include_vectors": True},
+              S.StoreGetResponse)
+    assert got["missing_ids"] == ["zz"] and len(got["records"][0]["vector"]) == 32
+    deleted = _ok(fake_call, "POST", "/store/delete", {"collection": name, "ids": ["b"]}, S.StoreDeleteResponse)
+    assert deleted == {"collection": name, "deleted_count": 1, "total_in_collection": 2}
+    listed = _ok(fake_call, "GET", "/store/collections", None, S.CollectionsResponse)
+    assert name in {c["name"] for c in listed["collections"]}
+    _ok(fake_call, "POST", "/store/drop", {"collection": name}, S.StoreDropResponse)
+    status, body = fake_call("POST", "/store/search", {"collection": name, "query": "x"})
+    assert status == 404 and S.NativeError.model_validate(body)
+
+
+def test_tei_routes(fake_call):
+    vectors = _ok(fake_call, "POST", "/tei/embed", {"inputs": ["a", "b"]}, S.TeiEmbedResponse)
+    assert np.array(vectors).shape == (2, 32)
+    assert _ok(fake_call, "POST", "/tei", {"inputs": "a"}, S.TeiEmbedResponse) == vectors[:1]
+    tokens = _ok(fake_call, "POST", "/tei/embed_all", {"inputs": "a cat"}, S.TeiEmbedAllResponse)
+    assert np.array(tokens[0]).shape == (4, 32)  # [CLS] a cat [SEP]
+    details = _ok(fake_call, "POST", "/tei/tokenize", {"inputs": "a cat"}, S.TeiTokenizeResponse)
+    assert [t["text"] for t in details[0]] == ["[CLS]", "a", "cat", "[SEP]"]
+    ranks = _ok(fake_call, "POST", "/tei/rerank", {"query": "cat", "texts": ["dog", "cat"], "return_text": True},
+                S.TeiRerankResponse)
+    assert [r["index"] for r in ranks] == [1, 0] and 0 < ranks[1]["score"] < ranks[0]["score"] < 1
+
+
+def test_openai_and_cohere_routes(fake_call):
+    answer = _ok(fake_call, "POST", "/v1/embeddings", {"input": ["a cat", "a dog"], "encoding_format": "base64"},
+                 S.OpenAIEmbeddingsResponse)
+    first = np.frombuffer(base64.b64decode(answer["data"][0]["embedding"]), dtype="<f4")
+    assert first.shape == (32,) and answer["usage"]["prompt_tokens"] == 8  # [CLS] a cat [SEP], twice
+    models = _ok(fake_call, "GET", "/v1/models", None, S.OpenAIModelsResponse)
+    assert models["data"][0]["id"] == "fake/hashed-tokens"
+    v2 = _ok(fake_call, "POST", "/v2/rerank", {"model": "m", "query": "cat", "documents": ["dog", "cat"], "top_n": 1},
+             S.CohereRerankResponse)
+    assert [r["index"] for r in v2["results"]] == [1] and v2["model"] == "fake/overlap-reranker"
+    v1 = _ok(fake_call, "POST", "/v1/rerank", {"query": "cat", "documents": [{"text": "cat"}],
+                                               "return_documents": True}, S.CohereRerankResponse)
+    assert v1["results"][0]["document"] == {"text": "cat"} and v1["usage"]["total_tokens"] > 0
+
+
+@pytest.mark.parametrize("path,body,status,error_model,where", [
+    ("/embed", {"inputs": ["ok", LONG], "truncate": False}, 422, S.NativeError, ("detail", "field", "inputs[1]")),
+    ("/v1/embeddings", {"input": ["ok", "x", "y"], "dimensions": 99}, 400, S.OpenAIError,
+     ("error", "param", "dimensions")),
+    ("/tei/embed", {"inputs": ["ok", LONG], "truncate": False}, 422, S.TeiError, ("error_type", None, "Validation")),
+    ("/tei/rerank", {"query": "q", "texts": ["a", LONG_PAIR], "truncate": False}, 422, S.TeiError,
+     ("error_type", None, "Validation")),
+    ("/rerank", {"query": "q", "texts": ["a", LONG_PAIR], "truncate": False}, 422, S.NativeError,
+     ("detail", "field", "texts[1]")),
+])
+def test_engine_errors_name_the_dialects_own_field(fake_call, path, body, status, error_model, where):
+    got, answer = fake_call("POST", path, body)
+    assert got == status, answer
+    error_model.model_validate(answer)
+    outer, inner, expected = where
+    assert (answer[outer][inner] if inner else answer[outer]) == expected
+    if error_model is S.TeiError:
+        assert "inputs[1]" in answer["error"] or "texts[1]" in answer["error"]
+
+
+def test_cohere_names_its_documents_field(fake_client):
+    answer = fake_client.post("/v2/rerank", json={"model": "m", "query": "q", "documents": ["a", LONG_PAIR],
+                                                  "max_tokens_per_doc": 100000})
+    assert answer.status_code == 200  # the cross-encoder cuts pairs (truncate is Cohere's default)
+    bad = fake_client.post("/v2/rerank", json={"model": "m", "query": "q", "documents": []})
+    assert bad.status_code == 400 and S.CohereError.model_validate(bad.json()).field == "documents"
+
+
+def test_the_openai_sdk_against_the_app(fake_client):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(api_key="x", base_url="http://127.0.0.1/v1", http_client=fake_client)
+    got = client.embeddings.create(model="text-embedding-3-small", input=["a cat", "a dog"])
+    assert len(got.data) == 2 and len(got.data[0].embedding) == 32 and got.usage.prompt_tokens == 8
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="m", input="a", dimensions=99)
+    assert err.value.body["param"] == "dimensions"
+
+
+def test_the_cohere_sdk_against_the_app(fake_client):
+    cohere = pytest.importorskip("cohere")
+    client = cohere.ClientV2(api_key="x", base_url="http://127.0.0.1", httpx_client=fake_client)
+    answer = client.rerank(model="rerank-v3.5", query="cat", documents=["dog", "cat", "a cat"], top_n=2)
+    assert [r.index for r in answer.results][0] in (1, 2) and len(answer.results) == 2
