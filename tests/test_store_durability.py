@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from chutes_embeddings.store import open_store
-from chutes_embeddings.store.service import Collections
+from chutes_embeddings.store.service import StoreService
 from tests.helpers import running_server
 
 
@@ -79,7 +79,7 @@ def test_acknowledged_adds_survive_restart_and_kill_9(tmp_path, store_env):
         assert hit["results"][0]["id"] == "k3-2"
 
 
-def _concurrent_writers_and_readers(collections: Collections, coll: str) -> None:
+def _concurrent_writers_and_readers(collections: StoreService, coll: str) -> None:
     errors: list[str] = []
     writers_done = threading.Event()
 
@@ -110,18 +110,18 @@ def _concurrent_writers_and_readers(collections: Collections, coll: str) -> None
         t.join(30)
     assert errors == []
     ids = [f"w{w}-{i}-{j}" for w in range(8) for i in range(10) for j in range(3)]
-    assert collections.get(coll, ids, False)["missing_ids"] == []
+    assert collections.get(coll, ids).missing_ids == []
     assert collections.store.describe(coll).size == 241
 
 
 def test_8_writers_8_readers_embedded(chute_app):
-    _concurrent_writers_and_readers(chute_app.collections, "conc_" + uuid.uuid4().hex[:8])
+    _concurrent_writers_and_readers(chute_app.store, "conc_" + uuid.uuid4().hex[:8])
 
 
 def test_8_writers_8_readers_postgres(engine, pg_url, tmp_path):
     store = open_store(pg_url, tmp_path)  # as the service opens it
     try:
-        _concurrent_writers_and_readers(Collections(engine, store), "conc_" + uuid.uuid4().hex[:8])
+        _concurrent_writers_and_readers(StoreService(engine, store), "conc_" + uuid.uuid4().hex[:8])
     finally:
         store.close()
 
