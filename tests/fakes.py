@@ -124,7 +124,27 @@ def fake_pool(hidden: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(f"unknown pooling {mode!r}")
 
 
-class FakeEmbedder:
+class _FakeService:
+    """What every fake model service shares: served locally, by no TEI, until it is closed."""
+
+    kind = "local"
+    runtime = "fake"
+    takes_token_ids = True
+    closed = False
+
+    def is_healthy(self) -> bool:
+        """Whether it answers: until it is closed."""
+        return not self.closed
+
+    def status(self) -> None:
+        """No TEI stands behind a fake."""
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeEmbedder(_FakeService):
     """A deterministic ``Embedder`` over a ``FakeTokenizer`` (see the module docstring).
 
     Args:
@@ -136,10 +156,6 @@ class FakeEmbedder:
             test can block the model on an event there, or count calls).
         fail_with: raised by every ``embed``/``embed_tokens`` call while set (a broken model).
     """
-
-    kind = "local"
-    runtime = "fake"
-    takes_token_ids = True
 
     def __init__(self, dimension: int = 32, max_input_tokens: int = 32, default_pooling: str = "mean",
                  tokenizer: FakeTokenizer | None = None, model_id: str = "fake/hashed-tokens",
@@ -216,16 +232,6 @@ class FakeEmbedder:
         return [self.hidden_states(self._ids(text, truncation, token_ids[i] if token_ids is not None else None))
                 for i, text in enumerate(texts)]
 
-    def is_healthy(self) -> bool:
-        """Whether it answers: until it is closed."""
-        return not self.closed
-
-    def status(self) -> None:
-        """No TEI stands behind a fake."""
-        return None
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class FakePairTokenizer:
@@ -265,13 +271,9 @@ class FakePairTokenizer:
         return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))).astype(np.float32)
 
 
-class FakeReranker:
+class FakeReranker(_FakeService):
     """A deterministic ``Reranker``: the logit is ``6 * share - 3``, ``share`` being the part of
     the query's distinct tokens that the document (as cut) contains, read from the pair's ids."""
-
-    kind = "local"
-    runtime = "fake"
-    takes_token_ids = True
 
     def __init__(self, max_input_tokens: int = 64, model_id: str = "fake/overlap-reranker",
                  on_score: Callable[[list[RerankWork]], None] | None = None) -> None:
@@ -297,16 +299,6 @@ class FakeReranker:
             out[row] = 6.0 * share - 3.0
         return out
 
-    def is_healthy(self) -> bool:
-        """Whether it answers: until it is closed."""
-        return not self.closed
-
-    def status(self) -> None:
-        """No TEI stands behind a fake."""
-        return None
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def fake_engine(settings: Any, limits: dict[str, Any] | None = None, *, cross_encoder: bool = True,

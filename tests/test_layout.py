@@ -28,6 +28,20 @@ def _modules() -> dict[str, Path]:
     return {**found, "my_embeddings": ROOT / "my_embeddings.py", "image": ROOT / "image.py"}
 
 
+def _imported(node: ast.AST, package: str) -> list[str]:
+    """What an import statement in ``package`` names, as absolute module (or module.attribute) names."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    base = node.module or ""
+    if node.level:
+        anchor = package.split(".")
+        anchor = anchor[: len(anchor) - (node.level - 1)]
+        base = ".".join(anchor + ([base] if base else []))
+    return [base] + [f"{base}.{a.name}" for a in node.names]
+
+
 def _top_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
     """The package modules ``name`` imports when it is imported (not inside functions or TYPE_CHECKING)."""
     tree = ast.parse(path.read_text())
@@ -36,18 +50,7 @@ def _top_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
     for node in tree.body:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join(anchor + ([base] if base else []))
-            targets = [base] + [f"{base}.{a.name}" for a in node.names]
-        else:
-            continue
-        for target in targets:
+        for target in _imported(node, package):
             while target and target not in known:
                 target = target.rpartition(".")[0]
             if target and target != name:
@@ -126,15 +129,7 @@ def _all_imports(name: str, path: Path) -> set[str]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join(anchor + ([base] if base else []))
-            found |= {base} | {f"{base}.{a.name}" for a in node.names}
+        found |= set(_imported(node, package))
     return found
 
 
