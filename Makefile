@@ -42,9 +42,11 @@ serve: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-# Every layer (what .ci/run runs), after the linter.
+# Every layer (what .ci/run runs), after the linter: test files spread over TEST_WORKERS processes
+# (the system tests mostly wait on servers they start; TEST_WORKERS=0 runs them in this process).
+TEST_WORKERS ?= 2
 test: lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The unit and http layers only, in the torch-free virtualenv (well under a minute).
 test-fast: install-fast

@@ -58,6 +58,7 @@ SYSTEM_PARAMS = frozenset({("store", "postgres")})
 SYSTEM_MODULES = frozenset({"test_tei.py"})
 
 _SAVED_STATE = pytest.StashKey[tuple[dict[str, str], str, str]]()
+_SHARED_MODELS = "EMBEDDINGS_TEST_MODEL_CACHE_DIR"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -67,13 +68,16 @@ def pytest_configure(config: pytest.Config) -> None:
     hub, a private data directory, one ONNX export cache, quiet logs, the project root as cwd."""
     tmp = tempfile.mkdtemp(prefix="embeddings-tests-")
     config.stash[_SAVED_STATE] = (dict(os.environ), os.getcwd(), tmp)
+    # One ONNX export per test run, shared by every server the tests start and, under pytest-xdist,
+    # by every worker: the first pytest process (the controller) names it, and the workers it
+    # spawns inherit the name. Exports are written to a temporary file and renamed into place.
+    os.environ.setdefault(_SHARED_MODELS, os.path.join(tmp, "models"))
     os.environ.update({
         "CHUTES_EXECUTION_CONTEXT": "REMOTE",
         "CHUTES_DEV_MODE": "true",
         "HF_HUB_OFFLINE": "1",
         "EMBEDDINGS_DATA_DIR": tmp,
-        # one ONNX export per test run, shared by every server the tests start
-        "EMBEDDINGS_MODEL_CACHE_DIR": os.path.join(tmp, "models"),
+        "EMBEDDINGS_MODEL_CACHE_DIR": os.environ[_SHARED_MODELS],
         "EMBEDDINGS_LOG_LEVEL": "WARNING",
     })
     os.chdir(ROOT)
@@ -122,10 +126,16 @@ def layer_of(item: pytest.Item) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    heaviest: dict[Path, int] = {}
     for item in items:
         layer = layer_of(item)
         if layer not in _declared_layers(item):
             item.add_marker(getattr(pytest.mark, layer))
+        heaviest[item.path] = max(heaviest.get(item.path, 0), LAYERS.index(layer))
+    # Files with the heaviest layers first, each file kept whole and in order: with several
+    # workers (``make test`` runs pytest-xdist, a file per worker at a time) the long process-
+    # starting files begin at once instead of trailing behind everything else.
+    items.sort(key=lambda item: -heaviest[item.path])
 
 
 # Fixtures ---------------------------------------------------------------------------------------------

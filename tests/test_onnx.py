@@ -26,6 +26,16 @@ def _settings(engine, tmp_path, **kw):
     )
 
 
+def _embed(backend, texts, mode):
+    """Vectors in input order, the over-long text in a pass of its own: padding every short text
+    to its 256 tokens would only multiply the work, not what is compared."""
+    short = [t for t in texts if len(t) < 1000]
+    long = [t for t in texts if len(t) >= 1000]
+    rows = dict(zip(short, backend.embed(short, [mode] * len(short))))
+    rows.update(zip(long, backend.embed(long, [mode] * len(long))))
+    return np.stack([rows[t] for t in texts])
+
+
 def _cos(a, b):
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
@@ -43,7 +53,7 @@ def test_onnx_fp32_matches_torch_for_every_pooling(engine, tmp_path, texts):
     torch_backend = build_local_backend(_settings(engine, tmp_path, backend="torch"), model)
     assert (onnx_backend.runtime, torch_backend.runtime) == ("onnx-fp32", "torch-cpu")
     for mode in ("mean", "cls", "max", "mean_sqrt_len"):
-        cos = _cos(onnx_backend.embed(texts, [mode] * len(texts)), torch_backend.embed(texts, [mode] * len(texts)))
+        cos = _cos(_embed(onnx_backend, texts, mode), _embed(torch_backend, texts, mode))
         assert cos.min() >= 0.9999, (mode, cos.min())
 
 
@@ -52,7 +62,7 @@ def test_int8_is_faster_path_but_lossy_and_says_so(engine, tmp_path, texts):
     int8 = build_local_backend(_settings(engine, tmp_path, backend="onnx", quantize="int8"), model)
     assert int8.runtime == "onnx-int8"
     fp32 = build_local_backend(_settings(engine, tmp_path, backend="onnx"), model)
-    cos = _cos(int8.embed(texts, ["mean"] * len(texts)), fp32.embed(texts, ["mean"] * len(texts)))
+    cos = _cos(_embed(int8, texts, "mean"), _embed(fp32, texts, "mean"))
     assert 0.95 < cos.min() < 0.99999 and cos.mean() > 0.985
 
 
