@@ -125,6 +125,15 @@ def layer_of(item: pytest.Item) -> str:
     return layer
 
 
+# The files that take longest (``--durations``, 2 cores), longest first.
+LONGEST_FILES = ("test_tei.py", "test_rerank.py", "test_node_smoke.py", "test_store_durability.py",
+                 "test_store_quality.py", "test_devserver.py", "test_store_contract.py", "test_fuzz.py")
+
+
+def _rank_by_length(name: str) -> int:
+    return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     heaviest: dict[Path, int] = {}
     for item in items:
@@ -132,10 +141,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if layer not in _declared_layers(item):
             item.add_marker(getattr(pytest.mark, layer))
         heaviest[item.path] = max(heaviest.get(item.path, 0), LAYERS.index(layer))
-    # Files with the heaviest layers first, each file kept whole and in order: with several
-    # workers (``make test`` runs pytest-xdist, a file per worker at a time) the long process-
-    # starting files begin at once instead of trailing behind everything else.
-    items.sort(key=lambda item: -heaviest[item.path])
+    # The longest files first, then by layer, each file kept whole and in order: ``make test`` hands
+    # a file at a time to each pytest-xdist worker, and the long process-starting files must begin
+    # at once, not trail behind everything else (longest-first is what keeps two workers even).
+    items.sort(key=lambda item: (_rank_by_length(item.path.name), -heaviest[item.path]))
 
 
 # Fixtures ---------------------------------------------------------------------------------------------
