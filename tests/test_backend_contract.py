@@ -44,11 +44,9 @@ class Implementation:
 
 
 @pytest.fixture(scope="module")
-def loaded_model() -> Any:
-    """The packaged model, loaded once for the local and TEI implementations."""
-    from chutes_embeddings.backends.local import LoadedModel
-
-    return LoadedModel(Settings.from_env(), "cpu")
+def loaded_model(engine: Any) -> Any:
+    """The packaged model for the local and TEI implementations: the session engine's, loaded once."""
+    return engine.embedder.tokenizer
 
 
 def _local(request: pytest.FixtureRequest, runtime: str) -> Iterator[Implementation]:
