@@ -202,13 +202,19 @@ def fake_app(tmp_path_factory: Any) -> Any:
     app.engine.close()
 
 
-@pytest.fixture(scope="session")
-def fake_client(fake_app: Any) -> Any:
-    """A Starlette ``TestClient`` over the chute over fakes, on a loopback base URL."""
+def _loopback_client(app: Any) -> Any:
+    """A Starlette ``TestClient`` over ``app`` on a loopback base URL (the local server answers
+    loopback host names only); errors come back as answers, as a client would see them."""
     from starlette.testclient import TestClient
 
-    with TestClient(fake_app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def fake_client(fake_app: Any) -> Any:
+    """A ``TestClient`` over the chute over fakes."""
+    yield from _loopback_client(fake_app)
 
 
 @pytest.fixture(params=["dev", "production"])
@@ -231,12 +237,8 @@ def st_model(engine: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def test_client(chute_app: Any) -> Any:
-    """A Starlette ``TestClient`` over the session chute, on a loopback base URL."""
-    from starlette.testclient import TestClient
-
-    # the local server answers loopback host names only
-    with TestClient(chute_app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
-        yield client
+    """A ``TestClient`` over the session chute."""
+    yield from _loopback_client(chute_app)
 
 
 @pytest.fixture(params=["dev", "production"])
