@@ -28,8 +28,9 @@ def configure_logging(settings: Settings) -> None:
         name = record["name"] or ""
         if name.startswith("chutes_embeddings"):
             return record["level"].no >= ours
-        if name == "chutes.chute.cord" and record["message"].endswith(": HTTPException"):
-            # the SDK logs every 4xx/5xx a cord answers as an ERROR; ours are answers, not faults
+        if name == "chutes.chute.cord" and record["message"].endswith("HTTPException"):
+            # the SDK logs every 4xx/5xx a cord answers as an ERROR, naming the exception's class
+            # (ours is ServiceHTTPException, a subclass of FastAPI's): answers, not faults
             return debug >= others
         return record["level"].no >= others
 

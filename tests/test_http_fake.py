@@ -166,3 +166,53 @@ def test_the_cohere_sdk_against_the_app(fake_client):
     client = cohere.ClientV2(api_key="x", base_url="http://127.0.0.1", httpx_client=fake_client)
     answer = client.rerank(model="rerank-v3.5", query="cat", documents=["dog", "cat", "a cat"], top_n=2)
     assert [r.index for r in answer.results][0] in (1, 2) and len(answer.results) == 2
+
+
+# A lone UTF-16 surrogate is valid JSON ("\ud800") but no Unicode text: every route refuses it where it
+# sits, in its own dialect, never with a 500.
+SURROGATE = "ok \\ud800 there"
+
+
+@pytest.mark.parametrize("path,raw,status,field", [
+    ("/embed", '{"inputs": ["fine", "%s"]}', 422, "inputs[1]"),
+    ("/v1/embeddings", '{"input": "%s"}', 400, "input"),
+    ("/tei/embed", '{"inputs": ["%s"]}', 422, None),
+    ("/tei/embed_all", '{"inputs": "%s"}', 422, None),
+    ("/tei/tokenize", '{"inputs": ["a", "%s"]}', 422, None),
+    ("/v2/rerank", '{"model": "m", "query": "q", "documents": ["a", "%s"]}', 400, "documents[1]"),
+    ("/v1/rerank", '{"query": "q", "documents": [{"text": "%s"}]}', 400, "documents[0].text"),
+    ("/store/add", '{"texts": ["a"], "metadata": {"k": "%s"}}', 422, "metadata.k"),
+    ("/store/add", '{"texts": ["a"], "metadata": {"%s": 1}}', 422, "metadata"),
+    ("/store/search", '{"query": "q", "filter_metadata": {"k": "%s"}}', 422, "filter_metadata.k"),
+    ("/store/delete", '{"filter_metadata": {"%s": 1}}', 422, "filter_metadata"),
+])
+def test_a_lone_surrogate_is_refused_where_it_is(fake_client, path, raw, status, field):
+    answer = fake_client.post(path, content=(raw % SURROGATE).encode(), headers={"content-type": "application/json"})
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    if path.startswith("/tei"):
+        assert body["error_type"] == "Validation" and "surrogate" in body["error"]
+    elif path.startswith("/v1/embeddings"):
+        assert body["error"]["param"] == field and "surrogate" in body["error"]["message"]
+    elif path.startswith(("/v2", "/v1")):
+        assert body["field"] == field and "surrogate" in body["message"]
+    else:
+        assert body["detail"]["field"] == field and body["detail"]["reason"] == "invalid_unicode"
+
+
+def test_a_4xx_is_an_answer_not_an_error_in_the_default_log(fake_client, capfd):
+    from chutes_embeddings.logs import configure_logging
+    from chutes_embeddings.settings import Settings
+
+    try:
+        configure_logging(Settings())  # the defaults, as `make serve` runs
+        capfd.readouterr()
+        assert fake_client.post("/embed", json={"inputs": []}).status_code == 422
+        quiet = capfd.readouterr().out
+        configure_logging(Settings(log_level="DEBUG"))
+        assert fake_client.post("/embed", json={"inputs": []}).status_code == 422
+        loud = capfd.readouterr().out
+    finally:
+        configure_logging(Settings(log_level="WARNING"))
+    assert "HTTPException" not in quiet, quiet  # the SDK's ERROR line for the refusal stays out
+    assert "ServiceHTTPException" in loud, "at DEBUG the SDK's line shows (or the SDK stopped logging it)"

@@ -5,7 +5,10 @@ Pure functions, no HTTP: the local server's request guard parses bodies with ``l
 every cord checks the parsed body with ``check_values`` (production parses bodies in the SDK, so
 this second check is the one that always runs). Python's ``json`` accepts ``NaN`` and
 ``Infinity`` and integers of any size; no store can keep them faithfully and no JSON encoder on
-the way out may emit them, so they are refused with the field that holds them.
+the way out may emit them, so they are refused with the field that holds them. JSON also allows
+``"\ud800"``, a lone UTF-16 surrogate, which is no Unicode text: no tokenizer, UTF-8 encoder or
+database takes it, so a string (or object key) holding one is refused where it is, for every route,
+here. Refusing is what TEI and OpenAI do; replacing it would change the caller's text silently.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ def check_values(body: Any, root: tuple[Any, ...] = ()) -> None:
 
     Raises:
         MalformedRequest: objects/arrays nested deeper than ``MAX_JSON_DEPTH`` (400).
-        InvalidInput: ``NaN``/``Infinity``, or an integer outside 64 bits, naming its field (422).
+        InvalidInput: ``NaN``/``Infinity``, an integer outside 64 bits, or a string or key that is
+            not Unicode text (a lone surrogate), naming its field (422).
     """
     stack: list[tuple[Any, tuple[Any, ...], int]] = [(body, root, 1)]
     while stack:
@@ -75,11 +79,31 @@ def check_values(body: Any, root: tuple[Any, ...] = ()) -> None:
             raise MalformedRequest(f"{field_path(path)}: objects/arrays nest deeper than {MAX_JSON_DEPTH} levels",
                                    field=field_path(path), limit=MAX_JSON_DEPTH)
         for key, child in children:
-            if not isinstance(child, str):  # the common case (texts) needs no look
+            if isinstance(child, str):
+                _check_text(child, (*path, key))
+            else:
                 stack.append((child, (*path, key), depth + 1))
+            if isinstance(key, str):
+                _check_text(key, path, key=True)
+
+
+def _check_text(text: str, path: tuple[Any, ...], key: bool = False) -> None:
+    """Refuse a string that is not Unicode text (a lone surrogate): UTF-8 cannot encode it."""
+    if text.isascii():  # the common case, and a fast one
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        where = field_path(path)
+        what = "a key" if key else "the text"
+        raise InvalidInput(f"{where}: {what} holds a lone UTF-16 surrogate (at character {exc.start}), which is "
+                           "not Unicode text; send valid UTF-8", field=where, reason="invalid_unicode") from None
 
 
 def _check_scalar(value: Any, path: tuple[Any, ...]) -> None:
+    if isinstance(value, str):
+        _check_text(value, path)
+        return
     if isinstance(value, float) and not math.isfinite(value):
         where = field_path(path)
         raise InvalidInput(f"{where}: NaN and Infinity are not JSON numbers; send a finite number or null",
