@@ -85,6 +85,15 @@ def test_cluster_methods(call, method):
     assert sorted(i for c in body["clusters"] for i in c["indices"]) == list(range(8))
 
 
+def test_the_readmes_clustering_example_groups_as_a_reader_expects(call):
+    texts = ["a cat", "a kitten", "stocks fell", "bonds rose"]  # README, "curl"
+    status, body = call("POST", "/cluster", {"texts": texts, "method": "kmeans"})
+    assert status == 200 and body["n_clusters"] == 2
+    groups = sorted(sorted(c["texts"]) for c in body["clusters"])
+    assert groups == [["a cat", "a kitten"], ["bonds rose", "stocks fell"]]
+    assert body["silhouette"] > 0.3
+
+
 def test_cluster_fixed_k(call):
     status, body = call("POST", "/cluster", {"texts": ["a", "b", "c", "d"], "n_clusters": 3})
     assert status == 200 and body["n_clusters"] == 3

@@ -33,9 +33,14 @@ def silhouette(vectors: np.ndarray, labels: np.ndarray) -> float | None:
     return float(silhouette_score(vectors[keep], labels[keep], metric="cosine"))
 
 
+# k-means restarts: 4 left the README's own four texts split wrongly (a cat with the bonds, silhouette
+# 0.20 against the obvious split's 0.36); 10, scikit-learn's long-time default, finds the better one.
+KMEANS_INITS = 10
+
+
 def _fit(vectors: np.ndarray, method: str, k: int) -> np.ndarray:
     if method == "kmeans":
-        return KMeans(n_clusters=k, n_init=4, random_state=0).fit_predict(vectors)
+        return KMeans(n_clusters=k, n_init=KMEANS_INITS, random_state=0).fit_predict(vectors)
     return AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(vectors)
 
 
