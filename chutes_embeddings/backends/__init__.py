@@ -21,8 +21,5 @@ from .protocols import (
     Tokenizer,
 )
 
-# The name earlier releases used for an embedding backend.
-Backend = Embedder
-
-__all__ = ["TRUNCATION_DIRECTIONS", "Backend", "EmbedWork", "Embedder", "ModelService", "PairIds",
+__all__ = ["TRUNCATION_DIRECTIONS", "EmbedWork", "Embedder", "ModelService", "PairIds",
            "PairTokenizer", "RerankWork", "Reranker", "Tokenizer"]

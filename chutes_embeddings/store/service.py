@@ -180,8 +180,7 @@ class StoreService:
                                field="rerank")
         where = parse_filter(filter_metadata)
         model, dimension = self.store.model_of(collection)  # NotFound (404) for an unknown collection
-        if query_vector is not None:
-            self.engine.check_admission([RERANKER] if rerank else [])
+        if query_vector is not None:  # no model is used (rerank needs the query text: refused above)
             vector = _caller_vectors([query_vector], 1, "query_vector")
             if vector.shape[1] != dimension:
                 raise InvalidInput(f"query_vector has {vector.shape[1]} dimensions; collection {collection!r} holds "
