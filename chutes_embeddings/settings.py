@@ -58,6 +58,10 @@ class Settings:
     # What one extra forward pass costs, in padded tokens: the batcher splits a batch by length
     # while padding costs more than this (measured ~28 on a 2-core CPU with ONNX Runtime).
     batch_overhead_tokens: int = 32
+    # Which waiting texts a forward pass is packed from: those that arrived within this long of the
+    # oldest, so newer texts of another length cannot overtake it for long (the p99 of many
+    # one-text clients; measured in docs/benchmarks.md, "The cost of one request").
+    batch_max_delay_ms: float = 100.0
     max_queue: int = 16_384
     # Admission: while the texts already waiting would take longer than this to drain (at the
     # measured rate), new work is refused with 429 at once, before it is tokenised.

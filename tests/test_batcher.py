@@ -283,13 +283,13 @@ def test_admission_refuses_by_measured_drain_time_with_retry_after():
     b = make(embed, max_batch_size=4, max_wait_s=0.0, max_queue_wait_s=0.3)
     for f in submit(b, [f"m{i}" for i in range(4)], ["mean"] * 4, [10] * 4):  # measures ~800 tokens/s
         f.result(timeout=10)
-    assert b.estimated_wait_s == 0.0 and not b.overloaded
+    assert b.stats().estimated_wait_s == 0.0 and not b.stats().overloaded
     gate.clear()
     started.clear()
     hold = submit(b, ["hold"], ["mean"], [10])
     wait_started(started)  # "hold" is running: what follows waits in the queue
     queued = submit(b, [f"q{i}" for i in range(40)], ["mean"] * 40, [10] * 40)  # ~0.5 s of model time
-    assert b.overloaded and b.estimated_wait_s > 0.3
+    assert b.stats().overloaded and b.stats().estimated_wait_s > 0.3
     with pytest.raises(Overloaded) as err:
         b.admit(1, 1)
     assert err.value.extra["retry_after_s"] >= 1 and "model time" in err.value.message
@@ -300,7 +300,7 @@ def test_admission_refuses_by_measured_drain_time_with_retry_after():
     for f in hold + queued:
         f.result(timeout=10)
     b.admit(1000, 1000).release()  # drained: admitted again
-    assert not b.overloaded
+    assert not b.stats().overloaded
     b.close()
 
 
@@ -330,12 +330,12 @@ def test_an_admission_holds_its_place_so_a_burst_cannot_all_pass_an_empty_queue(
     for f in submit(b, [f"m{i}" for i in range(4)], ["mean"] * 4, [10] * 4):  # ~800 tokens/s measured
         f.result(timeout=10)
     first = b.admit(50, 500)  # ~0.6 s of work, still being tokenised by its caller
-    assert b.queue_depth == 50 and b.overloaded
+    assert b.stats().queue_depth == 50 and b.stats().overloaded
     with pytest.raises(Overloaded):
         b.admit(1, 10)
     first.release()
     with b.admit(1, 10) as second:  # released: the queue is empty again
         futures = submit(b, ["x"], ["mean"], [10], admitted=second)
     futures[0].result(timeout=10)
-    assert b.queue_depth == 0
+    assert b.stats().queue_depth == 0
     b.close()

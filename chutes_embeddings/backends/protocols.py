@@ -32,13 +32,18 @@ class BatchingProfile:
     overhead_tokens: int | None = None  # one more pass's cost in padded tokens; None: the setting
 
 
-class EmbedWork(NamedTuple):
-    """One text queued for a forward pass: how to pool it, how it may be cut, its token ids."""
+@dataclass(slots=True)
+class EmbedWork:
+    """One text queued for a forward pass: how to pool it, how it may be cut (``truncation``:
+    ``right``/``left``, or None: it must not be), and, once the batcher's preparing step has
+    tokenised it, its token ids (cut at the model's limit) and its whole length in tokens."""
 
     text: str
     pooling: str
     truncation: str | None
-    ids: Sequence[int] | None
+    ids: Sequence[int] | None = None
+    full_tokens: int | None = None
+    counted: bool = False  # tokenise it even for a backend that tokenises on its side (usage, limits)
 
 
 class PairIds(NamedTuple):

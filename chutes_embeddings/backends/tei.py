@@ -5,7 +5,9 @@ through a reranker's TEI (``/rerank`` with ``raw_scores``: the engine applies th
 both share ``TeiClient``'s HTTP, batching and error mapping.
 
 Cords run in worker threads with throwaway event loops, so this uses one shared synchronous
-``httpx.Client``. The model's own pooling goes through ``/embed`` (``normalize=false``: the
+connection pool: urllib3's, whose request costs about a third of an ``httpx.Client``'s (every
+request to the service pays it in front of TEI: docs/benchmarks.md, "The cost of one request").
+The model's own pooling goes through ``/embed`` (``normalize=false``: the
 engine normalises); any other pooling through ``/embed_all``, whose per-token output is pooled by
 ``vectors.pool`` exactly as the local backend pools. Requests are split to TEI's
 ``max_client_batch_size`` (read from ``/info``) and to its payload limit, and reassembled in
@@ -22,9 +24,9 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-import httpx
 import numpy as np
 import orjson
+import urllib3
 from loguru import logger
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -35,6 +37,8 @@ from .protocols import RerankWork
 # TEI refuses bodies over 2,000,000 bytes (--payload-limit); stay well under it.
 MAX_PAYLOAD_BYTES = 1_500_000
 _CALLER_ERRORS = {"Validation", "Tokenizer", "Empty"}
+_JSON = {"Content-Type": "application/json"}
+POOL_CONNECTIONS = 16  # kept open to TEI: the batcher's passes in flight, health checks, /embed_all
 
 
 class TeiUnavailable(BackendUnavailable):
@@ -45,22 +49,23 @@ class _TeiOverloaded(TeiUnavailable):
     """TEI answered 429 (retried a few times before giving up)."""
 
 
-def map_error(response: httpx.Response) -> Exception:
-    """The service error for a TEI error response (see module docstring)."""
+def map_error(status: int, content: bytes) -> Exception:
+    """The service error for a TEI error response, from its status and body (see module docstring)."""
     try:
-        body = response.json()
+        body = orjson.loads(content)
     except ValueError:
         body = None
     if not isinstance(body, dict) or "error_type" not in body:
         # axum's plain-text rejections (bad JSON, wrong shape, payload, content type): our request was wrong
-        logger.error("TEI rejected a request it could not parse ({}): {}", response.status_code, response.text[:200])
-        return TeiUnavailable(f"TEI answered {response.status_code}: {response.text[:200]}")
+        text = content[:200].decode("utf-8", "replace")
+        logger.error("TEI rejected a request it could not parse ({}): {}", status, text)
+        return TeiUnavailable(f"TEI answered {status}: {text}")
     kind, message = str(body.get("error_type")), str(body.get("error", ""))
-    if response.status_code in (400, 413, 422) and kind in _CALLER_ERRORS:
+    if status in (400, 413, 422) and kind in _CALLER_ERRORS:
         return InvalidInput(f"the model server refused the input: {message}", tei_error_type=kind)
-    if response.status_code == 429:
+    if status == 429:
         return _TeiOverloaded(f"TEI is overloaded: {message}")
-    return TeiUnavailable(f"TEI answered {response.status_code} {kind}: {message}")
+    return TeiUnavailable(f"TEI answered {status} {kind}: {message}")
 
 
 def _truncation_fields(truncation: str | None) -> dict[str, Any]:
@@ -81,15 +86,18 @@ class TeiClient:
         self.base_url = base_url
         self.model_id = model_id
         self.max_input_tokens = max_input_tokens
-        self._http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout_s, connect=2.0))
+        self._http = urllib3.connection_from_url(
+            base_url, maxsize=POOL_CONNECTIONS, block=False, retries=False,
+            timeout=urllib3.Timeout(connect=2.0, read=timeout_s),
+        )
         self._max_client_batch: int | None = None
         self.info: dict[str, Any] = {}
 
     def refresh_info(self) -> dict[str, Any]:
         """Read TEI's /info (client batch cap, token limit, version)."""
-        response = self._request("GET", "/info")
+        content = self._request("GET", "/info")
         try:
-            info = response.json()
+            info = orjson.loads(content)
             max_client_batch = int(info.get("max_client_batch_size") or 32)
             tei_limit = int(info.get("max_input_length") or self.max_input_tokens)
         except (ValueError, TypeError, AttributeError) as exc:
@@ -102,8 +110,8 @@ class TeiClient:
 
     def is_healthy(self) -> bool:
         try:
-            return self._http.get("/health").status_code == 200
-        except httpx.HTTPError:
+            return self._http.request("GET", "/health").status == 200
+        except urllib3.exceptions.HTTPError:
             return False
 
     def status(self) -> dict[str, Any]:
@@ -127,26 +135,33 @@ class TeiClient:
         return slices
 
     def _post(self, path: str, payload: dict[str, Any]) -> Any:
-        for attempt in Retrying(retry=retry_if_exception_type(_TeiOverloaded), stop=stop_after_attempt(3),
-                                wait=wait_exponential(multiplier=0.05, max=0.5), reraise=True):
-            with attempt:
-                response = self._request("POST", path, payload)
-                try:
-                    # orjson: 10x faster than the standard parser on float arrays (9 against 115 us
-                    # for one 384-float vector), and every TEI answer on the hot path is one
-                    return orjson.loads(response.content)
-                except ValueError as exc:
-                    raise TeiUnavailable(f"TEI {path} answered with a body that is not JSON") from exc
-        raise AssertionError("this is a bug: tenacity returned without a result")
-
-    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
+        """POST ``payload``, its JSON answer parsed; a 429 is retried a few times (the first try
+        runs outside tenacity, whose set-up costs more than the request on the hot path)."""
+        body = orjson.dumps(payload)
         try:
-            response = self._http.request(method, path, json=payload)
-        except httpx.HTTPError as exc:
+            content = self._request("POST", path, body)
+        except _TeiOverloaded:
+            for attempt in Retrying(retry=retry_if_exception_type(_TeiOverloaded), stop=stop_after_attempt(2),
+                                    wait=wait_exponential(multiplier=0.05, max=0.5), reraise=True):
+                with attempt:
+                    content = self._request("POST", path, body)
+        try:
+            # orjson: 10x faster than the standard parser on float arrays (9 against 115 us
+            # for one 384-float vector), and every TEI answer on the hot path is one
+            return orjson.loads(content)
+        except ValueError as exc:
+            raise TeiUnavailable(f"TEI {path} answered with a body that is not JSON") from exc
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        """One request to TEI: its body on success, the mapped service error otherwise."""
+        try:
+            response = self._http.urlopen(method, path, body=body, headers=_JSON if body is not None else None,
+                                          preload_content=True)
+        except urllib3.exceptions.HTTPError as exc:
             raise TeiUnavailable(f"TEI {method} {path} failed: {type(exc).__name__}") from exc
-        if response.status_code >= 400:
-            raise map_error(response)
-        return response
+        if response.status >= 400:
+            raise map_error(response.status, response.data)
+        return response.data
 
 
 class TeiBackend(TeiClient):

@@ -4,9 +4,14 @@ Cords run in many worker threads while there is one model. Callers ``submit`` wo
 text to embed, a query-document pair to score: the batcher only sees each item's token cost) and get
 ``concurrent.futures.Future`` objects back; one worker thread looks at what is waiting (waiting at
 most ``max_wait_s`` for company when there is little), sorts it by length and splits it into
-batches of similar lengths (padding costs compute; so does each extra pass: see ``_pack``) within
-a padded-token budget and a size cap, runs the batch that holds the oldest item (see ``_take``),
-and completes every future with its own vector or with the batch's exception.
+batches of similar lengths (padding costs compute; so does each extra pass) within a padded-token
+budget and a size cap, among the items that arrived within ``max_delay_s`` of the oldest, runs the
+batch that holds the oldest item (``packing.next_batch``), and completes every future with its own
+vector or with the batch's exception.
+
+Preparing: with a ``prepare_fn`` (the embedder's tokenizer), a second thread turns all that has
+arrived into model inputs in one call while the forward pass runs (callers queue raw texts, costed
+by the length estimate until counted), so the next batch is ready when the runtime frees.
 
 Admission: the queue is bounded by a text count (``max_queue``) and by time: the batcher measures
 how fast it drains (padded tokens per second of forward passes) and, while what already waits
@@ -30,11 +35,15 @@ from loguru import logger
 from ..backends.protocols import BatchingProfile
 from ..errors import BackendUnavailable, InvalidInput, Overloaded
 from ..settings import Settings
+from .packing import next_batch
 from .results import BatcherStats
 
 # run_fn(payloads) -> one result per payload, in order: a forward pass over what callers submitted
 # (e.g. the pipeline's texts with their pooling and token ids, or the reranker's pairs).
 RunFn = Callable[[list[Any]], Sequence[Any]]
+# prepare_fn(payloads) -> per payload its token cost, or the exception that fails it (e.g. a text over
+# the model's limit that must not be cut); it may complete the payloads in place (their token ids).
+PrepareFn = Callable[[list[Any]], Sequence["int | BaseException"]]
 RATE_SMOOTHING = 0.3  # weight of the newest batch in the drain-rate average
 MAX_RETRY_AFTER_S = 60
 CHARS_PER_TOKEN = 4  # admission's estimate of a text's cost before it is tokenised
@@ -43,8 +52,6 @@ CHARS_PER_TOKEN = 4  # admission's estimate of a text's cost before it is tokeni
 def estimate_tokens(chars: int, limit: int, special_tokens: int = 2) -> int:
     """An input's cost before (or instead of) tokenising it: ~4 characters a token, at most ``limit``."""
     return min(limit, chars // CHARS_PER_TOKEN + special_tokens)
-
-
 
 
 @dataclass
@@ -97,12 +104,16 @@ class Batcher:
         max_wait_s: float,
         max_queue: int,
         max_queue_wait_s: float = math.inf,
+        max_delay_s: float = math.inf,
         workers: int = 1,
         overhead_tokens: int = 32,
+        prepare_fn: PrepareFn | None = None,
         name: str = "batcher",
         unit: str = "texts",
     ) -> None:
         self._run_fn = run_fn
+        self._prepare_fn = prepare_fn
+        self.max_delay_s = max_delay_s
         self.unit = unit  # what an item is, in messages ("texts", "pairs")
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
@@ -111,8 +122,9 @@ class Batcher:
         self.max_queue_wait_s = max_queue_wait_s
         self.overhead_tokens = overhead_tokens
         self.workers = workers
-        self._pending: deque[_Item] = deque()
-        self._pending_tokens = 0  # sum of tokens in _pending, kept as items come and go
+        self._pending: deque[_Item] = deque()  # ready for a forward pass
+        self._arriving: deque[_Item] = deque()  # waiting for prepare_fn
+        self._pending_tokens = 0  # sum of tokens in _pending and _arriving, kept as items come and go
         self._reserved_texts = 0  # admitted, not yet submitted (see admit)
         self._reserved_tokens = 0
         self._cond = threading.Condition()
@@ -125,12 +137,14 @@ class Batcher:
         # observer(tokens per text, queue wait per text, pass seconds), after each forward pass
         self.observer: Callable[[list[int], list[float], float], None] | None = None
         self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        if prepare_fn is not None:
+            self._threads.append(threading.Thread(target=self._prepare, name=f"{name}-prepare", daemon=True))
         for thread in self._threads:
             thread.start()
 
     @classmethod
     def for_service(cls, run_fn: RunFn, settings: Settings, profile: BatchingProfile, *, max_batch_tokens: int,
-                    max_batch_size: int, name: str, unit: str) -> "Batcher":
+                    max_batch_size: int, name: str, unit: str, prepare_fn: PrepareFn | None = None) -> "Batcher":
         """The batcher of one model service: its batch limits, the queue limits every service
         shares, and the profile of what serves it (passes in flight, the cost of one more pass)."""
         return cls(
@@ -140,9 +154,11 @@ class Batcher:
             max_wait_s=settings.batch_wait_ms / 1000.0,
             max_queue=settings.max_queue,
             max_queue_wait_s=settings.max_queue_wait_s,
+            max_delay_s=settings.batch_max_delay_ms / 1000.0,
             workers=profile.in_flight,
             overhead_tokens=settings.batch_overhead_tokens if profile.overhead_tokens is None
             else profile.overhead_tokens,
+            prepare_fn=prepare_fn,
             name=name,
             unit=unit,
         )
@@ -154,31 +170,35 @@ class Batcher:
         tokens: Sequence[int],
         max_batch: int | None = None,
         admitted: Admission | None = None,
+        prepared: bool = False,
     ) -> list[Future]:
         """Queue work items (all or none) and return one future per item, in order.
 
         Args:
             payloads: what ``run_fn`` gets for each item (the batcher does not look inside).
-            tokens: each item's token count (its cost in the budget; capped at the model limit).
+            tokens: each item's token count (its cost in the budget; capped at the model limit),
+                or its estimate when a ``prepare_fn`` will count them.
             max_batch: at most this many of these items per forward pass.
             admitted: the place ``admit`` reserved for these items (it is used up here); without
                 one the queue is checked now.
+            prepared: the payloads need no ``prepare_fn`` (they skip the preparing thread).
 
         Raises:
             Overloaded: the queue cannot take them now (see ``admit``).
             BackendUnavailable: the batcher is shut down.
         """
         cap = min(max_batch or self.max_batch_size, self.max_batch_size)
-        items = [_Item(p, max(1, n), cap) for p, n in zip(payloads, tokens)]
+        now = time.monotonic()  # one time for the call: its items never overtake each other
+        items = [_Item(p, max(1, n), cap, enqueued=now) for p, n in zip(payloads, tokens)]
         with self._cond:
             if admitted is not None and admitted.release_locked():
                 if self._closed:
                     raise BackendUnavailable("the engine is shutting down")
             else:
                 self._admit_locked(len(items), sum(item.tokens for item in items))
-            self._pending.extend(items)
+            (self._pending if prepared or self._prepare_fn is None else self._arriving).extend(items)
             self._pending_tokens += sum(item.tokens for item in items)
-            self._cond.notify()
+            self._cond.notify_all()
         return [item.future for item in items]
 
     def admit(self, n: int, tokens: int) -> Admission:
@@ -221,30 +241,12 @@ class Batcher:
         raise Overloaded(f"{reason}; retry in {retry_after} s", limit=self.max_queue, retry_after_s=retry_after)
 
     def _waiting_locked(self) -> int:
-        return len(self._pending) + self._reserved_texts
+        return len(self._pending) + len(self._arriving) + self._reserved_texts
 
     def _wait_locked(self) -> float:
         if not self._tokens_per_s:
             return 0.0
         return (self._pending_tokens + self._reserved_tokens) / self._tokens_per_s
-
-    @property
-    def estimated_wait_s(self) -> float:
-        """Seconds of model time the waiting texts need at the measured rate (0 before any batch)."""
-        with self._cond:
-            return self._wait_locked()
-
-    @property
-    def overloaded(self) -> bool:
-        """True while new work would be refused on time grounds."""
-        with self._cond:
-            return bool(self._waiting_locked()) and self._wait_locked() > self.max_queue_wait_s
-
-    @property
-    def queue_depth(self) -> int:
-        """Texts waiting now (admitted ones still being tokenised included)."""
-        with self._cond:
-            return self._waiting_locked()
 
     def stats(self) -> BatcherStats:
         """The limits, the queue now and the counters so far."""
@@ -268,18 +270,17 @@ class Batcher:
 
     # --- worker side ---------------------------------------------------------------------
     def _take(self) -> list[_Item] | None:
-        """The next batch to run: the packed batch that holds the oldest waiting item.
+        """The next batch to run (``packing.next_batch``), None once closed and drained.
 
-        After waiting up to ``max_wait_s`` for company, the oldest ``4 x max_batch_size`` waiting
-        items are packed by length (``_pack``) and the batch holding the oldest of them runs; the
-        others wait, to be packed again with whatever arrives meanwhile. So every pass takes the
-        oldest item (a short text is never overtaken for ever by newer long ones), and nothing
-        waits for a whole earlier gathering to drain first (which made the p99 of 16 concurrent
-        callers twice their p50).
+        After waiting up to ``max_wait_s`` for company, the oldest ``4 x max_batch_size`` ready
+        items that arrived within ``max_delay_s`` of the oldest are packed by length and the batch
+        holding the oldest runs; the others wait, to be packed again with what arrives meanwhile.
+        So every pass takes the oldest item (a short text is never overtaken for ever by newer
+        long ones), and nothing waits for a whole earlier gathering to drain first.
         """
         with self._cond:
             while not self._pending:
-                if self._closed:
+                if self._closed and not self._arriving:
                     return None
                 self._cond.wait()
             deadline = self._pending[0].enqueued + self.max_wait_s
@@ -295,43 +296,45 @@ class Batcher:
                 if not self._pending:  # another worker took it
                     return []
             window = [self._pending.popleft() for _ in range(min(len(self._pending), 4 * self.max_batch_size))]
-            oldest = window[0]
-            batch = next(b for b in self._pack(window) if any(it is oldest for it in b))
+            batch = next_batch(window, overhead_tokens=self.overhead_tokens,
+                               max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size,
+                               max_delay_s=self.max_delay_s)
             chosen = {id(it) for it in batch}
             self._pending.extendleft(reversed([it for it in window if id(it) not in chosen]))
             self._pending_tokens -= sum(item.tokens for item in batch)
             if self._pending:
-                self._cond.notify()  # another worker may run the next one
+                self._cond.notify_all()  # another worker may run the next one
             return batch
 
-    def _pack(self, items: list[_Item]) -> list[list[_Item]]:
-        """Split items, longest first, into batches that waste little compute on padding.
-
-        A forward pass costs about ``overhead_tokens + count x longest`` (measured on CPU: 2.7 ms
-        + 0.096 ms per padded token, so ~28 tokens of overhead). Each batch is the prefix of the
-        remaining sorted items with the most real tokens per unit of that cost, within the token
-        budget and the size caps: texts of similar length go together, and a batch grows only
-        while padding costs less than another pass would.
-        """
-        items = sorted(items, key=lambda it: it.tokens, reverse=True)
-        batches: list[list[_Item]] = []
-        start = 0
-        while start < len(items):
-            longest = items[start].tokens
-            cap = self.max_batch_size
-            best_end, best_rate, useful = start + 1, -1.0, 0
-            for end in range(start + 1, len(items) + 1):
-                cap = min(cap, items[end - 1].max_batch)
-                count = end - start
-                if count > cap or (count > 1 and longest * count > self.max_batch_tokens):
-                    break
-                useful += items[end - 1].tokens
-                rate = useful / (self.overhead_tokens + longest * count)
-                if rate >= best_rate:
-                    best_end, best_rate = end, rate
-            batches.append(items[start:best_end])
-            start = best_end
-        return batches
+    def _prepare(self) -> None:
+        """The preparing thread: everything that arrived, through ``prepare_fn`` in one call."""
+        assert self._prepare_fn is not None
+        while True:
+            with self._cond:
+                while not self._arriving:
+                    if self._closed:
+                        return
+                    self._cond.wait()
+                arrived = list(self._arriving)
+                self._arriving.clear()
+            live = [it for it in arrived if not it.future.cancelled()]
+            try:
+                costs: Sequence[int | BaseException] = self._prepare_fn([it.payload for it in live])
+            except BaseException as exc:  # every caller must hear of it; the thread lives on
+                logger.opt(exception=exc).warning("preparing {} items failed: {}", len(live), type(exc).__name__)
+                costs = [exc] * len(live)
+            failed = [(it, c) for it, c in zip(live, costs) if isinstance(c, BaseException)]
+            with self._cond:
+                self._pending_tokens -= sum(it.tokens for it in arrived)
+                self.items_dropped += len(arrived) - len(live)
+                for item, cost in zip(live, costs):
+                    if not isinstance(cost, BaseException):
+                        item.tokens = max(1, cost)
+                        self._pending_tokens += item.tokens
+                        self._pending.append(item)
+                self._cond.notify_all()
+            for item, exc in failed:
+                item.future.set_exception(exc)
 
     def _measure(self, batch: list[_Item], elapsed_s: float) -> None:
         """Fold one batch into the drain rate (tokens/s over all workers) and the counters."""

@@ -1,4 +1,5 @@
-"""A thread-safe LRU of raw (un-normalised) vectors, keyed on everything that changes them."""
+"""A thread-safe LRU of raw (un-normalised) vectors, keyed on everything that changes them, each
+with its text's length in tokens (so a hit answers usage and the token limit without tokenising)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from cachetools import LRUCache
 
 
 class EmbeddingCache:
-    """LRU cache of pooled vectors.
+    """LRU cache of pooled vectors and their texts' token counts (None where not counted).
 
     Keys are ``(model identity, pooling, text)``. Normalisation is applied after the cache, so
     it is not part of the key; truncation is not either, because an input that fits the model is
@@ -19,13 +20,13 @@ class EmbeddingCache:
     """
 
     def __init__(self, maxsize: int) -> None:
-        self._lru: LRUCache[Hashable, np.ndarray] | None = LRUCache(maxsize) if maxsize > 0 else None
+        self._lru: LRUCache[Hashable, tuple[np.ndarray, int | None]] | None = LRUCache(maxsize) if maxsize > 0 else None
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get_many(self, keys: Sequence[Hashable]) -> list[np.ndarray | None]:
-        """Look up each key; counts hits and misses."""
+    def get_many(self, keys: Sequence[Hashable]) -> list[tuple[np.ndarray, int | None] | None]:
+        """Look up each key: (vector, token count) or None; counts hits and misses."""
         if self._lru is None:
             self.misses += len(keys)
             return [None] * len(keys)
@@ -36,13 +37,14 @@ class EmbeddingCache:
             self.misses += len(keys) - hit
         return found
 
-    def put_many(self, keys: Sequence[Hashable], vectors: np.ndarray) -> None:
-        """Store one row of ``vectors`` per key (rows are copied so callers may reuse the array)."""
+    def put_many(self, keys: Sequence[Hashable], vectors: np.ndarray, tokens: Sequence[int | None]) -> None:
+        """Store one row of ``vectors`` per key with its text's token count (rows are copied so
+        callers may reuse the array)."""
         if self._lru is None:
             return
         with self._lock:
-            for key, row in zip(keys, vectors):
-                self._lru[key] = row.copy()
+            for key, row, n in zip(keys, vectors, tokens):
+                self._lru[key] = (row.copy(), n)
 
     def stats(self) -> dict[str, int | float]:
         """Plain-data counters for /info."""

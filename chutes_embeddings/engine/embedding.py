@@ -1,4 +1,4 @@
-"""The one path every text takes to become a vector: cache, admission, tokenising, batching.
+"""The one path every text takes to become a vector: cache, admission, batching, tokenising.
 
 ``EmbeddingPipeline`` owns the cache, the batcher and the tokenizer over one ``Embedder``; the
 ``Engine`` composes it with the reranker. Synchronous and thread-safe: cords call it from many
@@ -17,7 +17,7 @@ import numpy as np
 from ..backends.protocols import TRUNCATION_DIRECTIONS, BatchingProfile, Embedder, EmbedWork, Tokenizer
 from ..errors import BackendUnavailable, EmbeddingsError, InvalidInput
 from ..settings import Settings
-from .batcher import Admission, Batcher, estimate_tokens
+from .batcher import Batcher, estimate_tokens
 from .cache import EmbeddingCache
 from .caller import current_scope
 from .results import EMBEDDER, Embedded, EmbedOptions, ModelState
@@ -64,12 +64,13 @@ def check_direction(direction: str) -> None:
                            field="truncation_direction", limit=list(TRUNCATION_DIRECTIONS))
 
 
-def _first_positions(texts: Sequence[str]) -> dict[str, int]:
-    """Each distinct text's first index (what an error about it names)."""
-    first: dict[str, int] = {}
-    for i, text in enumerate(texts):
-        first.setdefault(text, i)
-    return first
+class TooLong(InvalidInput):
+    """A text over the model's limit that must not be cut, found while preparing it (the
+    pipeline answers with its position in the request)."""
+
+    def __init__(self, text: str, tokens: int) -> None:
+        super().__init__(f"a text has {tokens} tokens, more than the model accepts")
+        self.text, self.tokens = text, tokens
 
 
 class EmbeddingPipeline:
@@ -79,7 +80,7 @@ class EmbeddingPipeline:
         settings: the service settings.
         embedder: what serves forward passes (local, TEI, or TEI with local fallback).
         tokenizer: the local model's tokenizer; it tokenises a text at most once, and only when
-            its ids or its count are needed.
+            its ids or its count are needed, in the batcher's preparing thread (``prepare``).
         profile: how to batch for what serves the model.
     """
 
@@ -92,7 +93,7 @@ class EmbeddingPipeline:
         self.batcher = Batcher.for_service(
             embed_runner(embedder), settings, profile or BatchingProfile(),
             max_batch_tokens=settings.max_batch_tokens, max_batch_size=settings.max_batch_size,
-            name="batcher", unit="texts",
+            name="batcher", unit="texts", prepare_fn=self.prepare,
         )
 
     @property
@@ -121,10 +122,10 @@ class EmbeddingPipeline:
     def embed(self, texts: Sequence[str], options: EmbedOptions = EmbedOptions()) -> Embedded:
         """Embed texts (cache first, then shared forward passes), in input order.
 
-        The steps, in this order: check the options; look each text up in the cache; admit the
-        misses (``Overloaded`` at once when the queue is full, before any tokenising); tokenise
-        once what must be (``_to_tokenize``); queue the misses, with their token ids, for shared
-        forward passes; cut to ``dimensions``; normalise.
+        The steps, in this order: check the options; look each text up in the cache; queue the
+        misses, raw, for shared forward passes (the one admission: ``Overloaded`` at once when the
+        queue is full); the batcher's preparing thread tokenises everything waiting in one call
+        while the model runs (``prepare``); cut to ``dimensions``; normalise.
 
         Returns:
             (len(texts), dimensions or dimension) float32 vectors, and each text's token count as
@@ -138,18 +139,23 @@ class EmbeddingPipeline:
         """
         mode = self._check_options(options)
         keys = [(self.model_id, mode, options.truncation_direction, text) for text in texts]
-        out, missing = self._lookup(keys, texts)
-        counts: list[int] | None = None
-        with self._admit(list(missing)) as admitted:
-            to_tokenize = self._to_tokenize(texts, missing, options)
-            ids, full = self.tokenizer.tokenize(to_tokenize, options.truncation_direction) if to_tokenize else ([], [])
-            if not options.truncate:
-                self._check_token_limit(to_tokenize, full, _first_positions(texts), options.truncation_direction)
-            encoded = dict(zip(to_tokenize, ids))
-            if options.count_tokens:
-                counts = [len(encoded[text]) for text in texts]
-            if missing:
-                self._compute_misses(missing, encoded, mode, options, admitted, out)
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        full: dict[str, int | None] = {}
+        missing: dict[str, list[int]] = {}
+        counted = options.count_tokens or not options.truncate
+        for i, (text, hit) in enumerate(zip(texts, self.cache.get_many(keys))):
+            if hit is None or (counted and hit[1] is None):  # cached uncounted (TEI): count it now
+                missing.setdefault(text, []).append(i)
+            else:
+                out[i], full[text] = hit
+        if not options.truncate:
+            self._check_token_limit(full, texts, options.truncation_direction)
+        if missing:
+            full.update(self._compute_misses(missing, mode, options, out))
+        counts = None
+        if options.count_tokens:
+            limit = self.backend.max_input_tokens
+            counts = [min(full[text] or 0, limit) for text in texts]
         return Embedded(self._finish(out, options), counts)
 
     def _check_options(self, options: EmbedOptions) -> str:
@@ -166,41 +172,51 @@ class EmbeddingPipeline:
                                field="dimensions", limit=self.dimension)
         return mode
 
-    def _lookup(
-        self, keys: list[tuple[str, str, str, str]], texts: Sequence[str]
-    ) -> tuple[np.ndarray, dict[str, list[int]]]:
-        """The cached vectors in place, and each missing text's positions."""
-        found = self.cache.get_many(keys)
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        missing: dict[str, list[int]] = {}
-        for i, (text, vec) in enumerate(zip(texts, found)):
-            if vec is None:
-                missing.setdefault(text, []).append(i)
-            else:
-                out[i] = vec
-        return out, missing
-
-    def _to_tokenize(self, texts: Sequence[str], missing: dict[str, list[int]], options: EmbedOptions) -> list[str]:
-        """Every distinct text when counting or with ``truncate=False`` (so a cached vector never
-        answers an input over the limit); else the misses, when the backend takes token ids (TEI
-        tokenises on its side, and its batches are costed by the length estimate)."""
-        if options.count_tokens or not options.truncate:
-            return list(dict.fromkeys(texts))
-        return list(missing) if self.backend.takes_token_ids else []
-
-    def _compute_misses(self, missing: dict[str, list[int]], encoded: dict[str, list[int]], mode: str,
-                        options: EmbedOptions, admitted: Admission | None, out: np.ndarray) -> None:
-        """Queue the misses for shared forward passes, cache their vectors and put them in place."""
-        unique = list(missing)
+    def _compute_misses(self, missing: dict[str, list[int]], mode: str, options: EmbedOptions,
+                        out: np.ndarray) -> dict[str, int | None]:
+        """Queue the misses for shared forward passes, cache their vectors and put them in place;
+        each miss's whole length in tokens (None where it was not tokenised)."""
         truncation = options.truncation_direction if options.truncate else None
-        token_ids = [encoded.get(t) for t in unique]
-        work = [EmbedWork(text, mode, truncation, ids) for text, ids in zip(unique, token_ids)]
-        tokens = [len(ids) if ids is not None else self._estimate_tokens(text) for text, ids in zip(unique, token_ids)]
-        futures = self.batcher.submit(work, tokens, options.max_batch, admitted)
-        vectors = np.stack(wait_for(futures, self.settings.request_timeout_s))
-        self.cache.put_many([(self.model_id, mode, options.truncation_direction, t) for t in unique], vectors)
-        for text, row in zip(unique, vectors):
-            out[missing[text]] = row
+        counted = options.count_tokens or not options.truncate
+        work = [EmbedWork(text, mode, truncation, counted=counted) for text in missing]
+        prepared = not (counted or self.backend.takes_token_ids)  # nothing to tokenise (TEI does it)
+        futures = self.batcher.submit(work, [self._estimate_tokens(w.text) for w in work], options.max_batch,
+                                      prepared=prepared)
+        try:
+            vectors = np.stack(wait_for(futures, self.settings.request_timeout_s))
+        except TooLong as exc:
+            raise self._too_long(exc.tokens, missing[exc.text][0], options.truncation_direction) from None
+        lengths = {w.text: w.full_tokens for w in work}  # filled in by prepare, before the pass
+        self.cache.put_many([(self.model_id, mode, options.truncation_direction, w.text) for w in work], vectors,
+                            [lengths[w.text] for w in work])
+        for w, row in zip(work, vectors):
+            out[missing[w.text]] = row
+        return lengths
+
+    def prepare(self, work: list[EmbedWork]) -> list[int | BaseException]:
+        """The batcher's preparing step: tokenise, in one call per direction, every waiting text
+        that needs it (all, when the backend takes token ids; else those counted), and cost each
+        text by its token count (or its length estimate); ``TooLong`` for a text over the limit
+        that must not be cut."""
+        takes_ids = self.backend.takes_token_ids
+        by_direction: dict[str, list[EmbedWork]] = {}
+        for w in work:
+            if takes_ids or w.counted:
+                by_direction.setdefault(w.truncation or "right", []).append(w)
+        for direction, items in by_direction.items():
+            ids, full = self.tokenizer.tokenize([w.text for w in items], direction)
+            for w, row, n in zip(items, ids, full):
+                w.ids, w.full_tokens = (row if takes_ids else None), n
+        limit = self.backend.max_input_tokens
+        costs: list[int | BaseException] = []
+        for w in work:
+            if w.full_tokens is None:
+                costs.append(self._estimate_tokens(w.text))
+            elif w.truncation is None and w.full_tokens > limit:
+                costs.append(TooLong(w.text, w.full_tokens))
+            else:
+                costs.append(min(w.full_tokens, limit))
+        return costs
 
     @staticmethod
     def _finish(out: np.ndarray, options: EmbedOptions) -> np.ndarray:
@@ -218,17 +234,20 @@ class EmbeddingPipeline:
     def _estimate_tokens(self, text: str) -> int:
         return estimate_tokens(len(text), self.backend.max_input_tokens)
 
-    def _check_token_limit(self, texts: list[str], counts: list[int], position: dict[str, int],
-                           direction: str) -> None:
+    def _too_long(self, tokens: int, index: int, direction: str) -> InvalidInput:
         limit = self.backend.max_input_tokens
-        for text, n in zip(texts, counts):
-            if n > limit:
-                kept = "first" if direction == "right" else "last"
-                raise InvalidInput.for_item(
-                    position[text],
-                    f"has {n} tokens; the model accepts at most {limit}. "
-                    f"Send truncate=true to embed its {kept} tokens, or split the text.",
-                    limit=limit, tokens=n)
+        kept = "first" if direction == "right" else "last"
+        return InvalidInput.for_item(
+            index, f"has {tokens} tokens; the model accepts at most {limit}. "
+            f"Send truncate=true to embed its {kept} tokens, or split the text.", limit=limit, tokens=tokens)
+
+    def _check_token_limit(self, lengths: dict[str, int | None], texts: Sequence[str], direction: str) -> None:
+        """Refuse the first of ``texts`` whose known length is over the model's limit."""
+        limit = self.backend.max_input_tokens
+        for i, text in enumerate(texts):
+            n = lengths.get(text)
+            if n is not None and n > limit:
+                raise self._too_long(n, i, direction)
 
     def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True,
                      truncation_direction: str = "right") -> list[np.ndarray]:
@@ -241,7 +260,7 @@ class EmbeddingPipeline:
         with self._admit(texts):
             ids, full = self.tokenizer.tokenize(texts, truncation_direction)  # once: the backend takes these ids
             if not truncate:
-                self._check_token_limit(list(texts), full, _first_positions(texts), truncation_direction)
+                self._check_token_limit(dict(zip(texts, full)), texts, truncation_direction)
             return self.backend.embed_tokens(texts, truncation_direction if truncate else None, ids)
 
     def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:

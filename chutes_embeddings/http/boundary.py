@@ -73,5 +73,15 @@ def install_boundary(app: Any, routes: RouteTable) -> None:
         if metrics is not None:
             metrics.observe_request(routes.route_label(path), method, status, seconds)
 
-    app.build_middleware_stack = lambda: RequestGuard(build(), lambda: app.routes, settings, admission,
-                                                      routes.dialect, observe)
+    def build_stack() -> RequestGuard:
+        if settings().local_server:  # the guard parses and hands on the body (guard.hand_on)
+            app.user_middleware = [m for m in app.user_middleware if not _is_sdk_dev_middleware(m.cls)]
+        return RequestGuard(build(), lambda: app.routes, settings, admission, routes.dialect, observe)
+
+    app.build_middleware_stack = build_stack
+
+
+def _is_sdk_dev_middleware(cls: Any) -> bool:
+    """The SDK's ``DevMiddleware`` (named, not imported: importing the SDK's entrypoint module
+    pulls in its whole CLI)."""
+    return getattr(cls, "__name__", "") == "DevMiddleware" and getattr(cls, "__module__", "").startswith("chutes.")

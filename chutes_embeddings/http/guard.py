@@ -18,8 +18,10 @@ authentication in front of it:
 - a POST must declare ``application/json`` (415 otherwise): browsers send ``text/plain`` bodies
   cross-origin without a CORS preflight, JSON ones never;
 - unknown paths answer 404 and wrong methods 405 before the body is read, and the body is parsed
-  here with the limits of ``payload.loads_body`` (400 naming the limit), so the SDK's dev
-  middleware never meets a body it would fail on.
+  here, once, with the limits of ``payload.loads_body`` (400 naming the limit), and handed on as
+  the SDK's dev middleware would hand it (``request.state.decrypted``): ``install_boundary``
+  leaves that middleware out of the local server's stack, the costliest layer of a request there
+  (docs/benchmarks.md, "The cost of one request").
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# (method, path) pairs that matched a route in full: the local server's route check is a dict
+# lookup after the first request (bounded: only routes that exist are kept).
+ROUTE_CACHE_SIZE = 1024
 BODY_METHODS = ("POST", "PUT", "PATCH")
 LOGGED_FRAMES = 12
 
@@ -95,6 +100,7 @@ class RequestGuard:
         self.admission = admission
         self.dialect_for = dialect_for
         self.observe = observe
+        self._routed: set[tuple[str, str]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,6 +142,8 @@ class RequestGuard:
                                 field="Host", limit=list(LOOPBACK_HOSTS))
             self._match_route(scope, path, method)
         if method not in BODY_METHODS:
+            if settings.local_server:
+                hand_on(scope, None)
             return receive
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
@@ -152,16 +160,20 @@ class RequestGuard:
         state.done = True
         self.admission(path)  # read (so the client hears the answer) but not parsed
         if settings.local_server:
-            loads_body(body)  # 400 on a body the SDK's dev middleware would fail on
+            hand_on(scope, loads_body(body))  # 400 here on a body that is no JSON
         return _replay(body, receive)
 
     def _match_route(self, scope: Scope, path: str, method: str) -> None:
         if path.startswith("/_"):
             raise NotFound(f"no route {path}", field="path")
+        if (method, path) in self._routed:
+            return
         allowed: set[str] = set()
         for route in self.routes():
             match, _ = route.matches(scope)
             if match == Match.FULL:
+                if len(self._routed) < ROUTE_CACHE_SIZE:
+                    self._routed.add((method, path))
                 return
             if match == Match.PARTIAL:
                 allowed |= set(getattr(route, "methods", None) or ())
@@ -217,6 +229,14 @@ async def _answer(response: JSONResponse, body: _BodyState, scope: Scope, receiv
     if not body.done:
         response.headers["connection"] = "close"
     await response(scope, receive, send)
+
+
+def hand_on(scope: Scope, body: Any) -> None:
+    """Hand the parsed body on as the SDK's dev middleware does (``request.state.decrypted``,
+    read by the cord handler), so the local server parses it once, here."""
+    state = scope.setdefault("state", {})
+    state["decrypted"] = body
+    state["serialized"] = False
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
