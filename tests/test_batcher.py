@@ -339,3 +339,73 @@ def test_an_admission_holds_its_place_so_a_burst_cannot_all_pass_an_empty_queue(
     futures[0].result(timeout=10)
     assert b.stats().queue_depth == 0
     b.close()
+
+
+class GatedPreparer:
+    """A ``prepare_fn`` that records each call and holds its first call until ``release`` is set;
+    texts named ``too-long`` fail as the pipeline fails a text that must not be cut."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.first_started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, work):
+        self.calls.append([w.text for w in work])
+        if len(self.calls) == 1:
+            self.first_started.set()
+            assert self.release.wait(10), "the test never released the preparer"
+        return [ValueError("too long") if w.text == "too-long" else 5 for w in work]
+
+
+def test_what_arrives_while_the_preparer_works_is_prepared_in_one_call():
+    prep = GatedPreparer()
+    b = make(Recorder(), prepare_fn=prep)
+    first = submit(b, ["first"], ["mean"], [1])
+    assert prep.first_started.wait(10)
+    later = [submit(b, [f"t{i}"], ["mean"], [1])[0] for i in range(5)]  # five callers, one text each
+    prep.release.set()
+    for f in first + later:
+        f.result(timeout=10)
+    assert prep.calls == [["first"], [f"t{i}" for i in range(5)]]
+    b.close()
+
+
+def test_a_text_refused_while_preparing_fails_alone():
+    prep = GatedPreparer()
+    prep.release.set()
+    rec = Recorder()
+    b = make(rec, prepare_fn=prep)
+    futures = submit(b, ["fine", "too-long", "also fine"], ["mean"] * 3, [1] * 3)
+    assert futures[0].result(timeout=10).shape == (4,) and futures[2].result(timeout=10).shape == (4,)
+    with pytest.raises(ValueError, match="too long"):
+        futures[1].result(timeout=10)
+    assert all("too-long" not in batch for batch in rec.batches)  # it never reached the model
+    assert b.stats().queue_depth == 0
+    b.close()
+
+
+def test_work_whose_caller_left_is_dropped_before_it_is_prepared():
+    prep = GatedPreparer()
+    b = make(Recorder(), prepare_fn=prep)
+    first = submit(b, ["first"], ["mean"], [1])
+    assert prep.first_started.wait(10)
+    gone = submit(b, ["gone"], ["mean"], [1])
+    assert gone[0].cancel()
+    kept = submit(b, ["kept"], ["mean"], [1])
+    prep.release.set()
+    kept[0].result(timeout=10)
+    first[0].result(timeout=10)
+    assert ["gone"] not in prep.calls and "gone" not in sum(prep.calls, [])
+    assert b.stats().items_dropped == 1 and b.stats().queue_depth == 0
+    b.close()
+
+
+def test_work_that_needs_no_preparing_skips_the_preparer():
+    prep = GatedPreparer()
+    prep.release.set()
+    b = make(Recorder(), prepare_fn=prep)
+    futures = b.submit([EmbedWork("ready", "mean", "right")], [3], prepared=True)
+    assert futures[0].result(timeout=10).shape == (4,)
+    assert prep.calls == []
+    b.close()

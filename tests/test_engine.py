@@ -149,3 +149,33 @@ def test_health_reads_each_services_own_status(settings):
         assert healthy.health().status == "ok" and healthy.info().reranker.batching is not None
     finally:
         healthy.close()
+
+
+def test_a_cached_text_is_counted_and_checked_without_tokenising_it_again(tmp_path):
+    engine = fake_engine(Settings(data_dir=str(tmp_path), cache_size=100))
+    tokenizer = engine.embedder.tokenizer
+    long_text = " ".join(f"w{i}" for i in range(100))
+    try:
+        first = engine.embed(["the cat sat", long_text], EmbedOptions(count_tokens=True))
+        assert first.token_counts == [5, engine.embedder.backend.max_input_tokens]  # as embedded: cut
+        seen = len(tokenizer.seen)
+        again = engine.embed(["the cat sat"], EmbedOptions(count_tokens=True, truncate=False))
+        assert again.token_counts == [5]
+        with pytest.raises(InvalidInput) as refused:
+            engine.embed(["the cat sat", long_text], EmbedOptions(truncate=False))
+        assert refused.value.index == 1 and refused.value.extra["tokens"] == 102
+        assert len(tokenizer.seen) == seen, "cache hits answered from the cache"
+    finally:
+        engine.close()
+
+
+def test_a_text_too_long_to_cut_is_refused_at_its_first_position(settings):
+    engine = fake_engine(settings)
+    long_text = " ".join(f"w{i}" for i in range(100))
+    try:
+        with pytest.raises(InvalidInput) as refused:
+            engine.embed(["ok", "fine", long_text, "ok", long_text], EmbedOptions(truncate=False))
+        assert refused.value.index == 2
+        assert engine.embed(["ok"], EmbedOptions(truncate=False, count_tokens=True)).token_counts == [3]
+    finally:
+        engine.close()

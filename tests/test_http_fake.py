@@ -216,3 +216,35 @@ def test_a_4xx_is_an_answer_not_an_error_in_the_default_log(fake_client, capfd):
         configure_logging(Settings(log_level="WARNING"))
     assert "HTTPException" not in quiet, quiet  # the SDK's ERROR line for the refusal stays out
     assert "ServiceHTTPException" in loud, "at DEBUG the SDK's line shows (or the SDK stopped logging it)"
+
+
+def test_the_local_server_parses_a_body_once_and_hands_it_on_as_the_sdk_would():
+    """On the local server the guard parses the body (orjson) and hands it on in
+    ``request.state.decrypted``, as the SDK's dev middleware does, and that middleware (the
+    costliest layer of a request there) leaves the stack."""
+    from chutes.entrypoint.run import DevMiddleware
+    from fastapi import FastAPI
+    from starlette.responses import JSONResponse
+    from starlette.testclient import TestClient
+
+    from chutes_embeddings.http.boundary import install_boundary
+    from chutes_embeddings.http.routes import RouteTable
+    from chutes_embeddings.settings import Settings
+
+    app = FastAPI()
+    app.settings = Settings(local_server=True)
+    seen: list[object] = []
+
+    async def echo(request):  # a plain Starlette endpoint, as the SDK mounts a cord
+        seen.append((request.state.decrypted, request.state.serialized, await request.body()))
+        return JSONResponse({})
+
+    app.router.add_route("/echo", echo, methods=["POST"])
+    app.add_middleware(DevMiddleware)
+    install_boundary(app, RouteTable())
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.post("/echo", json={"inputs": ["a", "b"], "x": 1.5}).status_code == 200
+        refused = client.post("/echo", content=b'{"inputs": [', headers={"content-type": "application/json"})
+    assert seen == [({"inputs": ["a", "b"], "x": 1.5}, False, b'{"inputs":["a","b"],"x":1.5}')]
+    assert refused.status_code == 400 and "not valid JSON" in refused.text
+    assert not any(m.cls is DevMiddleware for m in app.user_middleware)
