@@ -12,7 +12,9 @@ floor: what TEI alone would take. The same requests sent to an empty cord on the
 TEI alone) and this project's code (the rest: the service's p50 and p99 over the empty cord's, and
 its CPU per request over the empty cord's). The empty cord runs behind the SDK's whole local stack,
 its dev middleware included; the service's request guard parses the body in that middleware's
-place, so "ours" is what this project adds net of what it saves the SDK.
+place, so "ours" is what this project adds net of what it saves the SDK. All three servers are up
+at once and each row drives them in alternating blocks of 100 requests, so the machine's drift
+(10-30% between minutes on a shared machine) falls on the three alike.
 
     python -m bench.overhead [--requests 2000]
 """
@@ -45,7 +47,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def drive(post: Callable[[str], None], texts: list[str], clients: int, pid: int | None) -> dict[str, float]:
+def drive(post: Callable[[str], None], texts: list[str], clients: int) -> list[float]:
+    """Send ``texts`` one per request from ``clients`` threads; each request's seconds."""
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -55,20 +58,37 @@ def drive(post: Callable[[str], None], texts: list[str], clients: int, pid: int 
         with lock:
             latencies.append(time.perf_counter() - t)
 
-    cpu0 = cpu_seconds(pid) if pid else 0.0
-    started = time.perf_counter()
     if clients == 1:
         for text in texts:
             one(text)
     else:
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(one, texts))
-    elapsed = time.perf_counter() - started
-    row = {"rps": len(texts) / elapsed, "p50_ms": float(np.percentile(latencies, 50)) * 1000,
-           "p99_ms": float(np.percentile(latencies, 99)) * 1000}
-    if pid:
-        row["cpu_ms_per_request"] = (cpu_seconds(pid) - cpu0) / len(texts) * 1000
-    return row
+    return latencies
+
+
+def interleaved(targets: dict[str, tuple[Callable[[str], None], int | None]], texts: list[str], clients: int,
+                block: int = 100) -> dict[str, dict[str, float]]:
+    """Each target driven with the same texts in alternating blocks of ``block`` requests (so the
+    machine's drift falls on all of them alike): requests/s, p50/p99 and, for a target with a
+    process id, that process's CPU time per request."""
+    latencies: dict[str, list[float]] = {name: [] for name in targets}
+    busy = dict.fromkeys(targets, 0.0)
+    cpu = dict.fromkeys(targets, 0.0)
+    for start in range(0, len(texts), block):
+        chunk = texts[start : start + block]
+        for name, (post, pid) in targets.items():
+            cpu0, t = (cpu_seconds(pid) if pid else 0.0), time.perf_counter()
+            latencies[name] += drive(post, chunk, clients)
+            busy[name] += time.perf_counter() - t
+            cpu[name] += (cpu_seconds(pid) - cpu0) if pid else 0.0
+    rows = {}
+    for name, (_, pid) in targets.items():
+        rows[name] = {"rps": len(texts) / busy[name], "p50_ms": float(np.percentile(latencies[name], 50)) * 1000,
+                      "p99_ms": float(np.percentile(latencies[name], 99)) * 1000}
+        if pid:
+            rows[name]["cpu_ms_per_request"] = cpu[name] / len(texts) * 1000
+    return rows
 
 
 def run(requests: int) -> list[dict[str, Any]]:
@@ -84,7 +104,8 @@ def run(requests: int) -> list[dict[str, Any]]:
         env = {"EMBEDDINGS_DATA_DIR": str(Path(tmp) / "data"), "EMBEDDINGS_CACHE_SIZE": "0",
                "EMBEDDINGS_LOG_LEVEL": "WARNING", "EMBEDDINGS_TEI_BINARY": str(binary)}
         server = start_dev_server(ROOT, env, log, 300)
-        http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=32))
+        floor = start_dev_server(ROOT / "bench", {}, log, 120, chute_ref="floor_chute:chute", ready_path="/embed")
+        http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64))
         try:
             deadline = time.monotonic() + 120
             while http.get(f"{server.url}/health").json().get("backend") != "tei":
@@ -99,38 +120,30 @@ def run(requests: int) -> list[dict[str, Any]]:
             def tei_alone(text: str) -> None:
                 http.post(f"{tei_url}/embed", json={"inputs": [text], "normalize": False}).raise_for_status()
 
-            for post in (service, tei_alone):
+            def empty_cord(text: str) -> None:
+                http.post(f"{floor.url}/embed", json={"inputs": text}).raise_for_status()
+
+            targets = {"service": (service, server.proc.pid), "tei_alone": (tei_alone, None),
+                       "empty_cord": (empty_cord, floor.proc.pid)}
+            for post, _ in targets.values():
                 for text in texts[:100]:
                     post(text)  # warm-up
             for clients in (1, 16):
-                floor = drive(tei_alone, texts, clients, None)
-                ours = drive(service, texts, clients, server.proc.pid)
-                rows.append({"clients": clients, "service": ours, "tei_alone": floor,
-                             "added_p50_ms": ours["p50_ms"] - floor["p50_ms"]})
+                row: dict[str, Any] = {"clients": clients, **interleaved(targets, texts, clients)}
+                s, t, e = row["service"], row["tei_alone"], row["empty_cord"]
+                row["added_p50_ms"] = s["p50_ms"] - t["p50_ms"]
+                row["sdk_share_p50_ms"] = e["p50_ms"] - t["p50_ms"]
+                row["ours_p50_ms"] = s["p50_ms"] - e["p50_ms"]
+                row["ours_p99_ms"] = s["p99_ms"] - e["p99_ms"]
+                rows.append(row)
             served = http.get(f"{server.url}/info").json()["tei"]["served_texts"]
             if served.get("local"):
                 raise RuntimeError(f"some requests were not served by the stand-in: {served}")
         finally:
+            http.close()
             server.stop()
+            floor.stop()
             log.close()
-        with open(Path(tmp) / "floor.log", "ab") as floor_log:
-            floor = start_dev_server(
-                ROOT / "bench", {}, floor_log, 120, chute_ref="floor_chute:chute", ready_path="/embed"
-            )
-            try:
-                def empty_cord(text: str) -> None:
-                    http.post(f"{floor.url}/embed", json={"inputs": text}).raise_for_status()
-
-                for text in texts[:100]:
-                    empty_cord(text)
-                for row in rows:
-                    row["empty_cord"] = drive(empty_cord, texts, row["clients"], floor.proc.pid)
-                    row["sdk_share_p50_ms"] = row["empty_cord"]["p50_ms"] - row["tei_alone"]["p50_ms"]
-                    row["ours_p50_ms"] = row["service"]["p50_ms"] - row["empty_cord"]["p50_ms"]
-                    row["ours_p99_ms"] = row["service"]["p99_ms"] - row["empty_cord"]["p99_ms"]
-            finally:
-                http.close()
-                floor.stop()
     return rows
 
 

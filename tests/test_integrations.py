@@ -234,3 +234,34 @@ def test_readme_rag_snippets_run_as_written(live_server, capsys, marker, expecte
     exec(compile(block.replace("http://127.0.0.1:8000", live_server), f"README:{marker}", "exec"), {})
     printed = capsys.readouterr().out
     assert f"Context: {expected}" in printed and "Question: How are embedding models served?" in printed
+
+
+# --- the README's curl examples run as written (against this live server) ----------------------------
+def _readme_shell_blocks() -> list[list[str]]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```bash\n")[1:]]
+    return [[line for line in b.splitlines() if line and not line.startswith("#")] for b in blocks if "curl " in b]
+
+
+def test_readme_curl_examples_run_as_written(live_server):
+    """Each curl line of the README, run by bash as written (only ``B`` points at this server),
+    answers JSON that is no error: the section that adds, searches and drops ``docs``, then the
+    reranking block (after adding ``docs`` again, as its comment says)."""
+    import json
+    import subprocess
+
+    curl_section, rerank_block = ([b for b in _readme_shell_blocks() if b[0].startswith("B=")],
+                                  [b for b in _readme_shell_blocks() if not b[0].startswith("B=")])
+    [section] = curl_section
+    [rerank] = rerank_block
+    preamble = [line.replace("http://127.0.0.1:8000", live_server) for line in section if "=" in line.split()[0]]
+    commands = [line for line in section if line.startswith("curl ")]
+    add = next(line for line in commands if "/store/add" in line)
+    drop = next(line for line in commands if "/store/drop" in line)
+    for line in commands + [add] + rerank + [drop]:
+        run = subprocess.run(["bash", "-c", "\n".join([*preamble, line])], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, (line, run.stderr)
+        answer = json.loads(run.stdout)
+        assert not (isinstance(answer, dict) and ("error" in answer or "detail" in answer)), (line, answer)
