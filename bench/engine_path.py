@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +39,7 @@ def main() -> None:
     os.environ.setdefault("EMBEDDINGS_DATA_DIR", f"/tmp/engine-path-{root.name}")
     import gc
 
+    from bench.clients import drive
     from bench.corpus import mixed_sentences
     from chutes_embeddings.engine.results import EmbedOptions
     from chutes_embeddings.engine.startup import start_engine
@@ -61,19 +60,9 @@ def main() -> None:
         for i in range(0, len(texts), 32):
             run(texts[i : i + 32])
         rates.append(len(texts) / (time.perf_counter() - started))
-    latencies: list[float] = []
-    lock = threading.Lock()
-
-    def one(text: str) -> None:
-        t = time.perf_counter()
-        run([text])
-        with lock:
-            latencies.append(time.perf_counter() - t)
-
     singles = mixed_sentences(1000, seed=2)
     started = time.perf_counter()
-    with ThreadPoolExecutor(args.clients) as pool:
-        list(pool.map(one, singles))
+    latencies = drive(lambda text: run([text]), singles, args.clients)
     rate = len(singles) / (time.perf_counter() - started)
     p50, p99 = (float(np.percentile(latencies, q)) * 1000 for q in (50, 99))
     print(f"{root.name} {' '.join(args.env)}: batches of 32 {' '.join(f'{r:.1f}' for r in rates)} texts/s; "

@@ -26,15 +26,14 @@ import os
 import stat
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 import httpx
 import numpy as np
 
+from .clients import drive
 from .corpus import mixed_sentences
 from .targets import ROOT
 
@@ -45,26 +44,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process (all its threads), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def drive(post: Callable[[str], None], texts: list[str], clients: int) -> list[float]:
-    """Send ``texts`` one per request from ``clients`` threads; each request's seconds."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-
-    def one(text: str) -> None:
-        t = time.perf_counter()
-        post(text)
-        with lock:
-            latencies.append(time.perf_counter() - t)
-
-    if clients == 1:
-        for text in texts:
-            one(text)
-    else:
-        with ThreadPoolExecutor(clients) as pool:
-            list(pool.map(one, texts))
-    return latencies
 
 
 def interleaved(targets: dict[str, tuple[Callable[[str], None], int | None]], texts: list[str], clients: int,

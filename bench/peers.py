@@ -32,15 +32,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 import httpx
 import numpy as np
 
+from .clients import drive
 from .corpus import mixed_sentences
 from .targets import ROOT, peak_rss_mb
 
@@ -160,18 +159,8 @@ def measure(server: Server, texts: list[str], singles: list[str]) -> tuple[dict[
         parts = [embed(texts[i : i + size]) for i in range(0, len(texts), size)]
         out[f"batch{size}_tps"] = len(texts) / (time.perf_counter() - started)
         vectors = np.concatenate(parts) if vectors is None else vectors
-    latencies: list[float] = []
-    lock = threading.Lock()
-
-    def one(text: str) -> None:
-        t = time.perf_counter()
-        embed([text])
-        with lock:
-            latencies.append(time.perf_counter() - t)
-
     started = time.perf_counter()
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(one, singles))
+    latencies = drive(lambda text: embed([text]), singles, 16)
     out["conc_tps"] = len(singles) / (time.perf_counter() - started)
     out["conc_p50_ms"], out["conc_p99_ms"] = (float(np.percentile(latencies, q)) * 1000 for q in (50, 99))
     sequential = []

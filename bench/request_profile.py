@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from .clients import drive
 from .corpus import mixed_sentences
 from .peers import start_ours
 
@@ -58,22 +57,13 @@ def _sums(text: str) -> dict[str, float]:
 def profile(url: str, texts: list[str]) -> dict[str, float]:
     """Run the 16 clients once against ``url``; the stages' means and the client's figures."""
     http = httpx.Client(base_url=url, timeout=300, limits=httpx.Limits(max_connections=32))
-    latencies: list[float] = []
-    lock = threading.Lock()
-
     def one(text: str) -> None:
-        started = time.perf_counter()
         http.post(ROUTE, json={"input": [text], "model": "default"}).raise_for_status()
-        with lock:
-            latencies.append(time.perf_counter() - started)
 
-    for text in texts[:50]:
-        one(text)  # warm-up
-    latencies.clear()
+    drive(one, texts[:50], 1)  # warm-up
     before = _sums(http.get("/metrics").text)
     started = time.perf_counter()
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(one, texts))
+    latencies = drive(one, texts, 16)
     elapsed = time.perf_counter() - started
     after = _sums(http.get("/metrics").text)
     http.close()
