@@ -1,11 +1,14 @@
 """What every wire format shares: the limits (the only place they are written), the field types,
-the text-input check, and the two request bases (strict for the native API, lax for compatible ones)."""
+the text-input check, and the two request bases (both strict about values; the native API's also
+refuses unknown fields, the compatible ones ignore them)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from chutes_embeddings.errors import InvalidInput
 from chutes_embeddings.store.names import COLLECTION_NAME_PATTERN
@@ -40,6 +43,7 @@ DEFAULT_FIND_LIMIT = 100
 LIMITS: dict[str, int] = {
     name.lower(): value for name, value in dict(globals()).items() if name.startswith(("MAX_", "MIN_", "DEFAULT_"))
 }
+
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
 Pooling = Literal["cls", "mean", "max", "mean_sqrt_len", "lasttoken", "weightedmean"]
@@ -87,12 +91,42 @@ def text_inputs(field: str, max_items: int) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-class StrictRequest(BaseModel):
-    # strict: no silent "5" -> 5 or 1 -> True; forbid: a misspelt option is an error, not ignored.
+def _int_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The names (as sent) of ``model``'s fields that hold an integer, optional or not."""
+    names = set()
+    for name, info in model.model_fields.items():
+        kinds = get_args(info.annotation) if get_origin(info.annotation) in (Union, UnionType) else (info.annotation,)
+        kinds = tuple(get_args(k)[0] if get_origin(k) is Annotated else k for k in kinds)
+        if int in kinds and bool not in kinds:
+            names.add(info.alias or name)
+    return frozenset(names)
+
+
+class _JsonNumbers(BaseModel):
+    """One rule for numbers on every route. JSON has one number type: ``2.0`` is the integer 2 (as
+    JSON Schema says), while ``2.5``, ``true`` and ``"2"`` are no integers (the models are strict:
+    no ``"5"`` -> 5 or 1 -> True either)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers_are_integers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            whole = [k for k in _int_fields_of(cls) if isinstance(data.get(k), float) and data[k].is_integer()]
+            if whole:
+                data = {**data, **{k: int(data[k]) for k in whole}}
+        return data
+
+
+_int_fields_of = functools.cache(_int_fields)
+
+
+class StrictRequest(_JsonNumbers):
+    # strict values (``_JsonNumbers``); forbid: a misspelt option is an error, not ignored.
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-class LaxRequest(BaseModel):
+class LaxRequest(_JsonNumbers):
     # Compatible clients send fields we do not use (OpenAI's extra_body, TEI's newer options):
-    # ignored, as the originals ignore them. Lax, as the originals are (JSON has no int/float split).
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # ignored, as the originals ignore them. Lax about fields, strict about values, as the
+    # originals are (OpenAI, TEI's serde and Cohere refuse true or "3" for an integer).
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)

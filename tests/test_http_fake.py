@@ -248,3 +248,49 @@ def test_the_local_server_parses_a_body_once_and_hands_it_on_as_the_sdk_would():
     assert seen == [({"inputs": ["a", "b"], "x": 1.5}, False, b'{"inputs":["a","b"],"x":1.5}')]
     assert refused.status_code == 400 and "not valid JSON" in refused.text
     assert not any(m.cls is DevMiddleware for m in app.user_middleware)
+
+
+# One strictness rule on every route: an integer is a JSON integer or a whole-number float; a
+# boolean, a numeric string or a fraction is refused in the route's own error shape, naming the field.
+STRICTNESS = [  # path, a valid body, the integer field, an error model, how much the field's value shows
+    ("/embed/batch", {"texts": ["a", "b"]}, "batch_size", S.NativeError),
+    ("/search", {"query": "cat", "corpus": ["a cat", "a dog"]}, "top_k", S.NativeError),
+    ("/v1/embeddings", {"input": "a cat", "model": "m"}, "dimensions", S.OpenAIError),
+    ("/tei/embed", {"inputs": "a cat"}, "dimensions", S.TeiError),
+    ("/v2/rerank", {"model": "m", "query": "cat", "documents": ["dog", "cat"]}, "top_n", S.CohereError),
+    ("/v1/rerank", {"model": "m", "query": "cat", "documents": ["dog", "cat"]}, "max_tokens_per_doc", S.CohereError),
+]
+
+
+@pytest.mark.parametrize("path,body,field,error_model", STRICTNESS)
+@pytest.mark.parametrize("value", [True, "2", 2.5])
+def test_a_boolean_a_string_or_a_fraction_is_no_integer_on_any_route(fake_call, path, body, field, error_model, value):
+    status, answer = fake_call("POST", path, {**body, field: value})
+    assert 400 <= status < 500, answer
+    error_model.model_validate(answer)
+    assert field in str(answer), answer
+
+
+@pytest.mark.parametrize("path,body,field,error_model", STRICTNESS)
+def test_a_whole_number_float_is_an_integer_on_every_route(fake_call, path, body, field, error_model):
+    status, answer = fake_call("POST", path, {**body, field: 2.0})
+    assert status == 200, answer
+    status, exact = fake_call("POST", path, {**body, field: 2})
+    assert status == 200
+    if isinstance(answer, dict):  # Cohere's answers carry a fresh id
+        answer.pop("id", None)
+        exact.pop("id", None)
+    assert answer == exact
+
+
+@pytest.mark.parametrize("path,body,field,error_model", [
+    ("/embed", {"inputs": "a cat"}, "normalize", S.NativeError),
+    ("/tei/embed", {"inputs": "a cat"}, "normalize", S.TeiError),
+    ("/v1/rerank", {"model": "m", "query": "cat", "documents": ["dog"]}, "return_documents", S.CohereError),
+])
+@pytest.mark.parametrize("value", [1, "true"])
+def test_only_true_and_false_are_booleans_on_any_route(fake_call, path, body, field, error_model, value):
+    status, answer = fake_call("POST", path, {**body, field: value})
+    assert 400 <= status < 500, answer
+    error_model.model_validate(answer)
+    assert field in str(answer), answer
