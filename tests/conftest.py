@@ -254,10 +254,17 @@ def dev_call(test_client: Any) -> Call:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: Any) -> str:
+def live_server_dir(tmp_path_factory: Any) -> Path:
+    """The live server's folder: its data and its log (``server.log``)."""
+    return tmp_path_factory.mktemp("live")
+
+
+@pytest.fixture(scope="session")
+def live_server(live_server_dir: Path) -> str:
     """One real local server for the session (``chutes run``, as ``make serve`` starts it)."""
-    # a short body timeout so the slow-body test need not wait the default 30 s
-    with running_server(tmp_path_factory.mktemp("live"), {"EMBEDDINGS_BODY_TIMEOUT_S": "2"}) as url:
+    # a short body timeout so the slow-body test need not wait the default 30 s; the default log
+    # level, as a user runs it (the tests' own processes log at WARNING)
+    with running_server(live_server_dir, {"EMBEDDINGS_BODY_TIMEOUT_S": "2", "EMBEDDINGS_LOG_LEVEL": "INFO"}) as url:
         yield url
 
 
