@@ -294,3 +294,36 @@ def test_only_true_and_false_are_booleans_on_any_route(fake_call, path, body, fi
     assert 400 <= status < 500, answer
     error_model.model_validate(answer)
     assert field in str(answer), answer
+
+
+def test_rows_damaged_by_another_writer_never_make_a_collection_unsearchable(fake_app, fake_call):
+    """Metadata written into the SQLite file by another writer (NaN, Infinity, 1e999, a 70-digit
+    integer, a key twice, no JSON at all) is read as repaired, and a filter over the collection
+    (its in-memory path: more rows than ``filter_memory_min_rows``) still answers."""
+    import sqlite3
+    from pathlib import Path
+
+    coll = f"damaged-{uuid.uuid4().hex[:6]}"
+    rows = fake_app.settings.filter_memory_min_rows + 500
+    for start in range(0, rows, 1000):
+        part = range(start, min(start + 1000, rows))
+        status, _ = fake_call("POST", "/store/add", {"collection": coll, "texts": [f"t{i}" for i in part],
+                                                     "ids": [f"r{i}" for i in part],
+                                                     "metadata": [{"k": i % 5} for i in part]})
+        assert status == 200
+    damaged = ['{"k": NaN}', '{"k": Infinity}', '{"k": -Infinity}', '{"k": 1e999}', '{"k": ' + "9" * 70 + "}",
+               '{"k": 1, "k": 2}', '{"k": ', '[1, 2]', '"text"', 'null', '{"k": {"deep": NaN}}', '{"k": "\\ud800"}',
+               '{"\\udc00": 1}']
+    [db] = list(Path(fake_app.settings.data_dir).rglob("*.sqlite3"))
+    with sqlite3.connect(db) as con:
+        for i, text in enumerate(damaged):
+            con.execute("UPDATE records SET metadata = ? WHERE collection = ? AND id = ?", (text, coll, f"r{i}"))
+    for flt in ({"k": {"$ne": 1}}, {"k": {"$gt": 2}}, {"k": 3}):
+        status, found = fake_call("POST", "/store/search", {"collection": coll, "query": "t1", "top_k": 5,
+                                                            "filter_metadata": flt})
+        assert status == 200, found
+        status, got = fake_call("POST", "/store/get", {"collection": coll, "filter_metadata": flt, "limit": 1000})
+        assert status == 200, got
+    status, got = fake_call("POST", "/store/get", {"collection": coll, "ids": [f"r{i}" for i in range(len(damaged))]})
+    assert status == 200 and len(got["records"]) == len(damaged), got
+    fake_call("POST", "/store/drop", {"collection": coll})

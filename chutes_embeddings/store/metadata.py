@@ -6,8 +6,9 @@ Every write path (HTTP, the copy/import CLI) goes through ``encode_metadata``, s
 only values that every reader and JSON encoder can handle.
 
 Rows written before these rules (or by hand) may still hold ``NaN``, ``Infinity``, numbers that
-overflow a float or 64 bits, or text that is not JSON. ``decode_metadata`` reads them without failing: bad
-numbers become ``null`` and unreadable text an empty object, and the first such row of each
+overflow a float or 64 bits, lone UTF-16 surrogates (``"\ud800"``: no UTF-8 encoder writes one), or
+text that is not JSON. ``decode_metadata`` reads them without failing: bad numbers become ``null``,
+lone surrogates U+FFFD and unreadable text an empty object, and the first such row of each
 collection is logged (without its content), so one bad row cannot turn every read into a 500.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from typing import Any
 
@@ -100,4 +102,30 @@ def decode_metadata(raw: str | bytes, collection: str) -> dict[str, Any]:
         return {}
     if repaired:
         _warn_once(collection, "holds NaN, Infinity or a number out of range")
+    if _SURROGATE_ESCAPE.search(raw if isinstance(raw, str) else raw.decode("utf-8", "replace")):
+        try:
+            cleaned = _without_lone_surrogates(value)
+        except RecursionError:  # nested deeper than the parser could go back up through
+            _warn_once(collection, "nests too deep to read")
+            return {}
+        if cleaned != value:
+            _warn_once(collection, "holds a lone UTF-16 surrogate")
+        value = cleaned
+    return value
+
+
+# a \uD800-\uDFFF escape: the only way a JSON text in UTF-8 can carry a surrogate
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings and keys replaced by U+FFFD (a pair of
+    escapes that makes one character was joined by the parser and is kept)."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
     return value
