@@ -327,3 +327,15 @@ def test_rows_damaged_by_another_writer_never_make_a_collection_unsearchable(fak
     status, got = fake_call("POST", "/store/get", {"collection": coll, "ids": [f"r{i}" for i in range(len(damaged))]})
     assert status == 200 and len(got["records"]) == len(damaged), got
     fake_call("POST", "/store/drop", {"collection": coll})
+
+
+@pytest.mark.parametrize("path,error_model", [
+    ("/v1/no-such-route", S.OpenAIError), ("/v2/no-such-route", S.CohereError), ("/tei/no-such-route", S.TeiError),
+    ("/no-such-route", S.NativeError),
+])
+def test_an_unknown_path_answers_404_in_the_dialect_of_its_prefix(fake_call, path, error_model):
+    """So each SDK shows a message for a route this service lacks (``/v1/...`` is OpenAI's prefix
+    here, ``/v2/...`` Cohere's, ``/tei/...`` TEI's)."""
+    status, body = fake_call("POST", path, {"input": "x"})
+    assert status == 404, body
+    error_model.model_validate(body)

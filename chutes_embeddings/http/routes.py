@@ -6,6 +6,7 @@ admission), the OpenAPI builder and the metrics (route labels) read it.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
@@ -52,11 +53,22 @@ class RouteTable:
                 self.model_paths[key] = uses_model
 
     def dialect(self, path: str) -> Dialect:
-        """The dialect ``path`` speaks (the native one for paths no route declared)."""
-        return self.dialects.get(path, native)
+        """The dialect ``path`` speaks: its route's; for a path no route declared (its 404), the
+        dialect that declares the most routes under the same first segment (``/v1/...``: OpenAI's,
+        ``/v2/...``: Cohere's, ``/tei/...``: TEI's), so each SDK can read the error; else the
+        native one."""
+        found = self.dialects.get(path)
+        if found is not None:
+            return found
+        segment = _first_segment(path)
+        owners = Counter(r.dialect for r in self.routes if _first_segment(r.path) == segment and "/" in r.path[1:])
+        return owners.most_common(1)[0][0] if owners else native
 
     def route_label(self, path: str) -> str:
         """``path`` as a metrics label: a declared public path, else ``other`` (bounded cardinality)."""
         return self.labels.get(path, "other")
 
 
+def _first_segment(path: str) -> str:
+    """``/v1/embeddings`` -> ``v1``."""
+    return path.lstrip("/").split("/", 1)[0]
