@@ -227,6 +227,12 @@ async def tei_tokenize(self: Any, body: Any = None) -> list:
     return await cord_call(self, S.TeiTokenizeRequest, body, tei.tokenize, self.engine)
 
 
+@_post("/tei/similarity", S.TeiSimilarityRequest, S.TeiSimilarityResponse, dialect=tei, uses_model=EMBEDDER)
+async def tei_similarity(self: Any, body: Any = None) -> list:
+    """TEI's ``/similarity``: each sentence's cosine to the source sentence, in input order."""
+    return await cord_call(self, S.TeiSimilarityRequest, body, tei.similarity, self.engine)
+
+
 @_post("/tei/rerank", S.TeiRerankRequest, S.TeiRerankResponse, dialect=tei, uses_model=RERANKER)
 async def tei_rerank(self: Any, body: Any = None) -> list:
     """TEI's ``POST /rerank``: every text with its score, best first."""

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, RootModel
 from .common import (
     MAX_EMBED_INPUTS,
     MAX_RERANK_TEXTS,
+    MAX_SIMILARITY_TARGETS,
     LaxRequest,
     Text,
     text_inputs,
@@ -58,6 +59,25 @@ class TeiRerankRequest(LaxRequest):
     truncation_direction: TruncationDirection = "Right"
 
 
+class TeiSimilarityInput(LaxRequest):
+    """The sentences TEI's ``/similarity`` compares."""
+
+    source_sentence: Text
+    sentences: Annotated[list[Text], Field(min_length=1, max_length=MAX_SIMILARITY_TARGETS)]
+
+
+class TeiSimilarityParameters(LaxRequest):
+    prompt_name: str | None = None
+
+
+class TeiSimilarityRequest(LaxRequest):
+    """POST /tei/similarity (what ``huggingface_hub``'s ``sentence_similarity`` sends)."""
+
+    inputs: TeiSimilarityInput
+    parameters: TeiSimilarityParameters | None = None
+
+
+TeiSimilarityResponse = RootModel[list[float]]
 TeiEmbedResponse = RootModel[list[list[float]]]
 TeiEmbedAllResponse = RootModel[list[list[list[float]]]]
 

@@ -165,6 +165,17 @@ def test_huggingface_hub_feature_extraction_against_tei_root(live_server, monkey
     assert np.asarray(several).shape == (3, 384)
 
 
+def test_huggingface_hub_sentence_similarity_against_tei_similarity(live_server, monkeypatch):
+    from huggingface_hub import InferenceClient, constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # loopback only, as above
+    client = InferenceClient(model=f"{live_server}/tei/similarity")
+    scores = client.sentence_similarity("a cat sat on the mat", ["stock markets fell", "a kitten on a rug"])
+    assert len(scores) == 2 and scores[1] > scores[0]
+    vectors = native_vectors(live_server, ["a cat sat on the mat", "stock markets fell", "a kitten on a rug"])
+    np.testing.assert_allclose(scores, vectors[1:] @ vectors[0], atol=1e-5)
+
+
 def test_tei_routes_answer_in_teis_shapes(live_server):
     with httpx.Client(base_url=f"{live_server}/tei", timeout=60) as tei:
         request = {"inputs": TEXTS, "normalize": True, "truncate": True, "truncation_direction": "Right"}

@@ -339,3 +339,18 @@ def test_an_unknown_path_answers_404_in_the_dialect_of_its_prefix(fake_call, pat
     status, body = fake_call("POST", path, {"input": "x"})
     assert status == 404, body
     error_model.model_validate(body)
+
+
+def test_tei_similarity_answers_each_sentences_cosine_in_input_order(fake_call):
+    body = {"inputs": {"source_sentence": "a cat", "sentences": ["stocks fell", "a cat", "a kitten"]}, "parameters": {}}
+    scores = _ok(fake_call, "POST", "/tei/similarity", body, S.TeiSimilarityResponse)
+    status, native = fake_call("POST", "/similarity", {"source_text": "a cat",
+                                                       "target_texts": ["stocks fell", "a cat", "a kitten"]})
+    assert status == 200
+    by_index = {r["index"]: r["similarity"] for r in native["results"]}
+    np.testing.assert_allclose(scores, [by_index[i] for i in range(3)], rtol=1e-6)
+    assert scores[1] == pytest.approx(1.0, abs=1e-5)
+    status, refused = fake_call("POST", "/tei/similarity", {"inputs": {"source_sentence": "a", "sentences": []}})
+    assert 400 <= status < 500 and S.TeiError.model_validate(refused)
+    status, refused = fake_call("POST", "/tei/similarity", {**body, "parameters": {"prompt_name": "query"}})
+    assert status == 422 and "prompt_name" in refused["error"]

@@ -2,7 +2,8 @@
 
 Routes and shapes follow TEI 1.9.3's OpenAPI document (``shared/reference/tei-openapi.json``):
 ``POST /tei`` and ``/tei/embed`` (``[[float]]``), ``/tei/embed_all`` (``[[[float]]]``),
-``/tei/tokenize``, ``/tei/rerank`` (``[{index, score, text?}]`` best first), ``GET /tei/info`` and
+``/tei/tokenize``, ``/tei/rerank`` (``[{index, score, text?}]`` best first), ``/tei/similarity``
+(``[float]``: each sentence's cosine to the source, in input order), ``GET /tei/info`` and
 ``/tei/health``. Errors are TEI's ``{"error": str, "error_type": ...}``: an empty batch is 400
 ``Empty``, bad input 422 ``Validation`` (413 for a body over the size limit), a full queue 429
 ``Overloaded``, no backend 503 ``Unhealthy``. Token-id inputs (which TEI decodes with its own
@@ -55,6 +56,17 @@ def tokenize(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
     """``POST /tei/tokenize``: each input's tokens with their character offsets."""
     _no_prompts(request.prompt_name)
     return engine.tokenize(_texts(request.inputs), add_special_tokens=request.add_special_tokens)
+
+
+def similarity(engine: Any, request: Any) -> list[float]:
+    """``POST /tei/similarity``: each sentence's cosine to the source sentence, in input order."""
+    _no_prompts(request.parameters.prompt_name if request.parameters else None)
+    with naming("inputs.sentences"):
+        ranking = engine.similarity(request.inputs.source_sentence, request.inputs.sentences)
+    scores = [0.0] * len(request.inputs.sentences)
+    for hit in ranking.hits:
+        scores[hit.index] = hit.score
+    return scores
 
 
 def rerank(engine: Any, request: Any) -> list[dict[str, Any]]:
