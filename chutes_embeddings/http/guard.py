@@ -7,7 +7,10 @@ Everywhere (local and on Chutes):
 - while the engine refuses new work (overloaded), a request to a route that queues model work
   gets its 429 as soon as its body has arrived, before anything parses or validates it;
 - an exception nothing else answered becomes a JSON 500 and one log line, never a traceback sent
-  to the caller or a second copy logged by the server.
+  to the caller or a second copy logged by the server;
+- a body on a request that takes none (a GET or DELETE with one) is read and dropped before the
+  answer, and an answer given before a body was read says ``Connection: close``: the server
+  closes such a connection silently, and the client's next request on it would get no answer.
 
 On the local server only (``chutes run --dev``: ``make serve`` and the tests), which has no
 authentication in front of it:
