@@ -196,6 +196,13 @@ async def openai_embeddings(self: Any, body: Any = None) -> dict:
     return await cord_call(self, S.OpenAIEmbeddingsRequest, body, openai.embeddings, self.engine)
 
 
+@_post("/tei/v1/embeddings", S.OpenAIEmbeddingsRequest, S.OpenAIEmbeddingsResponse, dialect=openai,
+       uses_model=EMBEDDER)
+async def tei_openai_embeddings(self: Any, body: Any = None) -> dict:
+    """TEI's OpenAI-compatible route (``/v1/embeddings`` under ``/tei``), for clients given TEI's URL."""
+    return await cord_call(self, S.OpenAIEmbeddingsRequest, body, openai.embeddings, self.engine)
+
+
 @_get("/v1/models", S.OpenAIModelsResponse, dialect=openai)
 async def openai_models(self: Any) -> dict:
     """The served model, as OpenAI's model list."""
@@ -269,6 +276,12 @@ async def tei_health(self: Any) -> Response:
 @_get("/metrics", None, media_type="text/plain; version=0.0.4")
 async def metrics(self: Any) -> Response:
     """Prometheus metrics (requests, queue, batches, cache, failover, store)."""
+    return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@_get("/tei/metrics", None, dialect=tei, media_type="text/plain; version=0.0.4")
+async def tei_metrics(self: Any) -> Response:
+    """TEI's ``/metrics``: the same Prometheus text as ``/metrics`` (TEI's ``te_*`` names included)."""
     return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

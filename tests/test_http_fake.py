@@ -354,3 +354,20 @@ def test_tei_similarity_answers_each_sentences_cosine_in_input_order(fake_call):
     assert 400 <= status < 500 and S.TeiError.model_validate(refused)
     status, refused = fake_call("POST", "/tei/similarity", {**body, "parameters": {"prompt_name": "query"}})
     assert status == 422 and "prompt_name" in refused["error"]
+
+
+def test_teis_openai_route_and_metrics_answer_under_tei(fake_call):
+    """TEI serves ``/v1/embeddings`` and ``/metrics`` too: a client given ``<service>/tei`` as TEI's
+    URL finds them there, answering as ``/v1/embeddings`` and ``/metrics`` do."""
+    body = {"input": ["a cat", "a dog"], "model": "m"}
+    under_tei = _ok(fake_call, "POST", "/tei/v1/embeddings", body, S.OpenAIEmbeddingsResponse)
+    direct = _ok(fake_call, "POST", "/v1/embeddings", body, S.OpenAIEmbeddingsResponse)
+    assert under_tei["data"] == direct["data"] and under_tei["usage"] == direct["usage"]
+    status, refused = fake_call("POST", "/tei/v1/embeddings", {"input": [], "model": "m"})
+    assert status == 400 and S.OpenAIError.model_validate(refused)
+
+
+def test_tei_metrics_is_the_prometheus_text(fake_client):
+    answer = fake_client.get("/tei/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    assert "te_queue_size" in answer.text and "embeddings_requests_total" in answer.text
