@@ -5,11 +5,12 @@ Routes and shapes follow TEI 1.9.3's OpenAPI document (``shared/reference/tei-op
 ``/tei/tokenize``, ``/tei/rerank`` (``[{index, score, text?}]`` best first), ``/tei/similarity``
 (``[float]``: each sentence's cosine to the source, in input order), ``GET /tei/info`` and
 ``/tei/health`` (``/tei/v1/embeddings`` and ``/tei/metrics``, which TEI serves too, are the OpenAI
-dialect's route and the Prometheus text under this prefix). Errors are TEI's ``{"error": str, "error_type": ...}``: an empty batch is 400
-``Empty``, bad input 422 ``Validation`` (413 for a body over the size limit), a full queue 429
-``Overloaded``, no backend 503 ``Unhealthy``. Token-id inputs (which TEI decodes with its own
-tokenizer) and ``prompt_name`` (this model defines no prompts) are refused as ``Validation``.
-``auto_truncate`` is true: an omitted ``truncate`` cuts long inputs.
+dialect's route and the Prometheus text under this prefix). Errors are TEI's ``{"error": str,
+"error_type": ...}``: an empty batch is 400 ``Empty``, bad input 422 ``Validation`` (413 for a
+body over the size limit), a full queue 429 ``Overloaded``, no backend 503 ``Unhealthy``.
+Token-id inputs (which TEI decodes with its own tokenizer) and ``prompt_name`` (this model defines
+no prompts) are refused as ``Validation``. ``auto_truncate`` is true: an omitted ``truncate`` cuts
+long inputs.
 """
 
 from __future__ import annotations
