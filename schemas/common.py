@@ -91,6 +91,7 @@ def text_inputs(field: str, max_items: int) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+@functools.cache
 def _int_fields(model: type[BaseModel]) -> frozenset[str]:
     """The names (as sent) of ``model``'s fields that hold an integer, optional or not."""
     names = set()
@@ -111,13 +112,11 @@ class _JsonNumbers(BaseModel):
     @classmethod
     def _whole_numbers_are_integers(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            whole = [k for k in _int_fields_of(cls) if isinstance(data.get(k), float) and data[k].is_integer()]
+            whole = [k for k in _int_fields(cls) if isinstance(data.get(k), float) and data[k].is_integer()]
             if whole:
                 data = {**data, **{k: int(data[k]) for k in whole}}
         return data
 
-
-_int_fields_of = functools.cache(_int_fields)
 
 
 class StrictRequest(_JsonNumbers):

@@ -320,6 +320,8 @@ class Batcher:
             live = [it for it in arrived if not it.future.cancelled()]
             try:
                 costs: Sequence[int | BaseException] = self._prepare_fn([it.payload for it in live])
+                if len(costs) != len(live):  # else some callers would wait for ever
+                    raise RuntimeError(f"prepare_fn answered {len(costs)} costs for {len(live)} items")
             except BaseException as exc:  # every caller must hear of it; the thread lives on
                 logger.opt(exception=exc).warning("preparing {} items failed: {}", len(live), type(exc).__name__)
                 costs = [exc] * len(live)

@@ -151,7 +151,7 @@ class EmbeddingPipeline:
         if not options.truncate:
             self._check_token_limit(full, texts, options.truncation_direction)
         if missing:
-            full.update(self._compute_misses(missing, mode, options, out))
+            full.update(self._compute_misses(missing, mode, options, counted, out))
         counts = None
         if options.count_tokens:
             limit = self.backend.max_input_tokens
@@ -172,12 +172,12 @@ class EmbeddingPipeline:
                                field="dimensions", limit=self.dimension)
         return mode
 
-    def _compute_misses(self, missing: dict[str, list[int]], mode: str, options: EmbedOptions,
+    def _compute_misses(self, missing: dict[str, list[int]], mode: str, options: EmbedOptions, counted: bool,
                         out: np.ndarray) -> dict[str, int | None]:
         """Queue the misses for shared forward passes, cache their vectors and put them in place;
-        each miss's whole length in tokens (None where it was not tokenised)."""
+        each miss's whole length in tokens (None where it was not tokenised; ``counted``: usage or
+        the token limit needs it, so tokenise it even for a backend that tokenises on its side)."""
         truncation = options.truncation_direction if options.truncate else None
-        counted = options.count_tokens or not options.truncate
         work = [EmbedWork(text, mode, truncation, counted=counted) for text in missing]
         prepared = not (counted or self.backend.takes_token_ids)  # nothing to tokenise (TEI does it)
         futures = self.batcher.submit(work, [self._estimate_tokens(w.text) for w in work], options.max_batch,
