@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: 2.13.0 is the CPU build; anything else pulls GBs of CUDA.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[server,test]'
+	# Infinity's own client pins httpx<0.28 (langchain-tests needs >=0.28.1) but works with it:
+	# tests/test_compat_infinity.py drives it against the live server.
+	$(PY) -m pip install -q --no-deps infinity_client==0.0.78 attrs python-dateutil
 	touch $@
 
 install: $(VENV)/.installed

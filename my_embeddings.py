@@ -24,7 +24,7 @@ import schemas as S
 from chutes_embeddings.engine.results import EMBEDDER, RERANKER
 from chutes_embeddings.http.boundary import install_boundary
 from chutes_embeddings.http.cords import cord_call, run_cord
-from chutes_embeddings.http.dialects import cohere, native, openai, tei
+from chutes_embeddings.http.dialects import cohere, infinity, native, openai, tei
 from chutes_embeddings.http.openapi import build_openapi
 from chutes_embeddings.http.routes import RouteTable
 from image import image
@@ -39,7 +39,7 @@ chute = Chute(
     concurrency=64,
 )
 ROUTES = RouteTable(error_models={"native": S.NativeError, "openai": S.OpenAIError, "tei": S.TeiError,
-                                  "cohere": S.CohereError})
+                                  "cohere": S.CohereError, "infinity": S.InfinityError})
 install_boundary(chute, ROUTES)
 
 
@@ -209,10 +209,43 @@ async def openai_models(self: Any) -> dict:
     return run_cord(openai.models, self.engine)
 
 
+async def openai_model(model: str) -> Any:
+    """The ``openai`` SDK's ``models.retrieve``: ``GET /v1/models/{model}``, on the local server only
+    (Chutes routes fixed lowercase paths, and model ids have capitals and slashes; there,
+    ``models.list()`` answers the same)."""
+    return run_cord(lambda engine: openai.model(engine, model), chute.engine)
+
+
+chute.add_api_route("/v1/models/{model:path}", openai_model, methods=["GET"], include_in_schema=False)
+
+
+# --- Infinity's API (under /infinity: its /rerank would take the native one) -------------------
+@_post("/infinity/embeddings", S.InfinityEmbeddingsRequest, S.InfinityEmbeddingsResponse, dialect=infinity,
+       uses_model=EMBEDDER)
+async def infinity_embeddings(self: Any, body: Any = None) -> dict:
+    """Infinity's ``POST /embeddings`` (OpenAI's answer with ``id`` and ``created``; ``dimensions: 0`` is all)."""
+    return await cord_call(self, S.InfinityEmbeddingsRequest, body, infinity.embeddings, self.engine)
+
+
+@_post("/infinity/rerank", S.InfinityRerankRequest, S.InfinityRerankResponse, dialect=infinity, uses_model=RERANKER)
+async def infinity_rerank(self: Any, body: Any = None) -> dict:
+    """Infinity's ``POST /rerank``: documents by relevance, best first, ``document`` as a string."""
+    return await cord_call(self, S.InfinityRerankRequest, body, infinity.rerank, self.engine)
+
+
+@_get("/infinity/models", S.InfinityModelsResponse, dialect=infinity)
+async def infinity_models(self: Any) -> dict:
+    """Infinity's ``GET /models``: the served models with their capabilities and queue stats."""
+    return run_cord(infinity.models, self.engine)
+
+
 # --- TEI's API ----------------------------------------------------------------------------------
-@_post("/tei", S.TeiEmbedRequest, S.TeiEmbedResponse, dialect=tei, uses_model=EMBEDDER)
+@_post("/tei", S.TeiRootRequest, S.TeiRootResponse, dialect=tei, uses_model=EMBEDDER)
 async def tei_root(self: Any, body: Any = None) -> list:
-    """TEI's ``POST /``: embeddings (what ``huggingface_hub.InferenceClient(model=<url>/tei)`` calls)."""
+    """TEI's ``POST /``: embeddings, or similarity for a similarity body (what
+    ``huggingface_hub.InferenceClient(model=<url>/tei)`` sends for both)."""
+    if tei.is_similarity(body):
+        return await cord_call(self, S.TeiSimilarityRequest, body, tei.similarity, self.engine)
     return await cord_call(self, S.TeiEmbedRequest, body, tei.embed, self.engine)
 
 
@@ -232,6 +265,12 @@ async def tei_embed_all(self: Any, body: Any = None) -> list:
 async def tei_tokenize(self: Any, body: Any = None) -> list:
     """TEI's ``POST /tokenize``."""
     return await cord_call(self, S.TeiTokenizeRequest, body, tei.tokenize, self.engine)
+
+
+@_post("/tei/decode", S.TeiDecodeRequest, S.TeiDecodeResponse, dialect=tei)
+async def tei_decode(self: Any, body: Any = None) -> list:
+    """TEI's ``POST /decode``: token ids back to text, by the model's tokenizer."""
+    return await cord_call(self, S.TeiDecodeRequest, body, tei.decode, self.engine)
 
 
 @_post("/tei/similarity", S.TeiSimilarityRequest, S.TeiSimilarityResponse, dialect=tei, uses_model=EMBEDDER)

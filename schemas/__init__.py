@@ -6,7 +6,7 @@ them (``LIMITS``) and the client reads them from there. This package needs only 
 service's error classes (``chutes_embeddings.errors``, which imports nothing heavy).
 
 One module per wire format: ``common`` (limits, field types, request bases), ``native`` (the
-service's own API), ``openai``, ``tei`` and ``cohere``; every name is re-exported here, so the
+service's own API), ``openai``, ``tei``, ``cohere`` and ``infinity``; every name is re-exported here, so the
 chute file reads ``import schemas as S; S.EmbedRequest``.
 """
 
@@ -33,6 +33,7 @@ from .common import (
     MAX_BATCH_TEXTS,
     MAX_CLUSTER_TEXTS,
     MAX_CLUSTERS,
+    MAX_DECODE_IDS,
     MAX_EMBED_INPUTS,
     MAX_ID_CHARS,
     MAX_OPENAI_INPUTS,
@@ -62,6 +63,19 @@ from .common import (
     Text,
     Vector,
     text_inputs,
+)
+from .infinity import (
+    InfinityEmbedding,
+    InfinityEmbeddingsRequest,
+    InfinityEmbeddingsResponse,
+    InfinityError,
+    InfinityErrorDetail,
+    InfinityModel,
+    InfinityModelsResponse,
+    InfinityRerankRequest,
+    InfinityRerankResponse,
+    InfinityRerankResult,
+    InfinityUsage,
 )
 from .native import (
     Cluster,
@@ -113,6 +127,8 @@ from .openai import (
     OpenAIUsage,
 )
 from .tei import (
+    TeiDecodeRequest,
+    TeiDecodeResponse,
     TeiEmbedAllRequest,
     TeiEmbedAllResponse,
     TeiEmbedRequest,
@@ -123,6 +139,8 @@ from .tei import (
     TeiRank,
     TeiRerankRequest,
     TeiRerankResponse,
+    TeiRootRequest,
+    TeiRootResponse,
     TeiSimilarityInput,
     TeiSimilarityParameters,
     TeiSimilarityRequest,
@@ -134,6 +152,17 @@ from .tei import (
 )
 
 __all__ = [
+    "InfinityEmbedding",
+    "InfinityEmbeddingsRequest",
+    "InfinityEmbeddingsResponse",
+    "InfinityError",
+    "InfinityErrorDetail",
+    "InfinityModel",
+    "InfinityModelsResponse",
+    "InfinityRerankRequest",
+    "InfinityRerankResponse",
+    "InfinityRerankResult",
+    "InfinityUsage",
     "MAX_TEXT_CHARS",
     "MAX_EMBED_INPUTS",
     "MAX_BATCH_TEXTS",
@@ -151,6 +180,7 @@ __all__ = [
     "MAX_CLUSTER_TEXTS",
     "MIN_CLUSTERS",
     "MAX_CLUSTERS",
+    "MAX_DECODE_IDS",
     "MAX_STORE_ADD_TEXTS",
     "MAX_STORE_TOP_K",
     "DEFAULT_STORE_TOP_K",
@@ -232,6 +262,10 @@ __all__ = [
     "TeiRerankResponse",
     "TeiSimilarityInput",
     "TeiSimilarityParameters",
+    "TeiDecodeRequest",
+    "TeiDecodeResponse",
+    "TeiRootRequest",
+    "TeiRootResponse",
     "TeiSimilarityRequest",
     "TeiSimilarityResponse",
     "TeiInfoResponse",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, RootModel
+from pydantic import BaseModel, BeforeValidator, Field, RootModel
+
+from chutes_embeddings.errors import InvalidInput
 
 from .common import (
+    MAX_DECODE_IDS,
     MAX_EMBED_INPUTS,
     MAX_RERANK_TEXTS,
     MAX_SIMILARITY_TARGETS,
@@ -59,6 +62,54 @@ class TeiRerankRequest(LaxRequest):
     truncation_direction: TruncationDirection = "Right"
 
 
+MAX_TOKEN_ID = 2**32 - 1  # TEI's ids are u32
+
+
+def token_id_inputs(field: str) -> BeforeValidator:
+    """TEI's ``InputIds``: one sequence of ids or a list of 1..MAX_EMBED_INPUTS of them, each of
+    1..MAX_DECODE_IDS integers in 0..2**32-1. Checked before pydantic sees the union, so an error
+    names ``ids[i]`` or ``ids[i][j]`` and the limit (a union's own errors name its members)."""
+
+    def check_row(row: Any, where: str) -> None:
+        if not isinstance(row, list):
+            raise InvalidInput(f"{where} must be a list of token ids", field=where)
+        if not 1 <= len(row) <= MAX_DECODE_IDS:
+            raise InvalidInput(f"{where} has {len(row)} ids; send 1..{MAX_DECODE_IDS}", field=where,
+                               limit=MAX_DECODE_IDS, **({} if row else {"reason": "empty"}))
+        for j, token_id in enumerate(row):
+            if isinstance(token_id, float) and token_id.is_integer():
+                token_id = row[j] = int(token_id)
+            if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id <= MAX_TOKEN_ID:
+                raise InvalidInput(f"{where}[{j}] must be a token id, an integer in 0..{MAX_TOKEN_ID}",
+                                   field=f"{where}[{j}]", limit=MAX_TOKEN_ID)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, list) and value and all(isinstance(row, list) for row in value):
+            if len(value) > MAX_EMBED_INPUTS:
+                raise InvalidInput(f"{field} has {len(value)} sequences; at most {MAX_EMBED_INPUTS} are accepted",
+                                   field=field, limit=MAX_EMBED_INPUTS)
+            for i, row in enumerate(value):
+                check_row(row, f"{field}[{i}]")
+        else:
+            check_row(value, field)
+        return value
+
+    return BeforeValidator(check)
+
+
+class TeiDecodeRequest(LaxRequest):
+    """POST /tei/decode: one id sequence or a list of them."""
+
+    ids: Annotated[Annotated[list[int], Field(min_length=1, max_length=MAX_DECODE_IDS)]
+                   | Annotated[list[Annotated[list[int], Field(min_length=1, max_length=MAX_DECODE_IDS)]],
+                               Field(min_length=1, max_length=MAX_EMBED_INPUTS)],
+                   token_id_inputs("ids")]
+    skip_special_tokens: bool = True
+
+
+TeiDecodeResponse = RootModel[list[str]]
+
+
 class TeiSimilarityInput(LaxRequest):
     """The sentences TEI's ``/similarity`` compares."""
 
@@ -78,6 +129,14 @@ class TeiSimilarityRequest(LaxRequest):
 
 
 TeiSimilarityResponse = RootModel[list[float]]
+
+
+class TeiRootRequest(RootModel[TeiEmbedRequest | TeiSimilarityRequest]):
+    """POST /tei: TEI's ``POST /``, an embed request, or a similarity request (``inputs`` an object):
+    ``huggingface_hub.InferenceClient(model=<service>/tei)`` sends both there."""
+
+
+TeiRootResponse = RootModel[list[list[float]] | list[float]]
 TeiEmbedResponse = RootModel[list[list[float]]]
 TeiEmbedAllResponse = RootModel[list[list[list[float]]]]
 

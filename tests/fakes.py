@@ -63,11 +63,14 @@ class FakeTokenizer:
         self.max_input_tokens = max_input_tokens
         self.vocab_size = vocab_size
         self.seen: list[str] = []  # every text asked for, in order (what the engine tokenised)
+        self.pieces: dict[int, str] = {}  # id -> the last piece seen with it (what ``decode`` answers)
         self._lock = threading.Lock()
 
     def piece_id(self, piece: str) -> int:
         """The id of one piece (stable across processes: a CRC, not Python's salted hash)."""
-        return FIRST_WORD_ID + zlib.crc32(piece.encode()) % (self.vocab_size - FIRST_WORD_ID)
+        piece_id = FIRST_WORD_ID + zlib.crc32(piece.encode()) % (self.vocab_size - FIRST_WORD_ID)
+        self.pieces[piece_id] = piece
+        return piece_id
 
     def content_ids(self, text: str) -> list[int]:
         """The text's ids without special tokens and uncut."""
@@ -92,6 +95,26 @@ class FakeTokenizer:
             counts.append(len(content) + 2)
             ids.append([CLS_ID, *self.cut(content, self.max_input_tokens - 2, direction), SEP_ID])
         return ids, counts
+
+    def decode(self, ids: Sequence[Sequence[int]], skip_special_tokens: bool = True) -> list[str]:
+        """Each id sequence as text: the pieces seen with those ids (``[UNUSED<id>]`` for others),
+        wordpiece continuations joined, specials as ``[CLS]``/``[SEP]``/``[PAD]`` unless skipped."""
+        names = {CLS_ID: "[CLS]", SEP_ID: "[SEP]", PAD_ID: "[PAD]"}
+        out = []
+        for row in ids:
+            words: list[str] = []
+            for i in row:
+                if i in SPECIAL_IDS:
+                    if not skip_special_tokens:
+                        words.append(names[i])
+                    continue
+                piece = self.pieces.get(i, f"[UNUSED{i}]")
+                if piece.startswith("##") and words:
+                    words[-1] += piece[2:]
+                else:
+                    words.append(piece)
+            out.append(" ".join(words))
+        return out
 
     def token_details(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
         """Each text's tokens as TEI's ``/tokenize`` reports them (id, text, special, start, stop)."""

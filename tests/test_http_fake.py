@@ -259,6 +259,8 @@ STRICTNESS = [  # path, a valid body, the integer field, an error model, how muc
     ("/tei/embed", {"inputs": "a cat"}, "dimensions", S.TeiError),
     ("/v2/rerank", {"model": "m", "query": "cat", "documents": ["dog", "cat"]}, "top_n", S.CohereError),
     ("/v1/rerank", {"model": "m", "query": "cat", "documents": ["dog", "cat"]}, "max_tokens_per_doc", S.CohereError),
+    ("/infinity/embeddings", {"input": "a cat"}, "dimensions", S.InfinityError),
+    ("/infinity/rerank", {"query": "cat", "documents": ["dog", "cat"]}, "top_n", S.InfinityError),
 ]
 
 
@@ -331,7 +333,7 @@ def test_rows_damaged_by_another_writer_never_make_a_collection_unsearchable(fak
 
 @pytest.mark.parametrize("path,error_model", [
     ("/v1/no-such-route", S.OpenAIError), ("/v2/no-such-route", S.CohereError), ("/tei/no-such-route", S.TeiError),
-    ("/no-such-route", S.NativeError),
+    ("/infinity/no-such-route", S.InfinityError), ("/no-such-route", S.NativeError),
 ])
 def test_an_unknown_path_answers_404_in_the_dialect_of_its_prefix(fake_call, path, error_model):
     """So each SDK shows a message for a route this service lacks (``/v1/...`` is OpenAI's prefix
@@ -371,3 +373,54 @@ def test_tei_metrics_is_the_prometheus_text(fake_client):
     answer = fake_client.get("/tei/metrics")
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
     assert "te_queue_size" in answer.text and "embeddings_requests_total" in answer.text
+
+
+def test_infinity_routes(fake_call):
+    body = {"input": ["a cat", "a dog"], "encoding_format": "base64", "dimensions": 8, "model": "m"}
+    answer = _ok(fake_call, "POST", "/infinity/embeddings", body, S.InfinityEmbeddingsResponse)
+    assert np.frombuffer(base64.b64decode(answer["data"][1]["embedding"]), dtype="<f4").shape == (8,)
+    assert answer["id"].startswith("infinity-") and answer["usage"]["prompt_tokens"] == 8
+    openai_answer = _ok(fake_call, "POST", "/v1/embeddings", body, S.OpenAIEmbeddingsResponse)
+    assert answer["data"] == openai_answer["data"]
+    ranked = _ok(fake_call, "POST", "/infinity/rerank", {"query": "cat", "documents": ["dog", "cat", "a cat"],
+                                                         "return_documents": True, "top_n": 2},
+                 S.InfinityRerankResponse)
+    assert [r["document"] for r in ranked["results"]] == ["cat", "a cat"] and ranked["model"] == "fake/overlap-reranker"
+    raw = _ok(fake_call, "POST", "/infinity/rerank", {"query": "cat", "documents": ["dog", "cat"], "raw_scores": True},
+              S.InfinityRerankResponse)
+    assert raw["results"][0]["relevance_score"] > 1 and "document" not in raw["results"][0]  # a logit
+    models = _ok(fake_call, "GET", "/infinity/models", None, S.InfinityModelsResponse)
+    assert [(m["id"], m["capabilities"]) for m in models["data"]] == [("fake/hashed-tokens", ["embed"]),
+                                                                      ("fake/overlap-reranker", ["rerank"])]
+
+
+def test_tei_root_answers_a_similarity_body_as_similarity(fake_call):
+    body = {"inputs": {"source_sentence": "a cat", "sentences": ["stocks fell", "a cat"]}}
+    assert _ok(fake_call, "POST", "/tei", body, S.TeiSimilarityResponse) == _ok(
+        fake_call, "POST", "/tei/similarity", body, S.TeiSimilarityResponse)
+    status, refused = fake_call("POST", "/tei", {"inputs": {"source_sentence": "a cat"}})
+    assert status == 422 and "sentences" in refused["error"] and S.TeiError.model_validate(refused)
+
+
+def test_tei_decode_turns_ids_back_into_text(fake_call):
+    spans = _ok(fake_call, "POST", "/tei/tokenize", {"inputs": ["a cat", "sourdough"]}, S.TeiTokenizeResponse)
+    ids = [[t["id"] for t in row] for row in spans]
+    assert _ok(fake_call, "POST", "/tei/decode", {"ids": ids}, S.TeiDecodeResponse) == ["a cat", "sourdough"]
+    assert _ok(fake_call, "POST", "/tei/decode", {"ids": ids[0], "skip_special_tokens": False},
+               S.TeiDecodeResponse) == ["[CLS] a cat [SEP]"]
+    for ids_sent, place, expected in (([1, 40_000], "ids[1]", 422), ([[1], [2, 40_000]], "ids[1][1]", 422),
+                                      ([-1], "ids[0]", 422), ([True], "ids[0]", 422), ([1.5], "ids[0]", 422),
+                                      ([], "ids", 400), ([[]], "ids", 400)):  # TEI: an empty batch is 400 Empty
+        status, refused = fake_call("POST", "/tei/decode", {"ids": ids_sent})
+        assert status == expected and S.TeiError.model_validate(refused), refused
+        assert place in refused["error"], refused
+
+
+def test_openai_models_retrieve_answers_the_served_model_or_404(fake_client):
+    from openai import NotFoundError, OpenAI
+
+    client = OpenAI(base_url=f"{fake_client.base_url}/v1", api_key="unused", http_client=fake_client, max_retries=0)
+    assert client.models.retrieve("fake/hashed-tokens").id == "fake/hashed-tokens"
+    with pytest.raises(NotFoundError) as caught:
+        client.models.retrieve("text-embedding-3-small")
+    assert caught.value.body["param"] == "model" and "fake/hashed-tokens" in caught.value.message

@@ -143,6 +143,16 @@ class LoadedModel:
             ])
         return out
 
+    @property
+    def vocab_size(self) -> int:
+        """How many ids the tokenizer knows (added tokens included)."""
+        return len(self.tokenizer)
+
+    def decode(self, ids: Sequence[Sequence[int]], skip_special_tokens: bool = True) -> list[str]:
+        """Each id sequence as text, as TEI's ``/decode`` gives it."""
+        with self.tokenizer_lock:
+            return self.tokenizer.batch_decode([list(row) for row in ids], skip_special_tokens=skip_special_tokens)
+
     def pad(self, ids: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         """Token ids of several texts as the model's padded int64 inputs."""
         return pad_inputs(self.tokenizer, self.pad_token_id, ids)

@@ -135,6 +135,15 @@ class Tokenizer(Protocol):
         """Each text's tokens as TEI's ``/tokenize`` reports them (id, text, special, start, stop)."""
         ...
 
+    @property
+    def vocab_size(self) -> int:
+        """How many ids the tokenizer knows: valid ids are ``0 .. vocab_size - 1``."""
+        ...
+
+    def decode(self, ids: Sequence[Sequence[int]], skip_special_tokens: bool = True) -> list[str]:
+        """Each id sequence as text (ids within ``vocab_size``)."""
+        ...
+
 
 @runtime_checkable
 class PairTokenizer(Protocol):

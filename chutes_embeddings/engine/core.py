@@ -112,6 +112,14 @@ class Engine:
         """Each text's tokens (id, text, special, start, stop), as the model's tokenizer sees them."""
         return self.embedder.tokenize(texts, add_special_tokens=add_special_tokens)
 
+    def decode(self, ids: Sequence[Sequence[int]], *, skip_special_tokens: bool = True) -> list[str]:
+        """Each id sequence as text, by the embedding model's tokenizer.
+
+        Raises:
+            InvalidInput: an id outside the tokenizer's vocabulary (its place, ``ids[i][j]``).
+        """
+        return self.embedder.decode(ids, skip_special_tokens=skip_special_tokens)
+
     def similarity(self, source: str, targets: Sequence[str], *, normalize: bool = True) -> Ranking:
         """Every target by its cosine to the source (dot product when ``normalize`` is False),
         best first; ``Hit.index`` is the target's position.

@@ -266,3 +266,17 @@ class EmbeddingPipeline:
     def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
         """Each text's tokens (id, text, special, start, stop), as the model's tokenizer sees them."""
         return self.tokenizer.token_details(texts, add_special_tokens)
+
+    def decode(self, ids: Sequence[Sequence[int]], *, skip_special_tokens: bool = True) -> list[str]:
+        """Each id sequence as text, by the model's tokenizer.
+
+        Raises:
+            InvalidInput: an id the tokenizer does not know, named by its place (``ids[i][j]``).
+        """
+        vocab = self.tokenizer.vocab_size
+        for i, row in enumerate(ids):
+            for j, token_id in enumerate(row):
+                if not 0 <= token_id < vocab:
+                    raise InvalidInput(f"ids[{i}][{j}]: id {token_id} is not in the tokenizer's vocabulary "
+                                       f"(0..{vocab - 1})", field=f"ids[{i}][{j}]", limit=vocab - 1)
+        return self.tokenizer.decode(ids, skip_special_tokens)

@@ -40,11 +40,17 @@ _ERROR_TYPES: dict[type[EmbeddingsError], str] = {
 
 def embeddings(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /v1/embeddings``: the texts' vectors (floats or base64), with real token counts."""
-    texts = [request.input] if isinstance(request.input, str) else list(request.input)
+    return embeddings_answer(engine, request.input, request.dimensions, request.encoding_format)
+
+
+def embeddings_answer(engine: Any, inputs: str | list[str], dimensions: int | None,
+                      encoding_format: str) -> dict[str, Any]:
+    """OpenAI's embeddings answer (which Infinity's extends) for one text or a list."""
+    texts = [inputs] if isinstance(inputs, str) else list(inputs)
     with naming("input"):
-        embedded = engine.embed(texts, EmbedOptions(dimensions=request.dimensions, count_tokens=True))
+        embedded = engine.embed(texts, EmbedOptions(dimensions=dimensions, count_tokens=True))
     vectors = embedded.vectors
-    if request.encoding_format == "base64":
+    if encoding_format == "base64":
         encoded: list[Any] = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in vectors]
     else:
         encoded = vectors.tolist()
@@ -59,8 +65,19 @@ def embeddings(engine: Any, request: Any) -> dict[str, Any]:
 
 def models(engine: Any) -> dict[str, Any]:
     """``GET /v1/models``: the one model served (``created``: when this process started)."""
-    return {"object": "list", "data": [{"id": engine.model_id, "object": "model",
-                                        "created": int(engine.started_at), "owned_by": OWNED_BY}]}
+    return {"object": "list", "data": [_model(engine)]}
+
+
+def model(engine: Any, model_id: str) -> dict[str, Any]:
+    """``GET /v1/models/{model}`` (the SDK's ``models.retrieve``): the served model, or 404."""
+    if model_id != engine.model_id:
+        raise NotFound(f"the model {model_id!r} does not exist here; this service serves {engine.model_id!r}",
+                       field="model", limit=[engine.model_id])
+    return _model(engine)
+
+
+def _model(engine: Any) -> dict[str, Any]:
+    return {"id": engine.model_id, "object": "model", "created": int(engine.started_at), "owned_by": OWNED_BY}
 
 
 def render_error(err: EmbeddingsError) -> tuple[int, Any]:

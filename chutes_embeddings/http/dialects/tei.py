@@ -60,6 +60,24 @@ def tokenize(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
     return engine.tokenize(_texts(request.inputs), add_special_tokens=request.add_special_tokens)
 
 
+def decode(engine: Any, request: Any) -> list[str]:
+    """``POST /tei/decode``: each id sequence as text (one string for one sequence, in a list)."""
+    flat = isinstance(request.ids[0], int)
+    try:
+        return engine.decode([request.ids] if flat else request.ids, skip_special_tokens=request.skip_special_tokens)
+    except InvalidInput as err:
+        if flat and err.field and err.field.startswith("ids[0]"):  # name the place as it was sent
+            place = "ids" + err.field[len("ids[0]"):]
+            err.message = err.message.replace(err.field, place, 1)
+            err.field, err.args = place, (err.message,)
+        raise
+
+
+def is_similarity(body: Any) -> bool:
+    """Whether a body sent to TEI's ``POST /`` is a similarity request (its ``inputs`` an object)."""
+    return isinstance(body, dict) and isinstance(body.get("inputs"), dict)
+
+
 def similarity(engine: Any, request: Any) -> list[float]:
     """``POST /tei/similarity``: each sentence's cosine to the source sentence, in input order."""
     _no_prompts(request.parameters.prompt_name if request.parameters else None)
