@@ -25,7 +25,7 @@ from chutes_embeddings.engine.results import EMBEDDER, RERANKER
 from chutes_embeddings.http.boundary import install_boundary
 from chutes_embeddings.http.cords import cord_call, run_cord
 from chutes_embeddings.http.dialects import cohere, infinity, native, openai, tei
-from chutes_embeddings.http.openapi import build_openapi
+from chutes_embeddings.http.openapi import ServedModel, build_openapi
 from chutes_embeddings.http.routes import RouteTable
 from image import image
 
@@ -308,7 +308,7 @@ async def tei_info(self: Any) -> dict:
 async def tei_health(self: Any) -> Response:
     """TEI's ``GET /health``: an empty 200 while the service can embed, else 503."""
     run_cord(tei.health, self.engine)
-    return Response(status_code=200)
+    return Response(status_code=200, media_type="text/plain")
 
 
 # --- operations ---------------------------------------------------------------------------------
@@ -327,12 +327,13 @@ async def tei_metrics(self: Any) -> Response:
 @_get("/openapi", None)
 async def openapi_document(self: Any) -> dict:
     """This API's OpenAPI 3.1 document (also at /openapi.json on the local server)."""
-    return build_openapi(ROUTES)
+    return build_openapi(ROUTES, served=ServedModel.of(self.engine))
 
 
 def _openapi() -> dict:
     """What FastAPI serves at /openapi.json and /docs."""
-    return build_openapi(ROUTES)
+    engine = getattr(chute, "engine", None)
+    return build_openapi(ROUTES, served=ServedModel.of(engine) if engine is not None else None)
 
 
 chute.openapi = _openapi

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from chutes_embeddings.errors import InvalidInput
 
 from .common import (
+    I64_MAX,
     MAX_RERANK_TEXTS,
     MAX_RERANK_TOKENS_PER_DOC,
     MAX_TEXT_CHARS,
@@ -21,9 +22,17 @@ from .native import (
 
 
 # --- Cohere's rerank API (/v1/rerank: Cohere v1 and Jina; /v2/rerank: Cohere v2) ------------------
-def rerank_documents(field: str) -> BeforeValidator:
-    """Cohere's and Jina's ``documents``: 1..MAX_RERANK_TEXTS strings or ``{"text": str}`` objects
-    (Cohere v1's form), read as their texts; errors name ``documents[i]``."""
+class TextDocument(BaseModel):
+    """Cohere v1's document object: its ``text`` is what is ranked (other fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    text: Text
+
+
+def rerank_documents(field: str, objects: bool = True) -> Any:
+    """Cohere's and Jina's ``documents``: 1..MAX_RERANK_TEXTS strings or (``objects``) ``{"text": str}``
+    objects (Cohere v1's form), read as their texts; errors name ``documents[i]``. The type, whose
+    JSON Schema states the forms and limits."""
 
     def check(value: Any) -> list[str]:
         if not isinstance(value, list):
@@ -37,21 +46,24 @@ def rerank_documents(field: str) -> BeforeValidator:
         texts = []
         for i, item in enumerate(value):
             where = f"{field}[{i}]"
-            if isinstance(item, dict):
+            if isinstance(item, dict) and objects:
                 item, where = item.get("text"), f"{where}.text"
             if not isinstance(item, str):
-                raise InvalidInput(f"{where} must be a string (or an object with a string `text`)", field=where)
+                raise InvalidInput(f"{where} must be a string" + (" (or an object with a string `text`)" if objects
+                                                                  else ""), field=where)
             if not 1 <= len(item) <= MAX_TEXT_CHARS:
                 raise InvalidInput(f"{where} has {len(item)} characters; send 1..{MAX_TEXT_CHARS}", field=where,
                                    limit=MAX_TEXT_CHARS, **({} if item else {"reason": "empty"}))
             texts.append(item)
         return texts
 
-    return BeforeValidator(check)
+    item = Text | TextDocument if objects else Text
+    return Annotated[list[item], Field(min_length=1, max_length=MAX_RERANK_TEXTS), BeforeValidator(check)]
 
 
-RerankDocuments = Annotated[list[str], rerank_documents("documents")]
-TopN = Annotated[int, Field(ge=1)]
+RerankDocuments = rerank_documents("documents")
+StringDocuments = rerank_documents("documents", objects=False)
+TopN = Annotated[int, Field(ge=1, le=I64_MAX)]
 
 
 class CohereV2RerankRequest(LaxRequest):

@@ -8,10 +8,16 @@ import functools
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
 
 from chutes_embeddings.errors import InvalidInput
-from chutes_embeddings.store.names import COLLECTION_NAME_PATTERN
+from chutes_embeddings.store.names import (
+    COLLECTION_NAME_PATTERN,
+    FILTER_KEY_PATTERN,
+    FILTER_OPERATORS,
+    MAX_FILTER_KEYS,
+    MAX_IN_VALUES,
+)
 
 # --- limits (the only place they are written) ---------------------------------------------
 MAX_TEXT_CHARS = 100_000
@@ -54,15 +60,37 @@ CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTER
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
 Metadata = dict[str, Any]
 Vector = Annotated[list[float], Field(min_length=1, max_length=MAX_VECTOR_DIMENSION)]
-Dimensions = Annotated[int, Field(ge=1)]  # at most the model's dimension: checked by the engine
+I64_MAX = 2**63 - 1  # every integer of a body fits in 64 bits (payload.check_values)
+Dimensions = Annotated[int, Field(ge=1, le=I64_MAX)]  # at most the model's dimension: checked by the engine
+
+# A metadata filter (chutes_embeddings/store/filters.py has the grammar and checks it): the JSON
+# Schema states its top level (keys, logical operators, conditions); nested filters are objects.
+_SCALAR = {"anyOf": [{"type": "string"}, {"type": "boolean"}, {"type": "null"},
+                     {"type": "integer", "minimum": -(2**63), "maximum": I64_MAX}, {"type": "number"}]}
+_OPERAND = {op: _SCALAR for op in ("$eq", "$ne")} | {
+    op: {"anyOf": [{"type": "string"}, {"type": "number"}]} for op in ("$gt", "$gte", "$lt", "$lte")} | {
+    op: {"type": "array", "minItems": 1, "maxItems": MAX_IN_VALUES, "items": _SCALAR} for op in ("$in", "$nin")}
+assert set(_OPERAND) == set(FILTER_OPERATORS), "this is a bug: the filter schema misses an operator"
+_CONDITION = {"anyOf": [_SCALAR, {"type": "object", "minProperties": 1, "additionalProperties": False,
+                                  "properties": _OPERAND}]}
+FILTER_JSON_SCHEMA = {
+    "type": "object", "maxProperties": MAX_FILTER_KEYS, "additionalProperties": False,
+    "patternProperties": {
+        FILTER_KEY_PATTERN: _CONDITION,
+        "^\\$(and|or)$": {"type": "array", "minItems": 1, "items": {"type": "object", "minProperties": 1}},
+        "^\\$not$": {"type": "object", "minProperties": 1},
+    },
+}
+MetadataFilter = Annotated[dict[str, Any], WithJsonSchema(FILTER_JSON_SCHEMA)]
 
 TOKEN_IDS_HINT = ("token-id input is not supported: this service tokenises with its own model's tokenizer, so "
                   "ids from another tokenizer would embed the wrong text; send the text instead (LangChain's "
                   "OpenAIEmbeddings: pass check_embedding_ctx_length=False)")
 
 
-def text_inputs(field: str, max_items: int) -> BeforeValidator:
-    """OpenAI's ``input`` / TEI's ``inputs``: one text or a list of 1..``max_items`` texts.
+def text_inputs(field: str, max_items: int) -> Any:
+    """OpenAI's ``input`` / TEI's ``inputs``: one text or a list of 1..``max_items`` texts (the type,
+    whose JSON Schema states both forms and their limits).
 
     Checked before pydantic sees the union, so an error names ``field[i]`` and the limit (a
     union's own errors name its members); token ids, which both APIs define, get a hint.
@@ -89,7 +117,7 @@ def text_inputs(field: str, max_items: int) -> BeforeValidator:
                                    limit=MAX_TEXT_CHARS, **({} if item else {"reason": "empty"}))
         return value
 
-    return BeforeValidator(check)
+    return Annotated[Text | Annotated[list[Text], Field(min_length=1, max_length=max_items)], BeforeValidator(check)]
 
 
 @functools.cache

@@ -7,17 +7,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .cohere import RerankDocuments, TopN
-from .common import MAX_OPENAI_INPUTS, LaxRequest, Text, text_inputs
+from .cohere import StringDocuments, TopN
+from .common import I64_MAX, MAX_OPENAI_INPUTS, LaxRequest, Text, text_inputs
+
+InfinityInputs = text_inputs("input", MAX_OPENAI_INPUTS)
 
 
 class InfinityEmbeddingsRequest(LaxRequest):
     """POST /infinity/embeddings (Infinity's text embeddings; ``dimensions: 0`` is the full vector)."""
 
-    input: Annotated[str | list[str], text_inputs("input", MAX_OPENAI_INPUTS)]
+    input: InfinityInputs
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Annotated[int, Field(ge=0)] = 0
+    dimensions: Annotated[int, Field(ge=0, le=I64_MAX)] = 0
     modality: Literal["text"] = "text"
     user: str | None = None
 
@@ -26,7 +28,7 @@ class InfinityRerankRequest(LaxRequest):
     """POST /infinity/rerank (Infinity's, Cohere-like; documents are strings and come back as strings)."""
 
     query: Text
-    documents: RerankDocuments
+    documents: StringDocuments
     return_documents: bool = False
     raw_scores: bool = False
     model: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, WithJsonSchema, model_validator
 
 from chutes_embeddings.errors import InvalidInput
 
@@ -33,6 +33,7 @@ from .common import (
     CollectionName,
     Dimensions,
     Metadata,
+    MetadataFilter,
     Pooling,
     RecordId,
     Score,
@@ -41,11 +42,14 @@ from .common import (
     Vector,
 )
 
+EmbedTexts = Annotated[list[Text], Field(min_length=1, max_length=MAX_EMBED_INPUTS)]
+
 
 class EmbedRequest(StrictRequest):
     """POST /embed: one text (answered with one vector) or a list of texts."""
 
-    inputs: Annotated[list[Text], Field(min_length=1, max_length=MAX_EMBED_INPUTS)]
+    # a bare string is read as a list of one (``_accept_single_string``); the schema says both
+    inputs: Annotated[EmbedTexts, WithJsonSchema(TypeAdapter(Text | EmbedTexts).json_schema())]
     normalize: bool = True
     truncate: bool = True
     pooling: Pooling | None = None
@@ -133,14 +137,23 @@ class StoreAddRequest(StrictRequest):
     vector_model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
+def exactly_one_of(first: tuple[str, str], second: tuple[str, str]) -> ConfigDict:
+    """The JSON Schema of a request taking exactly one of two fields, each given as (name, JSON
+    type): ``oneOf`` two branches, each requiring its field with a value (a null is no value)."""
+    return ConfigDict(json_schema_extra={"oneOf": [
+        {"required": [name], "properties": {name: {"type": kind}}} for name, kind in (first, second)]})
+
+
 class StoreSearchRequest(StrictRequest):
     """POST /store/search: a query text (embedded by the server) or ``query_vector`` (exactly one)."""
+
+    model_config = exactly_one_of(("query", "string"), ("query_vector", "array"))
 
     collection: CollectionName = "default"
     query: Text | None = None
     query_vector: Vector | None = None
     top_k: Annotated[int, Field(ge=1, le=MAX_STORE_TOP_K)] = DEFAULT_STORE_TOP_K
-    filter_metadata: Metadata | None = None
+    filter_metadata: MetadataFilter | None = None
     threshold: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
     rerank: bool = False  # two-stage: the best rerank_candidates by vector, reordered by the reranker
     rerank_candidates: RerankCandidates = DEFAULT_RERANK_CANDIDATES
@@ -155,19 +168,23 @@ class StoreSearchRequest(StrictRequest):
 class StoreGetRequest(StrictRequest):
     """POST /store/get: records by ``ids``, or up to ``limit`` records a filter matches (exactly one)."""
 
+    model_config = exactly_one_of(("ids", "array"), ("filter_metadata", "object"))
+
     collection: CollectionName = "default"
     ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
-    filter_metadata: Metadata | None = None
+    filter_metadata: MetadataFilter | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_STORE_IDS)] = DEFAULT_FIND_LIMIT
     include_vectors: bool = False
 
 
 class StoreDeleteRequest(StrictRequest):
-    """POST /store/delete: by ids or by a metadata filter (exactly one)."""
+    """POST /store/delete: by ids or by a metadata filter (exactly one; an empty filter, which would
+    delete everything, is refused: /store/drop does that)."""
 
+    model_config = exactly_one_of(("ids", "array"), ("filter_metadata", "object"))
     collection: CollectionName = "default"
     ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
-    filter_metadata: Metadata | None = None
+    filter_metadata: Annotated[MetadataFilter | None, Field(json_schema_extra={"minProperties": 1})] = None
 
 
 class StoreDropRequest(StrictRequest):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -13,11 +13,13 @@ from .common import (
     text_inputs,
 )
 
+OpenAIInputs = text_inputs("input", MAX_OPENAI_INPUTS)
+
 
 class OpenAIEmbeddingsRequest(LaxRequest):
     """POST /v1/embeddings (OpenAI's request; ``model`` is accepted whatever it names)."""
 
-    input: Annotated[str | list[str], text_inputs("input", MAX_OPENAI_INPUTS)]
+    input: OpenAIInputs
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Dimensions | None = None

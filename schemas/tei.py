@@ -13,13 +13,14 @@ from .common import (
     MAX_EMBED_INPUTS,
     MAX_RERANK_TEXTS,
     MAX_SIMILARITY_TARGETS,
+    Dimensions,
     LaxRequest,
     Text,
     text_inputs,
 )
 
 # --- TEI's API (/tei/*), as text-embeddings-inference 1.9.3 documents it -----------------------
-TeiInputs = Annotated[str | list[str], text_inputs("inputs", MAX_EMBED_INPUTS)]
+TeiInputs = text_inputs("inputs", MAX_EMBED_INPUTS)
 TruncationDirection = Literal["Left", "Right", "left", "right"]
 
 
@@ -31,7 +32,7 @@ class TeiEmbedRequest(LaxRequest):
     truncate: bool | None = None  # None: the server's auto_truncate (true)
     truncation_direction: TruncationDirection = "Right"
     prompt_name: str | None = None
-    dimensions: Annotated[int, Field(ge=0)] | None = None
+    dimensions: Dimensions | None = None
 
 
 class TeiEmbedAllRequest(LaxRequest):
@@ -51,11 +52,17 @@ class TeiTokenizeRequest(LaxRequest):
     prompt_name: str | None = None
 
 
+def _texts_not_empty(value: Any) -> Any:
+    if value == []:  # TEI's own answer to an empty batch: 400 Empty
+        raise InvalidInput("`texts` cannot be empty", field="texts", limit=1, reason="empty")
+    return value
+
+
 class TeiRerankRequest(LaxRequest):
     """POST /tei/rerank."""
 
     query: Text
-    texts: Annotated[list[Text], Field(max_length=MAX_RERANK_TEXTS)]
+    texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_RERANK_TEXTS), BeforeValidator(_texts_not_empty)]
     raw_scores: bool = False
     return_text: bool = False
     truncate: bool | None = None
@@ -97,12 +104,13 @@ def token_id_inputs(field: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+TokenIds = Annotated[list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]], Field(min_length=1, max_length=MAX_DECODE_IDS)]
+
+
 class TeiDecodeRequest(LaxRequest):
     """POST /tei/decode: one id sequence or a list of them."""
 
-    ids: Annotated[Annotated[list[int], Field(min_length=1, max_length=MAX_DECODE_IDS)]
-                   | Annotated[list[Annotated[list[int], Field(min_length=1, max_length=MAX_DECODE_IDS)]],
-                               Field(min_length=1, max_length=MAX_EMBED_INPUTS)],
+    ids: Annotated[TokenIds | Annotated[list[TokenIds], Field(min_length=1, max_length=MAX_EMBED_INPUTS)],
                    token_id_inputs("ids")]
     skip_special_tokens: bool = True
 

@@ -277,7 +277,7 @@ def test_openapi_document_is_valid_complete_and_committed(live_server):
     from openapi_spec_validator import validate
 
     import my_embeddings
-    from chutes_embeddings.http.openapi import build_openapi
+    from chutes_embeddings.http.openapi import ServedModel, build_openapi
 
     built = build_openapi(my_embeddings.ROUTES)
     validate(built)
@@ -285,7 +285,10 @@ def test_openapi_document_is_valid_complete_and_committed(live_server):
     assert committed == built, (
         "docs/openapi.json is stale: python -m chutes_embeddings.tools.openapi_doc > docs/openapi.json"
     )
-    assert httpx.get(f"{live_server}/openapi").json() == built
+    served = httpx.get(f"{live_server}/openapi").json()  # the same, with the loaded model's bounds
+    assert served == build_openapi(my_embeddings.ROUTES, served=ServedModel(384, 30522))
+    embed_dimensions = served["components"]["schemas"]["EmbedRequest"]["properties"]["dimensions"]
+    assert {"type": "integer", "minimum": 1, "maximum": 384} in embed_dimensions["anyOf"]
     declared = {(r.path, r.method.lower()) for r in my_embeddings.ROUTES.routes}
     assert declared == {(p, m) for p, ops in built["paths"].items() for m in ops}
     embed = built["paths"]["/v1/embeddings"]["post"]

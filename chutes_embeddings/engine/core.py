@@ -80,6 +80,11 @@ class Engine:
     def dimension(self) -> int:
         return self.embedder.dimension
 
+    @property
+    def vocab_size(self) -> int:
+        """How many token ids the embedding model's tokenizer knows."""
+        return self.embedder.tokenizer.vocab_size
+
     def close(self) -> None:
         """Stop the batchers and the model services."""
         self.reranker.close()

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from ..engine.caller import CallerScope, run_in_scope
 from ..errors import EmbeddingsError, InvalidInput
-from .payload import check_values, field_path
+from .payload import check_values, field_path, read_part
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -64,7 +64,7 @@ def parse_request(model: type[M], body: Any) -> M:
             (naming the field and the limit).
     """
     body = {} if body is None else body
-    check_values(body)
+    check_values(read_part(model, body))
     try:
         return model.model_validate(body)
     except ValidationError as exc:

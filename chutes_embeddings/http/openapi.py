@@ -13,6 +13,7 @@ chute serves it at ``GET /openapi`` (and, locally, FastAPI's ``/openapi.json`` a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -24,19 +25,38 @@ REF = "#/components/schemas/{model}"
 COLLECTION_ROUTES = "/store/"  # the routes on stored collections: the only ones errors of scope "collection" reach
 
 
-def build_openapi(table: Any, title: str = "chutes-embeddings") -> dict[str, Any]:
+@dataclass(frozen=True)
+class ServedModel:
+    """What bounds requests once a model is loaded (the request models state only the service-wide
+    bounds: the model is chosen at start-up): the served document states these too."""
+
+    dimension: int  # the maximum of every ``dimensions``
+    vocab_size: int  # token ids (TEI's /decode) are below it
+    prompt_names: tuple[str, ...] = ()  # the only values of ``prompt_name`` (none: only null)
+
+    @classmethod
+    def of(cls, engine: Any) -> "ServedModel":
+        """The bounds of ``engine``'s embedding model."""
+        return cls(engine.dimension, engine.vocab_size)
+
+
+def build_openapi(table: Any, title: str = "chutes-embeddings", served: ServedModel | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route in ``table`` (a ``boundary.RouteTable``).
 
     Args:
         table: the routes, with their request/response models and dialects, and each dialect's
             error model (``table.error_models``).
         title: the document's title.
+        served: the loaded model's bounds, stated on the request fields they bound (None: the
+            document of the code alone, as committed in docs/openapi.json).
     """
     models = {m for r in table.routes for m in (r.request, r.response) if m is not None}
     models |= set(table.error_models.values())
     keyed = sorted(models, key=lambda m: m.__name__)
     refs, schemas = models_json_schema([(m, "validation") for m in keyed], ref_template=REF)
     components = schemas.get("$defs", {})
+    if served is not None:  # every component (the nested request models too); responses have no such fields
+        _state_bounds(components, served)
     paths: dict[str, Any] = {}
     for route in table.routes:
         error_ref = refs[(table.error_models[route.dialect.name], "validation")]
@@ -78,7 +98,39 @@ def _reaches(cls: type[EmbeddingsError], route: Any) -> bool:
     return True
 
 
+def _state_bounds(schema: Any, served: ServedModel) -> None:
+    """State ``served``'s bounds on the properties they bound, wherever they are in ``schema``."""
+    if isinstance(schema, dict):
+        properties = schema.get("properties", {})
+        if "dimensions" in properties:
+            _set_integer_maximum(properties["dimensions"], served.dimension)
+        if "ids" in properties and schema.get("title") == "TeiDecodeRequest":
+            _set_integer_maximum(properties["ids"], served.vocab_size - 1)
+        if "prompt_name" in properties:
+            properties["prompt_name"] = {"anyOf": [{"enum": list(served.prompt_names)}, {"type": "null"}]} \
+                if served.prompt_names else {"type": "null"}
+        for value in schema.values():
+            _state_bounds(value, served)
+    elif isinstance(schema, list):
+        for value in schema:
+            _state_bounds(value, served)
+
+
+def _set_integer_maximum(schema: Any, maximum: int) -> None:
+    """Lower the ``maximum`` of every integer form in ``schema`` (nested arrays included) to ``maximum``."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "integer":
+            schema["maximum"] = min(maximum, schema.get("maximum", maximum))
+        for value in schema.values():
+            _set_integer_maximum(value, maximum)
+    elif isinstance(schema, list):
+        for value in schema:
+            _set_integer_maximum(value, maximum)
+
+
 def _ok(route: Any, refs: dict[Any, Any]) -> dict[str, Any]:
     if route.response is None:
-        return {"description": "OK", "content": {route.media_type.split(";")[0]: {"schema": {"type": "string"}}}}
+        media = route.media_type.split(";")[0]
+        return {"description": "OK", "content": {media: {"schema": {
+            "type": "object" if media == "application/json" else "string"}}}}
     return {"description": "OK", "content": {"application/json": {"schema": refs[(route.response, "validation")]}}}

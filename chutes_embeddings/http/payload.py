@@ -13,12 +13,14 @@ here. Refusing is what TEI and OpenAI do; replacing it would change the caller's
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-from typing import Any, Iterable
+from typing import Any, Iterable, get_args
 
 import orjson
+from pydantic import BaseModel
 
 from ..errors import InvalidInput, MalformedRequest
 
@@ -128,3 +130,44 @@ def _check_scalar(value: Any, path: tuple[Any, ...]) -> None:
         where = field_path(path)
         raise InvalidInput(f"{where}: integers must fit in 64 bits (-2^63 .. 2^63-1); send a string or a float",
                            field=where, limit=INT64_MAX)
+
+
+def read_part(model: type[BaseModel], body: Any) -> Any:
+    """The part of ``body`` that ``model`` reads: a model that ignores unknown fields (the
+    compatible APIs') never sees them, so they are left out here too, in nested models and in
+    lists of them; what a model forbids or keeps is left in (its own validation answers for it).
+
+    The body checks (``payload.check_values``: NaN, integers outside 64 bits, lone surrogates)
+    run on this part only: a client's extra field is ignored as OpenAI, TEI and Cohere ignore it.
+    """
+    if not isinstance(body, dict) or model.model_config.get("extra") != "ignore":
+        return body
+    nested = _nested_models(model)
+    out = {}
+    for name, value in body.items():
+        if name not in nested:
+            continue
+        inner = nested[name]
+        if inner is not None and isinstance(value, dict):
+            value = read_part(inner, value)
+        elif inner is not None and isinstance(value, list):
+            value = [read_part(inner, item) for item in value]
+        out[name] = value
+    return out
+
+
+@functools.cache
+def _nested_models(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
+    """Each field's name (as sent) and the one model its value (or its list's items) may hold, if any."""
+    fields: dict[str, type[BaseModel] | None] = {}
+    for name, info in model.model_fields.items():
+        found: list[type[BaseModel]] = []
+        pending = [info.annotation]
+        while pending:
+            kind = pending.pop()
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found.append(kind)
+            else:
+                pending.extend(a for a in get_args(kind) if a is not None)
+        fields[info.alias or name] = found[0] if len(found) == 1 else None
+    return fields

@@ -26,13 +26,11 @@ from typing import Any, Union
 
 from ..errors import InvalidInput
 from ..http.payload import check_values
+from .names import FILTER_KEY_PATTERN, MAX_FILTER_DEPTH, MAX_FILTER_KEYS, MAX_IN_VALUES
+from .names import FILTER_LOGICAL as LOGICAL
+from .names import FILTER_OPERATORS as OPERATORS
 
-OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte")
-LOGICAL = ("$and", "$or", "$not")
-_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_IN_VALUES = 1000
-MAX_FILTER_KEYS = 64
-MAX_FILTER_DEPTH = 8
+_KEY = re.compile(FILTER_KEY_PATTERN)
 
 
 @dataclass(frozen=True)

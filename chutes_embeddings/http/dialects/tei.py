@@ -95,8 +95,6 @@ def rerank(engine: Any, request: Any) -> list[dict[str, Any]]:
     As TEI: the sigmoid of the cross-encoder's logit, or the logit itself with ``raw_scores``
     (without a cross-encoder: ``(cosine + 1) / 2``, or the cosine).
     """
-    if not request.texts:
-        raise InvalidInput("`texts` cannot be empty", field="texts", limit=1, reason="empty")
     with naming("texts"):
         ranked = engine.rerank(request.query, request.texts, RerankOptions(**_truncation(request)))
     row = ranked.logits if request.raw_scores else ranked.relevance()
