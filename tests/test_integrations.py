@@ -236,6 +236,24 @@ def test_readme_rag_snippets_run_as_written(live_server, capsys, marker, expecte
     assert f"Context: {expected}" in printed and "Question: How are embedding models served?" in printed
 
 
+# Run by their own tests: the rerank block needs a cross-encoder (tests/test_rerank.py), the RAG
+# snippets check what they print (above).
+RUN_ELSEWHERE = ("# Rerank with the Cohere SDK", "# RAG with")
+
+
+def test_every_other_readme_python_block_runs_as_written(live_server, monkeypatch):
+    """The README's other Python blocks, in order and sharing one namespace as a reader's session
+    would, against this live server (only the URL changes)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # huggingface_hub's client, on loopback only
+    blocks = [b for b in _readme_blocks("") if not b.startswith(RUN_ELSEWHERE)]
+    assert len(blocks) >= 5
+    namespace: dict = {}
+    for i, block in enumerate(blocks):
+        exec(compile(block.replace("http://127.0.0.1:8000", live_server), f"README:python-{i}", "exec"), namespace)
+
+
 # --- the README's curl examples run as written (against this live server) ----------------------------
 def _readme_shell_blocks() -> list[list[str]]:
     from pathlib import Path
