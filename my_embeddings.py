@@ -15,6 +15,7 @@ table says which dialect each route speaks, and the request guard installed by
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
 from chutes.chute import Chute, NodeSelector
@@ -213,7 +214,7 @@ async def openai_model(model: str) -> Any:
     """The ``openai`` SDK's ``models.retrieve``: ``GET /v1/models/{model}``, on the local server only
     (Chutes routes fixed lowercase paths, and model ids have capitals and slashes; there,
     ``models.list()`` answers the same)."""
-    return run_cord(lambda engine: openai.model(engine, model), chute.engine)
+    return run_cord(partial(openai.model, model_id=model), chute.engine)
 
 
 chute.add_api_route("/v1/models/{model:path}", openai_model, methods=["GET"], include_in_schema=False)
