@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -29,6 +29,7 @@ from .common import (
     MAX_STORE_TOP_K,
     MIN_CLUSTER_TEXTS,
     MIN_CLUSTERS,
+    Access,
     ClusterMethod,
     CollectionName,
     Dimensions,
@@ -125,6 +126,8 @@ class StoreAddRequest(StrictRequest):
     the collection records ``vector_model`` (default ``external``) and their dimension.
     """
 
+    access: ClassVar[Access] = "write"
+
     collection: CollectionName = "default"
     texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)]
     ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
@@ -135,6 +138,8 @@ class StoreAddRequest(StrictRequest):
 
 class StoreSearchRequest(StrictRequest):
     """POST /store/search: a query text (embedded by the server) or ``query_vector`` (exactly one)."""
+
+    access: ClassVar[Access] = "read"
 
     collection: CollectionName = "default"
     query: Text | None = None
@@ -155,6 +160,8 @@ class StoreSearchRequest(StrictRequest):
 class StoreGetRequest(StrictRequest):
     """POST /store/get: records by ``ids``, or up to ``limit`` records a filter matches (exactly one)."""
 
+    access: ClassVar[Access] = "read"
+
     collection: CollectionName = "default"
     ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
     filter_metadata: Metadata | None = None
@@ -165,6 +172,8 @@ class StoreGetRequest(StrictRequest):
 class StoreDeleteRequest(StrictRequest):
     """POST /store/delete: by ids or by a metadata filter (exactly one)."""
 
+    access: ClassVar[Access] = "write"
+
     collection: CollectionName = "default"
     ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
     filter_metadata: Metadata | None = None
@@ -173,7 +182,15 @@ class StoreDeleteRequest(StrictRequest):
 class StoreDropRequest(StrictRequest):
     """POST /store/drop: delete a collection."""
 
+    access: ClassVar[Access] = "admin"
+
     collection: CollectionName
+
+
+class StoreCollectionsRequest(StrictRequest):
+    """POST /store/collections (and GET, whose body is empty): the collections the token may see."""
+
+    access: ClassVar[Access] = "read"
 
 
 # --- responses (documentation and tests; cords return plain dicts of these shapes) ------------

@@ -10,6 +10,7 @@ from .common import (
     MAX_EMBED_INPUTS,
     MAX_RERANK_TEXTS,
     MAX_SIMILARITY_TARGETS,
+    LaxObject,
     LaxRequest,
     Text,
     text_inputs,
@@ -59,14 +60,14 @@ class TeiRerankRequest(LaxRequest):
     truncation_direction: TruncationDirection = "Right"
 
 
-class TeiSimilarityInput(LaxRequest):
+class TeiSimilarityInput(LaxObject):
     """The sentences TEI's ``/similarity`` compares."""
 
     source_sentence: Text
     sentences: Annotated[list[Text], Field(min_length=1, max_length=MAX_SIMILARITY_TARGETS)]
 
 
-class TeiSimilarityParameters(LaxRequest):
+class TeiSimilarityParameters(LaxObject):
     prompt_name: str | None = None
 
 

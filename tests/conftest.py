@@ -49,7 +49,7 @@ MODEL_FIXTURES = frozenset({
     "tiny_reranker_path", "rerank_engine", "cross_encoder",
 })
 # Fixtures that serve the chute app over tests/fakes.py in process.
-HTTP_FIXTURES = frozenset({"fake_app", "fake_client", "fake_call"})
+HTTP_FIXTURES = frozenset({"fake_app", "fake_client", "fake_call", "token_app", "token_client"})
 # (fixture, param) pairs whose value reaches Postgres through ``request.getfixturevalue``, which
 # the fixture closure cannot show.
 SYSTEM_PARAMS = frozenset({("store", "postgres")})
@@ -177,10 +177,9 @@ def chute_app() -> Any:
     app.engine.close()
 
 
-@pytest.fixture(scope="session")
-def fake_app(tmp_path_factory: Any) -> Any:
-    """A second chute from ``my_embeddings.py`` (its own module: its own routes and store) over fake
-    model services (``tests/fakes.py``): every cord and dialect, no model, no torch."""
+def fake_chute(module_name: str, data_dir: Path, env_extra: dict[str, str] | None = None) -> Any:
+    """A chute from its own copy of ``my_embeddings.py`` (its own routes and store) over fake model
+    services (``tests/fakes.py``), started: every cord and dialect, no model, no torch."""
     import importlib.util
 
     import schemas as S
@@ -188,15 +187,21 @@ def fake_app(tmp_path_factory: Any) -> Any:
     from chutes_embeddings.settings import Settings
     from tests.fakes import fake_engine
 
-    spec = importlib.util.spec_from_file_location("my_embeddings_over_fakes", ROOT / "my_embeddings.py")
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "my_embeddings.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    settings = Settings.from_env({**os.environ, "EMBEDDINGS_DATA_DIR": str(tmp_path_factory.mktemp("fake-app"))})
+    settings = Settings.from_env({**os.environ, "EMBEDDINGS_DATA_DIR": str(data_dir), **(env_extra or {})})
     app = module.chute
     app.settings = settings
     app.engine = fake_engine(settings, service_limits(settings, S.LIMITS))
-    app = _started(app)
+    return _started(app)
+
+
+@pytest.fixture(scope="session")
+def fake_app(tmp_path_factory: Any) -> Any:
+    """A second chute from ``my_embeddings.py`` over fake model services (``fake_chute``)."""
+    app = fake_chute("my_embeddings_over_fakes", tmp_path_factory.mktemp("fake-app"))
     yield app
     app.store.close()
     app.engine.close()
