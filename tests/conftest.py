@@ -49,7 +49,7 @@ MODEL_FIXTURES = frozenset({
     "tiny_reranker_path", "rerank_engine", "cross_encoder",
 })
 # Fixtures that serve the chute app over tests/fakes.py in process.
-HTTP_FIXTURES = frozenset({"fake_app", "fake_client", "fake_call", "token_app", "token_client"})
+HTTP_FIXTURES = frozenset({"fake_app", "fake_client", "fake_call", "token_app", "token_client", "strict_token_client"})
 # (fixture, param) pairs whose value reaches Postgres through ``request.getfixturevalue``, which
 # the fixture closure cannot show.
 SYSTEM_PARAMS = frozenset({("store", "postgres")})

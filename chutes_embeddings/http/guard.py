@@ -25,11 +25,11 @@ authentication in front of it:
   the SDK's dev middleware would hand it (``request.state.decrypted``): ``install_boundary``
   leaves that middleware out of the local server's stack, the costliest layer of a request there
   (docs/benchmarks.md, "The cost of one request");
-- ``Authorization: Bearer <token>`` is a store token (``access.py``): the body handed on gets it
-  as its ``token`` field unless the body has one (the body's wins: an OpenAI SDK sends its api_key
-  as a bearer token whatever ``extra_body`` says), and a GET that takes a token (``GET
-  /store/collections``) gets a body of only that field. On Chutes the gateway sends its own headers,
-  never the caller's, so a token travels in the body there.
+- with store tokens configured, ``Authorization: Bearer <token>`` is a store token (``access.py``):
+  the body handed on gets it as its ``token`` field unless the body has one (the body's wins: an
+  OpenAI SDK sends its api_key as a bearer token whatever ``extra_body`` says), and a GET that
+  takes a token (``GET /store/collections``) gets a body of only that field. On Chutes the gateway
+  sends its own headers, never the caller's, so a token travels in the body there.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from loguru import logger
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
-from ..access import TOKEN_FIELD
+from ..access import MAX_TOKEN_CHARS, TOKEN_FIELD
 from ..errors import (
     EmbeddingsError,
     Forbidden,
@@ -155,7 +155,7 @@ class RequestGuard:
             self._match_route(scope, path, method)
         if method not in BODY_METHODS:
             if settings.local_server:
-                token = bearer_token(scope)
+                token = bearer_token(scope) if settings.access.enabled else None
                 hand_on(scope, {TOKEN_FIELD: token} if token and self.takes_token(path) else None)
             if state.done:
                 return receive
@@ -181,7 +181,8 @@ class RequestGuard:
         state.done = True
         self.admission(path)  # read (so the client hears the answer) but not parsed
         if settings.local_server:
-            hand_on(scope, with_bearer_token(loads_body(body), scope))  # 400 here on a body that is no JSON
+            parsed = loads_body(body)  # 400 here on a body that is no JSON
+            hand_on(scope, with_bearer_token(parsed, scope) if settings.access.enabled else parsed)
         return _replay(body, receive)
 
     def _match_route(self, scope: Scope, path: str, method: str) -> None:
@@ -261,9 +262,11 @@ def _has_body(scope: Scope) -> bool:
 
 
 def bearer_token(scope: Scope) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, if the request has one."""
+    """The token of an ``Authorization: Bearer <token>`` header, if the request has one that can be
+    a store token (a longer one, some other service's key, is no token here)."""
     scheme, _, token = (_header(scope, b"authorization") or "").strip().partition(" ")
-    return (token.strip() or None) if scheme.lower() == "bearer" else None
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and 0 < len(token) <= MAX_TOKEN_CHARS else None
 
 
 def with_bearer_token(body: Any, scope: Scope) -> Any:
