@@ -12,12 +12,10 @@ import json
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 import schemas as S
-from tests.conftest import _loopback_client, fake_chute
-from tests.helpers import make_call
+from tests.helpers import app_transport, fake_chute, loopback_client, make_call
 
 READER = "reader-0123456789abcdef"
 WRITER = "writer-0123456789abcdef"
@@ -41,7 +39,7 @@ def token_app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def token_client(token_app):
-    yield from _loopback_client(token_app)
+    yield from loopback_client(token_app)
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +47,9 @@ def strict_token_client(tmp_path_factory):
     """The chute over fakes that requires a token on every route."""
     app = fake_chute("my_embeddings_tokens_everywhere", tmp_path_factory.mktemp("strict-app"),
                      {"EMBEDDINGS_STORE_TOKENS": TOKENS, "EMBEDDINGS_REQUIRE_TOKEN_FOR_COMPUTE": "true"})
-    yield from _loopback_client(app)
+    yield from loopback_client(app)
     app.store.close()
     app.engine.close()
-
-
-def app_transport(test_client) -> httpx.MockTransport:
-    """An httpx transport into the app behind ``test_client``, for the real client's own ``httpx.Client``."""
-    def forward(request: httpx.Request) -> httpx.Response:
-        answer = test_client.request(request.method, request.url.path, content=request.content,
-                                     headers={k: v for k, v in request.headers.items() if k != "host"})
-        return httpx.Response(answer.status_code, content=answer.content,
-                              headers={"content-type": answer.headers.get("content-type", "application/json")})
-
-    return httpx.MockTransport(forward)
 
 
 def _post(client, path: str, body: dict[str, Any], token: str | None = None, **kwargs: Any) -> tuple[int, Any]:

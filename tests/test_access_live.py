@@ -17,9 +17,7 @@ import pytest
 
 from chutes_embeddings.client import EmbeddingsClient
 from chutes_embeddings.errors import Forbidden, NotFound, Unauthorized
-from tests.conftest import _loopback_client, fake_chute
-from tests.helpers import running_server, wait_until
-from tests.test_access_http import app_transport
+from tests.helpers import app_transport, fake_chute, loopback_client, running_server, wait_until
 
 ACME = "acme-token-change-me-0123456789"  # the README example's tokens
 GLOBEX = "globex-token-change-me-0123456789"
@@ -38,7 +36,7 @@ def store(request, tmp_path_factory):
     if request.param == "postgres":
         env["EMBEDDINGS_STORE_URL"] = request.getfixturevalue("pg_url")
     app = fake_chute(f"my_embeddings_tokens_{request.param}", tmp_path_factory.mktemp("tokens"), env)
-    clients = _loopback_client(app)
+    clients = loopback_client(app)
     transport = app_transport(next(clients))
     yield lambda token=None: EmbeddingsClient("http://127.0.0.1", store_token=token, transport=transport)
     clients.close()
