@@ -237,7 +237,7 @@ def test_a_namespaced_name_is_a_collection_of_its_own_for_every_verb(store, name
     """``namespace/collection`` (a tenant's collection, ``store.tenancy``) is one more valid name:
     apart from ``collection`` and from the same name in another namespace, listed by its full name."""
     vectors = unit(np.random.default_rng(19), 3)
-    mine, theirs = f"acme/{name}", f"globex/{name}"
+    mine, theirs = f"ns_{name}/{name}", f"other_{name}/{name}"  # Postgres is shared by the session: names of its own
     add(store, name, vectors[:1])
     add(store, mine, vectors[:2])
     add(store, theirs, vectors[:3])
@@ -252,6 +252,8 @@ def test_a_namespaced_name_is_a_collection_of_its_own_for_every_verb(store, name
         store.describe(mine)
     assert mine in err.value.message
     assert {c.name: c.size for c in store.collections() if c.name in (name, mine, theirs)} == {name: 1, theirs: 3}
+    store.drop(theirs)
+    store.drop(name)
 
 
 def test_the_embedded_snapshot_of_a_namespaced_collection_is_one_file_beside_the_others(tmp_path):
