@@ -45,8 +45,14 @@ install_boundary(chute, ROUTES)
 
 
 def _route(method: str, path: str, request: type | None, response: type | None, *, dialect: Any = native,
-           uses_model: str | None = None, media_type: str = "application/json") -> Any:
-    """Declare a cord (the SDK sees JSON schemas, not models to validate) and record the route."""
+           uses_model: str | None = None, media_type: str = "application/json", access: str | None = None) -> Any:
+    """Declare a cord (the SDK sees JSON schemas, not models to validate) and record the route.
+
+    ``access``: what the route needs of a caller's token (``chutes_embeddings/access.py``), by
+    default its request model's; a GET that takes a token (on the local server, from its
+    ``Authorization`` header) names it.
+    """
+    access = access or getattr(request, "access", None)
     cord = chute.cord(
         public_api_path=path,
         public_api_method=method,
@@ -57,7 +63,8 @@ def _route(method: str, path: str, request: type | None, response: type | None, 
 
     def register(func: Any) -> Any:
         declared = cord(func)  # sets cord.path, the SDK's internal path for this cord
-        ROUTES.add(method, path, cord.path, func.__doc__ or "", request, response, dialect, uses_model, media_type)
+        ROUTES.add(method, path, cord.path, func.__doc__ or "", request, response, dialect, uses_model, media_type,
+                   access)
         return declared
 
     return register
@@ -184,10 +191,17 @@ async def store_drop(self: Any, body: Any = None) -> dict:
     return await cord_call(self, S.StoreDropRequest, body, native.store_drop, self.store)
 
 
-@_get("/store/collections", S.CollectionsResponse)
-async def store_collections(self: Any) -> dict:
-    """Every collection with its size, dimension, model and a few sample texts."""
-    return run_cord(native.store_collections, self.store)
+@_get("/store/collections", S.CollectionsResponse, access=S.StoreCollectionsRequest.access)
+async def store_collections(self: Any, body: Any = None) -> dict:
+    """Every collection the caller may see, with its size, dimension, model and a few sample texts
+    (with tokens configured: POST it with the token, or GET it with ``Authorization: Bearer`` locally)."""
+    return await cord_call(self, S.StoreCollectionsRequest, body, native.store_collections, self.store)
+
+
+@_post("/store/collections", S.StoreCollectionsRequest, S.CollectionsResponse)
+async def store_collections_post(self: Any, body: Any = None) -> dict:
+    """Every collection the caller's token may see (``GET /store/collections`` with the token in the body)."""
+    return await cord_call(self, S.StoreCollectionsRequest, body, native.store_collections, self.store)
 
 
 # --- OpenAI's embeddings API --------------------------------------------------------------------

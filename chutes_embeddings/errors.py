@@ -12,7 +12,8 @@ status code.
     |   +-- MalformedRequest (400 malformed_request)  the body is not JSON, too deep, a number too long
     |   +-- PayloadTooLarge (413 payload_too_large)   the body is over EMBEDDINGS_MAX_BODY_BYTES
     |   +-- UnsupportedMediaType (415 unsupported_media_type)  a local-server POST that is not JSON
-    +-- Forbidden (403 forbidden)                   a local-server request for a host that is not loopback
+    +-- Unauthorized (401 unauthorized)             no store token, or one that is not configured
+    +-- Forbidden (403 forbidden)                   a token of too small a scope; a local-server Host not loopback
     +-- NotFound (404 not_found)                    a route, collection or record that does not exist
     +-- MethodNotAllowed (405 method_not_allowed)   a route asked with the wrong method
     +-- RequestTimeout (408 request_timeout)        the body did not arrive in time
@@ -33,7 +34,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator, Literal
 
-Scope = Literal["any", "body", "collection"]
+Scope = Literal["any", "body", "collection", "token"]
 
 
 class EmbeddingsError(Exception):
@@ -45,7 +46,8 @@ class EmbeddingsError(Exception):
     retryable: bool = False  # a client may send the same request again
     acted_on: bool = True  # the server may have acted on the request: a retry is safe only for an idempotent call
     retry_after: int | None = None  # seconds the Retry-After header says when the error names none; None: no header
-    scope: Scope = "any"  # which requests can get it: any, one with a body, one on a stored collection
+    scope: Scope = "any"  # which requests can get it: any, one with a body, one on a stored collection, one that
+    # takes a token (``access.py``)
 
     def __init__(self, message: str, *, field: str | None = None, limit: Any = None, **extra: Any) -> None:
         super().__init__(message)
@@ -150,12 +152,25 @@ class UnsupportedMediaType(InvalidInput):
     description = "local server only: the body is not application/json"
 
 
+class Unauthorized(EmbeddingsError):
+    """The route needs a store token and none came, or one that is not configured (``access.py``).
+
+    The message names the scope the route needs, never the token presented.
+    """
+
+    status = 401
+    error_type = "unauthorized"
+    description = "the route needs a store token (the body's `token` field) and none, or an unknown one, came"
+    scope = "token"
+
+
 class Forbidden(EmbeddingsError):
-    """The request is refused whatever its body (e.g. a non-loopback Host on the local server)."""
+    """The caller may not do this: a store token whose scope is too small, or (local server) a Host
+    that is not a loopback name."""
 
     status = 403
     error_type = "forbidden"
-    description = "local server only: a Host that is not a loopback name"
+    description = "a store token whose scope is too small; on the local server, a Host that is not a loopback name"
 
 
 class MethodNotAllowed(EmbeddingsError):

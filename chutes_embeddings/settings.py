@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping
+
+from .access import StoreAccess
 
 PACKAGED_MODEL_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -95,6 +98,12 @@ class Settings:
     # Pairs per forward pass and padded tokens per pass for the local cross-encoder.
     rerank_max_batch_size: int = 64
     rerank_max_batch_tokens: int = 16384
+    # Store access tokens (``access.py``): ``token:scope[:namespace]`` entries, comma- or
+    # newline-separated, and/or a file of them. Secrets: never in the repr (nor in /info, logs or
+    # errors); only their digests are kept once parsed (``access``). None configured: no checks.
+    store_tokens: str = field(default="", repr=False)
+    store_tokens_file: str = ""
+    require_token_for_compute: bool = False
     log_level: str = "INFO"
     log_json: bool = False
     # Not an EMBEDDINGS_* variable: `chutes run --dev` (make serve, tests) sets CHUTES_DEV_MODE.
@@ -109,6 +118,20 @@ class Settings:
                      "rerank_tei_port", "rerank_max_batch_size", "rerank_max_batch_tokens"):
             if getattr(self, name) < (0 if name in ("cache_size", "tei_port", "rerank_tei_port") else 1):
                 raise ValueError(f"EMBEDDINGS_{name.upper()} must be positive, got {getattr(self, name)}")
+        access = self.access  # parsed here, so a bad entry fails start-up
+        if self.require_token_for_compute and not access.enabled:
+            raise ValueError("EMBEDDINGS_REQUIRE_TOKEN_FOR_COMPUTE is set but no token is configured "
+                             "(EMBEDDINGS_STORE_TOKENS or EMBEDDINGS_STORE_TOKENS_FILE)")
+
+    @cached_property
+    def access(self) -> StoreAccess:
+        """The configured store tokens, parsed once (at construction: a bad entry fails start-up).
+
+        Raises:
+            ValueError: a bad entry (named by its position, never its text), a token listed
+                twice, an unreadable tokens file.
+        """
+        return StoreAccess.configured(self.store_tokens, self.store_tokens_file, self.require_token_for_compute)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -139,7 +162,8 @@ class Settings:
                 else:
                     values[f.name] = raw.upper() if f.name == "log_level" else raw
             except ValueError as exc:
-                raise ValueError(f"EMBEDDINGS_{f.name.upper()}={raw!r}: {exc}") from None
+                shown = "<secret>" if not f.repr else repr(raw)
+                raise ValueError(f"EMBEDDINGS_{f.name.upper()}={shown}: {exc}") from None
         return cls(**values)  # type: ignore[arg-type]
 
     def store_options(self) -> dict[str, float]:

@@ -1,15 +1,26 @@
 """What every wire format shares: the limits (the only place they are written), the field types,
 the text-input check, and the two request bases (both strict about values; the native API's also
-refuses unknown fields, the compatible ones ignore them)."""
+refuses unknown fields, the compatible ones ignore them). Every request takes a store access token
+in its ``token`` field (``chutes_embeddings/access.py``); ``access`` says what its route needs."""
 
 from __future__ import annotations
 
 import functools
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
+from chutes_embeddings.access import COMPUTE, MAX_TOKEN_CHARS
 from chutes_embeddings.errors import InvalidInput
 from chutes_embeddings.store.names import (
     COLLECTION_NAME_PATTERN,
@@ -82,6 +93,11 @@ FILTER_JSON_SCHEMA = {
     },
 }
 MetadataFilter = Annotated[dict[str, Any], WithJsonSchema(FILTER_JSON_SCHEMA)]
+# A secret: pydantic masks it in every repr, and no answer ever carries it back
+StoreToken = Annotated[SecretStr, Field(min_length=1, max_length=MAX_TOKEN_CHARS, description=(
+    "store access token: needed on the store routes (and, where the service requires it, on every route) "
+    "when the service has tokens configured; on the local server also accepted as Authorization: Bearer"))]
+Access = Literal["compute", "read", "write", "admin"]
 
 TOKEN_IDS_HINT = ("token-id input is not supported: this service tokenises with its own model's tokenizer, so "
                   "ids from another tokenizer would embed the wrong text; send the text instead (LangChain's "
@@ -151,10 +167,19 @@ class _JsonNumbers(BaseModel):
 class StrictRequest(_JsonNumbers):
     # strict values (``_JsonNumbers``); forbid: a misspelt option is an error, not ignored.
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    access: ClassVar[Access] = COMPUTE  # what the route needs (``access.StoreAccess.authorize``)
+    token: StoreToken | None = None
 
 
-class LaxRequest(_JsonNumbers):
+class LaxObject(_JsonNumbers):
     # Compatible clients send fields we do not use (OpenAI's extra_body, TEI's newer options):
     # ignored, as the originals ignore them. Lax about fields, strict about values, as the
     # originals are (OpenAI, TEI's serde and Cohere refuse true or "3" for an integer).
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class LaxRequest(LaxObject):
+    # A compatible API's request (``LaxObject``: its nested objects). Their SDKs send the token as
+    # an extra body field (the OpenAI SDK's ``extra_body={"token": ...}``).
+    access: ClassVar[Access] = COMPUTE
+    token: StoreToken | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, WithJsonSchema, model_validator
 
@@ -29,6 +29,7 @@ from .common import (
     MAX_STORE_TOP_K,
     MIN_CLUSTER_TEXTS,
     MIN_CLUSTERS,
+    Access,
     ClusterMethod,
     CollectionName,
     Dimensions,
@@ -129,6 +130,8 @@ class StoreAddRequest(StrictRequest):
     the collection records ``vector_model`` (default ``external``) and their dimension.
     """
 
+    access: ClassVar[Access] = "write"
+
     collection: CollectionName = "default"
     texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)]
     ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
@@ -148,6 +151,7 @@ class StoreSearchRequest(StrictRequest):
     """POST /store/search: a query text (embedded by the server) or ``query_vector`` (exactly one)."""
 
     model_config = exactly_one_of(("query", "string"), ("query_vector", "array"))
+    access: ClassVar[Access] = "read"
 
     collection: CollectionName = "default"
     query: Text | None = None
@@ -169,6 +173,7 @@ class StoreGetRequest(StrictRequest):
     """POST /store/get: records by ``ids``, or up to ``limit`` records a filter matches (exactly one)."""
 
     model_config = exactly_one_of(("ids", "array"), ("filter_metadata", "object"))
+    access: ClassVar[Access] = "read"
 
     collection: CollectionName = "default"
     ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
@@ -182,6 +187,8 @@ class StoreDeleteRequest(StrictRequest):
     delete everything, is refused: /store/drop does that)."""
 
     model_config = exactly_one_of(("ids", "array"), ("filter_metadata", "object"))
+    access: ClassVar[Access] = "write"
+
     collection: CollectionName = "default"
     ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
     filter_metadata: Annotated[MetadataFilter | None, Field(json_schema_extra={"minProperties": 1})] = None
@@ -190,7 +197,15 @@ class StoreDeleteRequest(StrictRequest):
 class StoreDropRequest(StrictRequest):
     """POST /store/drop: delete a collection."""
 
+    access: ClassVar[Access] = "admin"
+
     collection: CollectionName
+
+
+class StoreCollectionsRequest(StrictRequest):
+    """POST /store/collections (and GET, whose body is empty): the collections the token may see."""
+
+    access: ClassVar[Access] = "read"
 
 
 # --- responses (documentation and tests; cords return plain dicts of these shapes) ------------

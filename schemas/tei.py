@@ -14,6 +14,7 @@ from .common import (
     MAX_RERANK_TEXTS,
     MAX_SIMILARITY_TARGETS,
     Dimensions,
+    LaxObject,
     LaxRequest,
     Text,
     text_inputs,
@@ -118,14 +119,14 @@ class TeiDecodeRequest(LaxRequest):
 TeiDecodeResponse = RootModel[list[str]]
 
 
-class TeiSimilarityInput(LaxRequest):
+class TeiSimilarityInput(LaxObject):
     """The sentences TEI's ``/similarity`` compares."""
 
     source_sentence: Text
     sentences: Annotated[list[Text], Field(min_length=1, max_length=MAX_SIMILARITY_TARGETS)]
 
 
-class TeiSimilarityParameters(LaxRequest):
+class TeiSimilarityParameters(LaxObject):
     prompt_name: str | None = None
 
 

@@ -21,8 +21,6 @@ Layers. Every test gets exactly one of the markers ``unit``, ``http``, ``model``
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import os
 import shutil
 import subprocess
@@ -33,7 +31,16 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, Call, build_tiny_cross_encoder, make_call, running_server
+from tests.helpers import (
+    ROOT,
+    Call,
+    build_tiny_cross_encoder,
+    fake_chute,
+    loopback_client,
+    make_call,
+    running_server,
+    started_chute,
+)
 
 LAYERS = ("unit", "http", "model", "system")  # lightest first
 
@@ -49,7 +56,7 @@ MODEL_FIXTURES = frozenset({
     "tiny_reranker_path", "rerank_engine", "cross_encoder",
 })
 # Fixtures that serve the chute app over tests/fakes.py in process.
-HTTP_FIXTURES = frozenset({"fake_app", "fake_client", "fake_call"})
+HTTP_FIXTURES = frozenset({"fake_app", "fake_client", "fake_call", "token_app", "token_client", "strict_token_client"})
 # (fixture, param) pairs whose value reaches Postgres through ``request.getfixturevalue``, which
 # the fixture closure cannot show.
 SYSTEM_PARAMS = frozenset({("store", "postgres")})
@@ -148,30 +155,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # Fixtures ---------------------------------------------------------------------------------------------
-def _started(app: Any) -> Any:
-    """``app`` (a chute) with its startup hook run and cords mounted, behind the SDK's dev middleware
-    and a middleware that reproduces production's serialisation for ``X-Test-Production: 1``."""
-    from chutes.entrypoint.run import DevMiddleware
-    from starlette.middleware.base import BaseHTTPMiddleware
-
-    class ProductionSerialisation(BaseHTTPMiddleware):
-        async def dispatch(self, request, call_next):  # type: ignore[no-untyped-def]
-            if request.headers.get("x-test-production") == "1":
-                request.state._encrypt = lambda data: base64.b64encode(data).decode()
-            return await call_next(request)
-
-    asyncio.run(app.initialize())
-    app.add_middleware(ProductionSerialisation)
-    app.add_middleware(DevMiddleware)
-    return app
-
-
 @pytest.fixture(scope="session")
 def chute_app() -> Any:
     """The chute with startup run and cords mounted (the model loads once, here)."""
     import my_embeddings
 
-    app = _started(my_embeddings.chute)
+    app = started_chute(my_embeddings.chute)
     yield app
     app.store.close()
     app.engine.close()
@@ -179,42 +168,17 @@ def chute_app() -> Any:
 
 @pytest.fixture(scope="session")
 def fake_app(tmp_path_factory: Any) -> Any:
-    """A second chute from ``my_embeddings.py`` (its own module: its own routes and store) over fake
-    model services (``tests/fakes.py``): every cord and dialect, no model, no torch."""
-    import importlib.util
-
-    import schemas as S
-    from chutes_embeddings.http.limits import service_limits
-    from chutes_embeddings.settings import Settings
-    from tests.fakes import fake_engine
-
-    spec = importlib.util.spec_from_file_location("my_embeddings_over_fakes", ROOT / "my_embeddings.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    settings = Settings.from_env({**os.environ, "EMBEDDINGS_DATA_DIR": str(tmp_path_factory.mktemp("fake-app"))})
-    app = module.chute
-    app.settings = settings
-    app.engine = fake_engine(settings, service_limits(settings, S.LIMITS))
-    app = _started(app)
+    """A second chute from ``my_embeddings.py`` over fake model services (``fake_chute``)."""
+    app = fake_chute("my_embeddings_over_fakes", tmp_path_factory.mktemp("fake-app"))
     yield app
     app.store.close()
     app.engine.close()
 
 
-def _loopback_client(app: Any) -> Any:
-    """A Starlette ``TestClient`` over ``app`` on a loopback base URL (the local server answers
-    loopback host names only); errors come back as answers, as a client would see them."""
-    from starlette.testclient import TestClient
-
-    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
-        yield client
-
-
 @pytest.fixture(scope="session")
 def fake_client(fake_app: Any) -> Any:
     """A ``TestClient`` over the chute over fakes."""
-    yield from _loopback_client(fake_app)
+    yield from loopback_client(fake_app)
 
 
 @pytest.fixture(params=["dev", "production"])
@@ -238,7 +202,7 @@ def st_model(engine: Any) -> Any:
 @pytest.fixture(scope="session")
 def test_client(chute_app: Any) -> Any:
     """A ``TestClient`` over the session chute."""
-    yield from _loopback_client(chute_app)
+    yield from loopback_client(chute_app)
 
 
 @pytest.fixture(params=["dev", "production"])

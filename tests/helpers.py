@@ -8,9 +8,11 @@ test-fast``) imports this module in a virtualenv without them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
+import os
 import signal
 import stat
 import sys
@@ -24,8 +26,8 @@ import orjson
 from chutes_embeddings.backends.tei_process import free_port
 
 __all__ = [
-    "ROOT", "STANDIN", "Call", "StandIn", "build_tiny_cross_encoder", "free_port", "make_call", "running_server",
-    "wait_until",
+    "ROOT", "STANDIN", "Call", "StandIn", "app_transport", "build_tiny_cross_encoder", "fake_chute", "free_port",
+    "loopback_client", "make_call", "running_server", "started_chute", "wait_until",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +58,68 @@ def wait_until(probe: Callable[[], T], timeout_s: float, interval_s: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout_s:g} s (last: {value!r})")
         time.sleep(interval_s)
+
+
+# The chute in process ------------------------------------------------------------------------------
+def started_chute(app: Any) -> Any:
+    """``app`` (a chute) with its startup hook run and cords mounted, behind the SDK's dev middleware
+    and a middleware that reproduces production's serialisation for ``X-Test-Production: 1``."""
+    from chutes.entrypoint.run import DevMiddleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    class ProductionSerialisation(BaseHTTPMiddleware):
+        async def dispatch(self, request, call_next):  # type: ignore[no-untyped-def]
+            if request.headers.get("x-test-production") == "1":
+                request.state._encrypt = lambda data: base64.b64encode(data).decode()
+            return await call_next(request)
+
+    asyncio.run(app.initialize())
+    app.add_middleware(ProductionSerialisation)
+    app.add_middleware(DevMiddleware)
+    return app
+
+
+def fake_chute(module_name: str, data_dir: Path, env_extra: dict[str, str] | None = None) -> Any:
+    """A chute from its own copy of ``my_embeddings.py`` (its own routes and store) over fake model
+    services (``tests/fakes.py``), started: every cord and dialect, no model, no torch."""
+    import importlib.util
+
+    import schemas as S
+    from chutes_embeddings.http.limits import service_limits
+    from chutes_embeddings.settings import Settings
+    from tests.fakes import fake_engine
+
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "my_embeddings.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    settings = Settings.from_env({**os.environ, "EMBEDDINGS_DATA_DIR": str(data_dir), **(env_extra or {})})
+    app = module.chute
+    app.settings = settings
+    app.engine = fake_engine(settings, service_limits(settings, S.LIMITS))
+    return started_chute(app)
+
+
+def loopback_client(app: Any) -> Iterator[Any]:
+    """A Starlette ``TestClient`` over ``app`` on a loopback base URL (the local server answers
+    loopback host names only); errors come back as answers, as a client would see them."""
+    from starlette.testclient import TestClient
+
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
+        yield client
+
+
+def app_transport(test_client: Any) -> Any:
+    """An httpx transport into the app behind ``test_client``, for a real client's own ``httpx.Client``."""
+    import httpx
+
+    def forward(request: httpx.Request) -> httpx.Response:
+        answer = test_client.request(request.method, request.url.path, content=request.content,
+                                     headers={k: v for k, v in request.headers.items() if k != "host"})
+        return httpx.Response(answer.status_code, content=answer.content,
+                              headers={"content-type": answer.headers.get("content-type", "application/json")})
+
+    return httpx.MockTransport(forward)
 
 
 # Calling the chute in process -----------------------------------------------------------------------

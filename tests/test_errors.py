@@ -231,8 +231,10 @@ def test_openapi_lists_what_each_class_can_reach(routes):
         statuses = {s for p, m, s in documented if (p, m) == (route.path, route.method.lower())}
         expected = {route.dialect.render_error(cls("x"))[0] for cls in ERROR_CLASSES
                     if cls.scope == "any" or (cls.scope == "body" and route.request is not None)
-                    or (cls.scope == "collection" and route.path.startswith("/store/"))}
+                    or (cls.scope == "collection" and route.path.startswith("/store/"))
+                    or (cls.scope == "token" and route.access is not None)}
         assert statuses == expected, route.path
+        assert (401 in statuses) == (route.access is not None), route.path
         if route.request is None:
             assert not statuses & body_only, route.path
         assert (409 in statuses) == (route.dialect is native and route.path.startswith("/store/")), route.path

@@ -212,7 +212,7 @@ def test_long_texts_are_cut_like_sentence_transformers(dev_call, st_model):
 # 11. every answer in the documented shape ------------------------------------------------------------
 @pytest.mark.parametrize("method,path,status", [("GET", "/nope", 404), ("POST", "/nope", 404),
                                                 ("POST", "/health", 405), ("GET", "/embed", 405),
-                                                ("POST", "/store/collections", 405)])
+                                                ("POST", "/info", 405), ("GET", "/store/add", 405)])
 def test_404_and_405_are_in_the_documented_shape(dev_call, method, path, status):
     got, body = dev_call(method, path, content=b"" if method == "POST" else None)
     assert got == status

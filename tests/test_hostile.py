@@ -33,6 +33,7 @@ VALID: dict[str, dict[str, Any]] = {  # a valid body for each POST route
     "/store/get": {"collection": "hostile", "filter_metadata": {"k": "v"}},
     "/store/delete": {"collection": "hostile", "ids": ["nope"]},
     "/store/drop": {"collection": "hostile-drop"},
+    "/store/collections": {},
     "/v1/embeddings": {"input": ["a cat"], "model": "m"},
     "/tei/v1/embeddings": {"input": "a cat", "model": "m"},
     "/infinity/embeddings": {"input": ["a cat"], "model": "m"},

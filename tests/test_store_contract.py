@@ -113,7 +113,8 @@ def test_model_or_dimension_mismatch_is_a_conflict(store, name):
         store.ensure_collection(name, MODEL, 768)
 
 
-BAD_NAMES = ["", "a" * 65, "../etc/passwd", "has space", "semi;colon", "ünï"]
+BAD_NAMES = ["", "a" * 65, "../etc/passwd", "has space", "semi;colon", "ünï", "a/b/c", "/a", "a/", "ns/" + "a" * 65,
+             "a//b", "a/../b"]
 
 
 def _every_named_verb(vectors):
@@ -208,7 +209,7 @@ def test_the_name_rule_imports_with_the_standard_library_only():
             "print(COLLECTION_NAME_PATTERN, check_collection_name('ok_name-1'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [r"^[A-Za-z0-9_-]{1,64}$", "ok_name-1"]
+    assert result.stdout.split() == [r"^(?:[A-Za-z0-9_-]{1,64}/)?[A-Za-z0-9_-]{1,64}$", "ok_name-1"]
 
 
 def test_the_request_schema_accepts_exactly_the_names_the_store_accepts():
@@ -218,7 +219,7 @@ def test_the_request_schema_accepts_exactly_the_names_the_store_accepts():
     from chutes_embeddings.store import COLLECTION_NAME_PATTERN, check_collection_name
 
     adapter = pydantic.TypeAdapter(schemas.CollectionName)
-    for candidate in [*BAD_NAMES, "ok", "a" * 64, "A-b_9"]:
+    for candidate in [*BAD_NAMES, "ok", "a" * 64, "A-b_9", "acme/docs", "a" * 64 + "/" + "b" * 64]:
         try:
             check_collection_name(candidate)
             store_accepts = True
@@ -230,6 +231,47 @@ def test_the_request_schema_accepts_exactly_the_names_the_store_accepts():
         except pydantic.ValidationError:
             schema_accepts = False
         assert schema_accepts == store_accepts, (candidate, COLLECTION_NAME_PATTERN)
+
+
+def test_a_namespaced_name_is_a_collection_of_its_own_for_every_verb(store, name):
+    """``namespace/collection`` (a tenant's collection, ``store.tenancy``) is one more valid name:
+    apart from ``collection`` and from the same name in another namespace, listed by its full name."""
+    vectors = unit(np.random.default_rng(19), 3)
+    mine, theirs = f"ns_{name}/{name}", f"other_{name}/{name}"  # Postgres is shared by the session: names of its own
+    add(store, name, vectors[:1])
+    add(store, mine, vectors[:2])
+    add(store, theirs, vectors[:3])
+    sizes = {c.name: c.size for c in store.collections()}
+    assert (sizes[name], sizes[mine], sizes[theirs]) == (1, 2, 3)
+    assert [h.id for h in store.search(mine, vectors[1:2], 5, NO_FILTER, None)[0]] == ["r1", "r0"]
+    assert [r.id for r in store.get(mine, ["r0", "r2"])] == ["r0"]
+    assert store.model_of(mine) == (MODEL, DIM) and store.describe(mine).name == mine
+    assert store.delete(mine, ["r0"], None) == 1 and len(list(store.export(mine))) == 1
+    store.drop(mine)
+    with pytest.raises(NotFound) as err:
+        store.describe(mine)
+    assert mine in err.value.message
+    assert {c.name: c.size for c in store.collections() if c.name in (name, mine, theirs)} == {name: 1, theirs: 3}
+    store.drop(theirs)
+    store.drop(name)
+
+
+def test_the_embedded_snapshot_of_a_namespaced_collection_is_one_file_beside_the_others(tmp_path):
+    """The ``/`` of a namespaced name never becomes a folder: the snapshot file flattens it, and
+    the store reopens from that file."""
+    vectors = unit(np.random.default_rng(20), 5)
+    store = open_store("", tmp_path)
+    add(store, "acme/docs", vectors)
+    add(store, "docs", vectors[:2])
+    store.close()  # saves every snapshot
+    indexes = tmp_path / "store" / "indexes"
+    assert sorted(p.name for p in indexes.iterdir()) == ["acme.docs.npz", "docs.npz"]
+    store = open_store("", tmp_path)
+    try:
+        assert [h.id for h in store.search("acme/docs", vectors[3:4], 1, NO_FILTER, None)[0]] == ["r3"]
+        assert store.describe("acme/docs").size == 5 and store.describe("docs").size == 2
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("flt,expected", FILTER_CASES, ids=[str(f) for f, _ in FILTER_CASES])

@@ -18,8 +18,8 @@ class AsyncEmbeddingsClient(ClientBase):
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0,
                  max_retries: int = 10, backoff_s: float = 0.5, transport: httpx.AsyncBaseTransport | None = None,
-                 max_concurrency: int = 4, retry_budget_s: float = 60.0) -> None:
-        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s)
+                 max_concurrency: int = 4, retry_budget_s: float = 60.0, store_token: str | None = None) -> None:
+        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s, store_token)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=timeout,
                                        transport=transport)
         self.max_concurrency = max_concurrency
@@ -38,7 +38,7 @@ class AsyncEmbeddingsClient(ClientBase):
         async for attempt in AsyncRetrying(**self._retry_kwargs(call)):
             with attempt:
                 try:
-                    response = await self._http.request(call.method, call.path, json=call.json)
+                    response = await self._http.request(call.method, call.path, json=self._body(call))
                 except httpx.TransportError as exc:
                     raise transport_error(call, exc) from exc
                 return self._decode(response)
@@ -143,5 +143,5 @@ class AsyncEmbeddingsClient(ClientBase):
         return await self._send(self._store_drop(collection))
 
     async def store_collections(self) -> dict[str, Any]:
-        """GET /store/collections."""
-        return await self._send(Call("GET", "/store/collections"))
+        """The collections the client may see (``POST /store/collections`` with a store token, else GET)."""
+        return await self._send(self._store_collections())

@@ -3,6 +3,11 @@
 ``EmbeddingsClient`` and ``AsyncEmbeddingsClient`` (``sync.py``, ``aio.py``) are twins over
 ``ClientBase``: each adds only the sending, so a rule is written once for both. Which failures are
 retried is read from the error classes (``retryable``, ``acted_on`` in ``chutes_embeddings.errors``).
+
+A store access token (``store_token``, see ``chutes_embeddings/access.py``) is given once, at
+construction, and sent as the ``token`` field of every request body: on Chutes the gateway forwards
+the body and none of the caller's headers. ``api_key`` is the platform's key, sent as a header for
+the gateway.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Sequence
 import httpx
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, stop_any, stop_before_delay
 
+from ..access import TOKEN_FIELD
 from ..errors import EmbeddingsConnectionError, EmbeddingsError, EmbeddingsTimeout, for_status
 
 MAX_BACKOFF_S = 8.0
@@ -86,9 +92,11 @@ class ClientBase:
         max_retries: int = 10,
         backoff_s: float = 0.5,
         retry_budget_s: float = 60.0,
+        store_token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._store_token = store_token  # never in a repr, a log line or an error message
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_s = backoff_s
@@ -110,6 +118,16 @@ class ClientBase:
         if hint:
             return float(hint)
         return min(self.backoff_s * 2 ** (state.attempt_number - 1), MAX_BACKOFF_S)
+
+    def _body(self, call: Call) -> dict[str, Any] | None:
+        """The JSON body ``call`` sends: its own, with the store token when the client has one."""
+        if self._store_token is None or call.json is None:
+            return call.json
+        return {**call.json, TOKEN_FIELD: self._store_token}
+
+    def _store_collections(self) -> Call:
+        # a GET has no body, and on Chutes no header of the caller's arrives: with a token, POST it
+        return Call("POST", "/store/collections", {}) if self._store_token else Call("GET", "/store/collections")
 
     @staticmethod
     def _decode(response: httpx.Response) -> Any:

@@ -22,12 +22,13 @@ class EmbeddingsClient(ClientBase):
         max_retries: retries at most (see the module docstring for which failures are retried).
         transport: an httpx transport (tests inject ``httpx.MockTransport``).
         retry_budget_s: no retry starts once waiting for it would pass this many seconds.
+        store_token: the service's store access token, sent in every request body (``token``).
     """
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0,
                  max_retries: int = 10, backoff_s: float = 0.5, transport: httpx.BaseTransport | None = None,
-                 retry_budget_s: float = 60.0) -> None:
-        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s)
+                 retry_budget_s: float = 60.0, store_token: str | None = None) -> None:
+        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s, store_token)
         self._http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport)
 
     def __enter__(self) -> "EmbeddingsClient":
@@ -44,7 +45,7 @@ class EmbeddingsClient(ClientBase):
         for attempt in Retrying(**self._retry_kwargs(call)):
             with attempt:
                 try:
-                    response = self._http.request(call.method, call.path, json=call.json)
+                    response = self._http.request(call.method, call.path, json=self._body(call))
                 except httpx.TransportError as exc:
                     raise transport_error(call, exc) from exc
                 return self._decode(response)
@@ -142,5 +143,5 @@ class EmbeddingsClient(ClientBase):
         return self._send(self._store_drop(collection))
 
     def store_collections(self) -> dict[str, Any]:
-        """GET /store/collections."""
-        return self._send(Call("GET", "/store/collections"))
+        """The collections the client may see (``POST /store/collections`` with a store token, else GET)."""
+        return self._send(self._store_collections())

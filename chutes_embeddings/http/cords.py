@@ -6,6 +6,11 @@ request model (errors name the field and the limit), the dialect function runs w
 (the engine or the store service) in a worker thread inside a ``CallerScope`` (so a client that
 disconnects has its queued work dropped), and an ``EmbeddingsError`` becomes an HTTP answer that
 the boundary renders in the route's dialect.
+
+Before anything else, ``cord_call`` asks the configured store access (``access.py``) whether the
+body's token may use the route (the request model's ``access`` says what the route needs), and a
+store route's verb gets the store within that caller's reach (``store.tenancy``): this is the one
+place every cord's token is checked.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from fastapi import HTTPException
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
+from ..access import COMPUTE, TOKEN_FIELD, StoreAccess
 from ..engine.caller import CallerScope, run_in_scope
 from ..errors import EmbeddingsError, InvalidInput
+from ..store.tenancy import NamespacedStore
 from .payload import check_values, field_path, read_part
 
 M = TypeVar("M", bound=BaseModel)
@@ -84,14 +91,35 @@ def http_error(err: EmbeddingsError) -> HTTPException:
     return ServiceHTTPException(err)
 
 
+def authorized_target(access: StoreAccess, model: type[BaseModel], body: Any, target: Any) -> Any:
+    """What the route's verb may work on for the caller whose token is in ``body``: ``target``
+    itself on a compute route, the store service within the caller's reach on a store route.
+
+    The token is read from the raw body, before the body is validated, so a caller without the
+    right token learns nothing from validation errors either.
+
+    Raises:
+        Unauthorized: the route needs a token and none, or an unknown one, came (401).
+        Forbidden: the token's scope is smaller than the route needs (403).
+    """
+    needs = getattr(model, "access", COMPUTE)
+    token = body.get(TOKEN_FIELD) if isinstance(body, dict) else None
+    grant = access.authorize(token if isinstance(token, str) else None, needs)
+    if needs == COMPUTE or grant is None:
+        return target
+    return NamespacedStore(target, grant.namespace, grant.every_namespace)
+
+
 async def cord_call(chute: Any, model: type[M], body: Any, verb: Callable[[Any, M], Any], target: Any) -> Any:
-    """Parse ``body`` as ``model``, run ``verb(target, request)`` in an engine thread and return
-    its plain result (``rendered`` for ``chute.settings``); errors become HTTP answers.
+    """Check the caller's token (``authorized_target``), parse ``body`` as ``model``, run
+    ``verb(target, request)`` in an engine thread and return its plain result (``rendered`` for
+    ``chute.settings``); errors become HTTP answers.
 
     If the cord is cancelled (the SDK does that when the client disconnects), the caller's work
     still waiting for the model is dropped.
     """
     try:
+        target = authorized_target(chute.settings.access, model, body, target)
         request = parse_request(model, body)
     except EmbeddingsError as err:
         raise http_error(err) from None

@@ -24,7 +24,12 @@ authentication in front of it:
   here, once, with the limits of ``payload.loads_body`` (400 naming the limit), and handed on as
   the SDK's dev middleware would hand it (``request.state.decrypted``): ``install_boundary``
   leaves that middleware out of the local server's stack, the costliest layer of a request there
-  (docs/benchmarks.md, "The cost of one request").
+  (docs/benchmarks.md, "The cost of one request");
+- with store tokens configured, ``Authorization: Bearer <token>`` is a store token (``access.py``):
+  the body handed on gets it as its ``token`` field unless the body has one (the body's wins: an
+  OpenAI SDK sends its api_key as a bearer token whatever ``extra_body`` says), and a GET that
+  takes a token (``GET /store/collections``) gets a body of only that field. On Chutes the gateway
+  sends its own headers, never the caller's, so a token travels in the body there.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from loguru import logger
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
+from ..access import MAX_TOKEN_CHARS, TOKEN_FIELD
 from ..errors import (
     EmbeddingsError,
     Forbidden,
@@ -92,12 +98,15 @@ class RequestGuard:
             that path queues model work and the engine refuses new work now.
         dialect_for: the dialect a path speaks (its errors are rendered in that dialect's shape).
         observe: called once per answered request with (method, path, status, seconds).
+        takes_token: whether a GET to this path takes a token (local server: from its header).
     """
 
     def __init__(self, app: ASGIApp, routes: Callable[[], list[Any]], settings: Callable[[], Settings],
                  admission: Callable[[str], None], dialect_for: Callable[[str], Dialect],
-                 observe: Callable[[str, str, int, float], None]) -> None:
+                 observe: Callable[[str, str, int, float], None],
+                 takes_token: Callable[[str], bool] = lambda path: False) -> None:
         self.app = app
+        self.takes_token = takes_token
         self.routes = routes
         self.settings = settings
         self.admission = admission
@@ -146,7 +155,8 @@ class RequestGuard:
             self._match_route(scope, path, method)
         if method not in BODY_METHODS:
             if settings.local_server:
-                hand_on(scope, None)
+                token = bearer_token(scope) if settings.access.enabled else None
+                hand_on(scope, {TOKEN_FIELD: token} if token and self.takes_token(path) else None)
             if state.done:
                 return receive
             # a GET or DELETE that carries a body: read it (and drop it) before answering; the
@@ -171,7 +181,8 @@ class RequestGuard:
         state.done = True
         self.admission(path)  # read (so the client hears the answer) but not parsed
         if settings.local_server:
-            hand_on(scope, loads_body(body))  # 400 here on a body that is no JSON
+            parsed = loads_body(body)  # 400 here on a body that is no JSON
+            hand_on(scope, with_bearer_token(parsed, scope) if settings.access.enabled else parsed)
         return _replay(body, receive)
 
     def _match_route(self, scope: Scope, path: str, method: str) -> None:
@@ -248,6 +259,23 @@ def _has_body(scope: Scope) -> bool:
     if length is not None:
         return length.strip() not in ("", "0")
     return _header(scope, b"transfer-encoding") is not None
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if the request has one that can be
+    a store token (a longer one, some other service's key, is no token here)."""
+    scheme, _, token = (_header(scope, b"authorization") or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and 0 < len(token) <= MAX_TOKEN_CHARS else None
+
+
+def with_bearer_token(body: Any, scope: Scope) -> Any:
+    """``body`` with the bearer token as its ``token`` field, unless it has one (the body's wins)."""
+    if isinstance(body, dict) and TOKEN_FIELD not in body:
+        token = bearer_token(scope)
+        if token:
+            return {**body, TOKEN_FIELD: token}
+    return body
 
 
 def hand_on(scope: Scope, body: Any) -> None:

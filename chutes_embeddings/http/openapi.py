@@ -95,6 +95,8 @@ def _reaches(cls: type[EmbeddingsError], route: Any) -> bool:
         return route.request is not None
     if cls.scope == "collection":
         return route.path.startswith(COLLECTION_ROUTES)
+    if cls.scope == "token":
+        return route.access is not None
     return True
 
 

@@ -29,6 +29,7 @@ class Route:
         str | None
     )  # the model it queues work for ("embedder", "reranker"): refused early while that queue is full
     media_type: str
+    access: str | None = None  # what it needs of a caller's token (``access.py``); None: it takes none
 
 
 @dataclass
@@ -40,13 +41,16 @@ class RouteTable:
     dialects: dict[str, Dialect] = dataclass_field(default_factory=dict)
     model_paths: dict[str, str] = dataclass_field(default_factory=dict)  # path -> the model it queues work for
     labels: dict[str, str] = dataclass_field(default_factory=dict)  # either path -> public path
+    token_gets: set[str] = dataclass_field(default_factory=set)  # either path of a GET that takes a token
 
     def add(self, method: str, path: str, internal_path: str, summary: str, request: Any, response: Any,
-            dialect: Dialect, uses_model: str | None, media_type: str) -> None:
+            dialect: Dialect, uses_model: str | None, media_type: str, access: str | None = None) -> None:
         """Record a route under its public and internal paths."""
         self.routes.append(Route(method, path, internal_path, summary, request, response, dialect, uses_model,
-                                 media_type))
+                                 media_type, access))
         for key in (path, internal_path):
+            if method == "GET" and access:
+                self.token_gets.add(key)
             self.dialects[key] = dialect
             self.labels[key] = path
             if uses_model:

@@ -38,14 +38,16 @@ class ChutesEmbeddings(Embeddings):
 
     Args:
         base_url: e.g. ``http://127.0.0.1:8000`` or the chute's URL.
-        api_key: sent as a bearer token.
+        api_key: sent as a bearer token (the platform's key).
+        store_token: the service's access token, where it requires one for every route.
         **client_options: passed to ``EmbeddingsClient`` (``timeout``, ``max_retries``, ...).
     """
 
-    def __init__(self, base_url: str, api_key: str | None = None, **client_options: Any) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, *, store_token: str | None = None,
+                 **client_options: Any) -> None:
         self._args = (base_url, api_key)
-        self._options = client_options
-        self._client = EmbeddingsClient(base_url, api_key, **client_options)
+        self._options = {**client_options, "store_token": store_token}
+        self._client = EmbeddingsClient(base_url, api_key, **self._options)
         self._model: str | None = None
 
     @property
@@ -82,17 +84,18 @@ class ChutesVectorStore(VectorStore):
         base_url: the service's URL.
         collection: the collection (created on the first add).
         embedding: embed on the caller's side and send vectors; None lets the server embed.
-        api_key: sent as a bearer token.
+        api_key: sent as a bearer token (the platform's key).
+        store_token: the service's store access token (README, "Sharing a chute"), sent in every body.
         **client_options: passed to ``EmbeddingsClient``.
     """
 
     def __init__(self, base_url: str, collection: str, embedding: Embeddings | None = None,
-                 api_key: str | None = None, **client_options: Any) -> None:
+                 api_key: str | None = None, *, store_token: str | None = None, **client_options: Any) -> None:
         self.collection = collection
         self._embedding = embedding
         self._args = (base_url, api_key)
-        self._options = client_options
-        self._client = EmbeddingsClient(base_url, api_key, **client_options)
+        self._options = {**client_options, "store_token": store_token}
+        self._client = EmbeddingsClient(base_url, api_key, **self._options)
         self._add_limit: int | None = None
 
     @property
@@ -279,9 +282,15 @@ class ChutesRerank(BaseDocumentCompressor):
 
     base_url: str
     api_key: str | None = None
+    # the service's access token, where it requires one for every route: never serialised nor shown
+    store_token: str | None = Field(default=None, repr=False, exclude=True)
     top_n: int | None = 3
     client_options: dict[str, Any] = Field(default_factory=dict)
     _per_call: int | None = PrivateAttr(default=None)
+
+    def _client_args(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, "api_key": self.api_key, "store_token": self.store_token,
+                **self.client_options}
 
     def _parts(self, documents: Sequence[Document], client: EmbeddingsClient) -> list[slice]:
         """Calls of at most the service's ``max_rerank_texts`` (each pair is scored on its own, so
@@ -304,7 +313,7 @@ class ChutesRerank(BaseDocumentCompressor):
                            callbacks: Callbacks | None = None) -> Sequence[Document]:
         if not documents:
             return []
-        with EmbeddingsClient(self.base_url, self.api_key, **self.client_options) as client:
+        with EmbeddingsClient(**self._client_args()) as client:
             parts = self._parts(documents, client)
             answers = [client.rerank(query, [d.page_content for d in documents[p]]) for p in parts]
         return self._ranked(documents, answers, parts)
@@ -313,8 +322,8 @@ class ChutesRerank(BaseDocumentCompressor):
                                   callbacks: Callbacks | None = None) -> Sequence[Document]:
         if not documents:
             return []
-        with EmbeddingsClient(self.base_url, self.api_key, **self.client_options) as limits:
+        with EmbeddingsClient(**self._client_args()) as limits:
             parts = self._parts(documents, limits)
-        async with AsyncEmbeddingsClient(self.base_url, self.api_key, **self.client_options) as client:
+        async with AsyncEmbeddingsClient(**self._client_args()) as client:
             answers = [await client.rerank(query, [d.page_content for d in documents[p]]) for p in parts]
         return self._ranked(documents, answers, parts)

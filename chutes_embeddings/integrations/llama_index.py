@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, List, Optional, Sequence
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.types import (
@@ -79,16 +79,20 @@ def _restrict(where: dict[str, Any] | None, key: str, values: Sequence[str] | No
 
 
 class ChutesEmbedding(BaseEmbedding):
-    """LlamaIndex embeddings served by the service; ``model_name`` is the served model's id."""
+    """LlamaIndex embeddings served by the service; ``model_name`` is the served model's id.
+    ``store_token``: the service's access token, where it requires one for every route."""
 
     base_url: str
     api_key: Optional[str] = None
+    # the store access token: never serialised (a persisted index config) nor in a repr
+    store_token: Optional[str] = Field(default=None, repr=False, exclude=True)
     _client: EmbeddingsClient = PrivateAttr()
 
-    def __init__(self, base_url: str, api_key: Optional[str] = None, **kwargs: Any) -> None:
-        client = EmbeddingsClient(base_url, api_key)
+    def __init__(self, base_url: str, api_key: Optional[str] = None, store_token: Optional[str] = None,
+                 **kwargs: Any) -> None:
+        client = EmbeddingsClient(base_url, api_key, store_token=store_token)
         kwargs.setdefault("model_name", client.info()["model"])
-        super().__init__(base_url=base_url, api_key=api_key, **kwargs)
+        super().__init__(base_url=base_url, api_key=api_key, store_token=store_token, **kwargs)
         self._client = client
 
     def _get_query_embedding(self, query: str) -> List[float]:
@@ -101,14 +105,14 @@ class ChutesEmbedding(BaseEmbedding):
         return self._client.embed_batch(texts)
 
     async def _aget_query_embedding(self, query: str) -> List[float]:
-        async with AsyncEmbeddingsClient(self.base_url, self.api_key) as client:
+        async with AsyncEmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token) as client:
             return (await client.embed(query))["embeddings"]
 
     async def _aget_text_embedding(self, text: str) -> List[float]:
         return await self._aget_query_embedding(text)
 
     async def _aget_text_embeddings(self, texts: List[str]) -> List[List[float]]:
-        async with AsyncEmbeddingsClient(self.base_url, self.api_key) as client:
+        async with AsyncEmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token) as client:
             return await client.embed_batch(texts)
 
 
@@ -118,7 +122,8 @@ class ChutesVectorStore(BasePydanticVectorStore):
     Args:
         base_url: the service's URL.
         collection: the collection (created on the first add).
-        api_key: sent as a bearer token.
+        api_key: sent as a bearer token (the platform's key).
+        store_token: the service's store access token (README, "Sharing a chute"), sent in every body.
         vector_model: what made the nodes' vectors (default: the served model's id, right when the
             index embeds with ``ChutesEmbedding``).
     """
@@ -128,13 +133,15 @@ class ChutesVectorStore(BasePydanticVectorStore):
     base_url: str
     collection: str
     api_key: Optional[str] = None
+    # the store access token: never serialised (a persisted index config) nor in a repr
+    store_token: Optional[str] = Field(default=None, repr=False, exclude=True)
     vector_model: Optional[str] = None
     _client: EmbeddingsClient = PrivateAttr()
 
     def __init__(self, base_url: str, collection: str, api_key: Optional[str] = None,
-                 vector_model: Optional[str] = None, **kwargs: Any) -> None:
-        client = EmbeddingsClient(base_url, api_key)
-        super().__init__(base_url=base_url, collection=collection, api_key=api_key,
+                 vector_model: Optional[str] = None, store_token: Optional[str] = None, **kwargs: Any) -> None:
+        client = EmbeddingsClient(base_url, api_key, store_token=store_token)
+        super().__init__(base_url=base_url, collection=collection, api_key=api_key, store_token=store_token,
                          vector_model=vector_model or client.info()["model"], **kwargs)
         self._client = client
 
@@ -143,7 +150,7 @@ class ChutesVectorStore(BasePydanticVectorStore):
         return self._client
 
     def _async(self) -> AsyncEmbeddingsClient:
-        return AsyncEmbeddingsClient(self.base_url, self.api_key)
+        return AsyncEmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token)
 
     # --- request parts shared by the sync and async methods ------------------------------------
     @staticmethod
@@ -292,6 +299,8 @@ class ChutesRerank(BaseNodePostprocessor):
 
     base_url: str
     api_key: Optional[str] = None
+    # the store access token: never serialised (a persisted index config) nor in a repr
+    store_token: Optional[str] = Field(default=None, repr=False, exclude=True)
     top_n: int = 3
 
     @classmethod
@@ -304,7 +313,7 @@ class ChutesRerank(BaseNodePostprocessor):
             raise ValueError("ChutesRerank needs the query (a QueryBundle)")
         if not nodes:
             return []
-        with EmbeddingsClient(self.base_url, self.api_key) as client:
+        with EmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token) as client:
             per_call = int(client.info()["limits"]["max_rerank_texts"])
             scored: list[tuple[float, int]] = []
             for start in range(0, len(nodes), per_call):

@@ -68,13 +68,15 @@ class CollectionInfo:
 
 
 def check_collection_name(name: str) -> str:
-    """Return ``name`` if it is 1..64 of [A-Za-z0-9_-]; it never becomes a path or SQL otherwise.
+    """Return ``name`` if it is 1..64 of [A-Za-z0-9_-], or two such segments joined by ``/``
+    (``namespace/collection``, see ``names``); it never becomes a path or SQL otherwise.
 
     Raises:
         InvalidInput: any other name (422, ``field="collection"``).
     """
     if not isinstance(name, str) or not COLLECTION_NAME.match(name):
-        raise InvalidInput(f"collection name {name!r} must be 1..64 characters of A-Z a-z 0-9 _ -",
+        raise InvalidInput(f"collection name {name!r} must be 1..64 characters of A-Z a-z 0-9 _ - "
+                           "(namespace/collection: two such names)",
                            field="collection", limit=COLLECTION_NAME_PATTERN)
     return name
 

@@ -3,14 +3,20 @@
 ``schemas`` (imported by the chute file, where only the SDK is installed) and the store both use
 it, so this module imports nothing but the standard library, and the ``store`` package it sits in
 imports nothing heavy either.
+
+A name is one segment of 1..64 of [A-Za-z0-9_-], or two joined by ``/``: ``namespace/collection``,
+the full name of a collection in a tenant's namespace (``access.py``). Neither form can become a
+path or SQL of its own: the stores key rows by the name, Postgres names tables by its hash, and the
+embedded store's snapshot file flattens the ``/`` (``snapshot.snapshot_path``).
 """
 
 from __future__ import annotations
 
 import re
 
-# 1..64 of [A-Za-z0-9_-]: a name that passes never becomes a path or SQL of its own
-COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+NAMESPACE_SEPARATOR = "/"
+SEGMENT = r"[A-Za-z0-9_-]{1,64}"
+COLLECTION_NAME_PATTERN = rf"^(?:{SEGMENT}/)?{SEGMENT}$"
 COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
 
 # metadata filters (filters.py checks them; schemas states them in the OpenAPI document)

@@ -19,14 +19,19 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
+from .names import NAMESPACE_SEPARATOR
 from .vector_index import VectorIndex
 
 SNAPSHOT_FORMAT = 2
 
 
 def snapshot_path(directory: Path, name: str) -> Path:
-    """Where the snapshot of collection ``name`` lives (names are checked, so they are safe file names)."""
-    return directory / f"{name}.npz"
+    """Where the snapshot of collection ``name`` lives: a file directly in ``directory``.
+
+    Names are checked (``store.names``), so a segment is a safe file name; a namespaced name's
+    ``/`` becomes ``.``, which no segment holds, so two names never share a file.
+    """
+    return directory / f"{name.replace(NAMESPACE_SEPARATOR, '.')}.npz"
 
 
 def read_snapshot(path: Path, name: str, dimension: int, version: int, created_at: float,

@@ -205,8 +205,9 @@ def store_drop(store: Any, request: Any) -> dict[str, Any]:
     return {"collection": request.collection, "dropped": True}
 
 
-def store_collections(store: Any) -> dict[str, Any]:
-    """``GET /store/collections``: every collection with its size, dimension, model and samples."""
+def store_collections(store: Any, request: Any) -> dict[str, Any]:
+    """``GET``/``POST /store/collections``: every collection the caller may see, with its size,
+    dimension, model and samples."""
     infos = store.list_collections()
     return {"collections": [{"name": i.name, "size": i.size, "dimension": i.dimension, "model": i.model,
                              "sample_texts": i.sample_texts} for i in infos],
