@@ -136,6 +136,13 @@ def text_inputs(field: str, max_items: int) -> Any:
     return Annotated[Text | Annotated[list[Text], Field(min_length=1, max_length=max_items)], BeforeValidator(check)]
 
 
+def exactly_one_of(first: tuple[str, str], second: tuple[str, str]) -> ConfigDict:
+    """The JSON Schema of a request taking exactly one of two fields, each given as (name, JSON
+    type): ``oneOf`` two branches, each requiring its field with a value (a null is no value)."""
+    return ConfigDict(json_schema_extra={"oneOf": [
+        {"required": [name], "properties": {name: {"type": kind}}} for name, kind in (first, second)]})
+
+
 @functools.cache
 def _int_fields(model: type[BaseModel]) -> frozenset[str]:
     """The names (as sent) of ``model``'s fields that hold an integer, optional or not."""

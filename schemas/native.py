@@ -41,6 +41,7 @@ from .common import (
     StrictRequest,
     Text,
     Vector,
+    exactly_one_of,
 )
 
 EmbedTexts = Annotated[list[Text], Field(min_length=1, max_length=MAX_EMBED_INPUTS)]
@@ -138,13 +139,6 @@ class StoreAddRequest(StrictRequest):
     metadata: Metadata | list[Metadata] | None = None
     vectors: Annotated[list[Vector], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
     vector_model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
-
-
-def exactly_one_of(first: tuple[str, str], second: tuple[str, str]) -> ConfigDict:
-    """The JSON Schema of a request taking exactly one of two fields, each given as (name, JSON
-    type): ``oneOf`` two branches, each requiring its field with a value (a null is no value)."""
-    return ConfigDict(json_schema_extra={"oneOf": [
-        {"required": [name], "properties": {name: {"type": kind}}} for name, kind in (first, second)]})
 
 
 class StoreSearchRequest(StrictRequest):

@@ -70,7 +70,7 @@ def parse_request(model: type[M], body: Any) -> M:
         InvalidInput: NaN/Infinity or an integer outside 64 bits anywhere, or a broken field
             (naming the field and the limit).
     """
-    body = {} if body is None else body
+    body = {} if body is None else body  # no body at all: every field takes its default
     check_values(read_part(model, body))
     try:
         return model.model_validate(body)

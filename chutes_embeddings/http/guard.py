@@ -49,6 +49,7 @@ from ..access import MAX_TOKEN_CHARS, TOKEN_FIELD
 from ..errors import (
     EmbeddingsError,
     Forbidden,
+    InvalidInput,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
@@ -182,6 +183,8 @@ class RequestGuard:
         self.admission(path)  # read (so the client hears the answer) but not parsed
         if settings.local_server:
             parsed = loads_body(body)  # 400 here on a body that is no JSON
+            if parsed is None:  # a cord reads "no body" as {}, so a JSON null must be refused here
+                raise InvalidInput("the body is JSON null; send a JSON object", field="body")
             hand_on(scope, with_bearer_token(parsed, scope) if settings.access.enabled else parsed)
         return _replay(body, receive)
 
