@@ -16,7 +16,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-EXAMPLES = 12  # per operation and mode: about 800 requests in all
+EXAMPLES = 8  # per operation and mode: about 550 requests in all
 
 TOKEN_LIMIT = "within the model's token limit when truncate is false"
 CROSS_FIELD = {
