@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[server,test]'
 	# Infinity's own client pins httpx<0.28 (langchain-tests needs >=0.28.1) but works with it:
 	# tests/test_compat_infinity.py drives it against the live server.
-	$(PY) -m pip install -q --no-deps infinity_client==0.0.78 attrs python-dateutil
+	$(PY) -m pip install -q attrs python-dateutil
+	$(PY) -m pip install -q --no-deps infinity_client==0.0.78
 	touch $@
 
 install: $(VENV)/.installed

@@ -9,7 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from chutes_embeddings.errors import InvalidInput
 
 from .common import (
-    I64_MAX,
+    INT64_MAX,
     MAX_RERANK_TEXTS,
     MAX_RERANK_TOKENS_PER_DOC,
     MAX_TEXT_CHARS,
@@ -63,7 +63,7 @@ def rerank_documents(field: str, objects: bool = True) -> Any:
 
 RerankDocuments = rerank_documents("documents")
 StringDocuments = rerank_documents("documents", objects=False)
-TopN = Annotated[int, Field(ge=1, le=I64_MAX)]
+TopN = Annotated[int, Field(ge=1, le=INT64_MAX)]
 
 
 class CohereV2RerankRequest(LaxRequest):

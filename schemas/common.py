@@ -22,6 +22,7 @@ from pydantic import (
 
 from chutes_embeddings.access import COMPUTE, MAX_TOKEN_CHARS
 from chutes_embeddings.errors import InvalidInput
+from chutes_embeddings.http.payload import INT64_MAX, INT64_MIN  # every integer of a body fits in 64 bits
 from chutes_embeddings.store.names import (
     COLLECTION_NAME_PATTERN,
     FILTER_KEY_PATTERN,
@@ -71,13 +72,12 @@ CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTER
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
 Metadata = dict[str, Any]
 Vector = Annotated[list[float], Field(min_length=1, max_length=MAX_VECTOR_DIMENSION)]
-I64_MAX = 2**63 - 1  # every integer of a body fits in 64 bits (payload.check_values)
-Dimensions = Annotated[int, Field(ge=1, le=I64_MAX)]  # at most the model's dimension: checked by the engine
+Dimensions = Annotated[int, Field(ge=1, le=INT64_MAX)]  # at most the model's dimension: checked by the engine
 
 # A metadata filter (chutes_embeddings/store/filters.py has the grammar and checks it): the JSON
 # Schema states its top level (keys, logical operators, conditions); nested filters are objects.
 _SCALAR = {"anyOf": [{"type": "string"}, {"type": "boolean"}, {"type": "null"},
-                     {"type": "integer", "minimum": -(2**63), "maximum": I64_MAX}, {"type": "number"}]}
+                     {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX}, {"type": "number"}]}
 _OPERAND = {op: _SCALAR for op in ("$eq", "$ne")} | {
     op: {"anyOf": [{"type": "string"}, {"type": "number"}]} for op in ("$gt", "$gte", "$lt", "$lte")} | {
     op: {"type": "array", "minItems": 1, "maxItems": MAX_IN_VALUES, "items": _SCALAR} for op in ("$in", "$nin")}

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from .cohere import StringDocuments, TopN
-from .common import I64_MAX, MAX_OPENAI_INPUTS, LaxRequest, Text, text_inputs
+from .common import INT64_MAX, MAX_OPENAI_INPUTS, LaxRequest, Text, text_inputs
 
 InfinityInputs = text_inputs("input", MAX_OPENAI_INPUTS)
 
@@ -19,7 +19,7 @@ class InfinityEmbeddingsRequest(LaxRequest):
     input: InfinityInputs
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Annotated[int, Field(ge=0, le=I64_MAX)] = 0
+    dimensions: Annotated[int, Field(ge=0, le=INT64_MAX)] = 0
     modality: Literal["text"] = "text"
     user: str | None = None
 

@@ -424,3 +424,11 @@ def test_openai_models_retrieve_answers_the_served_model_or_404(fake_client):
     with pytest.raises(NotFoundError) as caught:
         client.models.retrieve("text-embedding-3-small")
     assert caught.value.body["param"] == "model" and "fake/hashed-tokens" in caught.value.message
+
+
+@pytest.mark.parametrize("raw", [b"null", b'""', b"0", b"false", b"[]", b'["x"]'])
+def test_a_body_that_is_no_json_object_is_refused_naming_it(fake_client, raw):
+    """Even on a route whose fields are all optional: the SDK reads a falsy body as none at all."""
+    answer = fake_client.post("/store/collections", content=raw, headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and answer.json()["detail"]["field"] == "body", answer.text
+    assert "JSON object" in answer.json()["detail"]["message"]

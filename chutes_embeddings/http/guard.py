@@ -21,10 +21,11 @@ authentication in front of it:
 - a POST must declare ``application/json`` (415 otherwise): browsers send ``text/plain`` bodies
   cross-origin without a CORS preflight, JSON ones never;
 - unknown paths answer 404 and wrong methods 405 before the body is read, and the body is parsed
-  here, once, with the limits of ``payload.loads_body`` (400 naming the limit), and handed on as
-  the SDK's dev middleware would hand it (``request.state.decrypted``): ``install_boundary``
-  leaves that middleware out of the local server's stack, the costliest layer of a request there
-  (docs/benchmarks.md, "The cost of one request");
+  here, once, with the limits of ``payload.loads_body`` (400 naming the limit; a body that is no
+  JSON object is refused too, naming ``body``), and handed on as the SDK's dev middleware would
+  hand it (``request.state.decrypted``): ``install_boundary`` leaves that middleware out of the
+  local server's stack, the costliest layer of a request there (docs/benchmarks.md, "The cost of
+  one request");
 - with store tokens configured, ``Authorization: Bearer <token>`` is a store token (``access.py``):
   the body handed on gets it as its ``token`` field unless the body has one (the body's wins: an
   OpenAI SDK sends its api_key as a bearer token whatever ``extra_body`` says), and a GET that
@@ -183,8 +184,9 @@ class RequestGuard:
         self.admission(path)  # read (so the client hears the answer) but not parsed
         if settings.local_server:
             parsed = loads_body(body)  # 400 here on a body that is no JSON
-            if parsed is None:  # a cord reads "no body" as {}, so a JSON null must be refused here
-                raise InvalidInput("the body is JSON null; send a JSON object", field="body")
+            if not isinstance(parsed, dict):  # every request is an object; the SDK reads a falsy body
+                # (null, "", 0, false, []) as no body, which a route of optional fields would take
+                raise InvalidInput(f"the body must be a JSON object, not {_json_kind(parsed)}", field="body")
             hand_on(scope, with_bearer_token(parsed, scope) if settings.access.enabled else parsed)
         return _replay(body, receive)
 
@@ -262,6 +264,13 @@ def _has_body(scope: Scope) -> bool:
     if length is not None:
         return length.strip() not in ("", "0")
     return _header(scope, b"transfer-encoding") is not None
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}.get(
+        type(value), type(value).__name__)
 
 
 def bearer_token(scope: Scope) -> str | None:

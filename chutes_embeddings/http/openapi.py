@@ -32,7 +32,6 @@ class ServedModel:
 
     dimension: int  # the maximum of every ``dimensions``
     vocab_size: int  # token ids (TEI's /decode) are below it
-    prompt_names: tuple[str, ...] = ()  # the only values of ``prompt_name`` (none: only null)
 
     @classmethod
     def of(cls, engine: Any) -> "ServedModel":
@@ -106,11 +105,10 @@ def _state_bounds(schema: Any, served: ServedModel) -> None:
         properties = schema.get("properties", {})
         if "dimensions" in properties:
             _set_integer_maximum(properties["dimensions"], served.dimension)
-        if "ids" in properties and schema.get("title") == "TeiDecodeRequest":
+        if "ids" in properties:  # token ids (TEI's /decode); record ids are strings, left as they are
             _set_integer_maximum(properties["ids"], served.vocab_size - 1)
-        if "prompt_name" in properties:
-            properties["prompt_name"] = {"anyOf": [{"enum": list(served.prompt_names)}, {"type": "null"}]} \
-                if served.prompt_names else {"type": "null"}
+        if "prompt_name" in properties:  # the served model defines no prompts (dialects/tei.py refuses any)
+            properties["prompt_name"] = {"type": "null"}
         for value in schema.values():
             _state_bounds(value, served)
     elif isinstance(schema, list):

@@ -20,7 +20,7 @@ COLLECTION_NAME_PATTERN = rf"^(?:{SEGMENT}/)?{SEGMENT}$"
 COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
 
 # metadata filters (filters.py checks them; schemas states them in the OpenAPI document)
-FILTER_KEY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+FILTER_KEY_PATTERN = rf"^{SEGMENT}$"  # a metadata key a filter names: one name segment
 FILTER_OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte")
 FILTER_LOGICAL = ("$and", "$or", "$not")
 MAX_IN_VALUES = 1000
