@@ -16,6 +16,8 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from chutes_embeddings.errors import Conflict, NotFound, Overloaded, PayloadTooLarge
+
 EXAMPLES = 8  # per operation and mode: about 550 requests in all
 
 TOKEN_LIMIT = "within the model's token limit when truncate is false"
@@ -35,8 +37,9 @@ CROSS_FIELD = {
                            "rerank": "reads the query text: not with query_vector"},
 }
 # What schema-valid data may meet from the service's state: no such collection or record (404), a
-# collection of another model or dimension (409), a full queue (429).
-STATE_STATUSES = (404, 409, 429)
+# collection of another model or dimension (409), a full queue (429); and the body size limit (413,
+# a setting, not a JSON Schema rule).
+STATE_STATUSES = (NotFound.status, Conflict.status, Overloaded.status, PayloadTooLarge.status)
 # A filter nested in $and/$or/$not: the document states the top level of the grammar
 # (chutes_embeddings/store/filters.py), the server checks every level.
 NESTED_FILTER = "filter_metadata."
@@ -64,6 +67,10 @@ def names_allowed(field: str, allowed: dict[str, str]) -> bool:
 def openapi_schema(fake_app, fake_client):
     loaded = schemathesis.openapi.from_dict(fake_client.get("/openapi").json())
     loaded.app = fake_app
+    # a body over EMBEDDINGS_MAX_BODY_BYTES is refused with 413 before it is read: a rejection too
+    rejection = loaded.config.checks.negative_data_rejection
+    loaded.config.checks.negative_data_rejection = type(rejection)(
+        expected_statuses=[*rejection.expected_statuses, str(PayloadTooLarge.status)])
     return loaded
 
 
