@@ -52,10 +52,10 @@ TEST_WORKERS ?= 2
 test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# The unit and http layers only, in the torch-free virtualenv (under a minute; the hostile-input
-# suite and schemathesis each take a worker for a while, so the files are spread over two).
+# The unit and http layers only, in the torch-free virtualenv (under a minute: the tests, the
+# hostile-input suite's routes included, are spread over two workers one by one).
 test-fast: install-fast
-	HF_HUB_OFFLINE=1 $(FAST_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "unit or http" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(FAST_PY) -m pytest -q -n $(TEST_WORKERS) --dist load -m "unit or http" $(PYTEST_ARGS)
 
 # STORE_SIZES=100000,1000000 for the full store table of docs/benchmarks.md (1M: ~15 min, more with postgres)
 STORE_SIZES ?= 100000
