@@ -98,6 +98,16 @@ class Settings:
     # Pairs per forward pass and padded tokens per pass for the local cross-encoder.
     rerank_max_batch_size: int = 64
     rerank_max_batch_tokens: int = 16384
+    # Lexical (BM25) search: the language whose stop words and Snowball stemmer turn text into terms
+    # (``lexical/analyzer.py``; ``none``: no stemming, no stop words). A collection keeps the one it
+    # was created with.
+    lexical_language: str = "english"
+    # A learned-sparse (SPLADE-style) model for the sparse leg of hybrid search and /embed/sparse
+    # (hub id or local folder); unset, collections have no sparse leg. With the TEI binary it gets
+    # its own TEI (``--pooling splade``).
+    sparse_model: str = ""
+    sparse_model_revision: str | None = None
+    sparse_tei_port: int = 0  # 0: a free loopback port chosen at start
     # Store access tokens (``access.py``): ``token:scope[:namespace]`` entries, comma- or
     # newline-separated, and/or a file of them. Secrets: never in the repr (nor in /info, logs or
     # errors); only their digests are kept once parsed (``access``). None configured: no checks.
@@ -115,9 +125,15 @@ class Settings:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"EMBEDDINGS_{name.upper()}={getattr(self, name)!r}: expected one of {allowed}")
         for name in ("cache_size", "max_batch_tokens", "max_batch_size", "max_queue", "tei_port", "max_body_bytes",
-                     "rerank_tei_port", "rerank_max_batch_size", "rerank_max_batch_tokens"):
-            if getattr(self, name) < (0 if name in ("cache_size", "tei_port", "rerank_tei_port") else 1):
+                     "rerank_tei_port", "rerank_max_batch_size", "rerank_max_batch_tokens", "sparse_tei_port"):
+            if getattr(self, name) < (0 if name in ("cache_size", "tei_port", "rerank_tei_port", "sparse_tei_port")
+                                      else 1):
                 raise ValueError(f"EMBEDDINGS_{name.upper()} must be positive, got {getattr(self, name)}")
+        from .lexical.analyzer import languages
+
+        if self.lexical_language not in languages():
+            raise ValueError(f"EMBEDDINGS_LEXICAL_LANGUAGE={self.lexical_language!r}: expected one of "
+                             f"{', '.join(languages())}")
         access = self.access  # parsed here, so a bad entry fails start-up
         if self.require_token_for_compute and not access.enabled:
             raise ValueError("EMBEDDINGS_REQUIRE_TOKEN_FOR_COMPUTE is set but no token is configured "

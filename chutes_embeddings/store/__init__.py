@@ -30,30 +30,51 @@ if TYPE_CHECKING:
 
     from .filters import Filter
 
-__all__ = ["COLLECTION_NAME_PATTERN", "CollectionInfo", "Hit", "Record", "VectorStore", "batched",
-           "check_collection_name", "model_conflict", "open_store"]
+__all__ = ["COLLECTION_NAME_PATTERN", "CollectionInfo", "Hit", "Legs", "Record", "SparseVector", "VectorStore",
+           "batched", "check_collection_name", "model_conflict", "open_store"]
 
 SAMPLE_TEXTS = 3
 
 
 @dataclass(frozen=True)
+class SparseVector:
+    """A learned-sparse vector: vocabulary ids (ascending, distinct) and their weights (> 0)."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Record:
-    """One stored text."""
+    """One stored text (``sparse``: its learned-sparse vector, in a collection with a sparse leg)."""
 
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
     vector: np.ndarray | None = None
+    sparse: SparseVector | None = None
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result (score: cosine similarity)."""
+    """One search result (score: the leg's own: cosine similarity, BM25, or a sparse dot product)."""
 
     id: str
     text: str
     score: float
     metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Legs:
+    """What a collection can be searched by besides its dense vectors, fixed when it is created.
+
+    ``lexical``: the analyzer (``lexical.analyzer``, by language) of its BM25 index; ``sparse_model``:
+    the sparse encoder its records' sparse vectors come from, or None (no sparse leg).
+    """
+
+    lexical: str | None = None
+    sparse_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,7 @@ class CollectionInfo:
     dimension: int
     model: str
     sample_texts: list[str]
+    legs: Legs = field(default_factory=Legs)
 
 
 def check_collection_name(name: str) -> str:
@@ -100,8 +122,13 @@ class VectorStore(Protocol):
         """The collection's state. Raises ``NotFound``."""
         ...
 
-    def ensure_collection(self, name: str, model: str, dimension: int) -> None:
-        """Create the collection, or check it was built with this model and dimension (``Conflict``)."""
+    def ensure_collection(self, name: str, model: str, dimension: int, legs: Legs = Legs()) -> None:
+        """Create the collection (with ``legs``), or check it was built with this model and dimension
+        (``Conflict``). An existing collection keeps the legs it was created with."""
+        ...
+
+    def legs(self, name: str) -> Legs:
+        """The collection's lexical and sparse legs (cheap). Raises ``NotFound``."""
         ...
 
     def model_of(self, name: str) -> tuple[str, int]:
@@ -115,6 +142,17 @@ class VectorStore(Protocol):
     def search(self, name: str, queries: np.ndarray, top_k: int, where: Filter,
                threshold: float | None) -> list[list[Hit]]:
         """Best ``top_k`` hits per query row, best first. Raises ``NotFound``."""
+        ...
+
+    def search_lexical(self, name: str, terms: Sequence[str], top_k: int, where: Filter) -> list[Hit]:
+        """Best ``top_k`` records by BM25 of the query's analyzed ``terms`` (``Hit.score``: the BM25
+        score, higher is better), among those ``where`` allows. Raises ``NotFound``, and
+        ``InvalidInput`` for a collection without a lexical leg."""
+        ...
+
+    def search_sparse(self, name: str, query: SparseVector, top_k: int, where: Filter) -> list[Hit]:
+        """Best ``top_k`` records by the dot product of their sparse vector with ``query``, among
+        those ``where`` allows. Raises ``NotFound``, and ``InvalidInput`` without a sparse leg."""
         ...
 
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:

@@ -1,0 +1,87 @@
+"""The one way text becomes lexical search terms, for both stores, ``/search`` and the benchmark's reference.
+
+A text is folded (Unicode NFKD, combining marks dropped, so "Café" and "cafe" meet; then
+case-folded), split into runs of letters and digits (``_`` and punctuation split), stripped of the
+language's stop words, and stemmed with the language's Snowball stemmer (PyStemmer). The stop
+lists are ``bm25s``'s, so ``bm25s`` given these terms is an exact reference for the stores' BM25.
+``none`` keeps every term unstemmed.
+
+Each collection records the analyzer it was built with (``Analyzer.name``), so a later change of
+``EMBEDDINGS_LEXICAL_LANGUAGE`` never mixes two tokenisations in one index.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from functools import lru_cache
+
+_TOKEN = re.compile(r"[^\W_]+")
+
+# language -> the name of bm25s's stop list (bm25s.stopwords.STOPWORDS_<NAME>); Snowball stems
+# every language PyStemmer has, stop words only these.
+_STOP_LISTS = {"english": "EN", "german": "GERMAN", "dutch": "DUTCH", "french": "FRENCH", "spanish": "SPANISH",
+               "portuguese": "PORTUGUESE", "italian": "ITALIAN", "russian": "RUSSIAN", "swedish": "SWEDISH",
+               "norwegian": "NORWEGIAN", "turkish": "TURKISH", "danish": "DANISH"}
+NO_LANGUAGE = "none"
+
+
+def languages() -> tuple[str, ...]:
+    """Every value ``EMBEDDINGS_LEXICAL_LANGUAGE`` takes: PyStemmer's languages and ``none``."""
+    import Stemmer
+
+    return (*sorted(Stemmer.algorithms()), NO_LANGUAGE)
+
+
+def fold(text: str) -> str:
+    """Case- and accent-folded text (NFKD, combining marks dropped, casefolded)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+class Analyzer:
+    """Text to terms for one language (see module docstring). Thread-safe.
+
+    Raises:
+        ValueError: a language PyStemmer does not have (nor ``none``).
+    """
+
+    def __init__(self, language: str) -> None:
+        self.name = language
+        if language != NO_LANGUAGE and language not in languages():
+            raise ValueError(f"lexical language {language!r}: expected one of {', '.join(languages())}")
+        self._stop_words = frozenset(fold(w) for w in _stop_words(language))
+        self._local = threading.local()  # a PyStemmer Stemmer is not thread-safe: one per thread
+
+    def _stem(self, words: list[str]) -> list[str]:
+        if self.name == NO_LANGUAGE:
+            return words
+        stemmer = getattr(self._local, "stemmer", None)
+        if stemmer is None:
+            import Stemmer
+
+            stemmer = self._local.stemmer = Stemmer.Stemmer(self.name)
+        return stemmer.stemWords(words)
+
+    def terms(self, text: str) -> list[str]:
+        """The text's search terms, in order, repeats kept (term frequency counts them)."""
+        return self._stem([w for w in _TOKEN.findall(fold(text)) if w not in self._stop_words])
+
+    def terms_of_many(self, texts: list[str]) -> list[list[str]]:
+        """``terms`` of each text."""
+        return [self.terms(t) for t in texts]
+
+
+def _stop_words(language: str) -> tuple[str, ...]:
+    if language not in _STOP_LISTS:
+        return ()
+    from bm25s import stopwords
+
+    return tuple(getattr(stopwords, f"STOPWORDS_{_STOP_LISTS[language]}"))
+
+
+@lru_cache(maxsize=None)
+def analyzer(language: str) -> Analyzer:
+    """The shared analyzer of ``language``."""
+    return Analyzer(language)
