@@ -58,6 +58,7 @@ MAX_OPENAI_INPUTS = 2048
 MAX_DECODE_IDS = 100_000  # ids per sequence on TEI's /decode
 MAX_VECTOR_DIMENSION = 8192
 DEFAULT_FIND_LIMIT = 100
+MAX_LEG_CANDIDATES = 1000
 
 LIMITS: dict[str, int] = {
     name.lower(): value for name, value in dict(globals()).items() if name.startswith(("MAX_", "MIN_", "DEFAULT_"))
@@ -67,6 +68,8 @@ LIMITS: dict[str, int] = {
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
 Pooling = Literal["cls", "mean", "max", "mean_sqrt_len", "lasttoken", "weightedmean"]
 ClusterMethod = Literal["kmeans", "agglomerative", "hdbscan"]
+SearchMode = Literal["dense", "lexical", "sparse", "hybrid"]  # engine.results.MODES
+Fusion = Literal["rrf", "relative_score", "dbsf"]  # engine.results.FUSIONS
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
@@ -140,6 +143,13 @@ def exactly_one_of(first: tuple[str, str], second: tuple[str, str]) -> ConfigDic
     """The JSON Schema of a request taking exactly one of two fields, each given as (name, JSON
     type): ``oneOf`` two branches, each requiring its field with a value (a null is no value)."""
     return ConfigDict(json_schema_extra={"oneOf": [
+        {"required": [name], "properties": {name: {"type": kind}}} for name, kind in (first, second)]})
+
+
+def at_least_one_of(first: tuple[str, str], second: tuple[str, str]) -> ConfigDict:
+    """The JSON Schema of a request taking one or both of two fields, each given as (name, JSON
+    type): ``anyOf`` two branches, each requiring its field with a value."""
+    return ConfigDict(json_schema_extra={"anyOf": [
         {"required": [name], "properties": {name: {"type": kind}}} for name, kind in (first, second)]})
 
 

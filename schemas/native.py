@@ -6,6 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, WithJsonSchema, model_validator
 
+from chutes_embeddings.engine.results import DEFAULT_LEG_CANDIDATES, DEFAULT_RRF_K, Retrieval
 from chutes_embeddings.errors import InvalidInput
 
 from .common import (
@@ -19,6 +20,7 @@ from .common import (
     MAX_CLUSTER_TEXTS,
     MAX_CLUSTERS,
     MAX_EMBED_INPUTS,
+    MAX_LEG_CANDIDATES,
     MAX_RERANK_CANDIDATES,
     MAX_RERANK_TEXTS,
     MAX_SEARCH_CORPUS,
@@ -33,14 +35,17 @@ from .common import (
     ClusterMethod,
     CollectionName,
     Dimensions,
+    Fusion,
     Metadata,
     MetadataFilter,
     Pooling,
     RecordId,
     Score,
+    SearchMode,
     StrictRequest,
     Text,
     Vector,
+    at_least_one_of,
     exactly_one_of,
 )
 
@@ -105,7 +110,27 @@ class RerankRequest(StrictRequest):
 RerankCandidates = Annotated[int, Field(ge=1, le=MAX_RERANK_CANDIDATES)]
 
 
-class SearchRequest(StrictRequest):
+class RetrievalRequest(StrictRequest):
+    """How a search finds its candidates (``/search`` and ``/store/search``): ``mode`` picks the legs
+    (dense vectors, lexical BM25, the sparse model, or all of them fused: ``hybrid``), the rest
+    say how hybrid fuses them (README, "Hybrid search")."""
+
+    mode: SearchMode = "dense"
+    fusion: Fusion = "rrf"
+    alpha: Annotated[float, Field(ge=0.0, le=1.0, description=(
+        "the dense leg's weight in a hybrid fusion (1: dense only, 0: the other legs only; they share 1 - alpha); "
+        "unset: every leg weighs the same"))] | None = None
+    rrf_k: Annotated[int, Field(ge=1, le=1000, description="reciprocal rank fusion's rank constant")] = DEFAULT_RRF_K
+    leg_candidates: Annotated[int, Field(ge=1, le=MAX_LEG_CANDIDATES, description=(
+        "candidates each leg of a hybrid search brings to the fusion (at least top_k are taken)"))] = (
+        DEFAULT_LEG_CANDIDATES)
+
+    def retrieval(self) -> Retrieval:
+        """These options as the engine takes them."""
+        return Retrieval(self.mode, self.fusion, self.alpha, self.rrf_k, self.leg_candidates)
+
+
+class SearchRequest(RetrievalRequest):
     """POST /search: the top matches of a query in a corpus sent with it."""
 
     query: Text
@@ -141,10 +166,11 @@ class StoreAddRequest(StrictRequest):
     vector_model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
-class StoreSearchRequest(StrictRequest):
-    """POST /store/search: a query text (embedded by the server) or ``query_vector`` (exactly one)."""
+class StoreSearchRequest(RetrievalRequest):
+    """POST /store/search: a query text (embedded by the server) or ``query_vector``; both in hybrid
+    mode (the vector for the dense leg, the text for the lexical and sparse legs)."""
 
-    model_config = exactly_one_of(("query", "string"), ("query_vector", "array"))
+    model_config = at_least_one_of(("query", "string"), ("query_vector", "array"))
     access: ClassVar[Access] = "read"
 
     collection: CollectionName = "default"
@@ -158,8 +184,11 @@ class StoreSearchRequest(StrictRequest):
 
     @model_validator(mode="after")
     def _one_query(self) -> "StoreSearchRequest":
-        if (self.query is None) == (self.query_vector is None):
-            raise InvalidInput("send either query or query_vector (exactly one)", field="query")
+        if self.query is None and self.query_vector is None:
+            raise InvalidInput("send query or query_vector (or both, in hybrid mode)", field="query")
+        if self.query is not None and self.query_vector is not None and self.mode != "hybrid":
+            raise InvalidInput("query and query_vector together only in hybrid mode (the vector for the dense leg, "
+                               "the text for the others); otherwise send one", field="query_vector")
         return self
 
 
@@ -255,12 +284,22 @@ class RerankResponse(BaseModel):
     reranker: Reranker
 
 
+class LegResult(BaseModel):
+    score: float  # the leg's own: cosine (dense), BM25 (lexical), dot product (sparse)
+    rank: int
+
+
+# A hit's place in each leg that found it (every mode but dense)
+HitLegs = dict[Literal["dense", "lexical", "sparse"], LegResult]
+
+
 class SearchResult(BaseModel):
     text: str
     corpus_index: int
-    score: float  # the vector similarity
+    score: float  # dense: the cosine; lexical, sparse: the leg's score; hybrid: the fused score
     rank: int
     rerank_score: float | None = None  # with rerank: the reranker's score, which the rank follows
+    legs: HitLegs | None = None
 
 
 class SearchResponse(BaseModel):
@@ -271,6 +310,8 @@ class SearchResponse(BaseModel):
     model: str
     threshold: float | None
     reranker: Reranker | None = None
+    mode: SearchMode = "dense"
+    skipped_legs: dict[str, str] | None = None  # hybrid: legs it ran without, each with the reason
 
 
 class Cluster(BaseModel):
@@ -330,10 +371,11 @@ class StoreAddResponse(BaseModel):
 class StoreHit(BaseModel):
     id: str
     text: str
-    score: float
+    score: float  # dense: the cosine; lexical, sparse: the leg's score; hybrid: the fused score
     rank: int
     metadata: Metadata
     rerank_score: float | None = None
+    legs: HitLegs | None = None
 
 
 class StoreSearchResponse(BaseModel):
@@ -343,6 +385,8 @@ class StoreSearchResponse(BaseModel):
     results_returned: int
     model: str
     reranker: Reranker | None = None
+    mode: SearchMode = "dense"
+    skipped_legs: dict[str, str] | None = None  # hybrid: legs it ran without, each with the reason
 
 
 class StoreRecord(BaseModel):

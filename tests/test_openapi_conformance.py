@@ -33,8 +33,15 @@ CROSS_FIELD = {
     "POST /store/add": {"ids": "one per text", "metadata": "one per text, or one object for all",
                         "vectors": "one per text, of the collection's dimension",
                         "vector_model": "the collection's own model"},
-    "POST /store/search": {"query_vector": "not zero, and of the collection's dimension",
-                           "rerank": "reads the query text: not with query_vector"},
+    "POST /store/search": {"query_vector": "not zero, and of the collection's dimension; with query only in hybrid "
+                                           "mode",
+                           "rerank": "reads the query text: not with query_vector",
+                           "mode": "a leg the collection has (sparse: with a sparse model)",
+                           "threshold": "bounds the dense leg: not in lexical or sparse mode",
+                           "query": "searchable terms in lexical mode; the text lexical and sparse modes read"},
+    "POST /search": {"mode": "sparse needs the service's sparse model",
+                     "threshold": "bounds the dense leg: not in lexical or sparse mode",
+                     "query": "searchable terms in lexical mode"},
 }
 # What schema-valid data may meet from the service's state: no such collection or record (404), a
 # collection of another model or dimension (409), a full queue (429); and the body size limit (413,

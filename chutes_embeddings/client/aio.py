@@ -86,9 +86,13 @@ class AsyncEmbeddingsClient(ClientBase):
         return await self._send(self._rerank(query, texts, top_k, raw_scores))
 
     async def search(self, query: str, corpus: Sequence[str], top_k: int = 10, threshold: float | None = None,
-                     rerank: bool = False, rerank_candidates: int | None = None) -> dict[str, Any]:
-        """POST /search (``rerank``: the best ``rerank_candidates`` by vector, reordered by the reranker)."""
-        return await self._send(self._search(query, corpus, top_k, threshold, rerank, rerank_candidates))
+                     rerank: bool = False, rerank_candidates: int | None = None, *, mode: str | None = None,
+                     fusion: str | None = None, alpha: float | None = None, rrf_k: int | None = None,
+                     leg_candidates: int | None = None) -> dict[str, Any]:
+        """POST /search (``mode``: dense, lexical, sparse or hybrid, fused by ``fusion``; ``rerank``: the best
+        ``rerank_candidates`` of that first stage, reordered by the reranker)."""
+        return await self._send(self._search(query, corpus, top_k, threshold, rerank, rerank_candidates, mode=mode,
+                                             fusion=fusion, alpha=alpha, rrf_k=rrf_k, leg_candidates=leg_candidates))
 
     async def cluster(self, texts: Sequence[str], n_clusters: int | None = None,
                       method: str = "kmeans") -> dict[str, Any]:
@@ -113,10 +117,14 @@ class AsyncEmbeddingsClient(ClientBase):
     async def store_search(self, query: str | None = None, collection: str = "default", top_k: int = 10,
                            filter_metadata: dict[str, Any] | None = None, threshold: float | None = None,
                            query_vector: Sequence[float] | None = None, rerank: bool = False,
-                           rerank_candidates: int | None = None) -> dict[str, Any]:
-        """POST /store/search, by a query text or by your ``query_vector`` (``rerank``: two-stage)."""
+                           rerank_candidates: int | None = None, *, mode: str | None = None,
+                           fusion: str | None = None, alpha: float | None = None, rrf_k: int | None = None,
+                           leg_candidates: int | None = None) -> dict[str, Any]:
+        """POST /store/search, by a query text or by your ``query_vector`` (``mode``: dense, lexical, sparse or
+        hybrid, fused by ``fusion``; ``rerank``: two-stage)."""
         return await self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector,
-                                                   rerank, rerank_candidates))
+                                                   rerank, rerank_candidates, mode=mode, fusion=fusion, alpha=alpha,
+                                                   rrf_k=rrf_k, leg_candidates=leg_candidates))
 
     async def store_get(self, ids: Sequence[str] | None = None, collection: str = "default",
                         include_vectors: bool = False, filter_metadata: dict[str, Any] | None = None,

@@ -165,9 +165,10 @@ class ClientBase:
 
     @staticmethod
     def _search(query: str, corpus: Sequence[str], top_k: int, threshold: float | None, rerank: bool = False,
-                rerank_candidates: int | None = None) -> Call:
+                rerank_candidates: int | None = None, **retrieval: Any) -> Call:
         return Call("POST", "/search", _drop_none(query=query, corpus=list(corpus), top_k=top_k, threshold=threshold,
-                                                  rerank=rerank or None, rerank_candidates=rerank_candidates))
+                                                  rerank=rerank or None, rerank_candidates=rerank_candidates,
+                                                  **retrieval))
 
     @staticmethod
     def _cluster(texts: Sequence[str], n_clusters: int | None, method: str) -> Call:
@@ -185,11 +186,11 @@ class ClientBase:
     @staticmethod
     def _store_search(query: str | None, collection: str, top_k: int, filter_metadata: dict[str, Any] | None,
                       threshold: float | None, query_vector: Sequence[float] | None = None, rerank: bool = False,
-                      rerank_candidates: int | None = None) -> Call:
+                      rerank_candidates: int | None = None, **retrieval: Any) -> Call:
         return Call("POST", "/store/search", _drop_none(
             collection=collection, query=query, top_k=top_k, filter_metadata=filter_metadata, threshold=threshold,
             query_vector=None if query_vector is None else list(map(float, query_vector)),
-            rerank=rerank or None, rerank_candidates=rerank_candidates))
+            rerank=rerank or None, rerank_candidates=rerank_candidates, **retrieval))
 
     @staticmethod
     def _store_get(ids: Sequence[str] | None, collection: str, include_vectors: bool,

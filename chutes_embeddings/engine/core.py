@@ -15,12 +15,18 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InvalidInput
+from ..lexical.analyzer import analyzer
+from ..lexical.memory import bm25_matches
 from . import similarity
 from .cluster import cluster as run_clustering
 from .embedding import EmbeddingPipeline
+from .hybrid import Candidates, candidates_by_leg, first_stage, legs_for
 from .reranking import RerankService
 from .results import (
+    DENSE,
     EMBEDDER,
+    HYBRID,
+    LEXICAL,
     RERANKER,
     Cluster,
     Clustering,
@@ -32,6 +38,7 @@ from .results import (
     Ranking,
     Reranked,
     RerankOptions,
+    Retrieval,
 )
 from .vectors import POOLINGS
 
@@ -61,14 +68,16 @@ class Engine:
         reranker: the cross-encoder's pipeline, or ``BiEncoderReranker(embedder)``.
         limits: every request limit the service enforces, for /info (assembled at start-up).
         max_clusters: the most clusters ``cluster`` chooses among without ``n_clusters``.
+        lexical_language: the analyzer of a corpus search's lexical leg (``lexical.analyzer``).
     """
 
     def __init__(self, embedder: EmbeddingPipeline, reranker: RerankService, limits: dict[str, Any] | None = None,
-                 max_clusters: int = 20) -> None:
+                 max_clusters: int = 20, *, lexical_language: str = "english") -> None:
         self.embedder = embedder
         self.reranker = reranker
         self.limits = dict(limits or {})
         self.max_clusters = max_clusters
+        self.analyzer = analyzer(lexical_language)
         self.started_at = time.time()
         self._admission = {EMBEDDER: embedder.check_admission, RERANKER: reranker.check_admission}
 
@@ -149,22 +158,62 @@ class Engine:
         return self.reranker.rerank(query, texts, options)
 
     def search(self, query: str, corpus: Sequence[str], *, top_k: int, threshold: float | None = None,
-               rerank: bool = False, rerank_candidates: int = 50) -> Ranking:
-        """The best ``top_k`` corpus entries for the query (``Hit.index``: the corpus position),
-        optionally above a vector-score threshold; with ``rerank`` the best ``rerank_candidates``
-        by vector are reordered by the reranker first.
+               rerank: bool = False, rerank_candidates: int = 50, retrieval: Retrieval = Retrieval()) -> Ranking:
+        """The best ``top_k`` corpus entries for the query (``Hit.index``: the corpus position).
+
+        ``retrieval.mode`` picks the legs: ``dense`` (cosine; ``threshold`` drops hits below it),
+        ``lexical`` (BM25 over the corpus, ``lexical.memory``), ``sparse`` (the sparse model) or
+        ``hybrid`` (those legs fused, ``engine.hybrid``; ``threshold`` applies to the dense leg).
+        With ``rerank`` the best ``rerank_candidates`` of that first stage are reordered by the
+        reranker.
 
         Raises:
+            InvalidInput: a mode the corpus cannot be searched by, a threshold without a dense leg,
+                a query with no searchable terms in ``lexical`` mode.
             Overloaded: a queue the request needs is full (every one is asked before any work).
         """
-        self.check_admission([EMBEDDER, RERANKER] if rerank else [EMBEDDER])
+        legs = legs_for(retrieval.mode, self.corpus_legs(), "a corpus search")
+        if threshold is not None and DENSE not in legs:
+            raise InvalidInput(f"threshold bounds the dense leg's cosine; mode {retrieval.mode!r} has none",
+                               field="threshold")
+        self.check_admission(self._models_for(legs, rerank))
+        keep = max(top_k, rerank_candidates) if rerank else top_k
+        depth = max(keep, retrieval.leg_candidates) if retrieval.mode == HYBRID else keep
+        runs = {DENSE: lambda: self._dense_leg(query, corpus, depth, threshold),
+                LEXICAL: lambda: self._lexical_leg(query, corpus, depth),
+                **self._sparse_runs(query, corpus, depth)}
+        found, skipped = candidates_by_leg(retrieval.mode, legs, runs)
+        keys, hits = first_stage(retrieval.mode, found, retrieval, keep)
+        positions = [int(k) for k in keys]
+        if not rerank:
+            return Ranking([Hit(positions[h.index], h.score, h.rank, legs=h.legs) for h in hits],
+                           mode=retrieval.mode, skipped=skipped)
+        staged = two_stage(self.reranker, query, [corpus[i] for i in positions],
+                           np.asarray([h.score for h in hits], dtype=np.float64), top_k)
+        return Ranking([Hit(positions[h.index], h.score, h.rank, h.rerank_score, hits[h.index].legs)
+                        for h in staged.hits], staged.reranker, retrieval.mode, skipped)
+
+    def corpus_legs(self) -> list[str]:
+        """The legs a corpus search can run: dense and lexical, and sparse with a sparse model."""
+        return [DENSE, LEXICAL]
+
+    def _models_for(self, legs: Sequence[str], rerank: bool) -> list[str]:
+        models = [EMBEDDER] if DENSE in legs else []
+        return models + ([RERANKER] if rerank else [])
+
+    def _sparse_runs(self, query: str, corpus: Sequence[str], depth: int) -> dict[str, Any]:
+        return {}
+
+    def _dense_leg(self, query: str, corpus: Sequence[str], depth: int, threshold: float | None) -> Candidates:
         vectors = self.embedder.embed([query, *corpus]).vectors
         row = similarity.scores(vectors[:1], vectors[1:])[0]
-        order = similarity.top_k(row, max(top_k, rerank_candidates) if rerank else top_k, threshold)
-        if not rerank:
-            return Ranking([Hit(i, float(row[i]), rank) for rank, i in enumerate(order, start=1)])
-        staged = two_stage(self.reranker, query, [corpus[i] for i in order], row[order], top_k)
-        return Ranking([Hit(order[h.index], h.score, h.rank, h.rerank_score) for h in staged.hits], staged.reranker)
+        return [(str(i), float(row[i])) for i in similarity.top_k(row, depth, threshold)]
+
+    def _lexical_leg(self, query: str, corpus: Sequence[str], depth: int) -> Candidates | None:
+        terms = self.analyzer.terms(query)
+        if not terms:
+            return None
+        return [(str(i), score) for i, score in bm25_matches(self.analyzer, terms, corpus)[:depth]]
 
     def cluster(self, texts: Sequence[str], *, n_clusters: int | None = None, method: str = "kmeans") -> Clustering:
         """Groups of texts; without ``n_clusters`` the number (up to ``max_clusters``) is chosen

@@ -12,10 +12,41 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:  # the dialects import this module, and the chute file imports them with the SDK only
     import numpy as np
 
+    from .fusion import LegScore
+
 EMBEDDER = "embedder"  # the model services a request can use (and the embedder's kind)
 RERANKER = "reranker"
 CROSS_ENCODER = "cross-encoder"
 BI_ENCODER = "bi-encoder"
+
+# Hybrid retrieval (``fusion``): the legs a search can run, the modes that choose them, how legs fuse.
+DENSE, LEXICAL, SPARSE, HYBRID = "dense", "lexical", "sparse", "hybrid"
+LEGS = (DENSE, LEXICAL, SPARSE)
+MODES = (*LEGS, HYBRID)
+FUSIONS = ("rrf", "relative_score", "dbsf")
+DEFAULT_RRF_K = 60
+DEFAULT_LEG_CANDIDATES = 100
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """How a search finds its candidates (every field has the service's default).
+
+    Attributes:
+        mode: ``dense`` (vectors; the default), ``lexical`` (BM25), ``sparse`` (the sparse model's
+            vectors) or ``hybrid`` (every leg the collection or corpus has, fused).
+        fusion: how hybrid fuses its legs: ``rrf``, ``relative_score`` or ``dbsf`` (``fusion``).
+        alpha: the dense leg's weight in the fusion (0..1; the other legs share the rest); None:
+            every leg weighs the same.
+        rrf_k: RRF's rank constant.
+        leg_candidates: how many candidates each leg brings to the fusion (at least ``top_k``).
+    """
+
+    mode: str = DENSE
+    fusion: str = "rrf"
+    alpha: float | None = None
+    rrf_k: int = DEFAULT_RRF_K
+    leg_candidates: int = DEFAULT_LEG_CANDIDATES
 
 
 @dataclass(frozen=True)
@@ -148,21 +179,26 @@ class Reranked:
 
 @dataclass(frozen=True)
 class Hit:
-    """One result of a search: its index among the candidates, its vector score, its rank, and
-    its reranker score when a second stage reordered the candidates."""
+    """One result of a search: its index among the candidates, its score (a dense search's
+    cosine, a single leg's own score, or the fused score), its rank, its reranker score when a
+    second stage reordered the candidates, and (hybrid) its score and rank in each leg that found it."""
 
     index: int
     score: float
     rank: int
     rerank_score: float | None = None
+    legs: dict[str, LegScore] | None = None
 
 
 @dataclass(frozen=True)
 class Ranking:
-    """Hits best first, and what reranked them (None: the vector stage alone)."""
+    """Hits best first, and what reranked them (None: the first stage alone). ``mode``: the
+    retrieval mode; ``skipped``: legs a hybrid search ran without, each with the reason."""
 
     hits: list[Hit]
     reranker: ModelState | None = None
+    mode: str = DENSE
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

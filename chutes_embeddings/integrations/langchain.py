@@ -77,6 +77,20 @@ class ChutesEmbeddings(Embeddings):
             return (await client.embed(text))["embeddings"]
 
 
+# The store search's retrieval options a search's kwargs may carry (README, "Hybrid search").
+RETRIEVAL_OPTIONS = ("mode", "fusion", "alpha", "rrf_k", "leg_candidates")
+
+
+def _retrieval(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The retrieval options among a search's kwargs."""
+    return {name: kwargs[name] for name in RETRIEVAL_OPTIONS if kwargs.get(name) is not None}
+
+
+def _query_text(query: str, vector: list[float] | None, retrieval: dict[str, Any]) -> str | None:
+    """The query text to send: none when the caller's vector alone serves a dense search."""
+    return None if vector is not None and retrieval.get("mode") in (None, "dense") else query
+
+
 class ChutesVectorStore(VectorStore):
     """A LangChain ``VectorStore`` over one collection of the service's store (see module docstring).
 
@@ -201,18 +215,24 @@ class ChutesVectorStore(VectorStore):
 
     def similarity_search_with_score(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
                                      **kwargs: Any) -> list[tuple[Document, float]]:
-        """The ``k`` best documents with their cosine similarity, optionally filtered by metadata."""
-        if self._embedding is not None:
-            return self._search(None, self._embedding.embed_query(query), k, filter)
-        return self._search(query, None, k, filter)
+        """The ``k`` best documents with their score (the cosine in the default dense mode), optionally
+        filtered by metadata. ``mode`` (``dense``, ``lexical``, ``sparse``, ``hybrid``), ``fusion``,
+        ``alpha``, ``rrf_k`` and ``leg_candidates`` in ``kwargs`` (or ``as_retriever(search_kwargs=...)``)
+        choose the store's retrieval legs; hybrid scores are the fused ones."""
+        retrieval = _retrieval(kwargs)
+        vector = (self._embedding.embed_query(query)
+                  if self._embedding is not None and retrieval.get("mode") in (None, "dense", "hybrid") else None)
+        return self._search(_query_text(query, vector, retrieval), vector, k, filter, retrieval)
 
     async def asimilarity_search_with_score(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
                                             **kwargs: Any) -> list[tuple[Document, float]]:
-        vector = await self._embedding.aembed_query(query) if self._embedding is not None else None
+        retrieval = _retrieval(kwargs)
+        vector = (await self._embedding.aembed_query(query)
+                  if self._embedding is not None and retrieval.get("mode") in (None, "dense", "hybrid") else None)
         async with self._async() as client:
             try:
-                found = await client.store_search(None if vector else query, self.collection, k, filter,
-                                                  query_vector=vector)
+                found = await client.store_search(_query_text(query, vector, retrieval), self.collection, k, filter,
+                                                  query_vector=vector, **retrieval)
             except NotFound:
                 return []
         return self._scored(found["results"])
@@ -231,9 +251,10 @@ class ChutesVectorStore(VectorStore):
         return [doc for doc, _ in self._scored(found["results"])]
 
     def _search(self, query: str | None, vector: list[float] | None, k: int,
-                filter: dict[str, Any] | None) -> list[tuple[Document, float]]:
+                filter: dict[str, Any] | None, retrieval: dict[str, Any] | None = None) -> list[tuple[Document, float]]:
         try:
-            found = self._client.store_search(query, self.collection, k, filter, query_vector=vector)
+            found = self._client.store_search(query, self.collection, k, filter, query_vector=vector,
+                                              **(retrieval or {}))
         except NotFound:  # nothing stored yet
             return []
         return self._scored(found["results"])

@@ -31,6 +31,7 @@ from llama_index.core.vector_stores.types import (
     MetadataFilter,
     MetadataFilters,
     VectorStoreQuery,
+    VectorStoreQueryMode,
     VectorStoreQueryResult,
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
@@ -116,6 +117,11 @@ class ChutesEmbedding(BaseEmbedding):
             return await client.embed_batch(texts)
 
 
+# LlamaIndex's query modes this store answers, and the store search mode of each.
+QUERY_MODES = {VectorStoreQueryMode.DEFAULT: "dense", VectorStoreQueryMode.TEXT_SEARCH: "lexical",
+               VectorStoreQueryMode.SPARSE: "sparse", VectorStoreQueryMode.HYBRID: "hybrid"}
+
+
 class ChutesVectorStore(BasePydanticVectorStore):
     """A LlamaIndex vector store over one collection of the service's store (see module docstring).
 
@@ -167,13 +173,22 @@ class ChutesVectorStore(BasePydanticVectorStore):
 
     @staticmethod
     def _search_args(query: VectorStoreQuery) -> dict[str, Any]:
+        """The store search for a LlamaIndex query: its mode (``DEFAULT`` dense, ``TEXT_SEARCH``
+        lexical, ``SPARSE``, ``HYBRID`` with ``alpha``, and ``sparse_top_k`` as each leg's depth) and
+        filters; the query's vector serves the dense leg, its text the others."""
         where = _restrict(_restrict(to_filter(query.filters), "ref_doc_id", query.doc_ids), "node_id", query.node_ids)
-        if query.query_embedding is not None:
-            return {"query": None, "query_vector": query.query_embedding, "top_k": query.similarity_top_k,
-                    "filter_metadata": where}
-        if query.query_str:
-            return {"query": query.query_str, "top_k": query.similarity_top_k, "filter_metadata": where}
-        raise ValueError("a query needs query_embedding or query_str")
+        mode = QUERY_MODES.get(query.mode)
+        if mode is None:
+            raise ValueError(f"query mode {query.mode!r}: this store answers {', '.join(m.value for m in QUERY_MODES)}")
+        args: dict[str, Any] = {"top_k": query.similarity_top_k, "filter_metadata": where, "mode": mode}
+        if mode == "hybrid":
+            args.update(alpha=query.alpha, leg_candidates=query.sparse_top_k,
+                        top_k=query.hybrid_top_k or query.similarity_top_k)
+        vector = query.query_embedding if mode in ("dense", "hybrid") else None
+        text = query.query_str if mode != "dense" or vector is None else None
+        if vector is None and not text:
+            raise ValueError("a query needs query_embedding or query_str")
+        return {**args, "query": text or None, "query_vector": vector}
 
     @staticmethod
     def _result(found: dict[str, Any]) -> VectorStoreQueryResult:

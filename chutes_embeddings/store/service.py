@@ -17,10 +17,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..engine.core import EMBEDDER, RERANKER, Engine, two_stage
-from ..engine.results import Hit, Ranking
+from ..engine.hybrid import Candidates, candidates_by_leg, first_stage, legs_for
+from ..engine.results import DENSE, HYBRID, LEXICAL, SPARSE, Hit, Ranking, Retrieval
 from ..errors import Conflict, InvalidInput, naming
-from . import CollectionInfo, Record, VectorStore
-from .filters import parse_filter
+from ..lexical.analyzer import analyzer
+from . import CollectionInfo, Legs, Record, VectorStore
+from .filters import Filter, parse_filter
 from .metadata import encode_metadata
 
 EXTERNAL_MODEL = "external"  # what a collection of callers' vectors records when they name no model
@@ -104,12 +106,24 @@ def _exactly_one(ids: Sequence[str] | None, filter_metadata: dict[str, Any] | No
         raise InvalidInput("send either ids or filter_metadata (exactly one)", field="ids")
 
 
-class StoreService:
-    """Store cords' logic over an ``Engine`` and a ``VectorStore`` (see module docstring)."""
+def collection_legs(legs: Legs) -> list[str]:
+    """The legs a collection can be searched by: dense, and its lexical and sparse legs."""
+    return [DENSE] + ([LEXICAL] if legs.lexical else []) + ([SPARSE] if legs.sparse_model else [])
 
-    def __init__(self, engine: Engine, store: VectorStore) -> None:
+
+class StoreService:
+    """Store cords' logic over an ``Engine`` and a ``VectorStore`` (see module docstring).
+
+    Args:
+        engine: embeds texts and queries, reranks.
+        store: keeps the collections.
+        lexical_language: the analyzer of the lexical leg of collections created from now on.
+    """
+
+    def __init__(self, engine: Engine, store: VectorStore, lexical_language: str = "english") -> None:
         self.engine = engine
         self.store = store
+        self.new_legs = Legs(lexical=lexical_language)
         self.observer: Callable[[str, bool, float], None] | None = None  # (operation, succeeded, seconds)
 
     @property
@@ -147,32 +161,47 @@ class StoreService:
                                field="ids", limit=len(texts))
         metas = _metadata_per_text(metadata, len(texts))
         record_ids = list(ids) if ids is not None else [text_id(t) for t in texts]
+        legs = Legs(self.new_legs.lexical, self.engine.sparse_model_id)
         if vectors is not None:
             rows = _caller_vectors(vectors, len(texts))
-            self.store.ensure_collection(collection, vector_model or EXTERNAL_MODEL, rows.shape[1])
+            self.store.ensure_collection(collection, vector_model or EXTERNAL_MODEL, rows.shape[1], legs)
         else:
             # fail fast on a model/dimension conflict, before spending a forward pass
-            self.store.ensure_collection(collection, self.engine.model_id, self.engine.dimension)
-            with naming("texts"):
+            self.store.ensure_collection(collection, self.engine.model_id, self.engine.dimension, legs)
+        sparse_model = self.store.legs(collection).sparse_model
+        if sparse_model is not None and sparse_model != self.engine.sparse_model_id:
+            raise Conflict(f"collection {collection!r} keeps sparse vectors of {sparse_model!r}; this server encodes "
+                           f"with {self.engine.sparse_model_id!r}: add to it from a server with that sparse model",
+                           field="collection")
+        with naming("texts"):
+            if vectors is None:
                 rows = self.engine.embed(texts).vectors
-        records = [Record(i, t, m, v) for i, t, m, v in zip(record_ids, texts, metas, rows)]
+            sparse = self.engine.embed_sparse(texts).vectors if sparse_model else [None] * len(texts)
+        records = [Record(i, t, m, v, sp) for i, t, m, v, sp in zip(record_ids, texts, metas, rows, sparse)]
         with self._operation("upsert"):
             total = self.store.upsert(collection, records)
         return Added(len(dict.fromkeys(record_ids)), record_ids, total)
 
     def search(self, collection: str, query: str | None, top_k: int, filter_metadata: dict[str, Any] | None,
                threshold: float | None, query_vector: Sequence[float] | None = None, *, rerank: bool = False,
-               rerank_candidates: int = 50) -> Found:
+               rerank_candidates: int = 50, retrieval: Retrieval = Retrieval()) -> Found:
         """The best matches of one query (a text the server embeds, or the caller's vector).
 
-        With ``rerank`` (two-stage retrieval) the best ``rerank_candidates`` are retrieved by
-        vector and the engine's reranker reorders them (it reads ``query`` with each text); the
-        best ``top_k`` come back with both their vector ``score`` and their ``rerank_score``.
+        ``retrieval.mode`` picks the legs (``engine.hybrid``): ``dense`` (the collection's vectors;
+        ``threshold`` drops hits below that cosine), ``lexical`` (BM25 of the query's terms),
+        ``sparse`` (the sparse model's vectors) or ``hybrid`` (every leg the collection has, each
+        bringing ``leg_candidates``, fused; ``threshold`` applies to the dense leg). The filter
+        applies inside every leg. With ``rerank`` (two-stage retrieval) the best
+        ``rerank_candidates`` of that first stage are reordered by the engine's reranker (it reads
+        ``query`` with each text); the best ``top_k`` come back with their first-stage ``score``
+        and their ``rerank_score``.
 
         Raises:
-            InvalidInput: rerank without a query text, a bad filter or query vector.
+            InvalidInput: rerank or a lexical/sparse leg without a query text, a mode the collection
+                has no leg for, a threshold without a dense leg, a bad filter or query vector.
             NotFound: no such collection.
-            Conflict: the collection holds another model's vectors and no ``query_vector`` came.
+            Conflict: the collection holds another model's vectors and no ``query_vector`` came, or
+                another sparse model's.
             Overloaded: a model queue the search needs is full (asked before any work).
         """
         if rerank and query is None:
@@ -180,28 +209,72 @@ class StoreService:
                                field="rerank")
         where = parse_filter(filter_metadata)
         model, dimension = self.store.model_of(collection)  # NotFound (404) for an unknown collection
-        if query_vector is not None:  # no model is used (rerank needs the query text: refused above)
+        stored_legs = self.store.legs(collection)
+        legs = legs_for(retrieval.mode, collection_legs(stored_legs), f"collection {collection!r}")
+        if query is None and legs != [DENSE]:
+            raise InvalidInput(f"mode {retrieval.mode!r} reads the query text: send query, not query_vector",
+                               field="query")
+        if threshold is not None and DENSE not in legs:
+            raise InvalidInput(f"threshold bounds the dense leg's cosine; mode {retrieval.mode!r} has none",
+                               field="threshold")
+        if SPARSE in legs and stored_legs.sparse_model != self.engine.sparse_model_id:
+            raise Conflict(f"collection {collection!r} holds sparse vectors of {stored_legs.sparse_model!r}; this "
+                           f"server encodes with {self.engine.sparse_model_id!r}", field="mode")
+        self.engine.check_admission(([EMBEDDER] if DENSE in legs and query_vector is None else [])
+                                    + ([SPARSE] if SPARSE in legs else []) + ([RERANKER] if rerank else []))
+        vector = self._query_vector(collection, model, dimension, query, query_vector) if DENSE in legs else None
+        keep = max(top_k, rerank_candidates) if rerank else top_k
+        depth = max(keep, retrieval.leg_candidates) if retrieval.mode == HYBRID else keep
+        texts: dict[str, Record] = {}
+
+        def collect(hits: list[Any]) -> Candidates:
+            for h in hits:
+                texts.setdefault(h.id, Record(h.id, h.text, h.metadata, None))
+            return [(h.id, h.score) for h in hits]
+
+        runs = {
+            DENSE: lambda: collect(self.store.search(collection, vector, depth, where, threshold)[0]),
+            LEXICAL: lambda: self._lexical(collection, stored_legs, query or "", depth, where, collect),
+            SPARSE: lambda: self._sparse(collection, query or "", depth, where, collect),
+        }
+        with self._operation("search"):
+            found, skipped = candidates_by_leg(retrieval.mode, legs, runs)
+        keys, hits = first_stage(retrieval.mode, found, retrieval, keep)
+        records = [texts[k] for k in keys]
+        if rerank:
+            scores = np.asarray([h.score for h in hits], dtype=np.float64)  # as the first stage gave them
+            staged = two_stage(self.engine.reranker, query or "", [r.text for r in records], scores, top_k)
+            ranking = Ranking([Hit(h.index, h.score, h.rank, h.rerank_score, hits[h.index].legs)
+                               for h in staged.hits], staged.reranker, retrieval.mode, skipped)
+        else:
+            ranking = Ranking(hits, None, retrieval.mode, skipped)
+        return Found(ranking, records, model)
+
+    def _query_vector(self, collection: str, model: str, dimension: int, query: str | None,
+                      query_vector: Sequence[float] | None) -> np.ndarray:
+        """The dense leg's query: the caller's vector (checked), or the query embedded by the
+        collection's model."""
+        if query_vector is not None:
             vector = _caller_vectors([query_vector], 1, "query_vector")
             if vector.shape[1] != dimension:
                 raise InvalidInput(f"query_vector has {vector.shape[1]} dimensions; collection {collection!r} holds "
                                    f"{dimension}", field="query_vector", limit=dimension)
-        else:
-            if (model, dimension) != (self.engine.model_id, self.engine.dimension):
-                raise Conflict(f"collection {collection!r} holds vectors of {model!r} ({dimension}); this server "
-                               f"embeds with {self.engine.model_id!r}: send query_vector made by {model!r}",
-                               field="query")
-            self.engine.check_admission([EMBEDDER, RERANKER] if rerank else [EMBEDDER])
-            vector = self.engine.embed([query]).vectors
-        wanted = max(top_k, rerank_candidates) if rerank else top_k
-        with self._operation("search"):
-            hits = self.store.search(collection, vector, wanted, where, threshold)[0]
-        records = [Record(h.id, h.text, h.metadata, None) for h in hits]
-        if rerank:
-            scores = np.asarray([h.score for h in hits], dtype=np.float64)  # as the store gave them
-            ranking = two_stage(self.engine.reranker, query or "", [h.text for h in hits], scores, top_k)
-        else:
-            ranking = Ranking([Hit(index=i, score=h.score, rank=i + 1) for i, h in enumerate(hits)])
-        return Found(ranking, records, model)
+            return vector
+        if (model, dimension) != (self.engine.model_id, self.engine.dimension):
+            raise Conflict(f"collection {collection!r} holds vectors of {model!r} ({dimension}); this server "
+                           f"embeds with {self.engine.model_id!r}: send query_vector made by {model!r}",
+                           field="query")
+        return self.engine.embed([query or ""]).vectors
+
+    def _lexical(self, collection: str, legs: Legs, query: str, depth: int, where: Filter,
+                 collect: Callable[[list[Any]], Candidates]) -> Candidates | None:
+        terms = analyzer(legs.lexical or "none").terms(query)
+        return collect(self.store.search_lexical(collection, terms, depth, where)) if terms else None
+
+    def _sparse(self, collection: str, query: str, depth: int, where: Filter,
+                collect: Callable[[list[Any]], Candidates]) -> Candidates | None:
+        encoded = self.engine.embed_sparse([query]).vectors[0]
+        return collect(self.store.search_sparse(collection, encoded, depth, where)) if encoded.indices else None
 
     def get(self, collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None = None,
             limit: int | None = None) -> Got:

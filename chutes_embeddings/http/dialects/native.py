@@ -60,17 +60,36 @@ def rerank(engine: Any, request: Any) -> dict[str, Any]:
             "model": ranked.reranker.model, "reranker": reranker_summary(ranked.reranker)}
 
 
+def _hit_extras(hit: Any) -> dict[str, Any]:
+    """A hit's optional parts: its reranker score, and its score and rank in each leg that found it."""
+    extras: dict[str, Any] = {}
+    if hit.rerank_score is not None:
+        extras["rerank_score"] = hit.rerank_score
+    if hit.legs is not None:
+        extras["legs"] = {leg: {"score": s.score, "rank": s.rank} for leg, s in hit.legs.items()}
+    return extras
+
+
+def _ranking_extras(ranking: Any) -> dict[str, Any]:
+    """A search answer's parts about its stages: the mode, the legs skipped, the reranker."""
+    extras: dict[str, Any] = {"mode": ranking.mode}
+    if ranking.skipped:
+        extras["skipped_legs"] = dict(ranking.skipped)
+    if ranking.reranker is not None:
+        extras["reranker"] = reranker_summary(ranking.reranker)
+    return extras
+
+
 def search(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /search``: the best matches of a query in a corpus sent with it."""
     ranking = engine.search(request.query, request.corpus, top_k=request.top_k, threshold=request.threshold,
-                            rerank=request.rerank, rerank_candidates=request.rerank_candidates)
+                            rerank=request.rerank, rerank_candidates=request.rerank_candidates,
+                            retrieval=request.retrieval())
     results = [{"text": request.corpus[h.index], "corpus_index": h.index, "score": h.score, "rank": h.rank,
-                **({"rerank_score": h.rerank_score} if h.rerank_score is not None else {})} for h in ranking.hits]
-    body = {"query": request.query, "results": results, "total_corpus_size": len(request.corpus),
-            "results_returned": len(results), "model": engine.model_id, "threshold": request.threshold}
-    if ranking.reranker is not None:
-        body["reranker"] = reranker_summary(ranking.reranker)
-    return body
+                **_hit_extras(h)} for h in ranking.hits]
+    return {"query": request.query, "results": results, "total_corpus_size": len(request.corpus),
+            "results_returned": len(results), "model": engine.model_id, "threshold": request.threshold,
+            **_ranking_extras(ranking)}
 
 
 def cluster(engine: Any, request: Any) -> dict[str, Any]:
@@ -171,16 +190,12 @@ def store_search(store: Any, request: Any) -> dict[str, Any]:
     """``POST /store/search``: the best matches of one query in a collection."""
     found = store.search(request.collection, request.query, request.top_k, request.filter_metadata,
                          request.threshold, request.query_vector, rerank=request.rerank,
-                         rerank_candidates=request.rerank_candidates)
+                         rerank_candidates=request.rerank_candidates, retrieval=request.retrieval())
     records = [found.records[h.index] for h in found.ranking.hits]
     results = [{"id": r.id, "text": r.text, "score": h.score, "rank": h.rank, "metadata": r.metadata,
-                **({"rerank_score": h.rerank_score} if h.rerank_score is not None else {})}
-               for h, r in zip(found.ranking.hits, records)]
-    body = {"collection": request.collection, "query": request.query, "results": results,
-            "results_returned": len(results), "model": found.model}
-    if found.ranking.reranker is not None:
-        body["reranker"] = reranker_summary(found.ranking.reranker)
-    return body
+                **_hit_extras(h)} for h, r in zip(found.ranking.hits, records)]
+    return {"collection": request.collection, "query": request.query, "results": results,
+            "results_returned": len(results), "model": found.model, **_ranking_extras(found.ranking)}
 
 
 def store_get(store: Any, request: Any) -> dict[str, Any]:
