@@ -19,7 +19,6 @@ from .common import (
     MAX_CLUSTER_TEXTS,
     MAX_CLUSTERS,
     MAX_EMBED_INPUTS,
-    MAX_RERANK_CANDIDATES,
     MAX_RERANK_TEXTS,
     MAX_SEARCH_CORPUS,
     MAX_SEARCH_TOP_K,
@@ -37,12 +36,14 @@ from .common import (
     MetadataFilter,
     Pooling,
     RecordId,
+    RerankCandidates,
     Score,
     StrictRequest,
     Text,
     Vector,
     exactly_one_of,
 )
+from .sparse import SparseModel
 
 EmbedTexts = Annotated[list[Text], Field(min_length=1, max_length=MAX_EMBED_INPUTS)]
 
@@ -100,9 +101,6 @@ class RerankRequest(StrictRequest):
     top_k: Annotated[int, Field(ge=1, le=MAX_RERANK_TEXTS)] | None = None
     raw_scores: bool = False
     truncate: bool = True
-
-
-RerankCandidates = Annotated[int, Field(ge=1, le=MAX_RERANK_CANDIDATES)]
 
 
 class SearchRequest(StrictRequest):
@@ -302,6 +300,7 @@ class HealthResponse(BaseModel):
     queue: HealthQueue
     reranker: Reranker
     reasons: list[str]
+    sparse: SparseModel | None = None
 
 
 class InfoResponse(BaseModel):
@@ -317,6 +316,7 @@ class InfoResponse(BaseModel):
     limits: dict[str, int]
     tei: dict[str, Any] | None = None
     reranker: Reranker
+    sparse: SparseModel | None = None
     version: str
 
 

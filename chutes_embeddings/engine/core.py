@@ -1,8 +1,9 @@
 """The engine: every verb of the service, synchronous and thread-safe, returning data.
 
 Cords call these methods from many worker threads. The engine composes its model services: the
-embedding pipeline (cache, then one forward pass shared by concurrent callers) and a reranker
-(a cross-encoder's pipeline, or the bi-encoder stand-in over the embedder). Verbs return arrays
+embedding pipeline (cache, then one forward pass shared by concurrent callers), a reranker
+(a cross-encoder's pipeline, or the bi-encoder stand-in over the embedder) and, when one is
+configured, a learned-sparse (SPLADE) encoder's pipeline. Verbs return arrays
 and the typed results of ``results``; each dialect shapes them into its own answer.
 """
 
@@ -14,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import __version__
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotConfigured
 from . import similarity
 from .cluster import cluster as run_clustering
 from .embedding import EmbeddingPipeline
@@ -22,6 +23,7 @@ from .reranking import RerankService
 from .results import (
     EMBEDDER,
     RERANKER,
+    SPARSE,
     Cluster,
     Clustering,
     Embedded,
@@ -32,8 +34,12 @@ from .results import (
     Ranking,
     Reranked,
     RerankOptions,
+    SparseEmbedded,
 )
+from .sparse import SparsePipeline
 from .vectors import POOLINGS
+
+NO_SPARSE_MODEL = "EMBEDDINGS_SPARSE_MODEL"  # the setting that configures the sparse encoder
 
 
 def two_stage(reranker: RerankService, query: str, texts: Sequence[str], vector_scores: np.ndarray,
@@ -61,16 +67,20 @@ class Engine:
         reranker: the cross-encoder's pipeline, or ``BiEncoderReranker(embedder)``.
         limits: every request limit the service enforces, for /info (assembled at start-up).
         max_clusters: the most clusters ``cluster`` chooses among without ``n_clusters``.
+        sparse: the sparse encoder's pipeline, or None when no sparse model is configured.
     """
 
     def __init__(self, embedder: EmbeddingPipeline, reranker: RerankService, limits: dict[str, Any] | None = None,
-                 max_clusters: int = 20) -> None:
+                 max_clusters: int = 20, sparse: SparsePipeline | None = None) -> None:
         self.embedder = embedder
         self.reranker = reranker
+        self.sparse = sparse
         self.limits = dict(limits or {})
         self.max_clusters = max_clusters
         self.started_at = time.time()
-        self._admission = {EMBEDDER: embedder.check_admission, RERANKER: reranker.check_admission}
+        self._admission = {EMBEDDER: embedder.check_admission, RERANKER: reranker.check_admission,
+                           # without a model the verb answers NotConfigured: nothing queues
+                           SPARSE: sparse.check_admission if sparse is not None else lambda: None}
 
     @property
     def model_id(self) -> str:
@@ -85,13 +95,25 @@ class Engine:
         """How many token ids the embedding model's tokenizer knows."""
         return self.embedder.tokenizer.vocab_size
 
+    @property
+    def sparse_model_id(self) -> str | None:
+        """The sparse encoder's model (None: none configured)."""
+        return self.sparse.model_id if self.sparse is not None else None
+
+    @property
+    def sparse_vocab_size(self) -> int | None:
+        """The sparse vectors' dimension: every index is below it (None: no sparse model)."""
+        return self.sparse.vocab_size if self.sparse is not None else None
+
     def close(self) -> None:
         """Stop the batchers and the model services."""
+        if self.sparse is not None:
+            self.sparse.close()
         self.reranker.close()
         self.embedder.close()
 
     def check_admission(self, models: Sequence[str]) -> None:
-        """Raise ``Overloaded`` now if any of ``models`` (``EMBEDDER``, ``RERANKER``) would refuse
+        """Raise ``Overloaded`` now if any of ``models`` (``EMBEDDER``, ``RERANKER``, ``SPARSE``) would refuse
         new work: asked before a request's body is read, and before any work of a verb that uses
         several models. Reserves nothing."""
         for model in models:
@@ -112,6 +134,23 @@ class Engine:
                      truncation_direction: str = "right") -> list[np.ndarray]:
         """Each text's token embeddings (not pooled, not normalised)."""
         return self.embedder.embed_tokens(texts, truncate=truncate, truncation_direction=truncation_direction)
+
+    def embed_sparse(self, texts: Sequence[str], *, truncate: bool = True,
+                     truncation_direction: str = "right") -> SparseEmbedded:
+        """Each text's learned-sparse vector (ascending indices, values > 0), in input order, with
+        its tokens as encoded.
+
+        Raises:
+            NotConfigured: no sparse model is configured (names ``EMBEDDINGS_SPARSE_MODEL``).
+            InvalidInput: a bad option, or a text over the limit with ``truncate`` False (its index).
+            Overloaded: the sparse encoder's queue is full.
+            BackendUnavailable: no answer in time.
+        """
+        if self.sparse is None:
+            raise NotConfigured(f"no sparse model is serving: set {NO_SPARSE_MODEL} to a SPLADE model (hub id or "
+                                "folder); a configured one that failed to load is named in the start-up log",
+                                setting=NO_SPARSE_MODEL)
+        return self.sparse.encode(texts, truncate=truncate, truncation_direction=truncation_direction)
 
     def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
         """Each text's tokens (id, text, special, start, stop), as the model's tokenizer sees them."""
@@ -203,15 +242,22 @@ class Engine:
         if reranker.tei_serving is False:
             status = "degraded"
             reasons.append("the reranker's TEI is not serving; the local cross-encoder answers")
+        sparse = self.sparse.describe() if self.sparse is not None else None
+        if sparse is not None and sparse.tei_serving is False:
+            status = "degraded"
+            reasons.append("the sparse model's TEI is not serving; the local sparse encoder answers")
         if reranker.batching is not None and reranker.batching.overloaded:
             status = "overloaded"
             reasons.append("the reranker's queue is full: new rerank work is refused with 429")
+        if sparse is not None and sparse.batching is not None and sparse.batching.overloaded:
+            status = "overloaded"
+            reasons.append("the sparse encoder's queue is full: new sparse work is refused with 429")
         queue = embedder.batching
         if queue is not None and queue.overloaded:
             status = "overloaded"
             reasons.append(f"the queue needs about {queue.estimated_wait_s:.1f} s of model time to drain (more than "
                            f"{queue.max_queue_wait_s:g} s): new work is refused with 429")
-        return EngineHealth(status, embedder, reranker, self.dimension, reasons)
+        return EngineHealth(status, embedder, reranker, self.dimension, reasons, sparse)
 
     def is_healthy(self) -> bool:
         """Whether the embedder can answer now."""
@@ -223,5 +269,5 @@ class Engine:
             embedder=self.embedder.describe(), reranker=self.reranker.describe(), dimension=self.dimension,
             pooling=self.embedder.backend.default_pooling, poolings=tuple(POOLINGS), cache=self.embedder.cache.stats(),
             batch_wait_ms=self.embedder.settings.batch_wait_ms, limits=dict(self.limits), version=__version__,
-            started_at=self.started_at,
+            started_at=self.started_at, sparse=self.sparse.describe() if self.sparse is not None else None,
         )

@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:  # the dialects import this module, and the chute file imports them with the SDK only
     import numpy as np
 
+    from ..store import SparseVector
+
 EMBEDDER = "embedder"  # the model services a request can use (and the embedder's kind)
 RERANKER = "reranker"
+SPARSE = "sparse"
+SPARSE_ENCODER = "sparse-encoder"
 CROSS_ENCODER = "cross-encoder"
 BI_ENCODER = "bi-encoder"
 
@@ -73,6 +77,21 @@ class Embedded:
 
 
 @dataclass(frozen=True)
+class SparseEmbedded:
+    """One learned-sparse vector per text, in input order (ascending indices, values > 0), each
+    text's tokens as encoded (after any cut), and the model that encoded them."""
+
+    vectors: list[SparseVector]
+    token_counts: list[int]
+    model: ModelState
+
+    @property
+    def tokens(self) -> int:
+        """All the tokens encoded."""
+        return sum(self.token_counts)
+
+
+@dataclass(frozen=True)
 class RerankOptions:
     """How to read query-document pairs.
 
@@ -92,7 +111,8 @@ class RerankOptions:
 class ModelState:
     """One model service as answers, /info and /health describe it.
 
-    ``kind`` is what the model is (``embedder``, ``cross-encoder``, ``bi-encoder``); ``backend``
+    ``kind`` is what the model is (``embedder``, ``cross-encoder``, ``bi-encoder``,
+    ``sparse-encoder``); ``backend``
     who serves it now (``local`` or ``tei``); ``tei`` the supervised TEI's state, when one stands
     behind it; ``batching`` its batcher's state (None for the bi-encoder stand-in, which uses the
     embedder's).
@@ -193,6 +213,7 @@ class EngineHealth:
     reranker: ModelState
     dimension: int
     reasons: list[str] = field(default_factory=list)
+    sparse: ModelState | None = None  # None: no sparse model configured
 
 
 @dataclass(frozen=True)
@@ -209,3 +230,4 @@ class EngineInfo:
     limits: dict[str, Any]
     version: str
     started_at: float
+    sparse: ModelState | None = None  # None: no sparse model configured
