@@ -179,3 +179,65 @@ def test_health_and_info_routes_report_the_sparse_model(fake_call):
     status, info = fake_call("GET", "/info")
     assert status == 200 and info["sparse"]["vocab_size"] == 30_522 and info["sparse"]["batching"]["texts_run"] >= 0
     S.InfoResponse.model_validate(info)
+
+
+# --- the SPLADE test model (model) ----------------------------------------------------------------
+MODEL_TEXTS = ["The capital of France is Paris.", "what is sparse retrieval?", "Ünïcödé 🚀 and numbers 12345",
+               " ".join(f"token{i}" for i in range(400))]  # over the model's 512 tokens: cut at its end
+
+
+def test_the_test_model_loads_as_splade(sparse_encoder):
+    names = [type(m).__name__ for m in sparse_encoder.se]
+    assert names == ["Transformer", "SpladePooling"] and sparse_encoder.se[0].transformer_task == "fill-mask"
+    assert type(sparse_encoder.se[0].auto_model).__name__ == "BertForMaskedLM"
+    assert (sparse_encoder.se[1].pooling_strategy, sparse_encoder.se[1].activation_function) == ("max", "relu")
+    assert sparse_encoder.dimension == 30_522 and sparse_encoder.max_input_tokens == 512
+
+
+def test_local_service_equals_sparse_encoder_encode(sparse_encoder):
+    from chutes_embeddings.backends.protocols import SparseWork
+    from chutes_embeddings.backends.sparse import LocalSparseEncoder
+
+    reference = sparse_encoder.se.encode(MODEL_TEXTS, convert_to_tensor=True).to_dense().numpy()
+    ids, full = sparse_encoder.tokenize(MODEL_TEXTS)
+    assert full[-1] > 512 and len(ids[-1]) == 512
+    got = LocalSparseEncoder(sparse_encoder).encode([SparseWork(t, i, "right") for t, i in zip(MODEL_TEXTS, ids)])
+    for row, weights in zip(reference, got):
+        np.testing.assert_array_equal(weights.indices, np.flatnonzero(row))
+        np.testing.assert_allclose(weights.values, row[weights.indices], atol=1e-5)
+    decoded = sparse_encoder.se.decode(sparse_encoder.se.encode(MODEL_TEXTS[:1], convert_to_tensor=True)[0], top_k=3)
+    assert {word for word, _ in decoded} == {"capital", "paris", "france"}  # a meaningful model, not noise
+
+
+def test_engine_with_the_sparse_model_and_a_model_that_is_not_splade(engine, sparse_encoder, sparse_model_path,
+                                                                      tmp_path):
+    from chutes_embeddings.engine.startup import start_engine
+
+    base = {"model": engine.embedder.settings.model, "data_dir": str(tmp_path), "tei_binary": "", "cache_size": 0,
+            "backend": "torch"}
+    served = start_engine(Settings(sparse_model=sparse_model_path, **base), model=engine.embedder.tokenizer,
+                          sparse_model=sparse_encoder)
+    try:
+        encoded = served.embed_sparse(MODEL_TEXTS[:2])
+        reference = sparse_encoder.se.encode(MODEL_TEXTS[:2], convert_to_tensor=True).to_dense().numpy()
+        for row, vector in zip(reference, encoded.vectors):
+            assert list(vector.indices) == np.flatnonzero(row).tolist()
+        assert served.sparse_model_id == sparse_model_path and served.sparse_vocab_size == 30_522
+    finally:
+        served.close()
+    # an embedding model is no SPLADE model: logged, and the routes answer not_configured
+    unserved = start_engine(Settings(sparse_model=engine.embedder.settings.model, **base),
+                            model=engine.embedder.tokenizer)
+    try:
+        assert unserved.sparse is None
+        with pytest.raises(NotConfigured):
+            unserved.embed_sparse(["a"])
+    finally:
+        unserved.close()
+
+
+def test_the_chute_without_a_sparse_model_answers_424_in_each_dialect(call):
+    status, body = call("POST", "/embed/sparse", {"inputs": ["a"]})
+    assert status == 424 and body["detail"]["setting"] == "EMBEDDINGS_SPARSE_MODEL"
+    status, body = call("POST", "/tei/embed_sparse", {"inputs": ["a"]})
+    assert status == 424 and body["error_type"] == "Backend" and "EMBEDDINGS_SPARSE_MODEL" in body["error"]

@@ -56,7 +56,9 @@ class LoadedSparseEncoder(HFTokenizer):
         network = self.se[0].auto_model
         positions = getattr(network.config, "max_position_embeddings", None) or 512
         self.max_input_tokens = int(min(self.se.max_seq_length or positions, positions))
-        self.vocab_size = int(network.config.vocab_size)  # the MLM head's width: every index is below it
+        # the vectors' dimension, the MLM head's width (every index is below it); the tokenizer's own
+        # ``vocab_size`` (``HFTokenizer``) can differ by added tokens
+        self.dimension = int(network.config.vocab_size)
         self.pooling = f"{self.se[1].pooling_strategy}(log1p({self.se[1].activation_function}))"
         self.model_id = model_display_name(model)
         self.path = model
@@ -93,7 +95,7 @@ class LocalSparseEncoder:
         self.runtime = f"torch-{model.device}"
         self.model_id = model.model_id
         self.max_input_tokens = model.max_input_tokens
-        self.vocab_size = model.vocab_size
+        self.vocab_size = model.dimension
 
     def encode(self, work: Sequence[SparseWork]) -> list[SparseWeights]:
         """Each text's non-zero SPLADE weights, from the engine's token ids."""
