@@ -171,7 +171,7 @@ def test_tei_embed_sparse_shape_and_errors(fake_call, fake_app):
         S.TeiError.model_validate(error)
 
 
-def test_health_and_info_routes_report_the_sparse_model(fake_call):
+def test_health_info_and_metrics_report_the_sparse_model(fake_call, fake_client):
     status, health = fake_call("GET", "/health")
     assert status == 200 and health["sparse"]["model"] == "fake/hashed-splade"
     assert health["sparse"]["kind"] == "sparse-encoder" and health["sparse"]["queue"]["depth"] == 0
@@ -179,6 +179,12 @@ def test_health_and_info_routes_report_the_sparse_model(fake_call):
     status, info = fake_call("GET", "/info")
     assert status == 200 and info["sparse"]["vocab_size"] == 30_522 and info["sparse"]["batching"]["texts_run"] >= 0
     S.InfoResponse.model_validate(info)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fake_call("POST", "/embed/sparse", {"inputs": ["counted"]})
+    samples = {s.name: s for f in text_string_to_metric_families(fake_client.get("/metrics").text) for s in f.samples}
+    assert samples["embeddings_sparse_info"].labels == {"backend": "local", "model": "fake/hashed-splade"}
+    assert samples["embeddings_sparse_texts_total"].value >= 1 and "embeddings_sparse_queue_size" in samples
 
 
 # --- the SPLADE test model (model) ----------------------------------------------------------------
