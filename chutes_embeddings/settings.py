@@ -110,7 +110,7 @@ class Settings:
     sparse_tei_port: int = 0  # 0: a free loopback port chosen at start
     # Texts per forward pass and padded tokens per pass for the local sparse encoder. Smaller than
     # the embedder's: a pass holds a logit per token and vocabulary entry (4096 tokens x 30522
-    # entries x 4 bytes = 500 MB).
+    # entries x 4 bytes = 500 MB, and SPLADE pooling's masked copy as much again).
     sparse_max_batch_size: int = 32
     sparse_max_batch_tokens: int = 4096
     # Store access tokens (``access.py``): ``token:scope[:namespace]`` entries, comma- or
