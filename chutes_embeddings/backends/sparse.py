@@ -24,7 +24,9 @@ from loguru import logger
 from .local import HFTokenizer, forward_lock, model_display_name, pad_inputs, resolve_device
 from .protocols import SparseWeights, SparseWork
 
-_SPLADE_MODULES = ["Transformer", "SpladePooling"]
+# The transformer is sentence-transformers 6's ``Transformer`` with ``transformer_task="fill-mask"``,
+# or the ``MLMTransformer`` that 5.x models (and 6's loading of them) use.
+_MLM_MODULES = ("Transformer", "MLMTransformer")
 
 
 class LoadedSparseEncoder(HFTokenizer):
@@ -47,7 +49,9 @@ class LoadedSparseEncoder(HFTokenizer):
         self.device = resolve_device(device)
         self.se = SparseEncoder(model, device=self.device, revision=revision, local_files_only=Path(model).is_dir())
         names = [type(module).__name__ for module in self.se]
-        if names != _SPLADE_MODULES or getattr(self.se[0], "transformer_task", "fill-mask") != "fill-mask":
+        splade = (len(names) == 2 and names[0] in _MLM_MODULES and names[1] == "SpladePooling"
+                  and getattr(self.se[0], "transformer_task", "fill-mask") == "fill-mask")
+        if not splade:
             raise ValueError(f"sparse model {model!r} has modules {names}; expected a fill-mask Transformer and "
                              "SpladePooling (a SPLADE model)")
         self.se.eval()
