@@ -201,13 +201,15 @@ def test_the_test_model_loads_as_splade(sparse_encoder):
 
 
 def test_local_service_equals_sparse_encoder_encode(sparse_encoder):
-    from chutes_embeddings.backends.protocols import SparseWork
+    from chutes_embeddings.backends.protocols import SparseEncoder, SparseWork
     from chutes_embeddings.backends.sparse import LocalSparseEncoder
 
     reference = sparse_encoder.se.encode(MODEL_TEXTS, convert_to_tensor=True).to_dense().numpy()
     ids, full = sparse_encoder.tokenize(MODEL_TEXTS)
     assert full[-1] > 512 and len(ids[-1]) == 512
-    got = LocalSparseEncoder(sparse_encoder).encode([SparseWork(t, i, "right") for t, i in zip(MODEL_TEXTS, ids)])
+    local = LocalSparseEncoder(sparse_encoder)
+    assert isinstance(local, SparseEncoder) and local.vocab_size == 30_522
+    got = local.encode([SparseWork(t, i, "right") for t, i in zip(MODEL_TEXTS, ids)])
     for row, weights in zip(reference, got):
         np.testing.assert_array_equal(weights.indices, np.flatnonzero(row))
         np.testing.assert_allclose(weights.values, row[weights.indices], atol=1e-5)
