@@ -7,6 +7,8 @@ FAST_PY := $(FAST_VENV)/bin/python
 PORT ?= 8000
 LOGGING_PORT ?= $(shell expr $(PORT) + 1000)
 PYTHON ?= python3
+# The offline SPLADE model the tests use (tests/helpers.py sparse_test_model), beside the venv.
+SPARSE_TEST_MODEL := $(VENV)/test-models/splade-tiny
 
 .PHONY: install install-fast serve lint test test-fast bench bench-peers clean
 
@@ -22,7 +24,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps infinity_client==0.0.78
 	touch $@
 
-install: $(VENV)/.installed
+$(SPARSE_TEST_MODEL)/config.json: | $(VENV)/.installed
+	scripts/sparse-test-model $(PY) $(SPARSE_TEST_MODEL)
+
+install: $(VENV)/.installed $(SPARSE_TEST_MODEL)/config.json
 
 # The server without a model runtime (the `core` extra) and the test tools: no torch, no
 # sentence-transformers, no ONNX. Its own .gitignore keeps it out of `git status`.

@@ -22,7 +22,7 @@ from chutes.chute import Chute, NodeSelector
 from starlette.responses import Response
 
 import schemas as S
-from chutes_embeddings.engine.results import EMBEDDER, RERANKER
+from chutes_embeddings.engine.results import EMBEDDER, RERANKER, SPARSE
 from chutes_embeddings.http.boundary import install_boundary
 from chutes_embeddings.http.cords import cord_call, run_cord
 from chutes_embeddings.http.dialects import cohere, infinity, native, openai, tei
@@ -123,6 +123,12 @@ async def embed(self: Any, body: Any = None) -> dict:
 async def embed_batch(self: Any, body: Any = None) -> dict:
     """Embed up to 1000 texts; ``batch_size`` caps texts per forward pass."""
     return await cord_call(self, S.EmbedBatchRequest, body, native.embed_batch, self.engine)
+
+
+@_post("/embed/sparse", S.SparseEmbedRequest, S.SparseEmbedResponse, uses_model=SPARSE)
+async def embed_sparse(self: Any, body: Any = None) -> dict:
+    """Learned-sparse (SPLADE) vectors: per text its vocabulary ids and weights (``EMBEDDINGS_SPARSE_MODEL``)."""
+    return await cord_call(self, S.SparseEmbedRequest, body, native.embed_sparse, self.engine)
 
 
 @_post("/similarity", S.SimilarityRequest, S.SimilarityResponse, uses_model=EMBEDDER)
@@ -274,6 +280,12 @@ async def tei_embed(self: Any, body: Any = None) -> list:
 async def tei_embed_all(self: Any, body: Any = None) -> list:
     """TEI's ``POST /embed_all``: token embeddings."""
     return await cord_call(self, S.TeiEmbedAllRequest, body, tei.embed_all, self.engine)
+
+
+@_post("/tei/embed_sparse", S.TeiEmbedSparseRequest, S.TeiEmbedSparseResponse, dialect=tei, uses_model=SPARSE)
+async def tei_embed_sparse(self: Any, body: Any = None) -> list:
+    """TEI's ``POST /embed_sparse``: each input's non-zero SPLADE weights (424 without a sparse model)."""
+    return await cord_call(self, S.TeiEmbedSparseRequest, body, tei.embed_sparse, self.engine)
 
 
 @_post("/tei/tokenize", S.TeiTokenizeRequest, S.TeiTokenizeResponse, dialect=tei)

@@ -18,6 +18,7 @@ status code.
     +-- MethodNotAllowed (405 method_not_allowed)   a route asked with the wrong method
     +-- RequestTimeout (408 request_timeout)        the body did not arrive in time
     +-- Conflict (409 conflict)                     e.g. vectors of another model or dimension
+    +-- NotConfigured (424 not_configured)          a model the route needs is not configured (names the setting)
     +-- Overloaded (429 overloaded)                 queue full; retry after ``retry_after_s``
     +-- BackendUnavailable (503 unavailable)        no backend (or store) can serve right now
     +-- EmbeddingsConnectionError (0 connection)    client side: no answer came (refused, dropped)
@@ -34,7 +35,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator, Literal
 
-Scope = Literal["any", "body", "collection", "token"]
+Scope = Literal["any", "body", "collection", "token", "sparse"]
 
 
 class EmbeddingsError(Exception):
@@ -47,7 +48,7 @@ class EmbeddingsError(Exception):
     acted_on: bool = True  # the server may have acted on the request: a retry is safe only for an idempotent call
     retry_after: int | None = None  # seconds the Retry-After header says when the error names none; None: no header
     scope: Scope = "any"  # which requests can get it: any, one with a body, one on a stored collection, one that
-    # takes a token (``access.py``)
+    # takes a token (``access.py``), one that needs the sparse model
 
     def __init__(self, message: str, *, field: str | None = None, limit: Any = None, **extra: Any) -> None:
         super().__init__(message)
@@ -212,6 +213,16 @@ class Conflict(EmbeddingsError):
     error_type = "conflict"
     description = "a collection built with another model or dimension"
     scope = "collection"
+
+
+class NotConfigured(EmbeddingsError):
+    """The request needs a model this deployment has not configured (``setting``: the variable
+    that would configure it). 424, as TEI answers a route its model cannot serve."""
+
+    status = 424
+    error_type = "not_configured"
+    description = "the route needs a model this deployment has not configured (the body names the setting)"
+    scope = "sparse"
 
 
 class Overloaded(EmbeddingsError):

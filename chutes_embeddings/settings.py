@@ -108,6 +108,11 @@ class Settings:
     sparse_model: str = ""
     sparse_model_revision: str | None = None
     sparse_tei_port: int = 0  # 0: a free loopback port chosen at start
+    # Texts per forward pass and padded tokens per pass for the local sparse encoder. Smaller than
+    # the embedder's: a pass holds a logit per token and vocabulary entry (4096 tokens x 30522
+    # entries x 4 bytes = 500 MB, and SPLADE pooling's masked copy as much again).
+    sparse_max_batch_size: int = 32
+    sparse_max_batch_tokens: int = 4096
     # Store access tokens (``access.py``): ``token:scope[:namespace]`` entries, comma- or
     # newline-separated, and/or a file of them. Secrets: never in the repr (nor in /info, logs or
     # errors); only their digests are kept once parsed (``access``). None configured: no checks.
@@ -125,7 +130,8 @@ class Settings:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"EMBEDDINGS_{name.upper()}={getattr(self, name)!r}: expected one of {allowed}")
         for name in ("cache_size", "max_batch_tokens", "max_batch_size", "max_queue", "tei_port", "max_body_bytes",
-                     "rerank_tei_port", "rerank_max_batch_size", "rerank_max_batch_tokens", "sparse_tei_port"):
+                     "rerank_tei_port", "rerank_max_batch_size", "rerank_max_batch_tokens", "sparse_tei_port",
+                     "sparse_max_batch_size", "sparse_max_batch_tokens"):
             if getattr(self, name) < (0 if name in ("cache_size", "tei_port", "rerank_tei_port", "sparse_tei_port")
                                       else 1):
                 raise ValueError(f"EMBEDDINGS_{name.upper()} must be positive, got {getattr(self, name)}")

@@ -6,8 +6,9 @@ them (``LIMITS``) and the client reads them from there. This package needs only 
 service's error classes (``chutes_embeddings.errors``, which imports nothing heavy).
 
 One module per wire format: ``common`` (limits, field types, request bases), ``native`` (the
-service's own API), ``openai``, ``tei``, ``cohere`` and ``infinity``; every name is re-exported here, so the
-chute file reads ``import schemas as S; S.EmbedRequest``.
+service's own API), ``sparse`` (its learned-sparse API), ``openai``, ``tei``, ``cohere`` and
+``infinity``; every name is re-exported here, so the chute file reads ``import schemas as S;
+S.EmbedRequest``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from .common import (
     Metadata,
     Pooling,
     RecordId,
+    RerankCandidates,
     Score,
     StoreToken,
     StrictRequest,
@@ -95,7 +97,6 @@ from .native import (
     HealthResponse,
     InfoResponse,
     NativeError,
-    RerankCandidates,
     Reranker,
     RerankRequest,
     RerankResponse,
@@ -130,6 +131,7 @@ from .openai import (
     OpenAIModelsResponse,
     OpenAIUsage,
 )
+from .sparse import SparseEmbedding, SparseEmbedRequest, SparseEmbedResponse, SparseModel, SparseUsage
 from .tei import (
     TeiDecodeRequest,
     TeiDecodeResponse,
@@ -137,6 +139,8 @@ from .tei import (
     TeiEmbedAllResponse,
     TeiEmbedRequest,
     TeiEmbedResponse,
+    TeiEmbedSparseRequest,
+    TeiEmbedSparseResponse,
     TeiError,
     TeiInfoResponse,
     TeiInputs,
@@ -149,6 +153,7 @@ from .tei import (
     TeiSimilarityParameters,
     TeiSimilarityRequest,
     TeiSimilarityResponse,
+    TeiSparseValue,
     TeiToken,
     TeiTokenizeRequest,
     TeiTokenizeResponse,
@@ -260,6 +265,14 @@ __all__ = [
     "TruncationDirection",
     "TeiEmbedRequest",
     "TeiEmbedAllRequest",
+    "TeiEmbedSparseRequest",
+    "TeiEmbedSparseResponse",
+    "TeiSparseValue",
+    "SparseEmbedRequest",
+    "SparseEmbedResponse",
+    "SparseEmbedding",
+    "SparseModel",
+    "SparseUsage",
     "TeiTokenizeRequest",
     "TeiRerankRequest",
     "TeiEmbedResponse",

@@ -107,6 +107,9 @@ TOKEN_IDS_HINT = ("token-id input is not supported: this service tokenises with 
                   "OpenAIEmbeddings: pass check_embedding_ctx_length=False)")
 
 
+RerankCandidates = Annotated[int, Field(ge=1, le=MAX_RERANK_CANDIDATES)]  # two-stage search's first stage
+
+
 def text_inputs(field: str, max_items: int) -> Any:
     """OpenAI's ``input`` / TEI's ``inputs``: one text or a list of 1..``max_items`` texts (the type,
     whose JSON Schema states both forms and their limits).

@@ -21,7 +21,6 @@ from .common import (
     MAX_CLUSTERS,
     MAX_EMBED_INPUTS,
     MAX_LEG_CANDIDATES,
-    MAX_RERANK_CANDIDATES,
     MAX_RERANK_TEXTS,
     MAX_SEARCH_CORPUS,
     MAX_SEARCH_TOP_K,
@@ -40,6 +39,7 @@ from .common import (
     MetadataFilter,
     Pooling,
     RecordId,
+    RerankCandidates,
     Score,
     SearchMode,
     StrictRequest,
@@ -48,6 +48,7 @@ from .common import (
     at_least_one_of,
     exactly_one_of,
 )
+from .sparse import SparseModel
 
 EmbedTexts = Annotated[list[Text], Field(min_length=1, max_length=MAX_EMBED_INPUTS)]
 
@@ -105,9 +106,6 @@ class RerankRequest(StrictRequest):
     top_k: Annotated[int, Field(ge=1, le=MAX_RERANK_TEXTS)] | None = None
     raw_scores: bool = False
     truncate: bool = True
-
-
-RerankCandidates = Annotated[int, Field(ge=1, le=MAX_RERANK_CANDIDATES)]
 
 
 class RetrievalRequest(StrictRequest):
@@ -343,6 +341,7 @@ class HealthResponse(BaseModel):
     queue: HealthQueue
     reranker: Reranker
     reasons: list[str]
+    sparse: SparseModel | None = None
 
 
 class InfoResponse(BaseModel):
@@ -358,6 +357,7 @@ class InfoResponse(BaseModel):
     limits: dict[str, int]
     tei: dict[str, Any] | None = None
     reranker: Reranker
+    sparse: SparseModel | None = None
     version: str
 
 

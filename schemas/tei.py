@@ -45,6 +45,15 @@ class TeiEmbedAllRequest(LaxRequest):
     prompt_name: str | None = None
 
 
+class TeiEmbedSparseRequest(LaxRequest):
+    """POST /tei/embed_sparse (a SPLADE model's weights over its vocabulary)."""
+
+    inputs: TeiInputs
+    truncate: bool | None = None
+    truncation_direction: TruncationDirection = "Right"
+    prompt_name: str | None = None
+
+
 class TeiTokenizeRequest(LaxRequest):
     """POST /tei/tokenize."""
 
@@ -148,6 +157,14 @@ class TeiRootRequest(RootModel[TeiEmbedRequest | TeiSimilarityRequest]):
 TeiRootResponse = RootModel[list[list[float]] | list[float]]
 TeiEmbedResponse = RootModel[list[list[float]]]
 TeiEmbedAllResponse = RootModel[list[list[list[float]]]]
+
+
+class TeiSparseValue(BaseModel):
+    index: Annotated[int, Field(ge=0)]
+    value: float
+
+
+TeiEmbedSparseResponse = RootModel[list[list[TeiSparseValue]]]
 
 
 class TeiToken(BaseModel):

@@ -39,6 +39,7 @@ from tests.helpers import (
     loopback_client,
     make_call,
     running_server,
+    sparse_test_model,
     started_chute,
 )
 
@@ -53,7 +54,7 @@ SYSTEM_FIXTURES = frozenset({
 # Fixtures that load a real model in this process.
 MODEL_FIXTURES = frozenset({
     "chute_app", "engine", "st_model", "test_client", "call", "dev_call",
-    "tiny_reranker_path", "rerank_engine", "cross_encoder",
+    "tiny_reranker_path", "rerank_engine", "cross_encoder", "sparse_encoder",
 })
 # Fixtures that serve the chute app over tests/fakes.py in process.
 HTTP_FIXTURES = frozenset({"fake_app", "fake_client", "fake_call", "token_app", "token_client", "strict_token_client"})
@@ -228,7 +229,9 @@ def live_server(live_server_dir: Path) -> str:
     """One real local server for the session (``chutes run``, as ``make serve`` starts it)."""
     # a short body timeout so the slow-body test need not wait the default 30 s; the default log
     # level, as a user runs it (the tests' own processes log at WARNING)
-    with running_server(live_server_dir, {"EMBEDDINGS_BODY_TIMEOUT_S": "2", "EMBEDDINGS_LOG_LEVEL": "INFO"}) as url:
+    # with the SPLADE test model, so that the sparse routes (and hybrid search) are live too
+    with running_server(live_server_dir, {"EMBEDDINGS_BODY_TIMEOUT_S": "2", "EMBEDDINGS_LOG_LEVEL": "INFO",
+                                          "EMBEDDINGS_SPARSE_MODEL": sparse_test_model()}) as url:
         yield url
 
 
@@ -245,6 +248,20 @@ def pg_url(tmp_path_factory: Any) -> str:
     url = started.stdout.strip().splitlines()[-1]
     yield url
     subprocess.run([str(script), "stop", str(workdir)], env=env, check=False)
+
+
+@pytest.fixture(scope="session")
+def sparse_model_path() -> str:
+    """The offline SPLADE test model's folder (``helpers.sparse_test_model``)."""
+    return sparse_test_model()
+
+
+@pytest.fixture(scope="session")
+def sparse_encoder(sparse_model_path: str) -> Any:
+    """The SPLADE test model loaded once, as the service loads it (a ``LoadedSparseEncoder``)."""
+    from chutes_embeddings.backends.sparse import LoadedSparseEncoder
+
+    return LoadedSparseEncoder(sparse_model_path)
 
 
 @pytest.fixture(scope="session")

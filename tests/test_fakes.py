@@ -9,7 +9,14 @@ import sys
 import numpy as np
 import pytest
 
-from chutes_embeddings.backends.protocols import Embedder, PairTokenizer, Reranker, RerankWork, Tokenizer
+from chutes_embeddings.backends.protocols import (
+    Embedder,
+    PairTokenizer,
+    Reranker,
+    RerankWork,
+    SparseEncoder,
+    Tokenizer,
+)
 from chutes_embeddings.errors import InvalidInput
 from tests.fakes import (
     CLS_ID,
@@ -18,6 +25,7 @@ from tests.fakes import (
     FakeEmbedder,
     FakePairTokenizer,
     FakeReranker,
+    FakeSparseEncoder,
     FakeTokenizer,
 )
 from tests.helpers import ROOT
@@ -34,6 +42,7 @@ def test_the_fakes_implement_the_protocols():
     assert isinstance(FakeTokenizer(), Tokenizer)
     assert isinstance(FakeReranker(), Reranker)
     assert isinstance(FakePairTokenizer(), PairTokenizer)
+    assert isinstance(FakeSparseEncoder(), SparseEncoder)
     assert FakePairTokenizer.activation_name == "Sigmoid"
     assert (FakeEmbedder.kind, FakeEmbedder.runtime, FakeReranker.kind, FakeReranker.runtime) == (
         "local", "fake", "local", "fake")

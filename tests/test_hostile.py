@@ -24,6 +24,7 @@ import schemas as S
 VALID: dict[str, dict[str, Any]] = {  # a valid body for each POST route
     "/embed": {"inputs": ["a cat"]},
     "/embed/batch": {"texts": ["a cat", "a dog"]},
+    "/embed/sparse": {"inputs": ["a cat"], "truncation_direction": "left"},
     "/similarity": {"source_text": "a cat", "target_texts": ["a dog"]},
     "/rerank": {"query": "cat", "texts": ["a cat", "a dog"]},
     "/search": {"query": "cat", "corpus": ["a cat", "a dog"]},
@@ -41,6 +42,7 @@ VALID: dict[str, dict[str, Any]] = {  # a valid body for each POST route
     "/tei": {"inputs": "a cat"},
     "/tei/embed": {"inputs": ["a cat"], "truncate": True},
     "/tei/embed_all": {"inputs": "a cat"},
+    "/tei/embed_sparse": {"inputs": ["a cat"], "truncate": True},
     "/tei/tokenize": {"inputs": "a cat"},
     "/tei/decode": {"ids": [101, 102]},
     "/tei/similarity": {"inputs": {"source_sentence": "a cat", "sentences": ["a dog"]}},

@@ -27,6 +27,8 @@ CROSS_FIELD = {
     "POST /tei": {"inputs": TOKEN_LIMIT},
     "POST /tei/embed": {"inputs": TOKEN_LIMIT},
     "POST /tei/embed_all": {"inputs": TOKEN_LIMIT},
+    "POST /embed/sparse": {"inputs": TOKEN_LIMIT},
+    "POST /tei/embed_sparse": {"inputs": TOKEN_LIMIT},
     "POST /tei/rerank": {"texts": TOKEN_LIMIT},
     "POST /rerank": {"texts": TOKEN_LIMIT},
     "POST /cluster": {"n_clusters": "at most the number of texts, and not with hdbscan (which finds it)"},

@@ -28,14 +28,17 @@ STANDIN = Path(__file__).parent / "tei_standin.py"
 
 @pytest.fixture
 def tei_engine(tmp_path, engine):
-    """Start an engine whose TEI is a stand-in; reuses the session's loaded model for the fallback."""
+    """Start an engine whose TEI is a stand-in; reuses the session's loaded model for the fallback
+    (and ``sparse``, a loaded SPLADE model, gets a stand-in of its own)."""
     made = []
 
-    def make(standin: StandIn, **overrides):
+    def make(standin: StandIn, sparse=None, **overrides):
+        if sparse is not None:
+            overrides.update(sparse_model=sparse.path, sparse_tei_port=free_port())
         settings = Settings(model=engine.embedder.settings.model, tei_binary=str(standin.binary), tei_port=free_port(),
                             tei_startup_timeout_s=overrides.pop("startup", 90.0), data_dir=str(tmp_path),
                             cache_size=0, **overrides)
-        e = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer)
+        e = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer, sparse_model=sparse)
         made.append(e)
         return e
 
@@ -53,9 +56,10 @@ def _local(engine, texts, pooling=None):
     return vectors(engine, texts, pooling=pooling, normalize=True)
 
 
-def test_requests_are_served_by_tei_split_to_its_cap_and_match_the_contract(tmp_path, tei_engine, engine):
+def test_requests_are_served_by_tei_split_to_its_cap_and_match_the_contract(tmp_path, tei_engine, engine,
+                                                                             sparse_encoder):
     standin = StandIn(tmp_path, forced=("--max-client-batch-size", "4"))
-    e = tei_engine(standin)
+    e = tei_engine(standin, sparse=sparse_encoder)
     assert e.health().embedder.backend == "tei"
     texts = [f"tei serves text number {i}" for i in range(10)]
     got = vectors(e, texts)
@@ -67,6 +71,36 @@ def test_requests_are_served_by_tei_split_to_its_cap_and_match_the_contract(tmp_
     info = e.info()
     assert info.embedder.backend == "tei" and info.embedder.tei["healthy"]
     assert info.embedder.tei["version"] == "1.9.3-standin"
+    _sparse_served_by_its_own_tei(e, standin, sparse_encoder, texts)
+
+
+def _sparse_served_by_its_own_tei(e, standin: StandIn, sparse_encoder, texts: list[str]) -> None:
+    """The SPLADE model's TEI (``--pooling splade``): ``/embed_sparse`` split to the cap, as the local
+    model computes it."""
+    from chutes_embeddings.backends.protocols import SparseWork
+    from chutes_embeddings.backends.sparse import LocalSparseEncoder
+
+    assert e.health().sparse.backend == "tei" and e.sparse.backend.serving_tei
+    argvs = [ev["argv"] for ev in standin.events() if ev.get("event") == "start"]
+    sparse_argv = next(a for a in argvs if "--pooling" in a)
+    assert sparse_argv[sparse_argv.index("--pooling") + 1] == "splade"
+    assert sparse_argv[sparse_argv.index("--model-id") + 1] == sparse_encoder.path
+    got = e.embed_sparse(texts).vectors
+    ids = sparse_encoder.tokenize(texts)[0]
+    local = LocalSparseEncoder(sparse_encoder).encode([SparseWork(t, i, "right") for t, i in zip(texts, ids)])
+
+    def dense(indices, values) -> np.ndarray:
+        row = np.zeros(sparse_encoder.dimension, dtype=np.float32)
+        row[list(indices)] = values
+        return row
+
+    for vector, weights in zip(got, local):
+        np.testing.assert_allclose(dense(vector.indices, vector.values), dense(weights.indices, weights.values),
+                                   atol=1e-5)
+    calls = [r for r in standin.requests("/embed_sparse") if r["status"] == 200]
+    assert sum(r["n"] for r in calls) == len(texts) and all(r["n"] <= 4 for r in calls)
+    assert not [r for r in standin.events() if "violation" in r], "requests broke TEI's OpenAPI schema"
+    assert e.sparse.backend.served == {"tei": len(texts), "local": 0}
 
 
 def test_default_tei_port_is_a_free_one_per_instance(tmp_path, tei_engine, engine):

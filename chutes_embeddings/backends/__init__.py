@@ -1,7 +1,7 @@
 """Backends: what runs a model for the engine (see ``protocols`` for the one shape they share).
 
-- ``protocols``: ``ModelService``, ``Embedder``, ``Reranker``, the tokenizers and the work items;
-- ``local`` / ``cross_encoder`` / ``onnx``: the models run in this process (torch or ONNX Runtime);
+- ``protocols``: ``ModelService``, ``Embedder``, ``Reranker``, ``SparseEncoder``, the tokenizers and the work items;
+- ``local`` / ``cross_encoder`` / ``sparse`` / ``onnx``: the models run in this process (torch or ONNX Runtime);
 - ``tei`` / ``tei_process``: a TEI server over loopback, and its supervisor;
 - ``failover``: TEI first, the local model when TEI cannot answer, for any kind of service;
 - ``factory``: the one way to build a service of any kind for the settings.
@@ -18,8 +18,11 @@ from .protocols import (
     PairTokenizer,
     Reranker,
     RerankWork,
+    SparseEncoder,
+    SparseWeights,
+    SparseWork,
     Tokenizer,
 )
 
 __all__ = ["TRUNCATION_DIRECTIONS", "EmbedWork", "Embedder", "ModelService", "PairIds",
-           "PairTokenizer", "RerankWork", "Reranker", "Tokenizer"]
+           "PairTokenizer", "RerankWork", "Reranker", "SparseEncoder", "SparseWeights", "SparseWork", "Tokenizer"]

@@ -1,9 +1,11 @@
-"""One way to build a model service of any kind: the embedder and the reranker, each TEI-served or local.
+"""One way to build a model service of any kind: the embedder, the reranker and the sparse encoder,
+each TEI-served or local.
 
-``build_service(kind, ...)`` picks the kind's builder; ``build_embedder`` and ``build_reranker``
-load the local model (the fallback, and the tokenizer the engine uses whoever serves) and, when
+``build_service(kind, ...)`` picks the kind's builder; ``build_embedder``, ``build_reranker`` and
+``build_sparse`` load the local model (the fallback, and the tokenizer the engine uses whoever serves) and, when
 the TEI binary is found, launch and supervise a TEI process for that model on its own loopback
-port, wrapped with the local model in a ``FailoverEmbedder`` / ``FailoverReranker``. Each result
+port, wrapped with the local model in a ``FailoverEmbedder`` / ``FailoverReranker`` /
+``FailoverSparseEncoder``. Each result
 carries the ``BatchingProfile`` that suits what serves it: a local model runs one pass at a time,
 a GPU pass costs mostly its launch, TEI batches again on its side and is kept busy with a few big
 requests in flight.
@@ -18,7 +20,7 @@ from typing import Any, Callable
 from loguru import logger
 
 from ..settings import Settings
-from .failover import FailoverEmbedder, FailoverReranker, FailoverService
+from .failover import FailoverEmbedder, FailoverReranker, FailoverService, FailoverSparseEncoder
 from .protocols import BatchingProfile, ModelService
 
 # A TEI server batches again on its side; a few requests in flight keep its GPU busy.
@@ -33,7 +35,7 @@ class BuiltService:
 
     service: ModelService
     profile: BatchingProfile
-    tokenizer: Any  # LoadedModel (a Tokenizer) or LoadedReranker (a PairTokenizer)
+    tokenizer: Any  # LoadedModel or LoadedSparseEncoder (a Tokenizer), or LoadedReranker (a PairTokenizer)
 
 
 def tei_binary(settings: Settings) -> str | None:
@@ -93,18 +95,39 @@ def build_reranker(settings: Settings, binary: str | None, model: Any = None) ->
     return BuiltService(service, _profile(model.device, binary, settings.rerank_max_batch_tokens), model)
 
 
+def build_sparse(settings: Settings, binary: str | None, model: Any = None) -> BuiltService:
+    """The SPLADE service for ``settings.sparse_model`` (``model``: an already loaded
+    ``LoadedSparseEncoder``); its TEI is launched with ``--pooling splade``."""
+    from .sparse import LoadedSparseEncoder, LocalSparseEncoder
+    from .tei import TeiSparseEncoder
+
+    model = model or LoadedSparseEncoder(settings.sparse_model, _local_device(settings, binary),
+                                         settings.sparse_model_revision)
+    local = LocalSparseEncoder(model)
+    service: ModelService = local
+    if binary is not None:
+        service = _supervised(settings, binary, settings.sparse_model, settings.sparse_model_revision,
+                              settings.sparse_tei_port, local,
+                              lambda url: TeiSparseEncoder(url, model_id=local.model_id,
+                                                           max_input_tokens=local.max_input_tokens,
+                                                           vocab_size=local.vocab_size),
+                              FailoverSparseEncoder, pooling="splade")
+    return BuiltService(service, _profile(model.device, binary, settings.sparse_max_batch_tokens), model)
+
+
 # Every kind of model service, by the name the engine and the settings use for it.
-BUILDERS: dict[str, Callable[..., BuiltService]] = {"embedder": build_embedder, "reranker": build_reranker}
+BUILDERS: dict[str, Callable[..., BuiltService]] = {"embedder": build_embedder, "reranker": build_reranker,
+                                                    "sparse": build_sparse}
 
 
 def build_service(kind: str, settings: Settings, binary: str | None, model: Any = None) -> BuiltService:
-    """The model service of ``kind`` ("embedder", "reranker") for ``settings``; ``model``: its
-    already loaded local model, to reuse."""
+    """The model service of ``kind`` ("embedder", "reranker", "sparse") for ``settings``; ``model``:
+    its already loaded local model, to reuse."""
     return BUILDERS[kind](settings, binary, model)
 
 
 def _supervised(settings: Settings, binary: str, model: str, revision: str | None, port: int, local: Any,
-                client: Callable[[str], Any], failover: Callable[..., Any]) -> Any:
+                client: Callable[[str], Any], failover: Callable[..., Any], pooling: str | None = None) -> Any:
     """Launch TEI for ``model`` and put it in front of ``local`` (returns at once: the local model
     serves until TEI is healthy; see ``wait_for_tei``)."""
     from .tei_process import TeiLaunch, TeiSupervisor, free_port
@@ -114,7 +137,7 @@ def _supervised(settings: Settings, binary: str, model: str, revision: str | Non
             binary=binary, model=model, port=port or free_port(), revision=revision,
             max_batch_tokens=settings.tei_max_batch_tokens, max_client_batch_size=settings.tei_max_client_batch_size,
             max_concurrent_requests=settings.tei_max_concurrent_requests,
-            fallback_cache=str(settings.data_path / "hub"),
+            fallback_cache=str(settings.data_path / "hub"), pooling=pooling,
         )
     )
     supervisor.start()

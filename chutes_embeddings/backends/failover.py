@@ -19,7 +19,7 @@ import numpy as np
 from loguru import logger
 
 from ..errors import InvalidInput
-from .protocols import Embedder, ModelService, Reranker, RerankWork
+from .protocols import Embedder, ModelService, Reranker, RerankWork, SparseEncoder, SparseWeights, SparseWork
 from .tei import TeiUnavailable
 
 T = TypeVar("T")
@@ -190,3 +190,16 @@ class FailoverReranker(FailoverService[Reranker]):
     def score(self, work: Sequence[RerankWork]) -> np.ndarray:
         """Raw logits for ``work``: TEI's, else the local model's."""
         return self._serve(len(work), lambda b: b.score(work), lambda b: b.score(work))
+
+
+class FailoverSparseEncoder(FailoverService[SparseEncoder]):
+    """A ``SparseEncoder``: ``TeiSparseEncoder`` first, ``LocalSparseEncoder`` behind it."""
+
+    def __init__(self, primary: SparseEncoder, fallback: SparseEncoder, supervisor: Any,
+                 breaker: CircuitBreaker | None = None) -> None:
+        super().__init__(primary, fallback, supervisor, breaker)
+        self.vocab_size = fallback.vocab_size
+
+    def encode(self, work: Sequence[SparseWork]) -> list[SparseWeights]:
+        """Each text's non-zero weights: TEI's, else the local model's."""
+        return self._serve(len(work), lambda b: b.encode(work), lambda b: b.encode(work))

@@ -61,42 +61,16 @@ class Runner(Protocol):
     def __call__(self, encoded: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
-class LoadedModel:
-    """A sentence-transformers model with what the engine needs from it, loaded once.
+class HFTokenizer:
+    """What the engine asks of a loaded model's Hugging Face tokenizer (the ``Tokenizer`` Protocol),
+    shared by every local model that tokenises for a service: the embedder's and the sparse
+    encoder's. A subclass sets ``tokenizer``, ``tokenizer_lock``, ``max_input_tokens`` and
+    ``pad_token_id``."""
 
-    Raises:
-        ValueError: the model has modules after pooling (e.g. Dense) whose output this service
-            could not reproduce for other pooling modes.
-    """
-
-    def __init__(self, settings: Settings, device: str | None = None) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        local_dir = Path(settings.model).is_dir()
-        device = resolve_device(device or settings.device)
-        self.st = SentenceTransformer(
-            settings.model, device=device, revision=settings.model_revision, local_files_only=local_dir
-        )
-        names = [type(module).__name__ for module in self.st]
-        if not names or names[0] != "Transformer" or any(n not in _SUPPORTED_MODULES for n in names):
-            raise ValueError(f"unsupported module stack {names}: expected Transformer, Pooling[, Normalize]")
-        st_pooling = _pooling_mode(self.st[1]) if len(names) > 1 and names[1] == "Pooling" else "cls"
-        if not isinstance(st_pooling, str):
-            raise ValueError(f"model combines poolings {st_pooling}; only one pooling mode is supported")
-        self.default_pooling = ST_POOLING_NAMES.get(st_pooling, st_pooling)
-        if self.default_pooling not in POOLINGS:
-            raise ValueError(f"model pooling {st_pooling!r} is not one of {POOLINGS}")
-        self.device = device
-        self.tokenizer = self.st.tokenizer
-        self.transformer = self.st[0].auto_model
-        self.max_input_tokens = int(self.st.max_seq_length)
-        dimension = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
-        self.dimension = int(dimension())
-        self.path = settings.model
-        self.model_id = model_display_name(settings.model)
-        # HF fast tokenizers are not safe to call from several threads at once ("Already borrowed").
-        self.tokenizer_lock = threading.Lock()
-        self.pad_token_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+    tokenizer: Any
+    tokenizer_lock: threading.Lock
+    max_input_tokens: int
+    pad_token_id: int
 
     def tokenize(self, texts: Sequence[str], direction: str = "right") -> tuple[list[list[int]], list[int]]:
         """Tokenise each text once: (its ids cut at the model's limit, its full token count).
@@ -161,6 +135,43 @@ class LoadedModel:
         """Tokenise, padded to the longest and truncated at the model's limit, as int64 arrays."""
         return self.pad(self.tokenize(texts)[0])
 
+
+class LoadedModel(HFTokenizer):
+    """A sentence-transformers model with what the engine needs from it, loaded once.
+
+    Raises:
+        ValueError: the model has modules after pooling (e.g. Dense) whose output this service
+            could not reproduce for other pooling modes.
+    """
+
+    def __init__(self, settings: Settings, device: str | None = None) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        local_dir = Path(settings.model).is_dir()
+        device = resolve_device(device or settings.device)
+        self.st = SentenceTransformer(
+            settings.model, device=device, revision=settings.model_revision, local_files_only=local_dir
+        )
+        names = [type(module).__name__ for module in self.st]
+        if not names or names[0] != "Transformer" or any(n not in _SUPPORTED_MODULES for n in names):
+            raise ValueError(f"unsupported module stack {names}: expected Transformer, Pooling[, Normalize]")
+        st_pooling = _pooling_mode(self.st[1]) if len(names) > 1 and names[1] == "Pooling" else "cls"
+        if not isinstance(st_pooling, str):
+            raise ValueError(f"model combines poolings {st_pooling}; only one pooling mode is supported")
+        self.default_pooling = ST_POOLING_NAMES.get(st_pooling, st_pooling)
+        if self.default_pooling not in POOLINGS:
+            raise ValueError(f"model pooling {st_pooling!r} is not one of {POOLINGS}")
+        self.device = device
+        self.tokenizer = self.st.tokenizer
+        self.transformer = self.st[0].auto_model
+        self.max_input_tokens = int(self.st.max_seq_length)
+        dimension = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
+        self.dimension = int(dimension())
+        self.path = settings.model
+        self.model_id = model_display_name(settings.model)
+        # HF fast tokenizers are not safe to call from several threads at once ("Already borrowed").
+        self.tokenizer_lock = threading.Lock()
+        self.pad_token_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
 
 def _pooling_mode(module: object) -> str | tuple[str, ...]:
     """The Pooling module's mode (``pooling_mode`` in sentence-transformers 6, a method before)."""

@@ -1,8 +1,8 @@
 """The model services' one shape: what every backend of every kind offers the engine.
 
 A model service turns work items into numbers for one model: an ``Embedder`` texts into raw
-pooled vectors, a ``Reranker`` query-document pairs into raw logits (a sparse encoder would be a
-third ``ModelService`` with its own work item). Each is served locally, by a supervised TEI, or
+pooled vectors, a ``Reranker`` query-document pairs into raw logits, a ``SparseEncoder`` texts into
+learned-sparse (SPLADE) weights over its vocabulary. Each is served locally, by a supervised TEI, or
 by TEI with the local model behind it (``failover``), and the engine cannot tell which: it reads
 the same attributes and calls the same methods. Normalisation, caching, batching and admission
 belong to the engine's pipelines, never to a backend.
@@ -60,6 +60,23 @@ class RerankWork(NamedTuple):
     document: str
     ids: PairIds
     truncation: str | None
+
+
+class SparseWork(NamedTuple):
+    """One text queued for a sparse encoding: the text (what TEI takes), the local tokenizer's ids
+    (cut at the model's limit) and how it may be cut (``right``/``left``, or None: it must not be)."""
+
+    text: str
+    ids: list[int]
+    truncation: str | None
+
+
+class SparseWeights(NamedTuple):
+    """One text's learned-sparse vector: vocabulary ids (int64, ascending, distinct) and their
+    weights (float32, all > 0)."""
+
+    indices: np.ndarray
+    values: np.ndarray
 
 
 @runtime_checkable
@@ -120,6 +137,17 @@ class Reranker(ModelService, Protocol):
 
     def score(self, work: Sequence[RerankWork]) -> np.ndarray:
         """Raw logits, one per pair of ``work``, in order."""
+        ...
+
+
+@runtime_checkable
+class SparseEncoder(ModelService, Protocol):
+    """Texts in, one learned-sparse vector over the model's vocabulary per text out."""
+
+    vocab_size: int  # the vectors' dimension: every index is below it
+
+    def encode(self, work: Sequence[SparseWork]) -> list[SparseWeights]:
+        """Each text's non-zero weights, in the order of ``work``."""
         ...
 
 

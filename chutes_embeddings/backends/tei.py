@@ -2,7 +2,8 @@
 
 ``TeiBackend`` embeds through an embedding model's TEI; ``TeiReranker`` scores query-document pairs
 through a reranker's TEI (``/rerank`` with ``raw_scores``: the engine applies the activation);
-both share ``TeiClient``'s HTTP, batching and error mapping.
+``TeiSparseEncoder`` encodes through a SPLADE model's TEI (``--pooling splade``, ``/embed_sparse``);
+all share ``TeiClient``'s HTTP, batching and error mapping.
 
 Cords run in worker threads with throwaway event loops, so this uses one shared synchronous
 connection pool: urllib3's, whose request costs about a third of an ``httpx.Client``'s (every
@@ -32,7 +33,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from ..engine.vectors import pad_token_embeddings, pool
 from ..errors import BackendUnavailable, InvalidInput
-from .protocols import RerankWork
+from .protocols import RerankWork, SparseWeights, SparseWork
 
 # TEI refuses bodies over 2,000,000 bytes (--payload-limit); stay well under it.
 MAX_PAYLOAD_BYTES = 1_500_000
@@ -229,3 +230,44 @@ class TeiReranker(TeiClient):
         if np.isnan(out).any():
             raise TeiUnavailable("TEI /rerank left some texts without a score")
         return out
+
+
+class TeiSparseEncoder(TeiClient):
+    """Encodes texts through a SPLADE model's TEI ``/embed_sparse`` (TEI tokenises on its side, so
+    the local tokenizer's ids are not sent)."""
+
+    def __init__(self, base_url: str, *, model_id: str, max_input_tokens: int, vocab_size: int,
+                 timeout_s: float = 30.0) -> None:
+        super().__init__(base_url, model_id=model_id, max_input_tokens=max_input_tokens, timeout_s=timeout_s)
+        self.vocab_size = vocab_size
+
+    def encode(self, work: Sequence[SparseWork]) -> list[SparseWeights]:
+        """Each text's non-zero weights (TEI's ``[{index, value}]`` per text), in order."""
+        if self._max_client_batch is None:
+            self.refresh_info()
+        out: list[SparseWeights | None] = [None] * len(work)
+        groups: dict[str | None, list[int]] = {}
+        for i, w in enumerate(work):
+            groups.setdefault(w.truncation, []).append(i)
+        for truncation, rows in groups.items():
+            for chunk in self._chunks([work[i].text for i in rows]):
+                idx = rows[chunk.start : chunk.stop]
+                answer = self._post("/embed_sparse", {"inputs": [work[i].text for i in idx],
+                                                      **_truncation_fields(truncation)})
+                if not isinstance(answer, list) or len(answer) != len(idx):
+                    raise TeiUnavailable(f"TEI /embed_sparse answered {type(answer).__name__} for {len(idx)} texts")
+                for i, pairs in zip(idx, answer):
+                    out[i] = self._weights(pairs)
+        return out  # type: ignore[return-value]  # every slot filled above
+
+    def _weights(self, pairs: Any) -> SparseWeights:
+        """TEI's ``[{index, value}]`` as ascending indices and their (positive) values."""
+        try:
+            indices = np.asarray([int(p["index"]) for p in pairs], dtype=np.int64)
+            values = np.asarray([float(p["value"]) for p in pairs], dtype=np.float32)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise TeiUnavailable(f"TEI /embed_sparse answered a vector this service cannot read: {exc}") from exc
+        order = np.argsort(indices, kind="stable")
+        indices, values = indices[order], values[order]
+        keep = values > 0
+        return SparseWeights(indices[keep], values[keep])

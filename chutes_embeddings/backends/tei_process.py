@@ -100,6 +100,7 @@ class TeiLaunch:
     max_batch_tokens: int = 16384
     max_client_batch_size: int = 64
     max_concurrent_requests: int = 512
+    pooling: str | None = None  # TEI's --pooling ("splade" for a sparse model); None: the model's own
 
     def argv(self) -> list[str]:
         args = [
@@ -110,6 +111,8 @@ class TeiLaunch:
         ]
         if self.revision:
             args += ["--revision", self.revision]
+        if self.pooling:
+            args += ["--pooling", self.pooling]
         return args
 
     fallback_cache: str | None = None  # hub cache to use when the configured one is not writable

@@ -1,8 +1,9 @@
 """The engine: every verb of the service, synchronous and thread-safe, returning data.
 
 Cords call these methods from many worker threads. The engine composes its model services: the
-embedding pipeline (cache, then one forward pass shared by concurrent callers) and a reranker
-(a cross-encoder's pipeline, or the bi-encoder stand-in over the embedder). Verbs return arrays
+embedding pipeline (cache, then one forward pass shared by concurrent callers), a reranker
+(a cross-encoder's pipeline, or the bi-encoder stand-in over the embedder) and, when one is
+configured, a learned-sparse (SPLADE) encoder's pipeline. Verbs return arrays
 and the typed results of ``results``; each dialect shapes them into its own answer.
 """
 
@@ -14,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import __version__
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotConfigured
 from ..lexical.analyzer import analyzer
 from ..lexical.memory import bm25_matches
 from . import similarity
@@ -28,6 +29,7 @@ from .results import (
     HYBRID,
     LEXICAL,
     RERANKER,
+    SPARSE,
     Cluster,
     Clustering,
     Embedded,
@@ -39,8 +41,12 @@ from .results import (
     Reranked,
     RerankOptions,
     Retrieval,
+    SparseEmbedded,
 )
+from .sparse import SparsePipeline
 from .vectors import POOLINGS
+
+NO_SPARSE_MODEL = "EMBEDDINGS_SPARSE_MODEL"  # the setting that configures the sparse encoder
 
 
 def two_stage(reranker: RerankService, query: str, texts: Sequence[str], vector_scores: np.ndarray,
@@ -68,18 +74,23 @@ class Engine:
         reranker: the cross-encoder's pipeline, or ``BiEncoderReranker(embedder)``.
         limits: every request limit the service enforces, for /info (assembled at start-up).
         max_clusters: the most clusters ``cluster`` chooses among without ``n_clusters``.
+        sparse: the sparse encoder's pipeline, or None when no sparse model is configured.
         lexical_language: the analyzer of a corpus search's lexical leg (``lexical.analyzer``).
     """
 
     def __init__(self, embedder: EmbeddingPipeline, reranker: RerankService, limits: dict[str, Any] | None = None,
-                 max_clusters: int = 20, *, lexical_language: str = "english") -> None:
+                 max_clusters: int = 20, sparse: SparsePipeline | None = None, *,
+                 lexical_language: str = "english") -> None:
         self.embedder = embedder
         self.reranker = reranker
+        self.sparse = sparse
         self.limits = dict(limits or {})
         self.max_clusters = max_clusters
         self.analyzer = analyzer(lexical_language)
         self.started_at = time.time()
-        self._admission = {EMBEDDER: embedder.check_admission, RERANKER: reranker.check_admission}
+        self._admission = {EMBEDDER: embedder.check_admission, RERANKER: reranker.check_admission,
+                           # without a model the verb answers NotConfigured: nothing queues
+                           SPARSE: sparse.check_admission if sparse is not None else lambda: None}
 
     @property
     def model_id(self) -> str:
@@ -94,13 +105,25 @@ class Engine:
         """How many token ids the embedding model's tokenizer knows."""
         return self.embedder.tokenizer.vocab_size
 
+    @property
+    def sparse_model_id(self) -> str | None:
+        """The sparse encoder's model (None: none configured)."""
+        return self.sparse.model_id if self.sparse is not None else None
+
+    @property
+    def sparse_vocab_size(self) -> int | None:
+        """The sparse vectors' dimension: every index is below it (None: no sparse model)."""
+        return self.sparse.vocab_size if self.sparse is not None else None
+
     def close(self) -> None:
         """Stop the batchers and the model services."""
+        if self.sparse is not None:
+            self.sparse.close()
         self.reranker.close()
         self.embedder.close()
 
     def check_admission(self, models: Sequence[str]) -> None:
-        """Raise ``Overloaded`` now if any of ``models`` (``EMBEDDER``, ``RERANKER``) would refuse
+        """Raise ``Overloaded`` now if any of ``models`` (``EMBEDDER``, ``RERANKER``, ``SPARSE``) would refuse
         new work: asked before a request's body is read, and before any work of a verb that uses
         several models. Reserves nothing."""
         for model in models:
@@ -121,6 +144,23 @@ class Engine:
                      truncation_direction: str = "right") -> list[np.ndarray]:
         """Each text's token embeddings (not pooled, not normalised)."""
         return self.embedder.embed_tokens(texts, truncate=truncate, truncation_direction=truncation_direction)
+
+    def embed_sparse(self, texts: Sequence[str], *, truncate: bool = True,
+                     truncation_direction: str = "right") -> SparseEmbedded:
+        """Each text's learned-sparse vector (ascending indices, values > 0), in input order, with
+        its tokens as encoded.
+
+        Raises:
+            NotConfigured: no sparse model is configured (names ``EMBEDDINGS_SPARSE_MODEL``).
+            InvalidInput: a bad option, or a text over the limit with ``truncate`` False (its index).
+            Overloaded: the sparse encoder's queue is full.
+            BackendUnavailable: no answer in time.
+        """
+        if self.sparse is None:
+            raise NotConfigured(f"no sparse model is serving: set {NO_SPARSE_MODEL} to a SPLADE model (hub id or "
+                                "folder); a configured one that failed to load is named in the start-up log",
+                                setting=NO_SPARSE_MODEL)
+        return self.sparse.encode(texts, truncate=truncate, truncation_direction=truncation_direction)
 
     def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
         """Each text's tokens (id, text, special, start, stop), as the model's tokenizer sees them."""
@@ -181,7 +221,7 @@ class Engine:
         depth = max(keep, retrieval.leg_candidates) if retrieval.mode == HYBRID else keep
         runs = {DENSE: lambda: self._dense_leg(query, corpus, depth, threshold),
                 LEXICAL: lambda: self._lexical_leg(query, corpus, depth),
-                **self._sparse_runs(query, corpus, depth)}
+                SPARSE: lambda: self._sparse_leg(query, corpus, depth)}
         found, skipped = candidates_by_leg(retrieval.mode, legs, runs)
         keys, hits = first_stage(retrieval.mode, found, retrieval, keep)
         positions = [int(k) for k in keys]
@@ -195,14 +235,18 @@ class Engine:
 
     def corpus_legs(self) -> list[str]:
         """The legs a corpus search can run: dense and lexical, and sparse with a sparse model."""
-        return [DENSE, LEXICAL]
+        return [DENSE, LEXICAL] + ([SPARSE] if self.sparse is not None else [])
 
-    def _models_for(self, legs: Sequence[str], rerank: bool) -> list[str]:
-        models = [EMBEDDER] if DENSE in legs else []
-        return models + ([RERANKER] if rerank else [])
+    @staticmethod
+    def _models_for(legs: Sequence[str], rerank: bool) -> list[str]:
+        return [leg if leg != DENSE else EMBEDDER for leg in legs if leg != LEXICAL] + ([RERANKER] if rerank else [])
 
-    def _sparse_runs(self, query: str, corpus: Sequence[str], depth: int) -> dict[str, Any]:
-        return {}
+    def _sparse_leg(self, query: str, corpus: Sequence[str], depth: int) -> Candidates | None:
+        vectors = self.embed_sparse([query, *corpus]).vectors
+        if not vectors[0].indices:
+            return None
+        row = similarity.sparse_scores(vectors[0], vectors[1:])
+        return [(str(i), float(row[i])) for i in similarity.top_k(row, depth) if row[i] > 0]
 
     def _dense_leg(self, query: str, corpus: Sequence[str], depth: int, threshold: float | None) -> Candidates:
         vectors = self.embedder.embed([query, *corpus]).vectors
@@ -252,15 +296,22 @@ class Engine:
         if reranker.tei_serving is False:
             status = "degraded"
             reasons.append("the reranker's TEI is not serving; the local cross-encoder answers")
+        sparse = self.sparse.describe() if self.sparse is not None else None
+        if sparse is not None and sparse.tei_serving is False:
+            status = "degraded"
+            reasons.append("the sparse model's TEI is not serving; the local sparse encoder answers")
         if reranker.batching is not None and reranker.batching.overloaded:
             status = "overloaded"
             reasons.append("the reranker's queue is full: new rerank work is refused with 429")
+        if sparse is not None and sparse.batching is not None and sparse.batching.overloaded:
+            status = "overloaded"
+            reasons.append("the sparse encoder's queue is full: new sparse work is refused with 429")
         queue = embedder.batching
         if queue is not None and queue.overloaded:
             status = "overloaded"
             reasons.append(f"the queue needs about {queue.estimated_wait_s:.1f} s of model time to drain (more than "
                            f"{queue.max_queue_wait_s:g} s): new work is refused with 429")
-        return EngineHealth(status, embedder, reranker, self.dimension, reasons)
+        return EngineHealth(status, embedder, reranker, self.dimension, reasons, sparse)
 
     def is_healthy(self) -> bool:
         """Whether the embedder can answer now."""
@@ -272,5 +323,5 @@ class Engine:
             embedder=self.embedder.describe(), reranker=self.reranker.describe(), dimension=self.dimension,
             pooling=self.embedder.backend.default_pooling, poolings=tuple(POOLINGS), cache=self.embedder.cache.stats(),
             batch_wait_ms=self.embedder.settings.batch_wait_ms, limits=dict(self.limits), version=__version__,
-            started_at=self.started_at,
+            started_at=self.started_at, sparse=self.sparse.describe() if self.sparse is not None else None,
         )

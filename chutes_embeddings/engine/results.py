@@ -12,15 +12,18 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:  # the dialects import this module, and the chute file imports them with the SDK only
     import numpy as np
 
+    from ..store import SparseVector
     from .fusion import LegScore
 
 EMBEDDER = "embedder"  # the model services a request can use (and the embedder's kind)
 RERANKER = "reranker"
+SPARSE = "sparse"
+SPARSE_ENCODER = "sparse-encoder"
 CROSS_ENCODER = "cross-encoder"
 BI_ENCODER = "bi-encoder"
 
 # Hybrid retrieval (``fusion``): the legs a search can run, the modes that choose them, how legs fuse.
-DENSE, LEXICAL, SPARSE, HYBRID = "dense", "lexical", "sparse", "hybrid"
+DENSE, LEXICAL, HYBRID = "dense", "lexical", "hybrid"  # and SPARSE, the sparse encoder's leg
 LEGS = (DENSE, LEXICAL, SPARSE)
 MODES = (*LEGS, HYBRID)
 FUSIONS = ("rrf", "relative_score", "dbsf")
@@ -104,6 +107,21 @@ class Embedded:
 
 
 @dataclass(frozen=True)
+class SparseEmbedded:
+    """One learned-sparse vector per text, in input order (ascending indices, values > 0), each
+    text's tokens as encoded (after any cut), and the model that encoded them."""
+
+    vectors: list[SparseVector]
+    token_counts: list[int]
+    model: ModelState
+
+    @property
+    def tokens(self) -> int:
+        """All the tokens encoded."""
+        return sum(self.token_counts)
+
+
+@dataclass(frozen=True)
 class RerankOptions:
     """How to read query-document pairs.
 
@@ -123,7 +141,8 @@ class RerankOptions:
 class ModelState:
     """One model service as answers, /info and /health describe it.
 
-    ``kind`` is what the model is (``embedder``, ``cross-encoder``, ``bi-encoder``); ``backend``
+    ``kind`` is what the model is (``embedder``, ``cross-encoder``, ``bi-encoder``,
+    ``sparse-encoder``); ``backend``
     who serves it now (``local`` or ``tei``); ``tei`` the supervised TEI's state, when one stands
     behind it; ``batching`` its batcher's state (None for the bi-encoder stand-in, which uses the
     embedder's).
@@ -229,6 +248,7 @@ class EngineHealth:
     reranker: ModelState
     dimension: int
     reasons: list[str] = field(default_factory=list)
+    sparse: ModelState | None = None  # None: no sparse model configured
 
 
 @dataclass(frozen=True)
@@ -245,3 +265,4 @@ class EngineInfo:
     limits: dict[str, Any]
     version: str
     started_at: float
+    sparse: ModelState | None = None  # None: no sparse model configured

@@ -1,8 +1,13 @@
-"""Pure numpy scoring and ranking: dot/cosine scores and top-k selection."""
+"""Pure numpy scoring and ranking: dot/cosine scores (dense and sparse) and top-k selection."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Sequence
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..store import SparseVector
 
 
 def scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -29,3 +34,10 @@ def top_k(row_scores: np.ndarray, k: int | None = None, threshold: float | None 
     if threshold is not None:
         order = order[row_scores[order] >= threshold]
     return order.tolist()
+
+
+def sparse_scores(query: SparseVector, documents: Sequence[SparseVector]) -> np.ndarray:
+    """Dot products of a sparse query with each sparse document: (n,) float32 (0 without a shared index)."""
+    weights = dict(zip(query.indices, query.values))
+    return np.asarray([sum(weights.get(i, 0.0) * v for i, v in zip(d.indices, d.values)) for d in documents],
+                      dtype=np.float32)

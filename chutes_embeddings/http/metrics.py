@@ -28,6 +28,11 @@ from the engine, so they cost nothing per request: queue, cache, TEI and failove
 | ``embeddings_rerank_queue_size`` | gauge | pairs waiting for the cross-encoder |
 | ``embeddings_rerank_requests_refused_total`` | counter | rerank requests refused at admission (429) |
 | ``embeddings_rerank_tei_restarts_total``, ``embeddings_rerank_failovers_total`` | counter | the reranker's TEI |
+| ``embeddings_sparse_info{backend,model}`` | gauge | 1 for what encodes sparse requests now (absent: no sparse model) |
+| ``embeddings_sparse_texts_total`` | counter | texts the sparse encoder encoded |
+| ``embeddings_sparse_queue_size`` | gauge | texts waiting for the sparse encoder |
+| ``embeddings_sparse_requests_refused_total`` | counter | sparse requests refused at admission (429) |
+| ``embeddings_sparse_tei_restarts_total``, ``embeddings_sparse_failovers_total`` | counter | the sparse model's TEI |
 | ``embeddings_store_operations_total{op,status}`` | counter | vector store operations |
 | ``embeddings_store_operation_duration_seconds{op}`` | histogram | vector store operation time |
 """
@@ -131,6 +136,8 @@ class _EngineState:
                 served.add_metric([backend], n)
             yield served
         yield from self._reranker(state.reranker)
+        if state.sparse is not None:
+            yield from self._sparse(state.sparse)
 
     @staticmethod
     def _reranker(reranker: ModelState) -> Iterator[Metric]:
@@ -152,3 +159,24 @@ class _EngineState:
             yield CounterMetricFamily("embeddings_rerank_failovers",
                                       "reranker TEI calls answered by the local cross-encoder",
                                       value=reranker.tei.get("failovers", 0))
+
+    @staticmethod
+    def _sparse(sparse: ModelState) -> Iterator[Metric]:
+        info = GaugeMetricFamily("embeddings_sparse_info", "what encodes sparse requests now",
+                                 labels=["backend", "model"])
+        info.add_metric([sparse.backend, sparse.model], 1)
+        yield info
+        batching = sparse.batching
+        assert batching is not None, "this is a bug: the sparse encoder always has a batcher"
+        yield CounterMetricFamily("embeddings_sparse_texts", "texts the sparse encoder encoded",
+                                  value=batching.items_run)
+        yield GaugeMetricFamily("embeddings_sparse_queue_size", "texts waiting for the sparse encoder",
+                                value=batching.queue_depth)
+        yield CounterMetricFamily("embeddings_sparse_requests_refused", "sparse requests refused at admission (429)",
+                                  value=batching.refused)
+        if sparse.tei is not None:
+            yield CounterMetricFamily("embeddings_sparse_tei_restarts", "restarts of the sparse model's TEI",
+                                      value=sparse.tei.get("restarts", 0))
+            yield CounterMetricFamily("embeddings_sparse_failovers",
+                                      "sparse model TEI calls answered by the local sparse encoder",
+                                      value=sparse.tei.get("failovers", 0))

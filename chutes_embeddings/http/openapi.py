@@ -19,6 +19,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
+from ..engine.results import SPARSE
 from ..errors import ERROR_CLASSES, EmbeddingsError, for_status
 
 REF = "#/components/schemas/{model}"
@@ -96,6 +97,8 @@ def _reaches(cls: type[EmbeddingsError], route: Any) -> bool:
         return route.path.startswith(COLLECTION_ROUTES)
     if cls.scope == "token":
         return route.access is not None
+    if cls.scope == "sparse":
+        return route.uses_model == SPARSE
     return True
 
 

@@ -40,6 +40,18 @@ def embed_batch(engine: Any, request: Any) -> dict[str, Any]:
             "model": engine.model_id, "dimension": int(vectors.shape[1])}
 
 
+def embed_sparse(engine: Any, request: Any) -> dict[str, Any]:
+    """``POST /embed/sparse``: one sparse vector (``indices`` ascending, ``values`` > 0) per input,
+    in input order, with the model, its vocabulary size (the vectors' dimension) and token usage."""
+    texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
+    with naming("inputs"):
+        encoded = engine.embed_sparse(texts, truncate=request.truncate,
+                                      truncation_direction=request.truncation_direction)
+    data = [{"index": i, "indices": list(v.indices), "values": list(v.values)} for i, v in enumerate(encoded.vectors)]
+    return {"data": data, "model": encoded.model.model, "vocab_size": engine.sparse_vocab_size,
+            "usage": {"prompt_tokens": encoded.tokens, "total_tokens": encoded.tokens}}
+
+
 def similarity(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /similarity``: every target by its similarity to the source, best first."""
     ranking = engine.similarity(request.source_text, request.target_texts, normalize=request.normalize)
@@ -120,7 +132,8 @@ def health(engine: Any) -> dict[str, Any]:
         reranker["queue"] = _queue(state.reranker)
     return {"status": state.status, "backend": state.embedder.backend, "model": state.embedder.model,
             "dimension": state.dimension, "queue": _queue(state.embedder),
-            "reranker": reranker, "reasons": state.reasons}
+            "reranker": reranker, "reasons": state.reasons,
+            "sparse": _sparse_summary(state.sparse, engine.sparse_vocab_size, queue=True)}
 
 
 def _queue(state: ModelState) -> dict[str, Any]:
@@ -159,8 +172,37 @@ def info(engine: Any) -> dict[str, Any]:
         "limits": state.limits,
         "tei": embedder.tei,
         "reranker": _reranker_info(state.reranker),
+        "sparse": _sparse_info(state.sparse, engine.sparse_vocab_size),
         "version": state.version,
     }
+
+
+def _sparse_summary(state: ModelState | None, vocab_size: int | None, queue: bool = False) -> dict[str, Any] | None:
+    """The sparse encoder as /health names it (None: no sparse model is configured)."""
+    if state is None:
+        return None
+    body = {"model": state.model, "kind": state.kind, "backend": state.backend,
+            "max_input_tokens": state.max_input_tokens, "vocab_size": vocab_size}
+    if queue:
+        body["queue"] = _queue(state)
+    return body
+
+
+def _sparse_info(state: ModelState | None, vocab_size: int | None) -> dict[str, Any] | None:
+    """The sparse encoder as /info describes it: /health's summary, its runtime, batching and TEI."""
+    body = _sparse_summary(state, vocab_size)
+    if state is None or body is None:
+        return None
+    stats = state.batching
+    assert stats is not None, "this is a bug: the sparse encoder always has a batcher"
+    body.update({
+        "local_runtime": state.runtime,
+        "batching": {"max_batch_tokens": stats.max_batch_tokens, "max_batch_size": stats.max_batch_size,
+                     "queue_depth": stats.queue_depth, "batches_run": stats.batches_run,
+                     "texts_run": stats.items_run, "requests_refused": stats.refused},
+        "tei": state.tei,
+    })
+    return body
 
 
 def _reranker_info(state: ModelState) -> dict[str, Any]:

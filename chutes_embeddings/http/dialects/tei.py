@@ -2,15 +2,17 @@
 
 Routes and shapes follow TEI 1.9.3's OpenAPI document (``shared/reference/tei-openapi.json``):
 ``POST /tei`` and ``/tei/embed`` (``[[float]]``), ``/tei/embed_all`` (``[[[float]]]``),
+``/tei/embed_sparse`` (``[[{index, value}]]``: the sparse model's non-zero weights),
 ``/tei/tokenize``, ``/tei/rerank`` (``[{index, score, text?}]`` best first), ``/tei/similarity``
 (``[float]``: each sentence's cosine to the source, in input order), ``GET /tei/info`` and
 ``/tei/health`` (``/tei/v1/embeddings`` and ``/tei/metrics``, which TEI serves too, are the OpenAI
 dialect's route and the Prometheus text under this prefix). Errors are TEI's ``{"error": str,
 "error_type": ...}``: an empty batch is 400 ``Empty``, bad input 422 ``Validation`` (413 for a
-body over the size limit), a full queue 429 ``Overloaded``, no backend 503 ``Unhealthy``.
-Token-id inputs (which TEI decodes with its own tokenizer) and ``prompt_name`` (this model defines
-no prompts) are refused as ``Validation``. ``auto_truncate`` is true: an omitted ``truncate`` cuts
-long inputs.
+body over the size limit), a full queue 429 ``Overloaded``, no backend 503 ``Unhealthy``, and
+``/tei/embed_sparse`` without a sparse model 424 ``Backend`` (TEI's answer when its model is not
+SPLADE). Token-id inputs (which TEI decodes with its own tokenizer) and ``prompt_name`` (this
+model defines no prompts) are refused as ``Validation``. ``auto_truncate`` is true: an omitted
+``truncate`` cuts long inputs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from __future__ import annotations
 from typing import Any
 
 from ...engine.results import EmbedOptions, RerankOptions
-from ...errors import BackendUnavailable, EmbeddingsError, InvalidInput, MalformedRequest, Overloaded, naming
+from ...errors import (
+    BackendUnavailable,
+    EmbeddingsError,
+    InvalidInput,
+    MalformedRequest,
+    NotConfigured,
+    Overloaded,
+    naming,
+)
 
 name = "tei"
 AUTO_TRUNCATE = True
@@ -52,6 +62,15 @@ def embed_all(engine: Any, request: Any) -> list[list[list[float]]]:
     _no_prompts(request.prompt_name)
     with naming("inputs"):
         return [t.tolist() for t in engine.embed_tokens(_texts(request.inputs), **_truncation(request))]
+
+
+def embed_sparse(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
+    """``POST /tei/embed_sparse``: each input's non-zero SPLADE weights as ``{index, value}``,
+    indices ascending."""
+    _no_prompts(request.prompt_name)
+    with naming("inputs"):
+        encoded = engine.embed_sparse(_texts(request.inputs), **_truncation(request))
+    return [[{"index": i, "value": v} for i, v in zip(vector.indices, vector.values)] for vector in encoded.vectors]
 
 
 def tokenize(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
@@ -145,4 +164,6 @@ def render_error(err: EmbeddingsError) -> tuple[int, Any]:
         return err.status, {"error": err.message, "error_type": "Overloaded"}
     if isinstance(err, BackendUnavailable):
         return err.status, {"error": err.message, "error_type": "Unhealthy"}
+    if isinstance(err, NotConfigured):  # TEI: 424 Backend for a route its model cannot serve
+        return err.status, {"error": err.message, "error_type": "Backend"}
     return err.status, {"error": err.message, "error_type": "Backend" if err.server_side else "Validation"}
