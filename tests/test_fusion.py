@@ -84,6 +84,14 @@ CORPUS = ["Aerodynamic heating of a blunt body at hypersonic speed", "the cat sa
 
 @pytest.fixture
 def engine(tmp_path):
+    """An engine without a sparse model: a corpus search's legs are dense and lexical."""
+    engine = fake_engine(Settings(data_dir=str(tmp_path), cache_size=0), cross_encoder=False, sparse=False)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def sparse_engine(tmp_path):
     engine = fake_engine(Settings(data_dir=str(tmp_path), cache_size=0), cross_encoder=False)
     yield engine
     engine.close()
@@ -139,3 +147,21 @@ def test_hybrid_then_rerank_keeps_each_hits_legs(engine):
                             retrieval=Retrieval(mode="hybrid"))
     assert len(ranking.hits) == 2 and ranking.reranker is not None
     assert all(h.rerank_score is not None and h.legs for h in ranking.hits)
+
+
+def test_with_a_sparse_model_hybrid_fuses_three_legs_and_sparse_mode_ranks_by_dot_product(sparse_engine):
+    query = "cat on a mat"
+    legs = {mode: sparse_engine.search(query, CORPUS, top_k=6, retrieval=Retrieval(mode=mode))
+            for mode in ("dense", "lexical", "sparse")}
+    encoded = sparse_engine.embed_sparse([query, *CORPUS]).vectors
+    weights = dict(zip(encoded[0].indices, encoded[0].values))
+    dots = [sum(weights.get(i, 0.0) * v for i, v in zip(d.indices, d.values)) for d in encoded[1:]]
+    assert [h.index for h in legs["sparse"].hits] == sorted((i for i, d in enumerate(dots) if d > 0),
+                                                            key=lambda i: -dots[i])
+    assert [h.score for h in legs["sparse"].hits] == pytest.approx([dots[h.index] for h in legs["sparse"].hits])
+    hybrid = sparse_engine.search(query, CORPUS, top_k=4, retrieval=Retrieval(mode="hybrid", rrf_k=10))
+    expected = fuse({mode: [(h.index, h.score) for h in ranking.hits] for mode, ranking in legs.items()},
+                    "rrf", rrf_k=10)[:4]
+    assert [h.index for h in hybrid.hits] == [f.key for f in expected]
+    assert [h.score for h in hybrid.hits] == pytest.approx([f.score for f in expected])
+    assert set(hybrid.hits[0].legs) == {"dense", "lexical", "sparse"}
