@@ -89,8 +89,10 @@ def _record(row: tuple, name: str) -> Record:
     """A ``Record`` of a row of ``PgCollection.columns``."""
     rec_id, text, meta, vec, sparse = row
     return Record(rec_id, text, decode_metadata(meta, name), vec.to_numpy().astype(np.float32),
-                  None if sparse is None else SparseVector(tuple(int(i) for i in sparse.indices()),
-                                                           tuple(float(v) for v in sparse.values())))
+                  None if sparse is None else SparseVector(
+                      tuple(int(i) for i in sparse.indices()),
+                      # float32 weights, read back from their shortest decimal text: the very floats written
+                      tuple(np.asarray(sparse.values(), dtype=np.float32).tolist())))
 
 
 def _sparsevec(vector: SparseVector) -> PgSparseVector:
