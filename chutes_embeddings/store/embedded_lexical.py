@@ -46,10 +46,10 @@ def term_texts(language: str, texts: Sequence[str]) -> list[str]:
 
 
 def write(db: sqlite3.Connection, collection: str, rids: Sequence[int], texts: Sequence[str]) -> None:
-    """Put these rows' terms in the index, replacing what it held for them."""
-    table = lexical_table(collection)
-    remove(db, collection, rids)
-    db.executemany(f"INSERT INTO {table} (rowid, terms) VALUES (?, ?)", zip(rids, texts))
+    """Put these rows' terms in the index, replacing what it held for them (FTS5's REPLACE takes
+    a replaced row's old terms out, counts included)."""
+    db.executemany(f"INSERT OR REPLACE INTO {lexical_table(collection)} (rowid, terms) VALUES (?, ?)",
+                   zip(rids, texts))
 
 
 def remove(db: sqlite3.Connection, collection: str, rids: Sequence[int]) -> None:
