@@ -54,6 +54,7 @@ from .embedded_schema import open_schema
 from .filters import All, Filter
 from .metadata import decode_metadata, encode_metadata
 from .snapshot import snapshot_path
+from .sparse import check_sparse
 from .sqlite_filters import sqlite_where
 
 # Hits by primary key: ``+collection`` keeps the planner off the (collection, id) index, which
@@ -377,6 +378,7 @@ class EmbeddedStore:
         collection = self._collection(name)
         if collection.sparse is None:
             raise missing_leg(name, "sparse", self._row(name).legs)
+        check_sparse(query, "the query")
         allowed = None
         if where:
             if len(collection.vectors) >= self.filter_memory_min_rows:

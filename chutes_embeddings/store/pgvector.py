@@ -14,8 +14,11 @@ scan with pgvector 0.8's iterative scan and more candidates the more selective t
 
 Legs (``Legs``, recorded in ``embeddings_collections``): a lexical leg is a ``tsvector`` column
 with a GIN index ranked by BM25 in SQL (``pg_lexical``); a sparse leg is a pgvector ``sparsevec``
-column (dimension ``sparse.MAX_SPARSE_INDEX``), searched exactly by ``<#>`` (negative inner
-product) with the filter in the same statement. Collections made before the legs have neither.
+column (dimension ``sparse.MAX_SPARSE_INDEX``) beside its ids as an ``int4[]`` with a GIN index.
+A sparse search is exact: the GIN index finds the rows that share an id with the query (no other
+row scores above 0), the filter applies in the same statement, and ``<#>`` (negative inner
+product) orders them. (pgvector's HNSW index for sparsevec takes at most 1,000 non-zeros a vector
+and is approximate.) Collections made before the legs have neither leg.
 
 Collection names come checked (``StoreFacade``); each verb resolves its name once, inside its
 transaction, to a ``PgCollection`` (``NotFound`` for an unknown one).
@@ -54,7 +57,7 @@ from . import (
 from .filters import All, Filter
 from .metadata import decode_metadata, encode_metadata
 from .pg_filters import must_equal, pg_where
-from .sparse import MAX_SPARSE_INDEX, check_records
+from .sparse import MAX_SPARSE_INDEX, check_records, check_sparse
 
 
 def table_name(collection: str) -> str:
@@ -196,8 +199,11 @@ class PgVectorStore:
             conn.execute(sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, metadata jsonb NOT NULL, "
                 "embedding vector({}) NOT NULL, updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
-                "lexical tsvector, lexical_len int, sparse sparsevec)"
+                "lexical tsvector, lexical_len int, sparse sparsevec, sparse_ids int4[])"
             ).format(ident, sql.Literal(dimension)))
+            if created and legs.sparse_model:
+                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (sparse_ids)")
+                             .format(sql.Identifier(tbl + "_sparse"), ident))
             if created and legs.lexical:
                 conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (lexical)")
                              .format(sql.Identifier(tbl + "_lex"), ident))
@@ -226,8 +232,9 @@ class PgVectorStore:
             columns = ["id", "text", "metadata", "embedding"]
             if coll.sparse_model:
                 check_records(records)
-                columns.append("sparse")
-                rows = [(*row, _sparsevec(r.sparse)) for row, r in zip(rows, records)]  # type: ignore[arg-type]
+                columns += ["sparse", "sparse_ids"]
+                rows = [(*row, _sparsevec(r.sparse), list(r.sparse.indices))  # type: ignore[union-attr]
+                        for row, r in zip(rows, records)]
             if coll.lexical:
                 columns += ["lexical", "lexical_len"]
                 rows = [(*row, *pg_lexical.document(coll.lexical, r.text)) for row, r in zip(rows, records)]
@@ -311,13 +318,13 @@ class PgVectorStore:
             coll = self._collection(conn, name)
             if not coll.sparse_model:
                 raise missing_leg(name, "sparse", coll.legs)
-            if not query.indices:
+            if not check_sparse(query, "the query").indices:
                 return []
             q = _sparsevec(query)
             rows = conn.execute(sql.SQL(
                 "SELECT id, text, metadata::text, -(sparse <#> %s) AS score FROM {} "
-                "WHERE sparse <#> %s < 0 AND {} ORDER BY sparse <#> %s, id LIMIT %s").format(coll.table, clause),
-                [q, q, *params, q, top_k]).fetchall()
+                "WHERE sparse_ids && %s::int4[] AND {} ORDER BY sparse <#> %s, id LIMIT %s").format(coll.table, clause),
+                [q, list(query.indices), *params, q, top_k]).fetchall()
         return [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name)) for r in rows]
 
     def legs(self, name: str) -> Legs:
