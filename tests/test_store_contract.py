@@ -359,6 +359,17 @@ def test_copy_and_file_round_trip_between_stores(tmp_path, pg_url, name):
         for rec in back.export("restored"):
             assert rec.text == original[rec.id].text and rec.metadata == original[rec.id].metadata
             assert np.allclose(rec.vector, original[rec.id].vector)
+        # legs and sparse vectors travel too
+        add_texts(embedded, name + "_legs", ["north wind", "south sea"], sparse=[{3: 0.5}, {4: 1.5}])
+        copy_collection(embedded, pg, name + "_legs")
+        write_jsonl(pg, name + "_legs", tmp_path / "legs.jsonl")
+        read_jsonl(back, tmp_path / "legs.jsonl", "legs_back")
+        for store in (pg, back):
+            copied = name + "_legs" if store is pg else "legs_back"
+            assert store.legs(copied) == BOTH_LEGS
+            assert {r.id: r.sparse for r in store.export(copied)} == {"r0": sparse_vector({3: 0.5}),
+                                                                     "r1": sparse_vector({4: 1.5})}
+            assert [h.id for h in store.search_lexical(copied, TERMS("south"), 3, NO_FILTER)] == ["r1"]
         back.close()
     finally:
         embedded.close()

@@ -15,6 +15,9 @@
   ``filter_memory_min_rows`` records on, which choose exact search over the allowed rows or IVF
   search with an id bitmap by the filter's selectivity; below that, or where the columns cannot
   decide exactly, they run in SQLite (``sqlite_filters``) and the allowed rows are searched.
+- Legs (``Legs``, recorded per collection; ``embedded_schema``): a lexical leg is an FTS5 table
+  written in each write's transaction (``embedded_lexical``); a sparse leg is a ``sparse`` column
+  plus an in-memory ``SparseIndex`` beside the vector index (``embedded_collection``).
 - One process at a time: a lock file refuses a second server on the same directory (use the
   Postgres store for several instances).
 - Collection names come checked (``StoreFacade``); the store trusts them as file names and keys.
