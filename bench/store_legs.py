@@ -58,13 +58,13 @@ def word(rank: int) -> str:
     return out
 
 
-def corpus(n: int, seed: int = 0) -> tuple[list[str], list[np.ndarray]]:
-    """``n`` texts and the vocabulary ranks of each text's words."""
+def corpus(n: int, seed: int = 0, words: tuple[int, int] = (20, 120)) -> tuple[list[str], list[np.ndarray]]:
+    """``n`` texts of ``words`` (least, most) words, and the vocabulary ranks of each text's words."""
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1 + STOP_RANKS, VOCABULARY + 1 + STOP_RANKS) ** 1.07
     cumulative = np.cumsum(weights / weights.sum())
     words = [word(r) for r in range(VOCABULARY)]
-    lengths = rng.integers(20, 121, n)
+    lengths = rng.integers(words[0], words[1] + 1, n)
     ranks = np.minimum(np.searchsorted(cumulative, rng.random(int(lengths.sum()))), VOCABULARY - 1)
     out_texts, out_ranks, start = [], [], 0
     for length in lengths:
@@ -112,7 +112,7 @@ def timed(search: Callable[[int], Any], queries: int) -> tuple[float, float]:
 
 def run_store(kind: str, url: str, work: Path, args: argparse.Namespace) -> list[str]:
     """Fill and measure one store; returns report lines."""
-    texts, ranks = corpus(args.size)
+    texts, ranks = corpus(args.size, words=tuple(int(w) for w in args.words.split(",")))
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((args.size, args.dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -121,12 +121,13 @@ def run_store(kind: str, url: str, work: Path, args: argparse.Namespace) -> list
     suffix = f"{args.size}_{os.getpid()}"
     lines = []
     try:
-        rates = {label: fill(store, f"legs_{label}_{suffix}", legs, texts, sparse, vectors, args.batch)
-                 for label, legs in (("dense", Legs()), ("lexical", LEXICAL), ("both", BOTH))}
-        lines.append(f"{kind} {args.size:,} records, upsert rate (records/s, batches of {args.batch}): "
-                     f"dense only {rates['dense']:,.0f}; + lexical {rates['lexical']:,.0f} "
-                     f"({rates['lexical'] / rates['dense']:.2f}x); + lexical + sparse {rates['both']:,.0f} "
-                     f"({rates['both'] / rates['dense']:.2f}x)")
+        fills = {"dense": Legs(), "lexical": LEXICAL, "both": BOTH}
+        rates = {label: fill(store, f"legs_{label}_{suffix}", fills[label], texts, sparse, vectors, args.batch)
+                 for label in args.fills.split(",")}
+        lines.append(f"{kind} {args.size:,} records of {args.words} words, {args.dim}-d, upsert rate (records/s, "
+                     f"batches of {args.batch}): " + "; ".join(
+                         f"{label} {rate:,.0f}" + (f" ({rate / rates['dense']:.2f}x)" if "dense" in rates else "")
+                         for label, rate in rates.items()))
         terms = analyzer("english").terms
         qrng = np.random.default_rng(2)
         picks = qrng.integers(0, args.size, args.queries + 5)
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default="", help="use this Postgres instead of starting one")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--words", default="20,120", help="least,most words a text")
+    parser.add_argument("--fills", default="dense,lexical,both",
+                        help="collections to fill (dense only, + lexical, + both legs); searches use 'both'")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--quality", action="store_true", help="also BM25 quality on the labelled pairs")
     args = parser.parse_args(argv)

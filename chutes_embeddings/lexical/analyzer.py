@@ -16,6 +16,7 @@ import re
 import threading
 import unicodedata
 from functools import lru_cache
+from itertools import filterfalse
 
 _TOKEN = re.compile(r"[^\W_]+")
 # the same split for ASCII text, lowercased (casefold there), which is most text: twice as fast
@@ -63,7 +64,7 @@ class Analyzer:
     def _stem(self, words: list[str]) -> list[str]:
         if self.name == NO_LANGUAGE:
             return words
-        stems = [self._stems.get(w) for w in words]
+        stems = list(map(self._stems.get, words))
         if None not in stems:
             return stems  # type: ignore[return-value]
         stemmer = getattr(self._local, "stemmer", None)
@@ -81,7 +82,7 @@ class Analyzer:
     def terms(self, text: str) -> list[str]:
         """The text's search terms, in order, repeats kept (term frequency counts them)."""
         words = _ASCII_TOKEN.findall(text.lower()) if text.isascii() else _TOKEN.findall(fold(text))
-        return self._stem([w for w in words if w not in self._stop_words])
+        return self._stem(list(filterfalse(self._stop_words.__contains__, words)))
 
     def terms_of_many(self, texts: list[str]) -> list[list[str]]:
         """``terms`` of each text."""
