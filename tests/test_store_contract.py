@@ -630,6 +630,19 @@ def test_delete_and_drop_take_records_out_of_both_legs(store, name):
 def test_filters_apply_inside_the_lexical_and_sparse_legs(store, name):
     """Every filter case means the same in both legs as in dense search, and a selective filter
     still fills ``top_k`` from the rows it allows (the filter runs inside the leg, not after it)."""
+    _filters_inside_the_legs(store, name)
+
+
+def test_filters_inside_the_legs_on_the_embedded_stores_metadata_columns(tmp_path, name):
+    """The same, with the embedded store deciding filters on its in-memory metadata columns."""
+    store = EmbeddedStore(tmp_path / "s", filter_memory_min_rows=1)
+    try:
+        _filters_inside_the_legs(store, name)
+    finally:
+        store.close()
+
+
+def _filters_inside_the_legs(store, name):
     texts = [f"shared word plus {'rare' if i == 0 else 'plain'} {i}" for i in range(len(FILTER_METAS))]
     add_texts(store, name, texts, metas=FILTER_METAS, sparse=[{1: 1.0 + i, 2: 0.5} for i in range(len(texts))])
     query = sparse_vector({1: 1.0})

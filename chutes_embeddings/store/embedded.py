@@ -373,7 +373,12 @@ class EmbeddedStore:
         legs = self._row(name).legs
         if not legs.lexical:
             raise missing_leg(name, "lexical", legs)
-        found = embedded_lexical.search(self._db(), name, terms, top_k, where)
+        allowed = None
+        if where:
+            vectors = self._collection(name).vectors
+            if len(vectors) >= self.filter_memory_min_rows:
+                allowed = vectors.allowed_rids(where)
+        found = embedded_lexical.search(self._db(), name, terms, top_k, where, allowed)
         return self._hits(name, found, where)
 
     def search_sparse(self, name: str, query: SparseVector, top_k: int, where: Filter) -> list[Hit]:

@@ -17,6 +17,8 @@ import hashlib
 import sqlite3
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..lexical.analyzer import analyzer
 from .filters import Filter
 from .sqlite_filters import sqlite_where
@@ -73,9 +75,13 @@ def backfill(db: sqlite3.Connection, collection: str, language: str) -> int:
     return filled
 
 
-def search(db: sqlite3.Connection, collection: str, terms: Sequence[str], top_k: int,
-           where: Filter) -> list[tuple[int, float]]:
-    """The best ``top_k`` ``(rid, score)`` by BM25 (higher is better) among the rows ``where`` allows."""
+def search(db: sqlite3.Connection, collection: str, terms: Sequence[str], top_k: int, where: Filter,
+           allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    """The best ``top_k`` ``(rid, score)`` by BM25 (higher is better) among the rows ``where`` allows.
+
+    ``allowed``: the row ids ``where`` allows, where the in-memory metadata columns decided them;
+    then the matches are read best first and the first ``top_k`` allowed ones kept, instead of
+    evaluating the filter's JSON on every match in SQL."""
     distinct = list(dict.fromkeys(t for t in terms if t))
     if not distinct or top_k <= 0:
         return []
@@ -83,6 +89,9 @@ def search(db: sqlite3.Connection, collection: str, terms: Sequence[str], top_k:
     query = " OR ".join('"' + t.replace('"', '""') + '"' for t in distinct)
     sql = f"SELECT {table}.rowid, -bm25({table}) FROM {table}"
     params: list[Any] = [query]
+    if allowed is not None:
+        return _first_allowed(db.execute(f"{sql} WHERE {table} MATCH ? ORDER BY bm25({table}), {table}.rowid",
+                                         params), allowed, top_k)
     if where:
         clause, args = sqlite_where(where)
         sql += f" JOIN records ON records.rid = {table}.rowid WHERE {table} MATCH ? AND {clause}"
@@ -91,3 +100,16 @@ def search(db: sqlite3.Connection, collection: str, terms: Sequence[str], top_k:
         sql += f" WHERE {table} MATCH ?"
     sql += f" ORDER BY bm25({table}), {table}.rowid LIMIT ?"
     return [(int(rid), float(score)) for rid, score in db.execute(sql, [*params, top_k])]
+
+
+def _first_allowed(cursor: sqlite3.Cursor, allowed: np.ndarray, top_k: int) -> list[tuple[int, float]]:
+    if not allowed.size:
+        return []
+    mask = np.zeros(int(allowed.max()) + 1, dtype=bool)
+    mask[allowed] = True
+    found: list[tuple[int, float]] = []
+    while len(found) < top_k and (rows := cursor.fetchmany(1000)):
+        rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        keep = np.flatnonzero((rids < len(mask)) & mask[np.minimum(rids, len(mask) - 1)])
+        found += [(int(rids[i]), float(rows[i][1])) for i in keep[: top_k - len(found)]]
+    return found
