@@ -58,13 +58,13 @@ def word(rank: int) -> str:
     return out
 
 
-def corpus(n: int, seed: int = 0, words: tuple[int, int] = (20, 120)) -> tuple[list[str], list[np.ndarray]]:
-    """``n`` texts of ``words`` (least, most) words, and the vocabulary ranks of each text's words."""
+def corpus(n: int, seed: int = 0, length: tuple[int, ...] = (20, 120)) -> tuple[list[str], list[np.ndarray]]:
+    """``n`` texts of ``length`` (least, most) words, and the vocabulary ranks of each text's words."""
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1 + STOP_RANKS, VOCABULARY + 1 + STOP_RANKS) ** 1.07
     cumulative = np.cumsum(weights / weights.sum())
     words = [word(r) for r in range(VOCABULARY)]
-    lengths = rng.integers(words[0], words[1] + 1, n)
+    lengths = rng.integers(length[0], length[1] + 1, n)
     ranks = np.minimum(np.searchsorted(cumulative, rng.random(int(lengths.sum()))), VOCABULARY - 1)
     out_texts, out_ranks, start = [], [], 0
     for length in lengths:
@@ -112,7 +112,7 @@ def timed(search: Callable[[int], Any], queries: int) -> tuple[float, float]:
 
 def run_store(kind: str, url: str, work: Path, args: argparse.Namespace) -> list[str]:
     """Fill and measure one store; returns report lines."""
-    texts, ranks = corpus(args.size, words=tuple(int(w) for w in args.words.split(",")))
+    texts, ranks = corpus(args.size, length=tuple(int(w) for w in args.words.split(",")))
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((args.size, args.dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
