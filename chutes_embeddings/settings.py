@@ -188,14 +188,14 @@ class Settings:
                 raise ValueError(f"EMBEDDINGS_{f.name.upper()}={shown}: {exc}") from None
         return cls(**values)  # type: ignore[arg-type]
 
-    def store_options(self) -> dict[str, float]:
+    def store_options(self) -> dict[str, float | str]:
         """Options for ``open_store`` that apply to the configured store."""
         if self.store_url.startswith(("postgresql://", "postgres://")):
             return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size,
                     "filter_ef_search": self.pg_filter_ef_search, "filter_exact_rows": self.filter_exact_rows}
         return {"ann_threshold": self.ann_threshold, "nprobe": self.ann_nprobe,
                 "retrain_growth": self.ann_retrain_growth, "filter_exact_rows": self.filter_exact_rows,
-                "filter_memory_min_rows": self.filter_memory_min_rows}
+                "filter_memory_min_rows": self.filter_memory_min_rows, "lexical_language": self.lexical_language}
 
     @property
     def model_cache_path(self) -> Path:

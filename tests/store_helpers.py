@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from chutes_embeddings.store import Record
+from chutes_embeddings.store import Legs, Record, SparseVector
 from chutes_embeddings.store.filters import All
 
 NO_FILTER = All()
@@ -30,6 +30,27 @@ def add(store, name, vectors, metas=None, prefix="r"):
     recs = [Record(f"{prefix}{i}", f"text {prefix}{i}", (metas[i] if metas else {"i": i}), v)
             for i, v in enumerate(vectors)]
     return store.upsert(name, recs)
+
+
+LEXICAL = Legs(lexical="english")
+BOTH_LEGS = Legs(lexical="english", sparse_model="test-sparse")
+
+
+def add_texts(store, name, texts, metas=None, sparse=None, legs=BOTH_LEGS, prefix="r"):
+    """Create the collection with ``legs`` and upsert ``texts`` as records ``{prefix}{i}`` (random
+    vectors; ``sparse``: each record's ``{id: weight}``); returns the size."""
+    store.ensure_collection(name, MODEL, DIM, legs)
+    vectors = unit(np.random.default_rng(len(texts)), len(texts))
+    recs = [Record(f"{prefix}{i}", text, (metas[i] if metas else {"i": i}), vectors[i],
+                   sparse_vector(sparse[i]) if sparse else (sparse_vector({i: 1.0}) if legs.sparse_model else None))
+            for i, text in enumerate(texts)]
+    return store.upsert(name, recs)
+
+
+def sparse_vector(weights):
+    """A ``SparseVector`` of ``{id: weight}``."""
+    ids = sorted(weights)
+    return SparseVector(tuple(ids), tuple(float(weights[i]) for i in ids))
 
 
 def crash(store):

@@ -8,12 +8,23 @@ import numpy as np
 import pytest
 
 from chutes_embeddings.errors import Conflict, InvalidInput, NotFound
-from chutes_embeddings.store import Record, open_store
+from chutes_embeddings.store import Record, SparseVector, open_store
 from chutes_embeddings.store.__main__ import copy_collection, read_jsonl, write_jsonl
 from chutes_embeddings.store.embedded import EmbeddedStore
 from chutes_embeddings.store.filters import parse_filter
 from chutes_embeddings.store.pgvector import PgVectorStore
-from tests.store_helpers import DIM, FILTER_CASES, FILTER_METAS, MODEL, NO_FILTER, add, clustered, crash, unit
+from tests.store_helpers import (
+    BOTH_LEGS,
+    DIM,
+    FILTER_CASES,
+    FILTER_METAS,
+    MODEL,
+    NO_FILTER,
+    add,
+    clustered,
+    crash,
+    unit,
+)
 
 
 @pytest.fixture(params=["embedded", "postgres"])
@@ -120,16 +131,19 @@ BAD_NAMES = ["", "a" * 65, "../etc/passwd", "has space", "semi;colon", "ünï", 
 def _every_named_verb(vectors):
     """Each verb that takes a collection name, as ``(verb, call(store, name))``."""
     return [
-        ("ensure_collection", lambda s, n: s.ensure_collection(n, MODEL, DIM)),
+        ("ensure_collection", lambda s, n: s.ensure_collection(n, MODEL, DIM, BOTH_LEGS)),
         ("describe", lambda s, n: s.describe(n)),
         ("model_of", lambda s, n: s.model_of(n)),
-        ("upsert", lambda s, n: s.upsert(n, [Record("x", "t", {}, vectors[0])])),
+        ("upsert", lambda s, n: s.upsert(n, [Record("x", "t", {}, vectors[0], SparseVector((1,), (1.0,)))])),
         ("search", lambda s, n: s.search(n, vectors[:1], 3, NO_FILTER, None)),
         ("get", lambda s, n: s.get(n, ["x"])),
         ("find", lambda s, n: s.find(n, NO_FILTER, 3)),
         ("delete by ids", lambda s, n: s.delete(n, ["x"], None)),
         ("delete by filter", lambda s, n: s.delete(n, None, parse_filter({"i": 1}))),
         ("export", lambda s, n: s.export(n)),
+        ("legs", lambda s, n: s.legs(n)),
+        ("search_lexical", lambda s, n: s.search_lexical(n, ["x"], 3, NO_FILTER)),
+        ("search_sparse", lambda s, n: s.search_sparse(n, SparseVector((1,), (1.0,)), 3, NO_FILTER)),
         ("drop", lambda s, n: s.drop(n)),
     ]
 
@@ -345,6 +359,17 @@ def test_copy_and_file_round_trip_between_stores(tmp_path, pg_url, name):
         for rec in back.export("restored"):
             assert rec.text == original[rec.id].text and rec.metadata == original[rec.id].metadata
             assert np.allclose(rec.vector, original[rec.id].vector)
+        # legs and sparse vectors travel too
+        add_texts(embedded, name + "_legs", ["north wind", "south sea"], sparse=[{3: 0.5}, {4: 1.5}])
+        copy_collection(embedded, pg, name + "_legs")
+        write_jsonl(pg, name + "_legs", tmp_path / "legs.jsonl")
+        read_jsonl(back, tmp_path / "legs.jsonl", "legs_back")
+        for store in (pg, back):
+            copied = name + "_legs" if store is pg else "legs_back"
+            assert store.legs(copied) == BOTH_LEGS
+            assert {r.id: r.sparse for r in store.export(copied)} == {"r0": sparse_vector({3: 0.5}),
+                                                                     "r1": sparse_vector({4: 1.5})}
+            assert [h.id for h in store.search_lexical(copied, TERMS("south"), 3, NO_FILTER)] == ["r1"]
         back.close()
     finally:
         embedded.close()
@@ -548,3 +573,247 @@ def test_filters_nest_to_their_depth_limit():
     with pytest.raises(InvalidInput) as err:
         parse_filter(nested(MAX_FILTER_DEPTH + 1))
     assert err.value.limit == MAX_FILTER_DEPTH
+
+
+# --- the lexical and sparse legs (issue 22) -----------------------------------------------------
+from chutes_embeddings.lexical.analyzer import analyzer  # noqa: E402
+from chutes_embeddings.store import Legs  # noqa: E402
+from tests.store_helpers import LEXICAL, add_texts, sparse_vector  # noqa: E402
+
+TERMS = analyzer("english").terms
+
+
+def _lexical_ids(store, name, query, top_k=10, where=NO_FILTER):
+    return [h.id for h in store.search_lexical(name, TERMS(query), top_k, where)]
+
+
+def test_lexical_search_finds_a_record_by_a_rare_term(store, name):
+    texts = [f"an ordinary sentence about common things number {i}" for i in range(30)]
+    texts[17] = "an ordinary sentence about a xylophone"
+    add_texts(store, name, texts)
+    hits = store.search_lexical(name, TERMS("Xylophones?"), 5, NO_FILTER)
+    assert [h.id for h in hits] == ["r17"] and hits[0].score > 0
+    assert hits[0].text == texts[17] and hits[0].metadata == {"i": 17}
+    assert store.search_lexical(name, [], 5, NO_FILTER) == []  # the service answers "only stop words"
+    assert _lexical_ids(store, name, "absent words entirely") == []
+
+
+def test_upsert_replaces_a_records_terms(store, name):
+    add_texts(store, name, ["the zebra grazes", "a lion sleeps", "an eagle flies"])
+    assert _lexical_ids(store, name, "zebra") == ["r0"]
+    vector = unit(np.random.default_rng(40), 1)[0]
+    store.upsert(name, [Record("r0", "a giraffe eats leaves", {"i": 0}, vector, sparse_vector({5: 1.0}))])
+    assert _lexical_ids(store, name, "zebra") == []
+    assert _lexical_ids(store, name, "giraffe") == ["r0"]
+    assert [h.id for h in store.search_sparse(name, sparse_vector({5: 1.0, 0: 1.0}), 5, NO_FILTER)] == ["r0"]
+    assert store.describe(name).size == 3
+
+
+def test_delete_and_drop_take_records_out_of_both_legs(store, name):
+    texts = ["red apple", "red cherry", "green apple", "green pear", "red plum"]
+    add_texts(store, name, texts, metas=[{"red": t.startswith("red")} for t in texts])
+    assert store.delete(name, ["r0"], None) == 1
+    assert store.delete(name, None, parse_filter({"red": False})) == 2
+    assert sorted(_lexical_ids(store, name, "red apple green pear")) == ["r1", "r4"]
+    everything = sparse_vector({i: 1.0 for i in range(5)})
+    assert sorted(h.id for h in store.search_sparse(name, everything, 10, NO_FILTER)) == ["r1", "r4"]
+    store.drop(name)
+    with pytest.raises(NotFound):
+        store.search_lexical(name, TERMS("red"), 5, NO_FILTER)
+    with pytest.raises(NotFound):
+        store.search_sparse(name, everything, 5, NO_FILTER)
+    add_texts(store, name, ["blue sky"])  # a namesake starts empty: nothing of the dropped one is left
+    assert _lexical_ids(store, name, "red apple green blue") == ["r0"]
+    assert [h.id for h in store.search_sparse(name, everything, 10, NO_FILTER)] == ["r0"]
+
+
+def test_filters_apply_inside_the_lexical_and_sparse_legs(store, name):
+    """Every filter case means the same in both legs as in dense search, and a selective filter
+    still fills ``top_k`` from the rows it allows (the filter runs inside the leg, not after it)."""
+    _filters_inside_the_legs(store, name)
+
+
+def test_filters_inside_the_legs_on_the_embedded_stores_metadata_columns(tmp_path, name):
+    """The same, with the embedded store deciding filters on its in-memory metadata columns."""
+    store = EmbeddedStore(tmp_path / "s", filter_memory_min_rows=1)
+    try:
+        _filters_inside_the_legs(store, name)
+    finally:
+        store.close()
+
+
+def _filters_inside_the_legs(store, name):
+    texts = [f"shared word plus {'rare' if i == 0 else 'plain'} {i}" for i in range(len(FILTER_METAS))]
+    add_texts(store, name, texts, metas=FILTER_METAS, sparse=[{1: 1.0 + i, 2: 0.5} for i in range(len(texts))])
+    query = sparse_vector({1: 1.0})
+    for flt, expected in FILTER_CASES:
+        where = parse_filter(flt)
+        want = {f"r{i}" for i in expected}
+        assert set(_lexical_ids(store, name, "shared rare", 50, where)) == want, flt
+        assert {h.id for h in store.search_sparse(name, query, 50, where)} == want, flt
+    buckets = name + "_b"  # the best rows by score are bucket 9's: the filter must reach past them
+    add_texts(store, buckets, [f"shared word {'word ' * (i % 10)}" for i in range(40)],
+              metas=[{"bucket": i % 10} for i in range(40)], sparse=[{1: 1.0 + i % 10} for i in range(40)])
+    bucket = parse_filter({"bucket": 3})
+    for hits in (store.search_lexical(buckets, TERMS("word"), 3, bucket),
+                 store.search_sparse(buckets, query, 3, bucket)):
+        assert len(hits) == 3 and all(h.metadata == {"bucket": 3} for h in hits)
+    store.drop(buckets)
+
+
+def test_bm25_scores_equal_bm25s_on_a_hand_made_corpus(store, name):
+    """FTS5's bm25() (and the Postgres leg, which scores as it does) against ``bm25s``
+    (robertson, k1 = 1.2, b = 0.75) on the same terms. bm25s's robertson leaves the (k1 + 1) factor
+    out of the term-frequency part, which only scales every score: compare with it put back."""
+    import bm25s
+
+    corpus = ["The cat sat on the mat", "Dogs chase cats in the garden garden garden",
+              "A bird sings in the morning", "Cats and dogs are friends", "The garden is green in spring",
+              "Morning coffee with a cat", "Fish swim in the river", "Quantum physics of small particles",
+              "The river flows past the old mill", "Green tea in the morning sun"]
+    add_texts(store, name, corpus)
+    tokens = [TERMS(t) for t in corpus]
+    reference = bm25s.BM25(method="robertson", k1=1.2, b=0.75)
+    reference.index(tokens, show_progress=False)
+    for query in ["garden cat", "river mill", "quantum", "dogs friends morning"]:
+        terms = TERMS(query)
+        expected = 2.2 * reference.get_scores(terms)
+        hits = store.search_lexical(name, terms, 10, NO_FILTER)
+        assert {h.id for h in hits} == {f"r{i}" for i in np.flatnonzero(expected > 0)}, query
+        for hit in hits:
+            assert hit.score == pytest.approx(float(expected[int(hit.id[1:])]), abs=1e-4), (query, hit.id)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_sparse_search_orders_by_dot_product_through_writes_and_deletes(store, name):
+    """Many writes (new segments, merges, replaced and deleted records): the hits are always the
+    brute-force dot-product top ``k``, with its scores."""
+    rng = np.random.default_rng(41)
+    store.ensure_collection(name, MODEL, DIM, Legs(sparse_model="test-sparse"))
+    vectors = unit(rng, 1)
+    truth: dict[str, dict[int, float]] = {}
+    for batch in range(12):
+        records = []
+        for _ in range(int(rng.integers(1, 40))):
+            rec_id = f"r{int(rng.integers(0, 150))}"
+            ids = rng.choice(500, size=int(rng.integers(1, 30)), replace=False)
+            weights = rng.uniform(0.1, 3.0, len(ids)).astype(np.float32)  # stored as float32
+            truth[rec_id] = {int(i): float(w) for i, w in zip(ids, weights)}
+            records.append(Record(rec_id, "t", {}, vectors[0], sparse_vector(truth[rec_id])))
+        store.upsert(name, records)
+        if batch % 4 == 3:
+            gone = [r for r in list(truth)[::5]]
+            store.delete(name, gone, None)
+            for r in gone:
+                truth.pop(r)
+    assert {r.id: r.sparse for r in store.export(name)} == {r: sparse_vector(v) for r, v in truth.items()}
+    for _ in range(5):
+        query = {int(i): float(rng.uniform(0.5, 2.0)) for i in rng.choice(500, 40, replace=False)}
+        scores = {r: sum(w * query.get(i, 0.0) for i, w in v.items()) for r, v in truth.items()}
+        expected = sorted((r for r in scores if scores[r] > 0), key=lambda r: -scores[r])[:10]
+        hits = store.search_sparse(name, sparse_vector(query), 10, NO_FILTER)
+        assert [h.id for h in hits] == expected
+        assert [h.score for h in hits] == pytest.approx([scores[r] for r in expected], rel=1e-5)
+
+
+def test_a_search_by_a_leg_the_collection_lacks_names_mode(store, name):
+    add(store, name, unit(np.random.default_rng(42), 2))  # dense only
+    assert store.legs(name) == Legs() and store.describe(name).legs == Legs()
+    for search in (lambda: store.search_lexical(name, ["x"], 3, NO_FILTER),
+                   lambda: store.search_sparse(name, sparse_vector({1: 1.0}), 3, NO_FILTER)):
+        with pytest.raises(InvalidInput) as err:
+            search()
+        assert (err.value.status, err.value.field) == (422, "mode") and "dense" in err.value.message
+    other = name + "_lex"
+    add_texts(store, other, ["words"], legs=LEXICAL)
+    with pytest.raises(InvalidInput) as err:
+        store.search_sparse(other, sparse_vector({1: 1.0}), 3, NO_FILTER)
+    assert err.value.field == "mode" and "dense, lexical" in err.value.message
+    store.drop(other)
+
+
+def test_a_sparse_leg_takes_only_records_with_valid_sparse_vectors(store, name):
+    add_texts(store, name, ["first"])
+    vector = unit(np.random.default_rng(43), 1)[0]
+    bad = [None, SparseVector((3, 1), (1.0, 1.0)), SparseVector((1, 1), (1.0, 1.0)), SparseVector((1,), (0.0,)),
+           SparseVector((1,), (float("nan"),)), SparseVector((-1,), (1.0,)), SparseVector((10**9,), (1.0,)),
+           SparseVector((1, 2), (1.0,))]
+    for sparse in bad:
+        with pytest.raises(InvalidInput) as err:
+            store.upsert(name, [Record("ok", "fine", {}, vector, sparse_vector({1: 1.0})),
+                                Record("bad", "text", {}, vector, sparse)])
+        assert (err.value.status, err.value.field) == (422, "sparse"), sparse
+    assert store.describe(name).size == 1 and _lexical_ids(store, name, "fine text") == []
+
+
+def test_legs_are_described_listed_and_returned_with_records(store, name):
+    add_texts(store, name, ["one", "two"], sparse=[{4: 0.5, 9: 1.25}, {1: 2.0}])
+    assert store.legs(name) == BOTH_LEGS
+    assert store.describe(name).legs == BOTH_LEGS
+    assert {c.name: c.legs for c in store.collections()}[name] == BOTH_LEGS
+    assert store.get(name, ["r0"])[0].sparse == sparse_vector({4: 0.5, 9: 1.25})
+    assert store.find(name, NO_FILTER, 1)[0].sparse == sparse_vector({4: 0.5, 9: 1.25})
+    assert {r.id: r.sparse for r in store.export(name)} == {"r0": sparse_vector({4: 0.5, 9: 1.25}),
+                                                           "r1": sparse_vector({1: 2.0})}
+    store.ensure_collection(name, MODEL, DIM, Legs())  # an existing collection keeps its legs
+    assert store.legs(name) == BOTH_LEGS
+
+
+@pytest.mark.parametrize("kind", ["embedded", "postgres"])
+def test_both_legs_survive_a_reopen_and_a_crash(tmp_path, request, name, kind):
+    url = "" if kind == "embedded" else request.getfixturevalue("pg_url")
+    store = open_store(url, tmp_path)
+    add_texts(store, name, ["alpha beta", "gamma delta", "epsilon"], sparse=[{1: 1.0}, {2: 1.0}, {1: 0.5, 2: 2.0}])
+    store.close()
+    store = open_store(url, tmp_path)
+    try:
+        assert _lexical_ids(store, name, "delta") == ["r1"] and store.legs(name) == BOTH_LEGS
+        store.upsert(name, [Record("late", "zeta delta", {}, unit(np.random.default_rng(44), 1)[0],
+                                   sparse_vector({1: 9.0}))])
+        if kind == "embedded":
+            crash(store.implementation)  # the sparse index is never saved: it comes back from SQLite
+            store = open_store(url, tmp_path)
+        assert sorted(_lexical_ids(store, name, "delta")) == ["late", "r1"]
+        assert [h.id for h in store.search_sparse(name, sparse_vector({1: 1.0}), 5, NO_FILTER)] == \
+            ["late", "r0", "r2"]
+    finally:
+        store.close()
+
+
+def test_an_embedded_store_from_before_the_legs_is_migrated_on_open(tmp_path, name):
+    """The schema an older version wrote (no legs, no FTS5 table): opening it adds the columns and
+    gives every collection a lexical leg in the configured language, filled from its records."""
+    import sqlite3
+
+    directory = tmp_path / "old"
+    directory.mkdir()
+    db = sqlite3.connect(directory / "store.sqlite3")
+    db.executescript("""
+        CREATE TABLE collections (name TEXT PRIMARY KEY, model TEXT NOT NULL, dimension INTEGER NOT NULL,
+            version INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL);
+        CREATE TABLE records (rid INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, id TEXT NOT NULL,
+            text TEXT NOT NULL, metadata TEXT NOT NULL, vector BLOB NOT NULL, version INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (collection, id));
+        CREATE TABLE deletions (collection TEXT NOT NULL, rid INTEGER NOT NULL, version INTEGER NOT NULL);""")
+    vectors = unit(np.random.default_rng(45), 3)
+    db.execute("INSERT INTO collections VALUES (?, ?, ?, 1, 0)", (name, MODEL, DIM))
+    db.executemany("INSERT INTO records (collection, id, text, metadata, vector, version) VALUES (?, ?, ?, ?, ?, 1)",
+                   [(name, f"r{i}", text, f'{{"i": {i}}}', vectors[i].tobytes())
+                    for i, text in enumerate(["Les cafés de Paris", "Kaffee und Kuchen", "Cafe society"])])
+    db.commit()
+    db.close()
+    store = EmbeddedStore(directory, lexical_language="french")
+    try:
+        assert store.legs(name) == Legs(lexical="french")
+        assert sorted(h.id for h in store.search_lexical(name, analyzer("french").terms("café"), 5, NO_FILTER)) == \
+            ["r0", "r2"]
+        assert store.search(name, vectors[1:2], 1, NO_FILTER, None)[0][0].id == "r1"
+        store.upsert(name, [Record("r3", "un café noir", {}, vectors[0])])  # writes keep the leg current
+        assert len(store.search_lexical(name, analyzer("french").terms("cafés"), 5, NO_FILTER)) == 3
+    finally:
+        store.close()
+    reopened = EmbeddedStore(directory, lexical_language="english")  # migrated once: the language stays
+    try:
+        assert reopened.legs(name) == Legs(lexical="french")
+    finally:
+        reopened.close()

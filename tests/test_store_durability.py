@@ -12,6 +12,7 @@ import pytest
 from chutes_embeddings.store import open_store
 from chutes_embeddings.store.service import StoreService
 from tests.helpers import running_server
+from tests.store_helpers import LEXICAL, NO_FILTER
 
 
 @pytest.fixture(params=["embedded", "postgres"])
@@ -27,11 +28,20 @@ def _post(url, path, body):
     return r.json()
 
 
-def test_acknowledged_adds_survive_restart_and_kill_9(tmp_path, store_env):
+def _open(tmp_path, store_env):
+    """The store the server in ``tmp_path`` keeps, opened in this process as the service opens it."""
+    return open_store(store_env.get("EMBEDDINGS_STORE_URL", ""), tmp_path / "data")
+
+
+def test_acknowledged_adds_survive_restart_and_kill_9(tmp_path, store_env, engine):
+    """One server start per store: the clean stop before it and the restart after the kill are this
+    process opening the same store (the service's own code, without a second model load and port)."""
     coll = "durable_" + uuid.uuid4().hex[:8]
-    # 1) add, stop cleanly, restart: still there
-    with running_server(tmp_path, store_env) as url:
-        _post(url, "/store/add", {"collection": coll, "texts": ["kept across a clean restart"], "ids": ["clean"]})
+    # 1) create the collection with a lexical leg, add, stop cleanly (close): the server finds it
+    store = _open(tmp_path, store_env)
+    store.ensure_collection(coll, engine.model_id, engine.dimension, LEXICAL)
+    StoreService(engine, store).add(coll, ["kept across a clean restart"], ["clean"], None)
+    store.close()
     acked: list[list[str]] = []
     attempted: list[list[str]] = []
     # 2) a client adds in a loop; the server is killed with SIGKILL in the middle of it
@@ -63,20 +73,29 @@ def test_acknowledged_adds_survive_restart_and_kill_9(tmp_path, store_env):
     thread.join(30)
     assert len(acked) >= 15
     # 3) after restart every acknowledged add is there, whole; an unacknowledged one is whole or absent
-    with running_server(tmp_path, store_env) as url:
+    store = _open(tmp_path, store_env)
+    try:
+        service = StoreService(engine, store)
         acked_ids = [i for ids in acked for i in ids]
-        got = _post(url, "/store/get", {"collection": coll, "ids": acked_ids})
-        assert got["missing_ids"] == []
-        texts = {r["id"]: r["text"] for r in got["records"]}
+        got = service.get(coll, acked_ids)
+        assert got.missing_ids == []
+        texts = {r.id: r.text for r in got.records}
         for rid in acked_ids:
             i, j = rid[1:].split("-")
             assert texts[rid] == f"durable text {i} part {j}"
         for ids in attempted[len(acked):]:
-            present = _post(url, "/store/get", {"collection": coll, "ids": ids})["records"]
-            assert len(present) in (0, 5), f"half-written add: {[r['id'] for r in present]}"
+            present = service.get(coll, ids).records
+            assert len(present) in (0, 5), f"half-written add: {[r.id for r in present]}"
         # the search index agrees with the truth after the crash
-        hit = _post(url, "/store/search", {"collection": coll, "query": "durable text 3 part 2", "top_k": 1})
-        assert hit["results"][0]["id"] == "k3-2"
+        found = service.search(coll, "durable text 3 part 2", 1, None, None)
+        assert found.records[found.ranking.hits[0].index].id == "k3-2"
+        # and so does the lexical index: every stored record, each acknowledged one among them
+        stored = {r.id for r in store.export(coll)}
+        lexical = {h.id for h in store.search_lexical(coll, ["durabl"], len(stored) + 10, NO_FILTER)}
+        assert lexical == stored - {"clean"} and set(acked_ids) <= lexical
+        assert [h.id for h in store.search_lexical(coll, ["clean", "restart"], 5, NO_FILTER)] == ["clean"]
+    finally:
+        store.close()
 
 
 def _concurrent_writers_and_readers(collections: StoreService, coll: str) -> None:

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
     from .filters import Filter
 
-__all__ = ["COLLECTION_NAME_PATTERN", "CollectionInfo", "Hit", "Legs", "Record", "SparseVector", "VectorStore",
-           "batched", "check_collection_name", "model_conflict", "open_store"]
+__all__ = ["COLLECTION_NAME_PATTERN", "NO_LEGS", "CollectionInfo", "Hit", "Legs", "Record", "SparseVector",
+           "VectorStore", "batched", "check_collection_name", "missing_leg", "model_conflict", "open_store"]
 
 SAMPLE_TEXTS = 3
 
@@ -77,6 +77,9 @@ class Legs:
     sparse_model: str | None = None
 
 
+NO_LEGS = Legs()
+
+
 @dataclass(frozen=True)
 class CollectionInfo:
     """A collection's state (``describe``): its size, what built it and a few of its texts."""
@@ -87,6 +90,13 @@ class CollectionInfo:
     model: str
     sample_texts: list[str]
     legs: Legs = field(default_factory=Legs)
+
+
+def missing_leg(name: str, mode: str, legs: Legs) -> InvalidInput:
+    """The 422 for a search by a leg (``mode``: ``lexical`` or ``sparse``) the collection lacks."""
+    have = ["dense", *(["lexical"] if legs.lexical else []), *(["sparse"] if legs.sparse_model else [])]
+    return InvalidInput(f"collection {name!r} has no {mode} leg; it can be searched by: {', '.join(have)} "
+                        "(legs are fixed when a collection is created)", field="mode", limit=have)
 
 
 def check_collection_name(name: str) -> str:
@@ -122,7 +132,7 @@ class VectorStore(Protocol):
         """The collection's state. Raises ``NotFound``."""
         ...
 
-    def ensure_collection(self, name: str, model: str, dimension: int, legs: Legs = Legs()) -> None:
+    def ensure_collection(self, name: str, model: str, dimension: int, legs: Legs = NO_LEGS) -> None:
         """Create the collection (with ``legs``), or check it was built with this model and dimension
         (``Conflict``). An existing collection keeps the legs it was created with."""
         ...

@@ -7,7 +7,8 @@
 A store URL is what ``EMBEDDINGS_STORE_URL`` takes: empty for the embedded store (under
 ``--data-dir``, default ``EMBEDDINGS_DATA_DIR``), or ``postgresql://...``. Vectors are copied as
 they are (no model is loaded); the destination collection must be new or built with the same
-model and dimension. Stop a server that uses an embedded store before copying from or to it.
+model and dimension. A new destination collection gets the source's legs (lexical, sparse), and
+records keep their sparse vectors. Stop a server that uses an embedded store before copying from or to it.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from typing import Iterator
 import numpy as np
 
 from ..settings import Settings
-from . import Record, VectorStore, batched, open_store
+from . import Legs, Record, SparseVector, VectorStore, batched, open_store
 
 BATCH = 1000
 
 
 def copy_collection(src: VectorStore, dst: VectorStore, name: str, target: str | None = None) -> int:
-    """Copy one collection with its vectors; returns how many records were copied."""
+    """Copy one collection with its vectors and legs; returns how many records were copied."""
     info = src.describe(name)
     target = target or name
-    dst.ensure_collection(target, info.model, info.dimension)
+    dst.ensure_collection(target, info.model, info.dimension, info.legs)
     count = 0
     for chunk in batched(src.export(name), BATCH):
         dst.upsert(target, chunk)
@@ -39,14 +40,18 @@ def copy_collection(src: VectorStore, dst: VectorStore, name: str, target: str |
 
 
 def write_jsonl(src: VectorStore, name: str, path: Path) -> int:
-    """Export a collection: a header line (model, dimension), then one record per line."""
+    """Export a collection: a header line (model, dimension, legs), then one record per line (its
+    sparse vector as ``[ids, weights]`` where it has one)."""
     info = src.describe(name)
     count = 0
     with open(path, "w") as f:
-        f.write(json.dumps({"collection": name, "model": info.model, "dimension": info.dimension}) + "\n")
+        f.write(json.dumps({"collection": name, "model": info.model, "dimension": info.dimension,
+                            "lexical": info.legs.lexical, "sparse_model": info.legs.sparse_model}) + "\n")
         for rec in src.export(name):
-            f.write(json.dumps({"id": rec.id, "text": rec.text, "metadata": rec.metadata,
-                                "vector": np.asarray(rec.vector).tolist()}) + "\n")
+            row = {"id": rec.id, "text": rec.text, "metadata": rec.metadata, "vector": np.asarray(rec.vector).tolist()}
+            if rec.sparse is not None:
+                row["sparse"] = [list(rec.sparse.indices), list(rec.sparse.values)]
+            f.write(json.dumps(row) + "\n")
             count += 1
     return count
 
@@ -56,12 +61,15 @@ def read_jsonl(dst: VectorStore, path: Path, target: str | None = None) -> int:
     with open(path) as f:
         header = json.loads(f.readline())
         name = target or header["collection"]
-        dst.ensure_collection(name, header["model"], header["dimension"])
+        legs = Legs(header.get("lexical"), header.get("sparse_model"))  # absent in files from before the legs
+        dst.ensure_collection(name, header["model"], header["dimension"], legs)
 
         def records() -> Iterator[Record]:
             for line in f:
                 row = json.loads(line)
-                yield Record(row["id"], row["text"], row["metadata"], np.asarray(row["vector"], dtype=np.float32))
+                sparse = SparseVector(*map(tuple, row["sparse"])) if row.get("sparse") else None
+                yield Record(row["id"], row["text"], row["metadata"], np.asarray(row["vector"], dtype=np.float32),
+                             sparse)
 
         count = 0
         for chunk in batched(records(), BATCH):

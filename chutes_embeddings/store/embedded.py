@@ -15,6 +15,9 @@
   ``filter_memory_min_rows`` records on, which choose exact search over the allowed rows or IVF
   search with an id bitmap by the filter's selectivity; below that, or where the columns cannot
   decide exactly, they run in SQLite (``sqlite_filters``) and the allowed rows are searched.
+- Legs (``Legs``, recorded per collection; ``embedded_schema``): a lexical leg is an FTS5 table
+  written in each write's transaction (``embedded_lexical``); a sparse leg is a ``sparse`` column
+  plus an in-memory ``SparseIndex`` beside the vector index (``embedded_collection``).
 - One process at a time: a lock file refuses a second server on the same directory (use the
   Postgres store for several instances).
 - Collection names come checked (``StoreFacade``); the store trusts them as file names and keys.
@@ -35,30 +38,32 @@ from loguru import logger
 
 from ..engine.vectors import normalize
 from ..errors import BackendUnavailable, InvalidInput, NotFound
-from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, model_conflict
+from ..lexical.analyzer import analyzer
+from . import (
+    NO_LEGS,
+    SAMPLE_TEXTS,
+    CollectionInfo,
+    Hit,
+    Legs,
+    Record,
+    SparseVector,
+    embedded_lexical,
+    missing_leg,
+    model_conflict,
+)
 from .embedded_collection import EmbeddedCollection, column_meta
+from .embedded_rows import RECORD_COLUMNS, prepare, record
+from .embedded_schema import open_schema
 from .filters import All, Filter
 from .metadata import decode_metadata, encode_metadata
 from .snapshot import snapshot_path
+from .sparse import check_sparse
 from .sqlite_filters import sqlite_where
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS collections (
-    name TEXT PRIMARY KEY, model TEXT NOT NULL, dimension INTEGER NOT NULL,
-    version INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-    rid INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, id TEXT NOT NULL, text TEXT NOT NULL,
-    metadata TEXT NOT NULL, vector BLOB NOT NULL, version INTEGER NOT NULL DEFAULT 0, UNIQUE (collection, id));
-CREATE TABLE IF NOT EXISTS deletions (collection TEXT NOT NULL, rid INTEGER NOT NULL, version INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS deletions_by_version ON deletions (collection, version);
-"""
-_VERSION_INDEX = "CREATE INDEX IF NOT EXISTS records_by_version ON records (collection, version)"
 # Hits by primary key: ``+collection`` keeps the planner off the (collection, id) index, which
 # would walk the whole collection to find a handful of rids.
 ROWS_BY_RID = "SELECT rid, id, text, metadata FROM records WHERE rid IN ({marks}) AND +collection = ?"
 SAVE_INDEX_EVERY_S = 30.0
-
-
 class CollectionRow(NamedTuple):
     """A row of the ``collections`` table."""
 
@@ -66,6 +71,13 @@ class CollectionRow(NamedTuple):
     dimension: int
     version: int
     created_at: float
+    lexical: str | None
+    sparse_model: str | None
+
+    @property
+    def legs(self) -> Legs:
+        """The collection's lexical and sparse legs."""
+        return Legs(self.lexical, self.sparse_model)
 
 
 class EmbeddedStore:
@@ -78,6 +90,7 @@ class EmbeddedStore:
         retrain_growth: how many times a collection grows before its IVF index is retrained.
         filter_exact_rows: at most this many allowed rows, a filtered search is exact.
         filter_memory_min_rows: from this many records on, filters run on the metadata columns.
+        lexical_language: the lexical leg's language for the collections of an older store (migration).
 
     Raises:
         BackendUnavailable: another process holds the directory.
@@ -86,7 +99,8 @@ class EmbeddedStore:
     kind = "embedded"
 
     def __init__(self, directory: Path, ann_threshold: int = 100_000, nprobe: int = 32, retrain_growth: float = 2.0,
-                 filter_exact_rows: int = 20_000, filter_memory_min_rows: int = 10_000) -> None:
+                 filter_exact_rows: int = 20_000, filter_memory_min_rows: int = 10_000,
+                 lexical_language: str = "english") -> None:
         self.directory = Path(directory)
         self._index_options = {"ann_threshold": ann_threshold, "nprobe": nprobe, "retrain_growth": retrain_growth,
                                "filter_exact_rows": filter_exact_rows}
@@ -106,11 +120,8 @@ class EmbeddedStore:
         self._collections: dict[str, EmbeddedCollection] = {}  # loaded, by name
         self._collections_lock = threading.Lock()
         self._closed = threading.Event()
-        db = self._db()
-        db.executescript(_SCHEMA)
-        if "version" not in {row[1] for row in db.execute("PRAGMA table_info(records)")}:
-            db.execute("ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 0")  # older stores
-        db.execute(_VERSION_INDEX)
+        analyzer(lexical_language)  # ValueError for a language the analyzer does not have
+        open_schema(self._db(), lexical_language)
         self._saver = threading.Thread(target=self._save_periodically, name="store-index-saver", daemon=True)
         self._saver.start()
         self._loader = threading.Thread(target=self._load_all, name="store-index-loader", daemon=True)
@@ -157,8 +168,8 @@ class EmbeddedStore:
     # --- collections -------------------------------------------------------------------------
     def _row(self, name: str) -> CollectionRow:
         """The collection's row. Raises ``NotFound``."""
-        row = self._db().execute("SELECT model, dimension, version, created_at FROM collections WHERE name = ?",
-                                 (name,)).fetchone()
+        row = self._db().execute("SELECT model, dimension, version, created_at, lexical, sparse_model "
+                                 "FROM collections WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"collection {name!r} does not exist", field="collection")
         return CollectionRow(*row)
@@ -170,22 +181,32 @@ class EmbeddedStore:
         size = db.execute("SELECT count(*) FROM records WHERE collection = ?", (name,)).fetchone()[0]
         samples = [r[0] for r in db.execute("SELECT text FROM records WHERE collection = ? ORDER BY rid LIMIT ?",
                                             (name, SAMPLE_TEXTS))]
-        return CollectionInfo(name, size, row.dimension, row.model, samples)
+        return CollectionInfo(name, size, row.dimension, row.model, samples, row.legs)
 
     def collections(self) -> list[CollectionInfo]:
         """See ``VectorStore.collections``."""
         names = [r[0] for r in self._db().execute("SELECT name FROM collections ORDER BY name")]
         return [self.describe(n) for n in names]
 
-    def ensure_collection(self, name: str, model: str, dimension: int) -> None:
+    def ensure_collection(self, name: str, model: str, dimension: int, legs: Legs = NO_LEGS) -> None:
         """See ``VectorStore.ensure_collection``."""
+        if legs.lexical:
+            analyzer(legs.lexical)  # ValueError for a language the analyzer does not have
         with self._write_lock:
-            db = self._db()
-            db.execute("INSERT OR IGNORE INTO collections (name, model, dimension, created_at) VALUES (?, ?, ?, ?)",
-                       (name, model, dimension, time.time()))
+            with self._transaction() as db:
+                created = db.execute(
+                    "INSERT OR IGNORE INTO collections (name, model, dimension, created_at, lexical, sparse_model) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, model, dimension, time.time(), legs.lexical or None, legs.sparse_model or None)).rowcount
+                if created and legs.lexical:
+                    embedded_lexical.create(db, name)
             have = self._row(name)
         if (have.model, have.dimension) != (model, dimension):
             raise model_conflict(name, have.model, have.dimension, model, dimension)
+
+    def legs(self, name: str) -> Legs:
+        """See ``VectorStore.legs``."""
+        return self._row(name).legs
 
     # --- the per-collection objects ----------------------------------------------------------
     def _collection(self, name: str) -> EmbeddedCollection:
@@ -195,7 +216,8 @@ class EmbeddedStore:
             if collection is None or collection.dead:
                 row = self._row(name)
                 collection = EmbeddedCollection.load(self._db(), name, row.dimension, row.version, row.created_at,
-                                                     self._snapshot_file(name), self._index_options)
+                                                     self._snapshot_file(name), self._index_options,
+                                                     sparse=bool(row.sparse_model))
                 self._collections[name] = collection
             return collection
 
@@ -242,14 +264,19 @@ class EmbeddedStore:
 
     # --- writes ------------------------------------------------------------------------------
     def upsert(self, name: str, records: Sequence[Record]) -> int:
-        """See ``VectorStore.upsert``. Raises ``InvalidInput`` for vectors of another dimension."""
+        """See ``VectorStore.upsert``. Raises ``InvalidInput`` for vectors of another dimension, and for
+        a record without a valid sparse vector in a collection with a sparse leg."""
         records = list({r.id: r for r in records}.values())  # one id once: the last one wins
         encoded = [encode_metadata(r.metadata) for r in records]
         matrix = np.stack([np.asarray(r.vector, dtype=np.float32) for r in records])
         metas = [column_meta(meta) for meta in encoded]
+        prepared = prepare(self._row(name).legs, records)  # the analysis outside the write lock
         with self._write_lock:
             # resolved under the write lock, as drop and re-creation are: the index is this collection's
             collection = self._collection(name)
+            legs = self._row(name).legs
+            if legs != prepared.legs:  # dropped and re-created with other legs meanwhile
+                prepared = prepare(legs, records)
             dimension = collection.vectors.dimension
             if matrix.ndim != 2 or matrix.shape[1] != dimension:
                 raise InvalidInput(f"vectors have {matrix.shape[-1]} dimensions; collection {name!r} holds "
@@ -257,18 +284,21 @@ class EmbeddedStore:
             with self._transaction() as db:
                 version = self._bump_version(db, name)
                 db.executemany(
-                    "INSERT INTO records (collection, id, text, metadata, vector, version) VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
-                    "vector = excluded.vector, version = excluded.version",
+                    "INSERT INTO records (collection, id, text, metadata, vector, version, sparse) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, "
+                    "metadata = excluded.metadata, vector = excluded.vector, version = excluded.version, "
+                    "sparse = excluded.sparse",
                     [
-                        (name, r.id, r.text, meta, row.tobytes(), version)
-                        for r, meta, row in zip(records, encoded, matrix)
+                        (name, r.id, r.text, meta, row.tobytes(), version, blob)
+                        for r, meta, row, blob in zip(records, encoded, matrix, prepared.sparse_blobs)
                     ],
                 )
                 found = dict(self._by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
                                           name, [r.id for r in records]))
-            rids = np.fromiter((found[r.id] for r in records), dtype=np.int64, count=len(records))
-            collection.apply_upsert(rids, matrix, metas, version)
+                rids = np.fromiter((found[r.id] for r in records), dtype=np.int64, count=len(records))
+                if prepared.terms is not None:
+                    embedded_lexical.write(db, name, rids.tolist(), prepared.terms)
+            collection.apply_upsert(rids, matrix, metas, version, prepared.sparse_rows)
         return len(collection.vectors)
 
     def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
@@ -284,6 +314,8 @@ class EmbeddedStore:
                     rows = db.execute(f"DELETE FROM records WHERE collection = ? AND {sql} RETURNING rid",
                                       [name, *params]).fetchall()
                 version = self._bump_version(db, name)
+                if self._row(name).lexical:
+                    embedded_lexical.remove(db, name, [r[0] for r in rows])
                 db.executemany("INSERT INTO deletions (collection, rid, version) VALUES (?, ?, ?)",
                                [(name, r[0], version) for r in rows])
             collection.apply_delete(np.array([r[0] for r in rows], dtype=np.int64), version)
@@ -297,6 +329,7 @@ class EmbeddedStore:
                 db.execute("DELETE FROM records WHERE collection = ?", (name,))
                 db.execute("DELETE FROM deletions WHERE collection = ?", (name,))
                 db.execute("DELETE FROM collections WHERE name = ?", (name,))
+                embedded_lexical.drop(db, name)
             with self._collections_lock:
                 old = self._collections.pop(name, None)
         if old is not None:
@@ -335,6 +368,41 @@ class EmbeddedStore:
             out.append(hits)
         return out
 
+    def search_lexical(self, name: str, terms: Sequence[str], top_k: int, where: Filter) -> list[Hit]:
+        """See ``VectorStore.search_lexical`` (``embedded_lexical``: FTS5's ``bm25()``)."""
+        legs = self._row(name).legs
+        if not legs.lexical:
+            raise missing_leg(name, "lexical", legs)
+        allowed = None
+        if where:
+            vectors = self._collection(name).vectors
+            if len(vectors) >= self.filter_memory_min_rows:
+                allowed = vectors.allowed_rids(where)
+        found = embedded_lexical.search(self._db(), name, terms, top_k, where, allowed)
+        return self._hits(name, found, where)
+
+    def search_sparse(self, name: str, query: SparseVector, top_k: int, where: Filter) -> list[Hit]:
+        """See ``VectorStore.search_sparse``: the collection's ``SparseIndex``, exact."""
+        collection = self._collection(name)
+        if collection.sparse is None:
+            raise missing_leg(name, "sparse", self._row(name).legs)
+        check_sparse(query, "the query")
+        allowed = None
+        if where:
+            if len(collection.vectors) >= self.filter_memory_min_rows:
+                allowed = collection.vectors.allowed_rids(where)
+            if allowed is None:
+                sql, args = sqlite_where(where)
+                allowed = np.array([r[0] for r in self._db().execute(
+                    f"SELECT rid FROM records WHERE collection = ? AND {sql}", [name, *args])], dtype=np.int64)
+        scores, rids = collection.sparse.search(np.asarray(query.indices), np.asarray(query.values), top_k, allowed)
+        return self._hits(name, list(zip(rids.tolist(), scores.tolist())), where)
+
+    def _hits(self, name: str, found: list[tuple[int, float]], where: Filter) -> list[Hit]:
+        """Hits of ``(rid, score)`` pairs, in their order, read through ``where`` (see ``search``)."""
+        rows = self._rows_by_rid(name, {rid for rid, _ in found}, where or None)
+        return [Hit(*rows[rid][:2], float(score), rows[rid][2]) for rid, score in found if rid in rows]
+
     def _rows_by_rid(self, name: str, rids: set[int],
                      where: Filter | None = None) -> dict[int, tuple[str, str, dict[str, Any]]]:
         """``{rid: (id, text, metadata)}`` of the rows with these row ids that ``where`` allows."""
@@ -350,20 +418,18 @@ class EmbeddedStore:
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:
         """See ``VectorStore.get``."""
         self._row(name)  # NotFound for an unknown collection
-        rows = self._by_ids(self._db(), "SELECT id, text, metadata, vector FROM records WHERE collection = ? "
+        rows = self._by_ids(self._db(), f"SELECT {RECORD_COLUMNS} FROM records WHERE collection = ? "
                             "AND id IN ({marks})", name, ids)
-        found = {rec_id: Record(rec_id, text, decode_metadata(meta, name), np.frombuffer(vec, dtype=np.float32).copy())
-                 for rec_id, text, meta, vec in rows}
+        found = {row[0]: record(row, name) for row in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def find(self, name: str, where: Filter, limit: int) -> list[Record]:
         """See ``VectorStore.find``."""
         self._row(name)  # NotFound for an unknown collection
         sql, params = sqlite_where(where)
-        rows = self._db().execute(f"SELECT id, text, metadata, vector FROM records WHERE collection = ? AND {sql} "
+        rows = self._db().execute(f"SELECT {RECORD_COLUMNS} FROM records WHERE collection = ? AND {sql} "
                                   "ORDER BY rid LIMIT ?", [name, *params, limit]).fetchall()
-        return [Record(rec_id, text, decode_metadata(meta, name), np.frombuffer(vec, dtype=np.float32).copy())
-                for rec_id, text, meta, vec in rows]
+        return [record(row, name) for row in rows]
 
     def model_of(self, name: str) -> tuple[str, int]:
         """See ``VectorStore.model_of``."""
@@ -373,11 +439,10 @@ class EmbeddedStore:
     def export(self, name: str) -> Iterator[Record]:
         """See ``VectorStore.export``."""
         self._row(name)
-        cursor = self._db().execute("SELECT id, text, metadata, vector FROM records WHERE collection = ? ORDER BY rid",
-                                    (name,))
+        cursor = self._db().execute(f"SELECT {RECORD_COLUMNS} FROM records WHERE collection = ? ORDER BY rid", (name,))
         while rows := cursor.fetchmany(1000):
-            for rec_id, text, meta, vec in rows:
-                yield Record(rec_id, text, decode_metadata(meta, name), np.frombuffer(vec, dtype=np.float32).copy())
+            for row in rows:
+                yield record(row, name)
 
     def close(self) -> None:
         """Stop the background threads, save the snapshots that lag and release the directory."""

@@ -10,6 +10,9 @@ the lock and the routing, and resolves a collection name to one of these.
 - It takes each committed write in commit order (``apply_upsert``/``apply_delete``). If applying
   one fails it is marked dead: the store loads it again on next use, and it is never saved with
   the gap.
+- A collection with a sparse leg also holds a ``SparseIndex`` of its records' sparse vectors. It
+  is not in the snapshot: it is rebuilt from SQLite on every load, and then takes the same
+  committed writes in the same order as the dense index.
 - A snapshot is rewritten only once the changes since the last reach ``SAVE_FRACTION`` of the
   collection (or the IVF index was retrained), so a write costs no rewrite of the whole index.
 """
@@ -28,6 +31,8 @@ from loguru import logger
 
 from .metadata_index import Irregular, parse_stored
 from .snapshot import read_snapshot, write_snapshot
+from .sparse import arrays_of
+from .sparse_index import SparseIndex
 from .vector_index import VectorIndex
 
 SAVE_FRACTION = 0.1  # a snapshot is rewritten once this share of the collection has changed
@@ -47,9 +52,11 @@ class EmbeddedCollection:
     ``lock`` guards the index and the counters; ``save_lock`` lets one snapshot save run at a time.
     """
 
-    def __init__(self, name: str, vectors: VectorIndex, version: int, created_at: float) -> None:
+    def __init__(self, name: str, vectors: VectorIndex, version: int, created_at: float,
+                 sparse: SparseIndex | None = None) -> None:
         self.name = name
         self.vectors = vectors
+        self.sparse = sparse
         self.version = version
         self.created_at = created_at
         self.saved_version = -1
@@ -61,7 +68,7 @@ class EmbeddedCollection:
 
     @classmethod
     def load(cls, db: sqlite3.Connection, name: str, dimension: int, version: int, created_at: float,
-             snapshot_file: Path, index_options: dict[str, Any]) -> EmbeddedCollection:
+             snapshot_file: Path, index_options: dict[str, Any], sparse: bool = False) -> EmbeddedCollection:
         """The collection from its snapshot plus the change log after it, or rebuilt from SQLite.
 
         Args:
@@ -72,7 +79,20 @@ class EmbeddedCollection:
             created_at: when it was created (a dropped namesake's snapshot is not its own).
             snapshot_file: where its snapshot is saved.
             index_options: ``VectorIndex`` options.
+            sparse: whether it has a sparse leg (its ``SparseIndex`` is rebuilt from SQLite).
         """
+        started = time.monotonic()
+        collection = cls._load_dense(db, name, dimension, version, created_at, snapshot_file, index_options)
+        if sparse:
+            collection.sparse = SparseIndex()
+            collection._replay_sparse(db)
+            logger.info("rebuilt the sparse index of collection {} ({} vectors) in {:.2f}s",
+                        name, len(collection.sparse), time.monotonic() - started)
+        return collection
+
+    @classmethod
+    def _load_dense(cls, db: sqlite3.Connection, name: str, dimension: int, version: int, created_at: float,
+                    snapshot_file: Path, index_options: dict[str, Any]) -> EmbeddedCollection:
         started = time.monotonic()
         loaded = read_snapshot(snapshot_file, name, dimension, version, created_at, index_options)
         if loaded is not None:
@@ -111,12 +131,24 @@ class EmbeddedCollection:
             touched += len(rows)
         return touched
 
+    def _replay_sparse(self, db: sqlite3.Connection) -> None:
+        """Fill the sparse index with every sparse vector SQLite holds for the collection."""
+        assert self.sparse is not None
+        cursor = db.execute("SELECT rid, sparse FROM records WHERE collection = ? AND sparse IS NOT NULL",
+                            (self.name,))
+        while rows := cursor.fetchmany(10_000):
+            self.sparse.upsert(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                               [arrays_of(r[1]) for r in rows])
+
     # --- committed writes, in commit order ---------------------------------------------------
     def apply_upsert(self, rids: np.ndarray, matrix: np.ndarray, metas: list[dict[str, Any] | None],
-                     version: int) -> None:
-        """Take rows that SQLite has committed at ``version``."""
+                     version: int, sparse_rows: list[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+        """Take rows that SQLite has committed at ``version`` (``sparse_rows``: their sparse vectors
+        as ids and weights, in a collection with a sparse leg)."""
         with self._dead_on_error(), self.lock:
             self.vectors.upsert(rids, matrix, metas)
+            if self.sparse is not None and sparse_rows is not None:
+                self.sparse.upsert(rids, sparse_rows)
             self.version = version
             self.changes += len(rids)
 
@@ -124,6 +156,8 @@ class EmbeddedCollection:
         """Drop rows whose deletion SQLite has committed at ``version``."""
         with self._dead_on_error(), self.lock:
             self.vectors.remove(rids)
+            if self.sparse is not None:
+                self.sparse.remove(rids)
             self.version = version
             self.changes += len(rids)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from . import CollectionInfo, Hit, Record, VectorStore, check_collection_name
+from . import NO_LEGS, CollectionInfo, Hit, Legs, Record, SparseVector, VectorStore, check_collection_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,9 +35,14 @@ class StoreFacade:
         """The collection's state. Raises ``InvalidInput`` (bad name) or ``NotFound``."""
         return self.implementation.describe(check_collection_name(name))
 
-    def ensure_collection(self, name: str, model: str, dimension: int) -> None:
-        """Create the collection or check its model and dimension. Raises ``InvalidInput`` or ``Conflict``."""
-        self.implementation.ensure_collection(check_collection_name(name), model, dimension)
+    def ensure_collection(self, name: str, model: str, dimension: int, legs: Legs = NO_LEGS) -> None:
+        """Create the collection (with ``legs``) or check its model and dimension. Raises ``InvalidInput``
+        or ``Conflict``."""
+        self.implementation.ensure_collection(check_collection_name(name), model, dimension, legs)
+
+    def legs(self, name: str) -> Legs:
+        """The collection's lexical and sparse legs. Raises ``InvalidInput`` or ``NotFound``."""
+        return self.implementation.legs(check_collection_name(name))
 
     def model_of(self, name: str) -> tuple[str, int]:
         """The model and dimension the collection was built with. Raises ``InvalidInput`` or ``NotFound``."""
@@ -51,6 +56,16 @@ class StoreFacade:
                threshold: float | None) -> list[list[Hit]]:
         """Best ``top_k`` hits per query row, best first. Raises ``InvalidInput`` or ``NotFound``."""
         return self.implementation.search(check_collection_name(name), queries, top_k, where, threshold)
+
+    def search_lexical(self, name: str, terms: Sequence[str], top_k: int, where: Filter) -> list[Hit]:
+        """Best ``top_k`` records by BM25 of ``terms``. Raises ``InvalidInput`` (also: no lexical leg)
+        or ``NotFound``."""
+        return self.implementation.search_lexical(check_collection_name(name), terms, top_k, where)
+
+    def search_sparse(self, name: str, query: SparseVector, top_k: int, where: Filter) -> list[Hit]:
+        """Best ``top_k`` records by sparse dot product with ``query``. Raises ``InvalidInput`` (also: no
+        sparse leg) or ``NotFound``."""
+        return self.implementation.search_sparse(check_collection_name(name), query, top_k, where)
 
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:
         """The records with these ids that exist, in the order asked. Raises ``InvalidInput`` or ``NotFound``."""

@@ -12,6 +12,14 @@ statistics estimate. The planner's estimate of the rows a filter allows picks th
 scan with pgvector 0.8's iterative scan and more candidates the more selective the filter
 (``hnsw.ef_search`` up to ``filter_ef_search``), so the filtered top ``top_k`` keeps its recall.
 
+Legs (``Legs``, recorded in ``embeddings_collections``): a lexical leg is a ``tsvector`` column
+with a GIN index ranked by BM25 in SQL (``pg_lexical``); a sparse leg is a pgvector ``sparsevec``
+column (dimension ``sparse.MAX_SPARSE_INDEX``) beside its ids as an ``int4[]`` with a GIN index.
+A sparse search is exact: the GIN index finds the rows that share an id with the query (no other
+row scores above 0), the filter applies in the same statement, and ``<#>`` (negative inner
+product) orders them. (pgvector's HNSW index for sparsevec takes at most 1,000 non-zeros a vector
+and is approximate.) Collections made before the legs have neither leg.
+
 Collection names come checked (``StoreFacade``); each verb resolves its name once, inside its
 transaction, to a ``PgCollection`` (``NotFound`` for an unknown one).
 """
@@ -26,16 +34,30 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 import psycopg
 from loguru import logger
+from pgvector import SparseVector as PgSparseVector
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import BackendUnavailable, NotFound
-from . import SAMPLE_TEXTS, CollectionInfo, Hit, Record, model_conflict
+from ..lexical.analyzer import analyzer
+from . import (
+    NO_LEGS,
+    SAMPLE_TEXTS,
+    CollectionInfo,
+    Hit,
+    Legs,
+    Record,
+    SparseVector,
+    missing_leg,
+    model_conflict,
+    pg_lexical,
+)
 from .filters import All, Filter
 from .metadata import decode_metadata, encode_metadata
 from .pg_filters import must_equal, pg_where
+from .sparse import MAX_SPARSE_INDEX, check_records, check_sparse
 
 
 def table_name(collection: str) -> str:
@@ -50,6 +72,34 @@ class PgCollection(NamedTuple):
     table: sql.Identifier
     model: str
     dimension: int
+    lexical: str | None = None
+    sparse_model: str | None = None
+    lex_docs: int = 0
+    lex_terms: int = 0
+
+    @property
+    def legs(self) -> Legs:
+        """The collection's lexical and sparse legs."""
+        return Legs(self.lexical, self.sparse_model)
+
+    def columns(self) -> sql.Composable:
+        """The columns a ``Record`` is read from (``_record``)."""
+        return sql.SQL("id, text, metadata::text, embedding, {}").format(
+            sql.SQL("sparse" if self.sparse_model else "NULL"))
+
+
+def _record(row: tuple, name: str) -> Record:
+    """A ``Record`` of a row of ``PgCollection.columns``."""
+    rec_id, text, meta, vec, sparse = row
+    return Record(rec_id, text, decode_metadata(meta, name), vec.to_numpy().astype(np.float32),
+                  None if sparse is None else SparseVector(
+                      tuple(int(i) for i in sparse.indices()),
+                      # float32 weights, read back from their shortest decimal text: the very floats written
+                      tuple(np.asarray(sparse.values(), dtype=np.float32).tolist())))
+
+
+def _sparsevec(vector: SparseVector) -> PgSparseVector:
+    return PgSparseVector(dict(zip(vector.indices, vector.values)), MAX_SPARSE_INDEX)
 
 
 class PgVectorStore:
@@ -82,6 +132,10 @@ class PgVectorStore:
                     "(name text PRIMARY KEY, tbl text NOT NULL UNIQUE, "
                     "model text NOT NULL, dimension int NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
                 )
+                conn.execute("ALTER TABLE embeddings_collections ADD COLUMN IF NOT EXISTS lexical text, "
+                             "ADD COLUMN IF NOT EXISTS sparse_model text, "
+                             "ADD COLUMN IF NOT EXISTS lex_docs bigint NOT NULL DEFAULT 0, "
+                             "ADD COLUMN IF NOT EXISTS lex_terms bigint NOT NULL DEFAULT 0")
                 conn.execute("SELECT pg_advisory_unlock(4242)")
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(f"cannot reach the Postgres store: {exc}".splitlines()[0]) from exc
@@ -97,14 +151,16 @@ class PgVectorStore:
             logger.warning("Postgres store unavailable: {}", exc)
             raise BackendUnavailable("the Postgres store is unavailable; retry shortly") from exc
 
-    def _collection(self, conn: psycopg.Connection, name: str) -> PgCollection:
-        """The collection called ``name``, as this transaction sees it. Raises ``NotFound``."""
+    def _collection(self, conn: psycopg.Connection, name: str, lock: bool = False) -> PgCollection:
+        """The collection called ``name``, as this transaction sees it (``lock``: its row locked until
+        the transaction ends, as writers of its lexical counts and drop take it). Raises ``NotFound``."""
         row = conn.execute(
-            "SELECT tbl, model, dimension FROM embeddings_collections WHERE name = %s", (name,)
+            "SELECT tbl, model, dimension, lexical, sparse_model, lex_docs, lex_terms FROM embeddings_collections "
+            "WHERE name = %s" + (" FOR UPDATE" if lock else ""), (name,)
         ).fetchone()
         if row is None:
             raise NotFound(f"collection {name!r} does not exist", field="collection")
-        return PgCollection(name, sql.Identifier(row[0]), row[1], row[2])
+        return PgCollection(name, sql.Identifier(row[0]), *row[1:])
 
     # --- collections -------------------------------------------------------------------------
     def describe(self, name: str) -> CollectionInfo:
@@ -117,7 +173,7 @@ class PgVectorStore:
         size = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(coll.table)).fetchone()[0]
         samples = [r[0] for r in conn.execute(
             sql.SQL("SELECT text FROM {} ORDER BY updated_at, id LIMIT %s").format(coll.table), (SAMPLE_TEXTS,))]
-        return CollectionInfo(name, size, coll.dimension, coll.model, samples)
+        return CollectionInfo(name, size, coll.dimension, coll.model, samples, coll.legs)
 
     def collections(self) -> list[CollectionInfo]:
         """See ``VectorStore.collections``."""
@@ -125,21 +181,32 @@ class PgVectorStore:
             names = [r[0] for r in conn.execute("SELECT name FROM embeddings_collections ORDER BY name")]
             return [self._describe(conn, n) for n in names]
 
-    def ensure_collection(self, name: str, model: str, dimension: int) -> None:
+    def ensure_collection(self, name: str, model: str, dimension: int, legs: Legs = NO_LEGS) -> None:
         """See ``VectorStore.ensure_collection``."""
+        if legs.lexical:
+            analyzer(legs.lexical)  # ValueError for a language the analyzer does not have
         tbl = table_name(name)
         with self._tx() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"embeddings:{name}",))
-            conn.execute("INSERT INTO embeddings_collections (name, tbl, model, dimension) VALUES (%s, %s, %s, %s) "
-                         "ON CONFLICT (name) DO NOTHING", (name, tbl, model, dimension))
+            created = conn.execute(
+                "INSERT INTO embeddings_collections (name, tbl, model, dimension, lexical, sparse_model) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                (name, tbl, model, dimension, legs.lexical or None, legs.sparse_model or None)).rowcount
             have = self._collection(conn, name)
             if (have.model, have.dimension) != (model, dimension):
                 raise model_conflict(name, have.model, have.dimension, model, dimension)
             ident = sql.Identifier(tbl)
             conn.execute(sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, text text NOT NULL, metadata jsonb NOT NULL, "
-                "embedding vector({}) NOT NULL, updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+                "embedding vector({}) NOT NULL, updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
+                "lexical tsvector, lexical_len int, sparse sparsevec, sparse_ids int4[])"
             ).format(ident, sql.Literal(dimension)))
+            if created and legs.sparse_model:
+                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (sparse_ids)")
+                             .format(sql.Identifier(tbl + "_sparse"), ident))
+            if created and legs.lexical:
+                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (lexical)")
+                             .format(sql.Identifier(tbl + "_lex"), ident))
             conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding vector_cosine_ops)")
                          .format(sql.Identifier(tbl + "_hnsw"), ident))
             conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (metadata jsonb_path_ops)")
@@ -149,40 +216,70 @@ class PgVectorStore:
         """See ``VectorStore.drop``."""
         with self._tx() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"embeddings:{name}",))
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._collection(conn, name).table))
+            # its row first, as writers lock it before the table: no lock-order cycle with them
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._collection(conn, name, lock=True).table))
             conn.execute("DELETE FROM embeddings_collections WHERE name = %s", (name,))
 
     # --- writes ------------------------------------------------------------------------------
     def upsert(self, name: str, records: Sequence[Record]) -> int:
         """See ``VectorStore.upsert``."""
         records = list({r.id: r for r in records}.values())
+        rows = [(r.id, r.text, encode_metadata(r.metadata), np.asarray(r.vector, dtype=np.float32)) for r in records]
         with self._tx() as conn:
-            tbl = self._collection(conn, name).table
+            coll = self._collection(conn, name)
+            if coll.lexical:
+                coll = self._collection(conn, name, lock=True)  # see pg_lexical: the counts never race
+            columns = ["id", "text", "metadata", "embedding"]
+            if coll.sparse_model:
+                check_records(records)
+                columns += ["sparse", "sparse_ids"]
+                rows = [(*row, _sparsevec(r.sparse), list(r.sparse.indices))  # type: ignore[union-attr]
+                        for row, r in zip(rows, records)]
+            if coll.lexical:
+                columns += ["lexical", "lexical_len"]
+                rows = [(*row, *pg_lexical.document(coll.lexical, r.text)) for row, r in zip(rows, records)]
+                self._count_terms(conn, coll, [r.id for r in records], sum(row[-1] for row in rows), len(rows))
+            casts = {"metadata": "%s::jsonb", "lexical": "%s::tsvector"}
             with conn.cursor() as cur:
                 cur.executemany(
-                    sql.SQL(
-                        "INSERT INTO {} (id, text, metadata, embedding) VALUES (%s, %s, %s::jsonb, %s) "
-                        "ON CONFLICT (id) "
-                        "DO UPDATE SET text = excluded.text, metadata = excluded.metadata, "
-                        "embedding = excluded.embedding, updated_at = clock_timestamp()"
-                    ).format(tbl),
-                    [
-                        (r.id, r.text, encode_metadata(r.metadata), np.asarray(r.vector, dtype=np.float32))
-                        for r in records
-                    ],
+                    sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}, "
+                            "updated_at = clock_timestamp()").format(
+                        coll.table, sql.SQL(", ").join(map(sql.Identifier, columns)),
+                        sql.SQL(", ").join(sql.SQL(casts.get(c, "%s")) for c in columns),
+                        sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c))
+                                           for c in columns[1:])),
+                    rows,
                 )
-            return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(tbl)).fetchone()[0]
+            return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(coll.table)).fetchone()[0]
+
+    def _count_terms(self, conn: psycopg.Connection, coll: PgCollection, ids: Sequence[str] | None, terms: int,
+                     docs: int) -> None:
+        """Add ``docs`` records of ``terms`` terms to the collection's counts, less the records with
+        these ids that they replace (``ids`` None: nothing replaced)."""
+        if ids:
+            old_docs, old_terms = conn.execute(
+                sql.SQL("SELECT count(*), coalesce(sum(lexical_len), 0) FROM {} WHERE id = ANY(%s)").format(coll.table),
+                (list(ids),)).fetchone()
+            docs, terms = docs - old_docs, terms - old_terms
+        conn.execute("UPDATE embeddings_collections SET lex_docs = lex_docs + %s, lex_terms = lex_terms + %s "
+                     "WHERE name = %s", (docs, terms, coll.name))
 
     def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
         """See ``VectorStore.delete``."""
         with self._tx() as conn:
-            tbl = self._collection(conn, name).table
+            coll = self._collection(conn, name)
+            if coll.lexical:
+                coll = self._collection(conn, name, lock=True)  # see pg_lexical: the counts never race
             if ids is not None:
-                cur = conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(tbl), (list(ids),))
+                clause, params = sql.SQL("id = ANY(%s)"), [list(ids)]
             else:
                 clause, params = pg_where(where or All())
-                cur = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(tbl, clause), params)
-            return cur.rowcount
+            length = sql.SQL("coalesce(lexical_len, 0)" if coll.lexical else "0")  # older tables lack the column
+            gone = conn.execute(sql.SQL("DELETE FROM {} WHERE {} RETURNING {}").format(coll.table, clause, length),
+                                params).fetchall()
+            if coll.lexical and gone:
+                self._count_terms(conn, coll, None, -sum(r[0] for r in gone), -len(gone))
+            return len(gone)
 
     # --- reads -------------------------------------------------------------------------------
     def search(self, name: str, queries: np.ndarray, top_k: int, where: Filter,
@@ -204,6 +301,36 @@ class PgVectorStore:
                 hits.sort(key=lambda h: -h.score)  # relaxed_order may return near-ties out of order
                 out.append([h for h in hits if threshold is None or h.score >= threshold])
         return out
+
+    def search_lexical(self, name: str, terms: Sequence[str], top_k: int, where: Filter) -> list[Hit]:
+        """See ``VectorStore.search_lexical`` (``pg_lexical``: BM25 as SQLite FTS5 scores it)."""
+        with self._tx() as conn:
+            coll = self._collection(conn, name)
+            if not coll.lexical:
+                raise missing_leg(name, "lexical", coll.legs)
+            rows = pg_lexical.search(conn, coll.table, coll.lex_docs, coll.lex_terms, terms, top_k, where)
+        return [Hit(r[0], r[1], r[3], decode_metadata(r[2], name)) for r in rows]
+
+    def search_sparse(self, name: str, query: SparseVector, top_k: int, where: Filter) -> list[Hit]:
+        """See ``VectorStore.search_sparse``: exact, ``<#>`` over every row the filter allows."""
+        clause, params = pg_where(where)
+        with self._tx() as conn:
+            coll = self._collection(conn, name)
+            if not coll.sparse_model:
+                raise missing_leg(name, "sparse", coll.legs)
+            if not check_sparse(query, "the query").indices:
+                return []
+            q = _sparsevec(query)
+            rows = conn.execute(sql.SQL(
+                "SELECT id, text, metadata::text, -(sparse <#> %s) AS score FROM {} "
+                "WHERE sparse_ids && %s::int4[] AND {} ORDER BY sparse <#> %s, id LIMIT %s").format(coll.table, clause),
+                [q, list(query.indices), *params, q, top_k]).fetchall()
+        return [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name)) for r in rows]
+
+    def legs(self, name: str) -> Legs:
+        """See ``VectorStore.legs``."""
+        with self._tx() as conn:
+            return self._collection(conn, name).legs
 
     def _plan_filtered(self, conn: psycopg.Connection, tbl: sql.Identifier, where: Filter, top_k: int) -> int:
         """Steer this transaction's plan for a filtered search by the rows the planner expects the
@@ -233,22 +360,20 @@ class PgVectorStore:
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:
         """See ``VectorStore.get``."""
         with self._tx() as conn:
-            tbl = self._collection(conn, name).table
-            rows = conn.execute(sql.SQL("SELECT id, text, metadata::text, embedding FROM {} WHERE id = ANY(%s)")
-                                .format(tbl), (list(ids),)).fetchall()
-        found = {r[0]: Record(r[0], r[1], decode_metadata(r[2], name), r[3].to_numpy().astype(np.float32))
-                 for r in rows}
+            coll = self._collection(conn, name)
+            rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE id = ANY(%s)").format(coll.columns(), coll.table),
+                                (list(ids),)).fetchall()
+        found = {r[0]: _record(r, name) for r in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def find(self, name: str, where: Filter, limit: int) -> list[Record]:
         """See ``VectorStore.find``."""
         clause, params = pg_where(where)
         with self._tx() as conn:
-            tbl = self._collection(conn, name).table
-            rows = conn.execute(sql.SQL("SELECT id, text, metadata::text, embedding FROM {} WHERE {} "
-                                        "ORDER BY updated_at, id LIMIT %s").format(tbl, clause),
-                                [*params, limit]).fetchall()
-        return [Record(r[0], r[1], decode_metadata(r[2], name), r[3].to_numpy().astype(np.float32)) for r in rows]
+            coll = self._collection(conn, name)
+            rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY updated_at, id LIMIT %s")
+                                .format(coll.columns(), coll.table, clause), [*params, limit]).fetchall()
+        return [_record(r, name) for r in rows]
 
     def model_of(self, name: str) -> tuple[str, int]:
         """See ``VectorStore.model_of``."""
@@ -259,12 +384,11 @@ class PgVectorStore:
     def export(self, name: str) -> Iterator[Record]:
         """See ``VectorStore.export``."""
         with self._pool.connection() as conn, conn.transaction():
-            tbl = self._collection(conn, name).table
+            coll = self._collection(conn, name)
             with conn.cursor(name="embeddings_export") as cur:
-                cur.execute(sql.SQL("SELECT id, text, metadata::text, embedding FROM {} ORDER BY updated_at, id")
-                            .format(tbl))
-                for rec_id, text, meta, vec in cur:
-                    yield Record(rec_id, text, decode_metadata(meta, name), vec.to_numpy().astype(np.float32))
+                cur.execute(sql.SQL("SELECT {} FROM {} ORDER BY updated_at, id").format(coll.columns(), coll.table))
+                for row in cur:
+                    yield _record(row, name)
 
     def close(self) -> None:
         """Close the connection pool."""

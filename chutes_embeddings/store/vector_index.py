@@ -235,6 +235,13 @@ class VectorIndex:
                 return None
             return self._search_mask(queries, k, mask)
 
+    def allowed_rids(self, where: Filter) -> np.ndarray | None:
+        """The row ids ``where`` allows, decided on the metadata columns; ``None`` where they cannot
+        decide (``MetadataColumns.mask``)."""
+        with self._lock:
+            mask = self.columns.mask(where, self._n)
+            return None if mask is None else self._rids[: self._n][mask]
+
     def _search_mask(self, queries: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         allowed = int(mask.sum())
         if allowed == 0 or self._ann is None or allowed <= max(k, self.filter_exact_rows):

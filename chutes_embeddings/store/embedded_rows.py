@@ -1,0 +1,41 @@
+"""How records become the embedded store's rows and back: the legs' parts of a write, a row's Record."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import Legs, Record, embedded_lexical
+from .metadata import decode_metadata
+from .sparse import arrays_of, check_records, from_blob, to_blob
+
+RECORD_COLUMNS = "id, text, metadata, vector, sparse"  # the columns ``record`` reads
+
+
+def record(row: tuple[Any, ...], name: str) -> Record:
+    """A ``Record`` of a row of ``RECORD_COLUMNS``."""
+    rec_id, text, meta, vec, sparse = row
+    return Record(rec_id, text, decode_metadata(meta, name), np.frombuffer(vec, dtype=np.float32).copy(),
+                  from_blob(sparse))
+
+
+class Prepared(NamedTuple):
+    """What an upsert writes besides the rows: each record's terms and sparse vector (or None)."""
+
+    legs: Legs
+    terms: list[str] | None
+    sparse_blobs: list[bytes | None]
+    sparse_rows: list[tuple[np.ndarray, np.ndarray]] | None
+
+
+def prepare(legs: Legs, records: list[Record]) -> Prepared:
+    """Analyze the texts for a lexical leg and check and encode the sparse vectors for a sparse one."""
+    terms = embedded_lexical.term_texts(legs.lexical, [r.text for r in records]) if legs.lexical else None
+    if not legs.sparse_model:
+        return Prepared(legs, terms, [None] * len(records), None)
+    check_records(records)
+    blobs: list[bytes | None] = [to_blob(r.sparse) for r in records]  # type: ignore[arg-type]
+    return Prepared(legs, terms, blobs, [arrays_of(b) for b in blobs])  # type: ignore[arg-type]
+
+

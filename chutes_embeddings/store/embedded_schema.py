@@ -1,0 +1,68 @@
+"""The embedded store's SQLite schema, and the migration of a store an older version wrote.
+
+``collections`` records each collection's legs (``lexical``: the analyzer's language, or NULL;
+``sparse_model``: the sparse encoder, or NULL) and ``records`` a record's sparse vector
+(``sparse``: ``sparse.to_blob``, or NULL). A store from before the legs is migrated on open, in
+one transaction: the columns are added and every collection gets a lexical leg in the configured
+language, its FTS5 index filled from its records (``embedded_lexical.backfill``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from loguru import logger
+
+from . import embedded_lexical
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    name TEXT PRIMARY KEY, model TEXT NOT NULL, dimension INTEGER NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, lexical TEXT, sparse_model TEXT);
+CREATE TABLE IF NOT EXISTS records (
+    rid INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, id TEXT NOT NULL, text TEXT NOT NULL,
+    metadata TEXT NOT NULL, vector BLOB NOT NULL, version INTEGER NOT NULL DEFAULT 0, sparse BLOB,
+    UNIQUE (collection, id));
+CREATE TABLE IF NOT EXISTS deletions (collection TEXT NOT NULL, rid INTEGER NOT NULL, version INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS deletions_by_version ON deletions (collection, version);
+"""
+_VERSION_INDEX = "CREATE INDEX IF NOT EXISTS records_by_version ON records (collection, version)"
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def open_schema(db: sqlite3.Connection, lexical_language: str) -> None:
+    """Create the schema, or bring an older store's up to date (see module docstring).
+
+    Args:
+        db: a connection in autocommit mode (``isolation_level=None``).
+        lexical_language: the language of the lexical leg given to an older store's collections.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        records = _columns(db, "records")
+        if "version" not in records:
+            db.execute("ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+        if "sparse" not in records:
+            db.execute("ALTER TABLE records ADD COLUMN sparse BLOB")
+        db.execute(_VERSION_INDEX)
+        if "lexical" not in _columns(db, "collections"):
+            _add_legs(db, lexical_language)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _add_legs(db: sqlite3.Connection, language: str) -> None:
+    db.execute("ALTER TABLE collections ADD COLUMN lexical TEXT")
+    db.execute("ALTER TABLE collections ADD COLUMN sparse_model TEXT")
+    db.execute("UPDATE collections SET lexical = ?", (language,))
+    for (name,) in db.execute("SELECT name FROM collections ORDER BY name").fetchall():
+        filled = embedded_lexical.backfill(db, name, language)
+        logger.info("gave collection {} a lexical leg ({}): {} records indexed", name, language, filled)

@@ -1,0 +1,80 @@
+"""The Postgres store's lexical leg: a ``tsvector`` of the analyzed terms with a GIN index, ranked by BM25 in SQL.
+
+- A record's ``lexical`` column holds its analyzed terms (``lexical.analyzer``, the same terms as
+  the embedded store's FTS5 index), written as a ``tsvector`` literal so Postgres keeps each term
+  exactly (no parser, no dictionary); each term's positions are 1..tf, so the positions count its
+  term frequency (Postgres keeps at most 256 positions a lexeme: tf is capped there, and a term
+  longer than a lexeme may be, 2,046 bytes, is left out). ``lexical_len`` holds the number of terms.
+- ``embeddings_collections`` keeps N (``lex_docs``) and the total length (``lex_terms``) of each
+  collection, changed in the transaction of every write (writers of a collection with a lexical
+  leg lock its row there, so the counts never race).
+- A query finds its candidates through the GIN index (``lexical @@ 't1' | 't2' ...``), takes each
+  candidate's tf of the query terms from its positions, counts each term's document frequency
+  over the candidates (every document holding a query term is one), and scores BM25 exactly as
+  SQLite FTS5's ``bm25()`` does (k1 = 1.2, b = 0.75, idf ``ln((N - n + 0.5) / (n + 0.5))``, at
+  least 1e-6), so both stores rank and score alike. The filter is evaluated on the candidates
+  (frequencies count them all) and only the rows it allows are scored; the best ``top_k`` are
+  then read by primary key.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Sequence
+
+from psycopg import sql
+
+from ..lexical.analyzer import analyzer
+from .filters import Filter
+from .pg_filters import pg_where
+
+K1, B = 1.2, 0.75
+MAX_POSITIONS = 256  # Postgres: positions kept per lexeme
+MAX_LEXEME_BYTES = 2046  # Postgres: "word is too long" beyond this
+
+
+def _lexeme(term: str) -> str | None:
+    if len(term.encode()) > MAX_LEXEME_BYTES:
+        return None
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def document(language: str, text: str) -> tuple[str, int]:
+    """The ``tsvector`` literal and the term count of a text (see module docstring)."""
+    terms = analyzer(language).terms(text)
+    parts = []
+    for term, tf in Counter(terms).items():
+        lexeme = _lexeme(term)
+        if lexeme is not None:
+            parts.append(f"{lexeme}:{','.join(str(p) for p in range(1, min(tf, MAX_POSITIONS) + 1))}")
+    return " ".join(parts), len(terms)
+
+
+def search(conn: Any, table: sql.Identifier, docs: int, total_terms: int, terms: Sequence[str], top_k: int,
+           where: Filter) -> list[tuple[str, str, str, float]]:
+    """The best ``top_k`` ``(id, text, metadata JSON, score)`` by BM25 among the rows ``where`` allows."""
+    distinct = [t for t in dict.fromkeys(terms) if t and _lexeme(t) is not None]
+    if not distinct or top_k <= 0 or docs <= 0:
+        return []
+    query = " | ".join(_lexeme(t) for t in distinct)  # type: ignore[misc]
+    clause, params = pg_where(where)
+    statement = sql.SQL("""
+        WITH p AS (SELECT %s::float8 AS docs, %s::float8 AS avgdl),
+        cand AS (
+            SELECT id, lexical_len, ts_filter(setweight(lexical, 'A', %s::text[]), '{{a}}') AS hits,
+                   {clause} AS allowed
+            FROM {table} WHERE lexical @@ %s::tsquery),
+        tf AS (
+            SELECT cand.id, cand.lexical_len, cand.allowed, u.lexeme, cardinality(u.positions) AS tf
+            FROM cand CROSS JOIN LATERAL unnest(cand.hits) AS u),
+        df AS (SELECT lexeme, count(*) AS n FROM tf GROUP BY lexeme),
+        best AS (
+            SELECT tf.id, sum(greatest(ln((p.docs - df.n + 0.5) / (df.n + 0.5)), 1e-6) * tf.tf * ({k1} + 1)
+                              / (tf.tf + {k1} * (1 - {b} + {b} * tf.lexical_len / p.avgdl))) AS score
+            FROM tf JOIN df USING (lexeme) CROSS JOIN p WHERE tf.allowed
+            GROUP BY tf.id ORDER BY score DESC, tf.id LIMIT %s)
+        SELECT t.id, t.text, t.metadata::text, best.score FROM best JOIN {table} t USING (id)
+        ORDER BY best.score DESC, t.id""").format(
+        table=table, clause=clause, k1=sql.Literal(K1), b=sql.Literal(B))
+    args = [float(docs), max(total_terms / docs, 1e-9), distinct, *params, query, top_k]
+    return [(r[0], r[1], r[2], float(r[3])) for r in conn.execute(statement, args)]

@@ -1,0 +1,22 @@
+"""The analyzer's fast paths (ASCII split, stem cache) give exactly the terms of its general path."""
+
+from __future__ import annotations
+
+import Stemmer
+
+from chutes_embeddings.lexical.analyzer import _TOKEN, Analyzer, fold
+
+
+def _reference(analyzer: Analyzer, text: str) -> list[str]:
+    words = [w for w in _TOKEN.findall(fold(text)) if w not in analyzer._stop_words]
+    return words if analyzer.name == "none" else Stemmer.Stemmer(analyzer.name).stemWords(words)
+
+
+def test_ascii_and_cached_terms_equal_the_general_path():
+    texts = ["The Runners' running-shoes RAN 2nd_place 42x!", "plain words, plain WORDS again", "",
+             "Café Straße naïve ﬁne ÉCOLE", "under_score and tab\tseparated\nlines", "The Runners ran again"]
+    for language in ("english", "german", "none"):
+        analyzer = Analyzer(language)
+        for _ in range(2):  # the second round answers from the stem cache
+            for text in texts:
+                assert analyzer.terms(text) == _reference(analyzer, text), (language, text)
