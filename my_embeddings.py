@@ -99,7 +99,7 @@ async def start(self: Any) -> None:
     if getattr(self, "engine", None) is None:
         self.engine = start_engine(settings, service_limits(settings, S.LIMITS), max_clusters=S.MAX_CLUSTERS)
     store = open_store(settings.store_url, settings.data_path, **settings.store_options())
-    self.store = StoreService(self.engine, store)
+    self.store = StoreService(self.engine, store, settings.lexical_language)
     self.metrics = Metrics(self.engine, self.store, ROUTES)
 
 

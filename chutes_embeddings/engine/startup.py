@@ -49,7 +49,7 @@ def start_engine(settings: Settings, limits: dict[str, Any] | None = None, model
         if sparse is not None:
             started_services.append(sparse.backend)
         wait_for_tei(started_services, settings.tei_startup_timeout_s)
-        engine = Engine(embedder, reranker, limits, max_clusters, sparse)
+        engine = Engine(embedder, reranker, limits, max_clusters, sparse, lexical_language=settings.lexical_language)
     except BaseException:
         for service in started_services:
             service.close()  # its TEI is running: stop it
