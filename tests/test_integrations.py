@@ -82,6 +82,12 @@ def test_server_side_store_searches_filters_and_retrieves(server_side_store, liv
     same = httpx.post(f"{live_server}/store/search", json={"collection": store.collection, "query": "bread",
                                                            "top_k": 1}).json()["results"][0]
     assert store.similarity_search("bread", k=1)[0].id == same["id"]
+    # hybrid and lexical retrieval through search kwargs and as_retriever
+    hybrid = store.as_retriever(search_kwargs={"k": 2, "mode": "hybrid", "fusion": "relative_score", "alpha": 0.5})
+    assert hybrid.invoke("capital of France")[0].page_content == DOCS[0].page_content
+    lexical = store.similarity_search_with_score("Germany", k=4, mode="lexical")
+    assert [d.page_content for d, _ in lexical] == [DOCS[1].page_content] and lexical[0][1] > 0
+    assert store.similarity_search("capitale", k=4, mode="lexical", filter={"lang": "en"}) == []
 
 
 def test_from_texts_and_async_twins(live_server):
@@ -154,6 +160,10 @@ def test_llama_index_end_to_end(live_server):
         assert {n.metadata["lang"] for n in store.get_nodes()} == {"en"}
         async_hit = asyncio.run(store.aquery(_query(embed, "sourdough bread")))
         assert async_hit.nodes[0].ref_doc_id == "doc3" and async_hit.similarities[0] > 0.5
+        hybrid = index.as_retriever(vector_store_query_mode="hybrid", alpha=0.5, similarity_top_k=2)
+        assert hybrid.retrieve("sourdough")[0].node.ref_doc_id == "doc3"
+        keyword = index.as_retriever(vector_store_query_mode="text_search", similarity_top_k=3)
+        assert [n.node.ref_doc_id for n in keyword.retrieve("Germany")] == ["doc1"]
     finally:
         store.clear()
     assert store.get_nodes() == []
