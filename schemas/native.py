@@ -419,6 +419,8 @@ class CollectionSummary(BaseModel):
     dimension: int
     model: str
     sample_texts: list[str]
+    lexical: str | None = None  # its lexical leg's language (None: no lexical leg)
+    sparse_model: str | None = None  # its sparse leg's model (None: no sparse leg)
 
 
 class CollectionsResponse(BaseModel):

@@ -267,7 +267,8 @@ def store_collections(store: Any, request: Any) -> dict[str, Any]:
     dimension, model and samples."""
     infos = store.list_collections()
     return {"collections": [{"name": i.name, "size": i.size, "dimension": i.dimension, "model": i.model,
-                             "sample_texts": i.sample_texts} for i in infos],
+                             "sample_texts": i.sample_texts, "lexical": i.legs.lexical,
+                             "sparse_model": i.legs.sparse_model} for i in infos],
             "total": len(infos), "store": store.kind}
 
 
