@@ -39,6 +39,7 @@ from .common import (
     Metadata,
     MetadataFilter,
     Pooling,
+    PromptName,
     RecordId,
     Score,
     SearchMode,
@@ -61,6 +62,7 @@ class EmbedRequest(StrictRequest):
     truncate: bool = True
     pooling: Pooling | None = None
     dimensions: Dimensions | None = None
+    prompt_name: PromptName = None
     _single: bool = False
 
     @model_validator(mode="wrap")
@@ -86,6 +88,7 @@ class EmbedBatchRequest(StrictRequest):
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = DEFAULT_BATCH_SIZE
     normalize: bool = True
     dimensions: Dimensions | None = None
+    prompt_name: PromptName = None
 
 
 class SimilarityRequest(StrictRequest):
@@ -345,6 +348,13 @@ class HealthResponse(BaseModel):
     reasons: list[str]
 
 
+class RetrievalPrompts(BaseModel):
+    """The prompts a search embeds its query and the searched texts with (None: the default prompt)."""
+
+    query: str | None = None
+    document: str | None = None
+
+
 class InfoResponse(BaseModel):
     model: str
     dimension: int
@@ -359,6 +369,9 @@ class InfoResponse(BaseModel):
     tei: dict[str, Any] | None = None
     reranker: Reranker
     version: str
+    prompts: dict[str, str] = {}  # the model's prompts: name -> the text prepended
+    default_prompt_name: str | None = None  # applied when a request names none
+    retrieval_prompts: RetrievalPrompts = RetrievalPrompts()
 
 
 class StoreAddResponse(BaseModel):

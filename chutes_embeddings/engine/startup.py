@@ -13,6 +13,7 @@ from ..backends.factory import build_service, tei_binary, wait_for_tei
 from ..settings import Settings
 from .core import Engine
 from .embedding import EmbeddingPipeline
+from .prompts import ModelPrompts
 from .reranking import BiEncoderReranker, RerankPipeline, RerankService
 
 
@@ -37,7 +38,9 @@ def start_engine(settings: Settings, limits: dict[str, Any] | None = None, model
     binary = tei_binary(settings)
     built = build_service("embedder", settings, binary, model)
     try:
-        embedder = EmbeddingPipeline(settings, built.service, built.tokenizer, built.profile)  # type: ignore[arg-type]
+        prompts = ModelPrompts(built.tokenizer.prompts, built.tokenizer.default_prompt_name)
+        embedder = EmbeddingPipeline(settings, built.service, built.tokenizer, built.profile,  # type: ignore[arg-type]
+                                     prompts)
         reranker = _reranker(settings, binary, reranker_model, embedder)
         wait_for_tei([built.service] + ([reranker.backend] if isinstance(reranker, RerankPipeline) else []),
                      settings.tei_startup_timeout_s)
