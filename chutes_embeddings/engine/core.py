@@ -90,6 +90,11 @@ class Engine:
         return self.embedder.dimension
 
     @property
+    def sparse_model_id(self) -> str | None:
+        """The sparse encoder's model: none until the sparse encoder lands (the store asks)."""
+        return None
+
+    @property
     def prompts(self) -> dict[str, str]:
         """The embedding model's prompts (name -> text); ``EmbedOptions.prompt_name`` picks one."""
         return self.embedder.prompts
