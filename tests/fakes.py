@@ -325,18 +325,22 @@ class FakeReranker(_FakeService):
 
 
 def fake_engine(settings: Any, limits: dict[str, Any] | None = None, *, cross_encoder: bool = True,
-                embedder: FakeEmbedder | None = None, reranker: FakeReranker | None = None) -> Any:
+                embedder: FakeEmbedder | None = None, reranker: FakeReranker | None = None,
+                prompts: dict[str, str] | None = None, default_prompt_name: str | None = None) -> Any:
     """An ``Engine`` over fake model services, built as ``start_engine`` builds the real one: an
-    embedding pipeline over a ``FakeEmbedder`` and either a cross-encoder pipeline over a
-    ``FakeReranker`` or (``cross_encoder=False``) the bi-encoder stand-in."""
+    embedding pipeline over a ``FakeEmbedder`` (with ``prompts``, as a model's config defines
+    them) and either a cross-encoder pipeline over a ``FakeReranker`` or (``cross_encoder=False``)
+    the bi-encoder stand-in."""
     from chutes_embeddings.backends.factory import BuiltService
     from chutes_embeddings.backends.protocols import BatchingProfile
     from chutes_embeddings.engine.core import Engine
     from chutes_embeddings.engine.embedding import EmbeddingPipeline
+    from chutes_embeddings.engine.prompts import ModelPrompts
     from chutes_embeddings.engine.reranking import BiEncoderReranker, RerankPipeline
 
     model = embedder or FakeEmbedder()
-    pipeline = EmbeddingPipeline(settings, model, model.tokenizer, BatchingProfile())
+    pipeline = EmbeddingPipeline(settings, model, model.tokenizer, BatchingProfile(),
+                                 ModelPrompts(prompts or {}, default_prompt_name))
     if cross_encoder:
         scorer = reranker or FakeReranker()
         built = BuiltService(scorer, BatchingProfile(), FakePairTokenizer(scorer.max_input_tokens))
