@@ -116,12 +116,21 @@ def test_the_default_prompt_applies_when_none_is_named(tmp_path):
         engine.close()
 
 
-def test_a_corpus_search_and_the_store_embed_queries_and_documents_with_their_prompts(prompted, tmp_path):
-    query = "cat on a mat"
-    expected = cosines(prompted.embed([query] * 3, EmbedOptions(prompt_name="query")).vectors,
-                       prompted.embed(CORPUS, EmbedOptions(prompt_name="document")).vectors)
-    found = prompted.search(query, CORPUS, top_k=3)
+def query_document_cosines(engine: Any, query: str) -> np.ndarray:
+    """The query's cosine to each of ``CORPUS``, embedded with the query and the document prompt."""
+    return cosines(engine.embed([query] * len(CORPUS), EmbedOptions(prompt_name="query")).vectors,
+                   engine.embed(CORPUS, EmbedOptions(prompt_name="document")).vectors)
+
+
+def test_a_corpus_search_embeds_the_query_and_the_corpus_with_their_prompts(prompted):
+    expected = query_document_cosines(prompted, "cat on a mat")
+    found = prompted.search("cat on a mat", CORPUS, top_k=3)
     np.testing.assert_allclose([h.score for h in found.hits], expected[[h.index for h in found.hits]], atol=1e-6)
+
+
+def test_the_store_adds_with_the_document_prompt_and_searches_with_the_query_prompt(prompted, tmp_path):
+    query = "cat on a mat"
+    expected = query_document_cosines(prompted, query)
     store = StoreService(prompted, open_store("", tmp_path / "store"))
     try:
         store.add("c", CORPUS, ["a", "b", "c"], None)
@@ -267,3 +276,14 @@ def test_info_and_the_served_document_state_the_prompts(prompted_call):
     status, document = prompted_call("GET", "/openapi", None)
     names = document["components"]["schemas"]["TeiEmbedAllRequest"]["properties"]["prompt_name"]["anyOf"]
     assert {"type": "string", "enum": ["query", "document"]} in names
+
+
+def test_the_bi_encoder_reranker_reads_the_query_and_the_texts_with_their_prompts(tmp_path):
+    engine = fake_engine(Settings(data_dir=str(tmp_path), cache_size=0), cross_encoder=False, prompts=PROMPTS)
+    try:
+        ranked = engine.rerank("cat on a mat", CORPUS)
+        np.testing.assert_allclose(ranked.logits, query_document_cosines(engine, "cat on a mat"), atol=1e-6)
+        staged = engine.search("cat on a mat", CORPUS, top_k=2, rerank=True)
+        assert all(h.rerank_score == pytest.approx(h.score, abs=1e-6) for h in staged.hits)
+    finally:
+        engine.close()
