@@ -348,13 +348,6 @@ class HealthResponse(BaseModel):
     reasons: list[str]
 
 
-class RetrievalPrompts(BaseModel):
-    """The prompts a search embeds its query and the searched texts with (None: the default prompt)."""
-
-    query: str | None = None
-    document: str | None = None
-
-
 class InfoResponse(BaseModel):
     model: str
     dimension: int
@@ -371,7 +364,7 @@ class InfoResponse(BaseModel):
     version: str
     prompts: dict[str, str] = {}  # the model's prompts: name -> the text prepended
     default_prompt_name: str | None = None  # applied when a request names none
-    retrieval_prompts: RetrievalPrompts = RetrievalPrompts()
+    retrieval_prompts: dict[Literal["query", "document"], str | None] = {}  # a search's prompts (None: the default)
 
 
 class StoreAddResponse(BaseModel):
