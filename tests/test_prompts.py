@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import schemas as S
 from chutes_embeddings.engine.prompts import (
     INPUT_TYPES,
     ModelPrompts,
@@ -26,6 +27,7 @@ from chutes_embeddings.engine.prompts import (
 )
 from chutes_embeddings.engine.results import EmbedOptions
 from chutes_embeddings.errors import InvalidInput
+from chutes_embeddings.http.dialects import native, tei
 from chutes_embeddings.settings import Settings
 from chutes_embeddings.store import open_store
 from chutes_embeddings.store.service import StoreService
@@ -145,9 +147,6 @@ def test_the_store_adds_with_the_document_prompt_and_searches_with_the_query_pro
 
 
 def test_the_dialects_pass_the_prompt_and_render_the_refusal_in_their_shapes(prompted):
-    import schemas as S
-    from chutes_embeddings.http.dialects import native, tei
-
     vectors = tei.embed(prompted, S.TeiEmbedRequest(inputs="a cat", prompt_name="document"))
     np.testing.assert_allclose(vectors, prompted.embed(["passage: a cat"]).vectors, atol=1e-6)
     similarity = tei.similarity(prompted, S.TeiSimilarityRequest(
