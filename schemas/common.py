@@ -76,6 +76,10 @@ RecordId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHAR
 Metadata = dict[str, Any]
 Vector = Annotated[list[float], Field(min_length=1, max_length=MAX_VECTOR_DIMENSION)]
 Dimensions = Annotated[int, Field(ge=1, le=INT64_MAX)]  # at most the model's dimension: checked by the engine
+# One of the model's prompts or None (the engine checks; GET /info lists them); the served document states them
+PromptName = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=256)] | None, Field(description=(
+    "a prompt of the model's sentence-transformers config (GET /info lists them), prepended to every text; "
+    "unset: the model's default prompt, if it has one"))]
 
 # A metadata filter (chutes_embeddings/store/filters.py has the grammar and checks it): the JSON
 # Schema states its top level (keys, logical operators, conditions); nested filters are objects.

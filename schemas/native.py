@@ -38,6 +38,7 @@ from .common import (
     Metadata,
     MetadataFilter,
     Pooling,
+    PromptName,
     RecordId,
     RerankCandidates,
     Score,
@@ -62,6 +63,7 @@ class EmbedRequest(StrictRequest):
     truncate: bool = True
     pooling: Pooling | None = None
     dimensions: Dimensions | None = None
+    prompt_name: PromptName = None
     _single: bool = False
 
     @model_validator(mode="wrap")
@@ -87,6 +89,7 @@ class EmbedBatchRequest(StrictRequest):
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = DEFAULT_BATCH_SIZE
     normalize: bool = True
     dimensions: Dimensions | None = None
+    prompt_name: PromptName = None
 
 
 class SimilarityRequest(StrictRequest):
@@ -359,6 +362,9 @@ class InfoResponse(BaseModel):
     reranker: Reranker
     sparse: SparseModel | None = None
     version: str
+    prompts: dict[str, str] = {}  # the model's prompts: name -> the text prepended
+    default_prompt_name: str | None = None  # applied when a request names none
+    retrieval_prompts: dict[Literal["query", "document"], str | None] = {}  # a search's prompts (None: the default)
 
 
 class StoreAddResponse(BaseModel):

@@ -16,6 +16,7 @@ from .common import (
     Dimensions,
     LaxObject,
     LaxRequest,
+    PromptName,
     Text,
     text_inputs,
 )
@@ -32,7 +33,7 @@ class TeiEmbedRequest(LaxRequest):
     normalize: bool = True
     truncate: bool | None = None  # None: the server's auto_truncate (true)
     truncation_direction: TruncationDirection = "Right"
-    prompt_name: str | None = None
+    prompt_name: PromptName = None
     dimensions: Dimensions | None = None
 
 
@@ -42,7 +43,7 @@ class TeiEmbedAllRequest(LaxRequest):
     inputs: TeiInputs
     truncate: bool | None = None
     truncation_direction: TruncationDirection = "Right"
-    prompt_name: str | None = None
+    prompt_name: PromptName = None
 
 
 class TeiEmbedSparseRequest(LaxRequest):
@@ -59,7 +60,7 @@ class TeiTokenizeRequest(LaxRequest):
 
     inputs: TeiInputs
     add_special_tokens: bool = True
-    prompt_name: str | None = None
+    prompt_name: PromptName = None
 
 
 def _texts_not_empty(value: Any) -> Any:
@@ -136,7 +137,7 @@ class TeiSimilarityInput(LaxObject):
 
 
 class TeiSimilarityParameters(LaxObject):
-    prompt_name: str | None = None
+    prompt_name: PromptName = None
 
 
 class TeiSimilarityRequest(LaxRequest):

@@ -55,6 +55,7 @@ SYSTEM_FIXTURES = frozenset({
 MODEL_FIXTURES = frozenset({
     "chute_app", "engine", "st_model", "test_client", "call", "dev_call",
     "tiny_reranker_path", "rerank_engine", "cross_encoder", "sparse_encoder",
+    "prompted_app",  # test_prompts.py: a copy of the bundled model whose config defines prompts
 })
 # Fixtures that serve the chute app over tests/fakes.py in process.
 HTTP_FIXTURES = frozenset({"fake_app", "fake_client", "fake_call", "token_app", "token_client", "strict_token_client"})

@@ -381,20 +381,24 @@ class FakeSparseEncoder(_FakeService):
 
 def fake_engine(settings: Any, limits: dict[str, Any] | None = None, *, cross_encoder: bool = True,
                 embedder: FakeEmbedder | None = None, reranker: FakeReranker | None = None,
-                sparse: FakeSparseEncoder | bool = True) -> Any:
+                sparse: FakeSparseEncoder | bool = True, prompts: dict[str, str] | None = None,
+                default_prompt_name: str | None = None) -> Any:
     """An ``Engine`` over fake model services, built as ``start_engine`` builds the real one: an
-    embedding pipeline over a ``FakeEmbedder``, either a cross-encoder pipeline over a
-    ``FakeReranker`` or (``cross_encoder=False``) the bi-encoder stand-in, and a sparse pipeline
-    over ``sparse`` (a ``FakeSparseEncoder``; True: a new one; False: no sparse model)."""
+    embedding pipeline over a ``FakeEmbedder`` (with ``prompts``, as a model's config defines
+    them), either a cross-encoder pipeline over a ``FakeReranker`` or (``cross_encoder=False``) the
+    bi-encoder stand-in, and a sparse pipeline over ``sparse`` (a ``FakeSparseEncoder``; True: a
+    new one; False: no sparse model)."""
     from chutes_embeddings.backends.factory import BuiltService
     from chutes_embeddings.backends.protocols import BatchingProfile
     from chutes_embeddings.engine.core import Engine
     from chutes_embeddings.engine.embedding import EmbeddingPipeline
+    from chutes_embeddings.engine.prompts import ModelPrompts
     from chutes_embeddings.engine.reranking import BiEncoderReranker, RerankPipeline
     from chutes_embeddings.engine.sparse import SparsePipeline
 
     model = embedder or FakeEmbedder()
-    pipeline = EmbeddingPipeline(settings, model, model.tokenizer, BatchingProfile())
+    pipeline = EmbeddingPipeline(settings, model, model.tokenizer, BatchingProfile(),
+                                 ModelPrompts(prompts or {}, default_prompt_name))
     sparse_pipeline = None
     if sparse is not False:
         encoder = sparse if isinstance(sparse, FakeSparseEncoder) else FakeSparseEncoder()

@@ -79,15 +79,15 @@ def started_chute(app: Any) -> Any:
     return app
 
 
-def fake_chute(module_name: str, data_dir: Path, env_extra: dict[str, str] | None = None) -> Any:
-    """A chute from its own copy of ``my_embeddings.py`` (its own routes and store) over fake model
-    services (``tests/fakes.py``), started: every cord and dialect, no model, no torch."""
+def chute_over(module_name: str, data_dir: Path, make_engine: Callable[[Any, dict[str, Any]], Any],
+               env_extra: dict[str, str] | None = None) -> Any:
+    """A chute from its own copy of ``my_embeddings.py`` (its own routes and store) over the engine
+    ``make_engine(settings, limits)`` builds, started."""
     import importlib.util
 
     import schemas as S
     from chutes_embeddings.http.limits import service_limits
     from chutes_embeddings.settings import Settings
-    from tests.fakes import fake_engine
 
     spec = importlib.util.spec_from_file_location(module_name, ROOT / "my_embeddings.py")
     assert spec is not None and spec.loader is not None
@@ -96,8 +96,16 @@ def fake_chute(module_name: str, data_dir: Path, env_extra: dict[str, str] | Non
     settings = Settings.from_env({**os.environ, "EMBEDDINGS_DATA_DIR": str(data_dir), **(env_extra or {})})
     app = module.chute
     app.settings = settings
-    app.engine = fake_engine(settings, service_limits(settings, S.LIMITS))
+    app.engine = make_engine(settings, service_limits(settings, S.LIMITS))
     return started_chute(app)
+
+
+def fake_chute(module_name: str, data_dir: Path, env_extra: dict[str, str] | None = None) -> Any:
+    """A chute (``chute_over``) over fake model services (``tests/fakes.py``): every cord and
+    dialect, no model, no torch."""
+    from tests.fakes import fake_engine
+
+    return chute_over(module_name, data_dir, fake_engine, env_extra)
 
 
 def loopback_client(app: Any) -> Iterator[Any]:

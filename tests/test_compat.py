@@ -258,7 +258,7 @@ def test_long_inputs_are_cut_from_the_side_asked(live_server):
     ({"inputs": []}, 400, "Empty"),
     ({"inputs": ["ok", ""]}, 400, "Empty"),
     ({"inputs": [[101, 7592]]}, 422, "Validation"),
-    ({"inputs": "x", "prompt_name": "query"}, 422, "Validation"),
+    ({"inputs": "x", "prompt_name": "no-such-prompt"}, 422, "Validation"),
     ({"inputs": "x", "dimensions": 0}, 422, "Validation"),
     ({"inputs": "x", "truncation_direction": "Middle"}, 422, "Validation"),
 ])
@@ -327,7 +327,8 @@ def test_openapi_document_is_valid_complete_and_committed(live_server):
         "docs/openapi.json is stale: python -m chutes_embeddings.tools.openapi_doc > docs/openapi.json"
     )
     served = httpx.get(f"{live_server}/openapi").json()  # the same, with the loaded model's bounds
-    assert served == build_openapi(my_embeddings.ROUTES, served=ServedModel(384, 30522))
+    prompts = tuple(httpx.get(f"{live_server}/info").json()["prompts"])  # sentence-transformers' (empty) ones
+    assert served == build_openapi(my_embeddings.ROUTES, served=ServedModel(384, 30522, prompts))
     embed_dimensions = served["components"]["schemas"]["EmbedRequest"]["properties"]["dimensions"]
     assert {"type": "integer", "minimum": 1, "maximum": 384} in embed_dimensions["anyOf"]
     declared = {(r.path, r.method.lower()) for r in my_embeddings.ROUTES.routes}

@@ -169,9 +169,17 @@ class LoadedModel(HFTokenizer):
         self.dimension = int(dimension())
         self.path = settings.model
         self.model_id = model_display_name(settings.model)
+        # The prompts of its sentence-transformers config; the engine prepends them (engine/prompts.py).
+        self.prompts: dict[str, str] = dict(self.st.prompts or {})
+        self.default_prompt_name: str | None = self.st.default_prompt_name
+        if self.prompts and len(names) > 1 and getattr(self.st[1], "include_prompt", True) is False:
+            logger.warning("{}'s pooling leaves the prompt's tokens out; this service pools them like the "
+                           "text's (as TEI does), so prompted vectors differ from sentence-transformers'",
+                           self.model_id)
         # HF fast tokenizers are not safe to call from several threads at once ("Already borrowed").
         self.tokenizer_lock = threading.Lock()
         self.pad_token_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+
 
 def _pooling_mode(module: object) -> str | tuple[str, ...]:
     """The Pooling module's mode (``pooling_mode`` in sentence-transformers 6, a method before)."""

@@ -101,6 +101,16 @@ class Engine:
         return self.embedder.dimension
 
     @property
+    def prompts(self) -> dict[str, str]:
+        """The embedding model's prompts (name -> text); ``EmbedOptions.prompt_name`` picks one."""
+        return self.embedder.prompts
+
+    @property
+    def default_prompt_name(self) -> str | None:
+        """The prompt applied when a request names none (None: no prompt)."""
+        return self.embedder.default_prompt_name
+
+    @property
     def vocab_size(self) -> int:
         """How many token ids the embedding model's tokenizer knows."""
         return self.embedder.tokenizer.vocab_size
@@ -140,10 +150,10 @@ class Engine:
         """
         return self.embedder.embed(texts, options)
 
-    def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True,
-                     truncation_direction: str = "right") -> list[np.ndarray]:
-        """Each text's token embeddings (not pooled, not normalised)."""
-        return self.embedder.embed_tokens(texts, truncate=truncate, truncation_direction=truncation_direction)
+    def embed_queries(self, texts: Sequence[str]) -> Embedded:
+        """Search queries' vectors: embedded with the model's query prompt (``prompts.query_prompt``;
+        the default prompt when it has none), as ``SentenceTransformer.encode_query``."""
+        return self.embedder.embed(texts, EmbedOptions(prompt_name=self.embedder.model_prompts.query_name))
 
     def embed_sparse(self, texts: Sequence[str], *, truncate: bool = True,
                      truncation_direction: str = "right") -> SparseEmbedded:
@@ -162,9 +172,22 @@ class Engine:
                                 setting=NO_SPARSE_MODEL)
         return self.sparse.encode(texts, truncate=truncate, truncation_direction=truncation_direction)
 
-    def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
-        """Each text's tokens (id, text, special, start, stop), as the model's tokenizer sees them."""
-        return self.embedder.tokenize(texts, add_special_tokens=add_special_tokens)
+    def embed_documents(self, texts: Sequence[str]) -> Embedded:
+        """Searched texts' vectors: embedded with the model's document prompt
+        (``prompts.document_prompt``; the default prompt when it has none)."""
+        return self.embedder.embed(texts, EmbedOptions(prompt_name=self.embedder.model_prompts.document_name))
+
+    def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True, truncation_direction: str = "right",
+                     prompt_name: str | None = None) -> list[np.ndarray]:
+        """Each text's token embeddings (not pooled, not normalised), the prompt's included."""
+        return self.embedder.embed_tokens(texts, truncate=truncate, truncation_direction=truncation_direction,
+                                          prompt_name=prompt_name)
+
+    def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True,
+                 prompt_name: str | None = None) -> list[list[dict[str, Any]]]:
+        """Each text's tokens (id, text, special, start, stop), as the model's tokenizer sees them
+        (after the prompt, when the model has one)."""
+        return self.embedder.tokenize(texts, add_special_tokens=add_special_tokens, prompt_name=prompt_name)
 
     def decode(self, ids: Sequence[Sequence[int]], *, skip_special_tokens: bool = True) -> list[str]:
         """Each id sequence as text, by the embedding model's tokenizer.
@@ -174,13 +197,16 @@ class Engine:
         """
         return self.embedder.decode(ids, skip_special_tokens=skip_special_tokens)
 
-    def similarity(self, source: str, targets: Sequence[str], *, normalize: bool = True) -> Ranking:
+    def similarity(self, source: str, targets: Sequence[str], *, normalize: bool = True,
+                   prompt_name: str | None = None) -> Ranking:
         """Every target by its cosine to the source (dot product when ``normalize`` is False),
-        best first; ``Hit.index`` is the target's position.
+        best first; ``Hit.index`` is the target's position. Every text is read with the same
+        prompt (``prompt_name`` as in ``EmbedOptions``).
 
         Texts over the model's limit are cut (``truncate``), so no text is refused for its length.
         """
-        vectors = self.embedder.embed([source, *targets], EmbedOptions(normalize=normalize)).vectors
+        options = EmbedOptions(normalize=normalize, prompt_name=prompt_name)
+        vectors = self.embedder.embed([source, *targets], options).vectors
         row = similarity.scores(vectors[:1], vectors[1:])[0]
         return Ranking([Hit(i, float(row[i]), rank) for rank, i in enumerate(similarity.top_k(row), start=1)])
 
@@ -205,7 +231,8 @@ class Engine:
         ``lexical`` (BM25 over the corpus, ``lexical.memory``), ``sparse`` (the sparse model) or
         ``hybrid`` (those legs fused, ``engine.hybrid``; ``threshold`` applies to the dense leg).
         With ``rerank`` the best ``rerank_candidates`` of that first stage are reordered by the
-        reranker.
+        reranker. The dense leg embeds the query with the model's query prompt and the corpus
+        with its document prompt, when it defines them (``embed_queries``, ``embed_documents``).
 
         Raises:
             InvalidInput: a mode the corpus cannot be searched by, a threshold without a dense leg,
@@ -249,8 +276,12 @@ class Engine:
         return [(str(i), float(row[i])) for i in similarity.top_k(row, depth) if row[i] > 0]
 
     def _dense_leg(self, query: str, corpus: Sequence[str], depth: int, threshold: float | None) -> Candidates:
-        vectors = self.embedder.embed([query, *corpus]).vectors
-        row = similarity.scores(vectors[:1], vectors[1:])[0]
+        if self.embedder.model_prompts.symmetric:  # one prompt (or none) for both: one pass
+            vectors = self.embedder.embed([query, *corpus]).vectors
+            queries, documents = vectors[:1], vectors[1:]
+        else:
+            queries, documents = self.embed_queries([query]).vectors, self.embed_documents(corpus).vectors
+        row = similarity.scores(queries, documents)[0]
         return [(str(i), float(row[i])) for i in similarity.top_k(row, depth, threshold)]
 
     def _lexical_leg(self, query: str, corpus: Sequence[str], depth: int) -> Candidates | None:
@@ -318,10 +349,11 @@ class Engine:
         return self.embedder.backend.is_healthy()
 
     def info(self) -> EngineInfo:
-        """The models, limits, cache and batching state."""
+        """The models, limits, cache and batching state, and the embedding model's prompts."""
         return EngineInfo(
             embedder=self.embedder.describe(), reranker=self.reranker.describe(), dimension=self.dimension,
             pooling=self.embedder.backend.default_pooling, poolings=tuple(POOLINGS), cache=self.embedder.cache.stats(),
             batch_wait_ms=self.embedder.settings.batch_wait_ms, limits=dict(self.limits), version=__version__,
             started_at=self.started_at, sparse=self.sparse.describe() if self.sparse is not None else None,
+            prompts=self.prompts, default_prompt_name=self.default_prompt_name,
         )

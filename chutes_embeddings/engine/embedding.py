@@ -20,6 +20,7 @@ from ..settings import Settings
 from .batcher import Batcher, estimate_tokens
 from .cache import EmbeddingCache
 from .caller import current_scope
+from .prompts import NO_PROMPTS, ModelPrompts
 from .results import EMBEDDER, Embedded, EmbedOptions, ModelState
 from .vectors import POOLINGS
 from .vectors import normalize as l2_normalize
@@ -82,13 +83,16 @@ class EmbeddingPipeline:
         tokenizer: the local model's tokenizer; it tokenises a text at most once, and only when
             its ids or its count are needed, in the batcher's preparing thread (``prepare``).
         profile: how to batch for what serves the model.
+        prompts: the model's prompts (its sentence-transformers config's), prepended here to the
+            texts of every verb, before the cache and the tokenizer, whoever serves the model.
     """
 
     def __init__(self, settings: Settings, embedder: Embedder, tokenizer: Tokenizer,
-                 profile: BatchingProfile | None = None) -> None:
+                 profile: BatchingProfile | None = None, prompts: ModelPrompts = NO_PROMPTS) -> None:
         self.settings = settings
         self.backend = embedder
         self.tokenizer = tokenizer
+        self.model_prompts = prompts
         self.cache = EmbeddingCache(settings.cache_size)
         self.batcher = Batcher.for_service(
             embed_runner(embedder), settings, profile or BatchingProfile(),
@@ -103,6 +107,16 @@ class EmbeddingPipeline:
     @property
     def dimension(self) -> int:
         return self.backend.dimension
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The model's prompts: name -> the text prepended to an input."""
+        return dict(self.model_prompts.prompts)
+
+    @property
+    def default_prompt_name(self) -> str | None:
+        """The prompt applied when a request names none (None: no prompt)."""
+        return self.model_prompts.default_name
 
     def close(self) -> None:
         """Stop the batcher and the backend."""
@@ -122,7 +136,9 @@ class EmbeddingPipeline:
     def embed(self, texts: Sequence[str], options: EmbedOptions = EmbedOptions()) -> Embedded:
         """Embed texts (cache first, then shared forward passes), in input order.
 
-        The steps, in this order: check the options; look each text up in the cache; queue the
+        The steps, in this order: check the options; prepend the prompt (``options.prompt_name``,
+        else the model's default), so the cache keys, the token counts and whoever serves the
+        forward pass all see the prompted text; look each text up in the cache; queue the
         misses, raw, for shared forward passes (the one admission: ``Overloaded`` at once when the
         queue is full); the batcher's preparing thread tokenises everything waiting in one call
         while the model runs (``prepare``); cut to ``dimensions``; normalise.
@@ -132,12 +148,13 @@ class EmbeddingPipeline:
             embedded (after any cut) when ``options.count_tokens``.
 
         Raises:
-            InvalidInput: a bad option, or a text over the token limit with ``truncate`` False
-                (``index``: its position in ``texts``).
+            InvalidInput: a bad option (a prompt the model does not define among them), or a text
+                over the token limit with ``truncate`` False (``index``: its position in ``texts``).
             Overloaded: the batch queue is full.
             BackendUnavailable: no answer within ``request_timeout_s``.
         """
         mode = self._check_options(options)
+        texts = self.model_prompts.apply(texts, options.prompt_name)
         keys = [(self.model_id, mode, options.truncation_direction, text) for text in texts]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         full: dict[str, int | None] = {}
@@ -249,23 +266,28 @@ class EmbeddingPipeline:
             if n is not None and n > limit:
                 raise self._too_long(n, i, direction)
 
-    def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True,
-                     truncation_direction: str = "right") -> list[np.ndarray]:
-        """Each text's token embeddings (not pooled, not normalised; TEI's ``/embed_all``).
+    def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True, truncation_direction: str = "right",
+                     prompt_name: str | None = None) -> list[np.ndarray]:
+        """Each text's token embeddings (not pooled, not normalised; TEI's ``/embed_all``), the
+        prompt's tokens included (``prompt_name`` as in ``EmbedOptions``).
 
         Not cached and not batched with other callers: one forward pass for this request, after
         the same admission and token-limit checks as every other embedding.
         """
         check_direction(truncation_direction)
+        texts = self.model_prompts.apply(texts, prompt_name)
         with self._admit(texts):
             ids, full = self.tokenizer.tokenize(texts, truncation_direction)  # once: the backend takes these ids
             if not truncate:
                 self._check_token_limit(dict(zip(texts, full)), texts, truncation_direction)
             return self.backend.embed_tokens(texts, truncation_direction if truncate else None, ids)
 
-    def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[dict[str, Any]]]:
-        """Each text's tokens (id, text, special, start, stop), as the model's tokenizer sees them."""
-        return self.tokenizer.token_details(texts, add_special_tokens)
+    def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True,
+                 prompt_name: str | None = None) -> list[list[dict[str, Any]]]:
+        """Each text's tokens (id, text, special, start, stop), as the model's tokenizer sees them:
+        with the prompt (``prompt_name`` as in ``EmbedOptions``) before it, offsets into the
+        prompted text (as TEI's ``/tokenize``)."""
+        return self.tokenizer.token_details(self.model_prompts.apply(texts, prompt_name), add_special_tokens)
 
     def decode(self, ids: Sequence[Sequence[int]], *, skip_special_tokens: bool = True) -> list[str]:
         """Each id sequence as text, by the model's tokenizer.

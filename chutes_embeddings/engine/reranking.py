@@ -15,6 +15,7 @@ cross-encoder is configured:
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -164,17 +165,19 @@ class BiEncoderReranker:
 
     def rerank(self, query: str, texts: Sequence[str], options: RerankOptions = RerankOptions()) -> Reranked:
         """The cosine of the query to each text (each read on its own, up to the model's limit;
-        ``max_tokens_per_doc`` does not apply)."""
+        ``max_tokens_per_doc`` does not apply), the query with the model's query prompt and the
+        texts with its document prompt, as a search embeds them."""
         embed = EmbedOptions(truncate=options.truncate, truncation_direction=options.truncation_direction,
                              count_tokens=True)
-        if options.truncate:
-            both = self.embedder.embed([query, *texts], embed)
+        prompts = self.embedder.model_prompts
+        if options.truncate and prompts.symmetric:
+            both = self.embedder.embed([query, *texts], replace(embed, prompt_name=prompts.query_name))
             vectors, tokens = both.vectors, both.tokens
             cosine = cosine_scores(vectors[:1], vectors[1:])[0]
-        else:  # separately, so that a text over the limit is named by its own index
+        else:  # separately: each with its prompt, and a text over the limit named by its own index
             with naming("query"):
-                q = self.embedder.embed([query], embed)
-            t = self.embedder.embed(texts, embed)
+                q = self.embedder.embed([query], replace(embed, prompt_name=prompts.query_name))
+            t = self.embedder.embed(texts, replace(embed, prompt_name=prompts.document_name))
             cosine, tokens = cosine_scores(q.vectors, t.vectors)[0], q.tokens + t.tokens
         return Reranked(cosine, tokens, self.describe(), _identity, _cosine_relevance)
 

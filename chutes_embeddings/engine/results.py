@@ -82,6 +82,8 @@ class EmbedOptions:
         max_batch: at most this many of these texts per forward pass.
         count_tokens: also count every text's tokens as embedded (usage reports); costs a
             tokenisation of cached texts and of texts TEI would tokenise anyway.
+        prompt_name: the model's prompt to prepend to every text (``engine.prompts``); None: the
+            model's default prompt, if it has one. Counts include the prompt's tokens.
     """
 
     pooling: str | None = None
@@ -91,6 +93,7 @@ class EmbedOptions:
     dimensions: int | None = None
     max_batch: int | None = None
     count_tokens: bool = False
+    prompt_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -253,7 +256,8 @@ class EngineHealth:
 
 @dataclass(frozen=True)
 class EngineInfo:
-    """What /info and TEI's /info report: the models, their limits, the cache and the batching."""
+    """What /info and TEI's /info report: the models, their limits, the cache, the batching and the
+    embedding model's prompts."""
 
     embedder: ModelState
     reranker: ModelState
@@ -266,3 +270,5 @@ class EngineInfo:
     version: str
     started_at: float
     sparse: ModelState | None = None  # None: no sparse model configured
+    prompts: dict[str, str] = field(default_factory=dict)  # the embedding model's: name -> text
+    default_prompt_name: str | None = None

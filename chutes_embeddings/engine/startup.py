@@ -14,6 +14,7 @@ from ..backends.factory import build_service, tei_binary, wait_for_tei
 from ..settings import Settings
 from .core import Engine
 from .embedding import EmbeddingPipeline
+from .prompts import ModelPrompts
 from .reranking import BiEncoderReranker, RerankPipeline, RerankService
 from .sparse import SparsePipeline
 
@@ -41,7 +42,9 @@ def start_engine(settings: Settings, limits: dict[str, Any] | None = None, model
     built = build_service("embedder", settings, binary, model)
     started_services = [built.service]
     try:
-        embedder = EmbeddingPipeline(settings, built.service, built.tokenizer, built.profile)  # type: ignore[arg-type]
+        prompts = ModelPrompts(built.tokenizer.prompts, built.tokenizer.default_prompt_name)
+        embedder = EmbeddingPipeline(settings, built.service, built.tokenizer, built.profile,  # type: ignore[arg-type]
+                                     prompts)
         reranker = _reranker(settings, binary, reranker_model, embedder)
         if isinstance(reranker, RerankPipeline):
             started_services.append(reranker.backend)

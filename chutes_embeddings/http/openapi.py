@@ -33,11 +33,12 @@ class ServedModel:
 
     dimension: int  # the maximum of every ``dimensions``
     vocab_size: int  # token ids (TEI's /decode) are below it
+    prompt_names: tuple[str, ...] = ()  # every ``prompt_name`` is one of them
 
     @classmethod
     def of(cls, engine: Any) -> "ServedModel":
         """The bounds of ``engine``'s embedding model."""
-        return cls(engine.dimension, engine.vocab_size)
+        return cls(engine.dimension, engine.vocab_size, tuple(engine.prompts))
 
 
 def build_openapi(table: Any, title: str = "chutes-embeddings", served: ServedModel | None = None) -> dict[str, Any]:
@@ -110,13 +111,22 @@ def _state_bounds(schema: Any, served: ServedModel) -> None:
             _set_integer_maximum(properties["dimensions"], served.dimension)
         if "ids" in properties:  # token ids (TEI's /decode); record ids are strings, left as they are
             _set_integer_maximum(properties["ids"], served.vocab_size - 1)
-        if "prompt_name" in properties:  # the served model defines no prompts (dialects/tei.py refuses any)
-            properties["prompt_name"] = {"type": "null"}
+        if "prompt_name" in properties:
+            properties["prompt_name"] = _prompt_names(properties["prompt_name"], served.prompt_names)
         for value in schema.values():
             _state_bounds(value, served)
     elif isinstance(schema, list):
         for value in schema:
             _state_bounds(value, served)
+
+
+def _prompt_names(schema: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """A ``prompt_name``'s schema for a model with prompts ``names``: one of them or null (only
+    null when it has none)."""
+    described = {k: schema[k] for k in ("title", "description", "default") if k in schema}
+    if not names:
+        return {**described, "type": "null"}
+    return {**described, "anyOf": [{"type": "string", "enum": list(names)}, {"type": "null"}]}
 
 
 def _set_integer_maximum(schema: Any, maximum: int) -> None:

@@ -153,7 +153,8 @@ class StoreService:
 
         With ``vectors`` (one per text) the caller's vectors are stored as given (normalised) and
         the collection is one of ``vector_model``'s (default ``external``) at their dimension;
-        without, the server embeds the texts. A collection refuses vectors of another model or
+        without, the server embeds the texts (with the model's document prompt, when it defines
+        one: ``engine.prompts``). A collection refuses vectors of another model or
         dimension (409).
         """
         if ids is not None and len(ids) != len(texts):
@@ -175,7 +176,7 @@ class StoreService:
                            field="collection")
         with naming("texts"):
             if vectors is None:
-                rows = self.engine.embed(texts).vectors
+                rows = self.engine.embed_documents(texts).vectors  # with the model's document prompt
             sparse = self.engine.embed_sparse(texts).vectors if sparse_model else [None] * len(texts)
         records = [Record(i, t, m, v, sp) for i, t, m, v, sp in zip(record_ids, texts, metas, rows, sparse)]
         with self._operation("upsert"):
@@ -187,8 +188,9 @@ class StoreService:
                rerank_candidates: int = 50, retrieval: Retrieval = Retrieval()) -> Found:
         """The best matches of one query (a text the server embeds, or the caller's vector).
 
-        ``retrieval.mode`` picks the legs (``engine.hybrid``): ``dense`` (the collection's vectors;
-        ``threshold`` drops hits below that cosine), ``lexical`` (BM25 of the query's terms),
+        ``retrieval.mode`` picks the legs (``engine.hybrid``): ``dense`` (the collection's vectors,
+        the query embedded with the model's query prompt; ``threshold`` drops hits below that
+        cosine), ``lexical`` (BM25 of the query's terms),
         ``sparse`` (the sparse model's vectors) or ``hybrid`` (every leg the collection has, each
         bringing ``leg_candidates``, fused; ``threshold`` applies to the dense leg). The filter
         applies inside every leg. With ``rerank`` (two-stage retrieval) the best
@@ -264,7 +266,7 @@ class StoreService:
             raise Conflict(f"collection {collection!r} holds vectors of {model!r} ({dimension}); this server "
                            f"embeds with {self.engine.model_id!r}: send query_vector made by {model!r}",
                            field="query")
-        return self.engine.embed([query or ""]).vectors
+        return self.engine.embed_queries([query or ""]).vectors  # with the model's query prompt
 
     def _lexical(self, collection: str, legs: Legs, query: str, depth: int, where: Filter,
                  collect: Callable[[list[Any]], Candidates]) -> Candidates | None:

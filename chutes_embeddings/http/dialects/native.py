@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...engine.prompts import document_prompt, query_prompt
 from ...engine.results import EmbedOptions, EngineHealth, EngineInfo, ModelState, RerankOptions
 from ...errors import EmbeddingsError, naming
 
@@ -19,7 +20,7 @@ name = "native"
 def embed(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /embed``: one vector for a single text, a list of vectors (with count) for a list."""
     options = EmbedOptions(pooling=request.pooling, normalize=request.normalize, truncate=request.truncate,
-                           dimensions=request.dimensions)
+                           dimensions=request.dimensions, prompt_name=request.prompt_name)
     with naming("inputs"):
         vectors = engine.embed(request.inputs, options).vectors
     body: dict[str, Any] = {"model": engine.model_id, "dimension": int(vectors.shape[1])}
@@ -33,7 +34,8 @@ def embed(engine: Any, request: Any) -> dict[str, Any]:
 
 def embed_batch(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /embed/batch``: vectors in input order; ``batch_size`` caps texts per forward pass."""
-    options = EmbedOptions(normalize=request.normalize, max_batch=request.batch_size, dimensions=request.dimensions)
+    options = EmbedOptions(normalize=request.normalize, max_batch=request.batch_size, dimensions=request.dimensions,
+                           prompt_name=request.prompt_name)
     with naming("texts"):
         vectors = engine.embed(request.texts, options).vectors
     return {"embeddings": vectors.tolist(), "processed_count": len(request.texts), "batch_size": request.batch_size,
@@ -143,7 +145,8 @@ def _queue(state: ModelState) -> dict[str, Any]:
 
 
 def info(engine: Any) -> dict[str, Any]:
-    """``GET /info``: the model, limits, cache and batching state."""
+    """``GET /info``: the model, limits, cache and batching state, and the model's prompts (with
+    those a search embeds its query and the searched texts with)."""
     state: EngineInfo = engine.info()
     embedder, stats = state.embedder, state.embedder.batching
     assert stats is not None, "this is a bug: the embedder always has a batcher"
@@ -174,6 +177,9 @@ def info(engine: Any) -> dict[str, Any]:
         "reranker": _reranker_info(state.reranker),
         "sparse": _sparse_info(state.sparse, engine.sparse_vocab_size),
         "version": state.version,
+        "prompts": state.prompts,
+        "default_prompt_name": state.default_prompt_name,
+        "retrieval_prompts": {"query": query_prompt(state.prompts), "document": document_prompt(state.prompts)},
     }
 
 

@@ -10,9 +10,10 @@ dialect's route and the Prometheus text under this prefix). Errors are TEI's ``{
 "error_type": ...}``: an empty batch is 400 ``Empty``, bad input 422 ``Validation`` (413 for a
 body over the size limit), a full queue 429 ``Overloaded``, no backend 503 ``Unhealthy``, and
 ``/tei/embed_sparse`` without a sparse model 424 ``Backend`` (TEI's answer when its model is not
-SPLADE). Token-id inputs (which TEI decodes with its own tokenizer) and ``prompt_name`` (this
-model defines no prompts) are refused as ``Validation``. ``auto_truncate`` is true: an omitted
-``truncate`` cuts long inputs.
+SPLADE). Token-id inputs (which TEI decodes with its own tokenizer) are refused as ``Validation``,
+and so is a ``prompt_name`` the model's sentence-transformers config does not define (the message
+names those it does); an omitted ``prompt_name`` is the model's default prompt, if it has one
+(TEI's ``--default-prompt-name``). ``auto_truncate`` is true: an omitted ``truncate`` cuts long inputs.
 """
 
 from __future__ import annotations
@@ -38,12 +39,6 @@ def _texts(inputs: str | list[str]) -> list[str]:
     return [inputs] if isinstance(inputs, str) else list(inputs)
 
 
-def _no_prompts(prompt_name: str | None) -> None:
-    if prompt_name is not None:
-        raise InvalidInput(f"prompt_name {prompt_name!r}: this model defines no prompts", field="prompt_name",
-                           limit=[])
-
-
 def _truncation(request: Any) -> dict[str, Any]:
     truncate = AUTO_TRUNCATE if request.truncate is None else request.truncate
     return {"truncate": truncate, "truncation_direction": request.truncation_direction.lower()}
@@ -51,23 +46,25 @@ def _truncation(request: Any) -> dict[str, Any]:
 
 def embed(engine: Any, request: Any) -> list[list[float]]:
     """``POST /tei/embed``: one vector per input, always a list of vectors."""
-    _no_prompts(request.prompt_name)
-    options = EmbedOptions(normalize=request.normalize, dimensions=request.dimensions, **_truncation(request))
+    options = EmbedOptions(normalize=request.normalize, dimensions=request.dimensions,
+                           prompt_name=request.prompt_name, **_truncation(request))
     with naming("inputs"):
         return engine.embed(_texts(request.inputs), options).vectors.tolist()
 
 
 def embed_all(engine: Any, request: Any) -> list[list[list[float]]]:
     """``POST /tei/embed_all``: every input's token embeddings."""
-    _no_prompts(request.prompt_name)
     with naming("inputs"):
-        return [t.tolist() for t in engine.embed_tokens(_texts(request.inputs), **_truncation(request))]
+        return [t.tolist() for t in engine.embed_tokens(_texts(request.inputs), prompt_name=request.prompt_name,
+                                                        **_truncation(request))]
 
 
 def embed_sparse(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
     """``POST /tei/embed_sparse``: each input's non-zero SPLADE weights as ``{index, value}``,
     indices ascending."""
-    _no_prompts(request.prompt_name)
+    if request.prompt_name is not None:  # prompts are the embedding model's; the sparse model has none
+        raise InvalidInput(f"prompt_name {request.prompt_name!r}: the sparse model defines no prompts",
+                           field="prompt_name", limit=[])
     with naming("inputs"):
         encoded = engine.embed_sparse(_texts(request.inputs), **_truncation(request))
     return [[{"index": i, "value": v} for i, v in zip(vector.indices, vector.values)] for vector in encoded.vectors]
@@ -75,8 +72,8 @@ def embed_sparse(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
 
 def tokenize(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
     """``POST /tei/tokenize``: each input's tokens with their character offsets."""
-    _no_prompts(request.prompt_name)
-    return engine.tokenize(_texts(request.inputs), add_special_tokens=request.add_special_tokens)
+    return engine.tokenize(_texts(request.inputs), add_special_tokens=request.add_special_tokens,
+                           prompt_name=request.prompt_name)
 
 
 def decode(engine: Any, request: Any) -> list[str]:
@@ -98,10 +95,11 @@ def is_similarity(body: Any) -> bool:
 
 
 def similarity(engine: Any, request: Any) -> list[float]:
-    """``POST /tei/similarity``: each sentence's cosine to the source sentence, in input order."""
-    _no_prompts(request.parameters.prompt_name if request.parameters else None)
+    """``POST /tei/similarity``: each sentence's cosine to the source sentence, in input order
+    (every sentence read with ``parameters.prompt_name``)."""
+    prompt_name = request.parameters.prompt_name if request.parameters else None
     with naming("inputs.sentences"):
-        ranking = engine.similarity(request.inputs.source_sentence, request.inputs.sentences)
+        ranking = engine.similarity(request.inputs.source_sentence, request.inputs.sentences, prompt_name=prompt_name)
     scores = [0.0] * len(request.inputs.sentences)
     for hit in ranking.hits:
         scores[hit.index] = hit.score
