@@ -86,8 +86,6 @@ from .native import (
     Cluster,
     ClusterRequest,
     ClusterResponse,
-    CollectionsResponse,
-    CollectionSummary,
     EmbedBatchRequest,
     EmbedBatchResponse,
     EmbedRequest,
@@ -107,6 +105,21 @@ from .native import (
     SimilarityRequest,
     SimilarityResponse,
     SimilarityResult,
+)
+from .openai import (
+    OpenAIEmbedding,
+    OpenAIEmbeddingsRequest,
+    OpenAIEmbeddingsResponse,
+    OpenAIError,
+    OpenAIErrorDetail,
+    OpenAIModel,
+    OpenAIModelsResponse,
+    OpenAIUsage,
+)
+from .sparse import SparseEmbedding, SparseEmbedRequest, SparseEmbedResponse, SparseModel, SparseUsage
+from .store import (
+    CollectionsResponse,
+    CollectionSummary,
     StoreAddRequest,
     StoreAddResponse,
     StoreCollectionsRequest,
@@ -121,17 +134,6 @@ from .native import (
     StoreSearchRequest,
     StoreSearchResponse,
 )
-from .openai import (
-    OpenAIEmbedding,
-    OpenAIEmbeddingsRequest,
-    OpenAIEmbeddingsResponse,
-    OpenAIError,
-    OpenAIErrorDetail,
-    OpenAIModel,
-    OpenAIModelsResponse,
-    OpenAIUsage,
-)
-from .sparse import SparseEmbedding, SparseEmbedRequest, SparseEmbedResponse, SparseModel, SparseUsage
 from .tei import (
     TeiDecodeRequest,
     TeiDecodeResponse,

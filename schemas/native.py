@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema, model_validator
 
 from chutes_embeddings.engine.results import DEFAULT_LEG_CANDIDATES, DEFAULT_RRF_K, Retrieval
-from chutes_embeddings.errors import InvalidInput
 
 from .common import (
     DEFAULT_BATCH_SIZE,
-    DEFAULT_FIND_LIMIT,
     DEFAULT_RERANK_CANDIDATES,
     DEFAULT_SEARCH_TOP_K,
-    DEFAULT_STORE_TOP_K,
     MAX_BATCH_SIZE,
     MAX_BATCH_TEXTS,
     MAX_CLUSTER_TEXTS,
@@ -25,29 +22,18 @@ from .common import (
     MAX_SEARCH_CORPUS,
     MAX_SEARCH_TOP_K,
     MAX_SIMILARITY_TARGETS,
-    MAX_STORE_ADD_TEXTS,
-    MAX_STORE_IDS,
-    MAX_STORE_TOP_K,
     MIN_CLUSTER_TEXTS,
     MIN_CLUSTERS,
-    Access,
     ClusterMethod,
-    CollectionName,
     Dimensions,
     Fusion,
-    Metadata,
-    MetadataFilter,
     Pooling,
     PromptName,
-    RecordId,
     RerankCandidates,
     Score,
     SearchMode,
     StrictRequest,
     Text,
-    Vector,
-    at_least_one_of,
-    exactly_one_of,
 )
 from .sparse import SparseModel
 
@@ -150,89 +136,6 @@ class ClusterRequest(StrictRequest):
     method: ClusterMethod = "kmeans"
 
 
-class StoreAddRequest(StrictRequest):
-    """POST /store/add: upsert texts into a collection (ids default to a hash of the text).
-
-    With ``vectors`` (one per text) the caller's vectors are stored instead of the server's, and
-    the collection records ``vector_model`` (default ``external``) and their dimension.
-    """
-
-    access: ClassVar[Access] = "write"
-
-    collection: CollectionName = "default"
-    texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)]
-    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
-    metadata: Metadata | list[Metadata] | None = None
-    vectors: Annotated[list[Vector], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
-    vector_model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
-
-
-class StoreSearchRequest(RetrievalRequest):
-    """POST /store/search: a query text (embedded by the server) or ``query_vector``; both in hybrid
-    mode (the vector for the dense leg, the text for the lexical and sparse legs)."""
-
-    model_config = at_least_one_of(("query", "string"), ("query_vector", "array"))
-    access: ClassVar[Access] = "read"
-
-    collection: CollectionName = "default"
-    query: Text | None = None
-    query_vector: Vector | None = None
-    top_k: Annotated[int, Field(ge=1, le=MAX_STORE_TOP_K)] = DEFAULT_STORE_TOP_K
-    filter_metadata: MetadataFilter | None = None
-    threshold: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
-    rerank: bool = False  # two-stage: the best rerank_candidates by vector, reordered by the reranker
-    rerank_candidates: RerankCandidates = DEFAULT_RERANK_CANDIDATES
-
-    @model_validator(mode="after")
-    def _one_query(self) -> "StoreSearchRequest":
-        if self.query is None and self.query_vector is None:
-            raise InvalidInput("send query or query_vector (or both, in hybrid mode)", field="query")
-        if self.query is not None and self.query_vector is not None and self.mode != "hybrid":
-            raise InvalidInput("query and query_vector together only in hybrid mode (the vector for the dense leg, "
-                               "the text for the others); otherwise send one", field="query_vector")
-        return self
-
-
-class StoreGetRequest(StrictRequest):
-    """POST /store/get: records by ``ids``, or up to ``limit`` records a filter matches (exactly one)."""
-
-    model_config = exactly_one_of(("ids", "array"), ("filter_metadata", "object"))
-    access: ClassVar[Access] = "read"
-
-    collection: CollectionName = "default"
-    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
-    filter_metadata: MetadataFilter | None = None
-    limit: Annotated[int, Field(ge=1, le=MAX_STORE_IDS)] = DEFAULT_FIND_LIMIT
-    include_vectors: bool = False
-
-
-class StoreDeleteRequest(StrictRequest):
-    """POST /store/delete: by ids or by a metadata filter (exactly one; an empty filter, which would
-    delete everything, is refused: /store/drop does that)."""
-
-    model_config = exactly_one_of(("ids", "array"), ("filter_metadata", "object"))
-    access: ClassVar[Access] = "write"
-
-    collection: CollectionName = "default"
-    ids: Annotated[list[RecordId], Field(min_length=1, max_length=MAX_STORE_IDS)] | None = None
-    filter_metadata: Annotated[MetadataFilter | None, Field(json_schema_extra={"minProperties": 1})] = None
-
-
-class StoreDropRequest(StrictRequest):
-    """POST /store/drop: delete a collection."""
-
-    access: ClassVar[Access] = "admin"
-
-    collection: CollectionName
-
-
-class StoreCollectionsRequest(StrictRequest):
-    """POST /store/collections (and GET, whose body is empty): the collections the token may see."""
-
-    access: ClassVar[Access] = "read"
-
-
-# --- responses (documentation and tests; cords return plain dicts of these shapes) ------------
 class EmbedResponse(BaseModel):
     embeddings: list[float] | list[list[float]]
     model: str
@@ -365,74 +268,6 @@ class InfoResponse(BaseModel):
     prompts: dict[str, str] = {}  # the model's prompts: name -> the text prepended
     default_prompt_name: str | None = None  # applied when a request names none
     retrieval_prompts: dict[Literal["query", "document"], str | None] = {}  # a search's prompts (None: the default)
-
-
-class StoreAddResponse(BaseModel):
-    collection: str
-    added_count: int
-    ids: list[str]
-    total_in_collection: int
-
-
-class StoreHit(BaseModel):
-    id: str
-    text: str
-    score: float  # dense: the cosine; lexical, sparse: the leg's score; hybrid: the fused score
-    rank: int
-    metadata: Metadata
-    rerank_score: float | None = None
-    legs: HitLegs | None = None
-
-
-class StoreSearchResponse(BaseModel):
-    collection: str
-    query: str | None
-    results: list[StoreHit]
-    results_returned: int
-    model: str
-    reranker: Reranker | None = None
-    mode: SearchMode = "dense"
-    skipped_legs: dict[str, str] | None = None  # hybrid: legs it ran without, each with the reason
-
-
-class StoreRecord(BaseModel):
-    id: str
-    text: str
-    metadata: Metadata
-    vector: list[float] | None = None
-
-
-class StoreGetResponse(BaseModel):
-    collection: str
-    records: list[StoreRecord]
-    missing_ids: list[str]
-
-
-class StoreDeleteResponse(BaseModel):
-    collection: str
-    deleted_count: int
-    total_in_collection: int
-
-
-class StoreDropResponse(BaseModel):
-    collection: str
-    dropped: bool
-
-
-class CollectionSummary(BaseModel):
-    name: str
-    size: int
-    dimension: int
-    model: str
-    sample_texts: list[str]
-    lexical: str | None = None  # its lexical leg's language (None: no lexical leg)
-    sparse_model: str | None = None  # its sparse leg's model (None: no sparse leg)
-
-
-class CollectionsResponse(BaseModel):
-    collections: list[CollectionSummary]
-    total: int
-    store: str
 
 
 class ErrorBody(BaseModel):
