@@ -35,6 +35,7 @@ from .common import (
     ClusterMethod,
     CollectionName,
     Dimensions,
+    EmbeddingTypes,
     Fusion,
     Metadata,
     MetadataFilter,
@@ -61,6 +62,7 @@ class EmbedRequest(StrictRequest):
     truncate: bool = True
     pooling: Pooling | None = None
     dimensions: Dimensions | None = None
+    embedding_types: EmbeddingTypes | None = None  # more than ["float"]: `embeddings` is an object by type
     _single: bool = False
 
     @model_validator(mode="wrap")
@@ -232,8 +234,14 @@ class StoreCollectionsRequest(StrictRequest):
 
 
 # --- responses (documentation and tests; cords return plain dicts of these shapes) ------------
+# a float vector's other forms (``embedding_types``): ints (int8, uint8, binary, ubinary) or base64
+TypedEmbeddings = list[int] | list[list[int]] | str | list[str] | list[float] | list[list[float]]
+
+
 class EmbedResponse(BaseModel):
-    embeddings: list[float] | list[list[float]]
+    """POST /embed's answer: float vectors, or (``embedding_types``) an object of each type's."""
+
+    embeddings: list[float] | list[list[float]] | dict[str, TypedEmbeddings]
     model: str
     dimension: int
     count: int | None = None
