@@ -21,6 +21,7 @@ from .common import (
     LaxObject,
     LaxRequest,
     Text,
+    exactly_one_of,
 )
 from .native import (
     Reranker,
@@ -179,46 +180,49 @@ class EmbedInput(LaxObject):
 CohereTexts = Annotated[list[Text], Field(min_length=1, max_length=MAX_COHERE_EMBED_TEXTS)]
 
 
-class CohereV1EmbedRequest(LaxRequest):
-    """POST /v1/embed (``cohere.Client.embed``): ``texts``; any ``model`` name is accepted and
-    answered by the served model; ``input_type`` is checked (prompts: see the dialect)."""
+class _CohereEmbedOptions(LaxRequest):
+    """What both versions take besides the texts: any ``model`` name is accepted and answered by
+    the served model; ``input_type`` is checked (prompts: see the dialect)."""
 
     model: str | None = None
-    texts: CohereTexts | None = None
     images: Annotated[Any, BeforeValidator(_no_images)] = None
     input_type: InputType | None = None
     embedding_types: EmbeddingTypes | None = None
     truncate: Truncate = "END"
 
-    @model_validator(mode="after")
-    def _some_text(self) -> "CohereV1EmbedRequest":
-        if self.texts is None and getattr(self, "inputs", None) is None:
-            also = " (or inputs)" if "inputs" in type(self).model_fields else ""
-            raise InvalidInput(f"texts: this field is required{also}: 1..{MAX_COHERE_EMBED_TEXTS} texts",
-                               field="texts", limit=MAX_COHERE_EMBED_TEXTS)
-        return self
+
+class CohereV1EmbedRequest(_CohereEmbedOptions):
+    """POST /v1/embed (``cohere.Client.embed``): ``texts``."""
+
+    texts: CohereTexts
 
     def input_texts(self) -> list[str]:
         """The texts to embed, in order."""
-        return list(self.texts or ())
+        return list(self.texts)
 
 
-class CohereV2EmbedRequest(CohereV1EmbedRequest):
+class CohereV2EmbedRequest(_CohereEmbedOptions):
     """POST /v2/embed (``cohere.ClientV2.embed``): ``texts`` or ``inputs`` (text parts), and
     ``output_dimension`` (the first dimensions, re-normalised) and ``max_tokens`` (per text)."""
 
+    model_config = exactly_one_of(("texts", "array"), ("inputs", "array"))
+    texts: CohereTexts | None = None
     inputs: Annotated[list[EmbedInput], Field(min_length=1, max_length=MAX_COHERE_EMBED_TEXTS),
                       BeforeValidator(_text_parts)] | None = None
     output_dimension: Dimensions | None = None
     max_tokens: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
 
     @model_validator(mode="after")
-    def _one_of_texts_and_inputs(self) -> "CohereV2EmbedRequest":
+    def _texts_or_inputs(self) -> "CohereV2EmbedRequest":
         if self.texts is not None and self.inputs is not None:
             raise InvalidInput("inputs: send texts or inputs, not both", field="inputs")
+        if self.texts is None and self.inputs is None:
+            raise InvalidInput(f"texts: send texts (or inputs): 1..{MAX_COHERE_EMBED_TEXTS} of them", field="texts",
+                               limit=MAX_COHERE_EMBED_TEXTS)
         return self
 
     def input_texts(self) -> list[str]:
+        """The texts to embed, in order (an input's text parts joined by newlines)."""
         return [i.text for i in self.inputs] if self.inputs is not None else list(self.texts or ())
 
 

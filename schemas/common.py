@@ -82,6 +82,8 @@ Dimensions = Annotated[int, Field(ge=1, le=INT64_MAX)]  # at most the model's di
 EmbeddingTypes = Annotated[list[EmbeddingType], Field(min_length=1, max_length=6, description=(
     "the forms of each vector to answer (engine/quantize.py): float, int8 and uint8 (over the fixed range "
     "[-5/sqrt(d), 5/sqrt(d)] of unit vectors), binary and ubinary (signs packed 8 a byte), base64 (float32 bytes)"))]
+# each type's vectors in an answer (ints: int8, uint8, binary, ubinary; strings: base64), one or a list
+TypedEmbeddings = list[int] | list[list[int]] | str | list[str] | list[float] | list[list[float]]
 
 # A metadata filter (chutes_embeddings/store/filters.py has the grammar and checks it): the JSON
 # Schema states its top level (keys, logical operators, conditions); nested filters are objects.

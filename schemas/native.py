@@ -45,6 +45,7 @@ from .common import (
     SearchMode,
     StrictRequest,
     Text,
+    TypedEmbeddings,
     Vector,
     at_least_one_of,
     exactly_one_of,
@@ -234,13 +235,7 @@ class StoreCollectionsRequest(StrictRequest):
 
 
 # --- responses (documentation and tests; cords return plain dicts of these shapes) ------------
-# a float vector's other forms (``embedding_types``): ints (int8, uint8, binary, ubinary) or base64
-TypedEmbeddings = list[int] | list[list[int]] | str | list[str] | list[float] | list[list[float]]
-
-
 class EmbedResponse(BaseModel):
-    """POST /embed's answer: float vectors, or (``embedding_types``) an object of each type's."""
-
     embeddings: list[float] | list[list[float]] | dict[str, TypedEmbeddings]
     model: str
     dimension: int
