@@ -188,7 +188,7 @@ class _CohereEmbedOptions(LaxRequest):
     images: Annotated[Any, BeforeValidator(_no_images)] = None
     input_type: InputType | None = None
     embedding_types: EmbeddingTypes | None = None
-    truncate: Truncate = "END"
+    truncate: Truncate | None = None  # END (null too: langchain-cohere sends it)
 
 
 class CohereV1EmbedRequest(_CohereEmbedOptions):

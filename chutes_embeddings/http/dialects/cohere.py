@@ -102,9 +102,10 @@ def _embed(engine: Any, request: Any, version: str, kinds: Sequence[str]) -> tup
     if dims is not None and dims > engine.dimension:
         raise InvalidInput(f"output_dimension must be 1..{engine.dimension} (the model's dimension), got {dims}",
                            field="output_dimension", limit=engine.dimension)
-    truncate, direction = _TRUNCATION[request.truncate]
+    mode = request.truncate or "END"
+    truncate, direction = _TRUNCATION[mode]
     max_tokens = getattr(request, "max_tokens", None)
-    to_embed = _cut_to(engine, texts, max_tokens, request.truncate, field) if max_tokens is not None else texts
+    to_embed = _cut_to(engine, texts, max_tokens, mode, field) if max_tokens is not None else texts
     prompt_name(request.input_type)  # the hook: None for every input_type today (see PROMPT_FOR_INPUT_TYPE)
     options = EmbedOptions(truncate=truncate, truncation_direction=direction, dimensions=dims, count_tokens=True)
     with naming(field):
