@@ -60,6 +60,10 @@ def test_client_v2_output_dimension_inputs_and_truncate(co, live_server):
         co.embed(model="m", texts=[TEXTS[0], long_text], input_type="search_query", truncate="NONE")
     assert err.value.status_code == 400 and err.value.body["field"] == "texts[1]"
     assert co.embed(model="m", texts=[long_text], input_type="search_query", truncate="START").embeddings.float_
+    cut = co.embed(model="m", texts=[TEXTS[0]], input_type="search_query", max_tokens=3)  # the model's tokens
+    assert_same(cut.embeddings.float_, native_vectors(live_server, ["The cat sat"]))
+    tail = co.embed(model="m", texts=[TEXTS[0]], input_type="search_query", max_tokens=3, truncate="START")
+    assert_same(tail.embeddings.float_, native_vectors(live_server, ["the mat."]))
 
 
 @pytest.mark.parametrize("kwargs,field", [
