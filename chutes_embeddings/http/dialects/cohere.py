@@ -9,6 +9,8 @@ default and v1's with types: ``response_type: embeddings_by_type``; v1 without t
 ``embeddings_floats``). ``truncate`` END cuts a long text's end, START its start, NONE refuses it;
 ``max_tokens`` first cuts each text to that many tokens the same way; ``output_dimension`` keeps
 the first dimensions, re-normalised. ``meta.billed_units.input_tokens`` counts the tokens embedded.
+``input_type`` is checked, then looked up in ``PROMPT_FOR_INPUT_TYPE``: the one hook where the
+model prompts of issue 23 will map it (every type maps to no prompt today).
 
 Any ``model`` name is accepted and answered with the served reranker's id. ``relevance_score`` is
 in [0, 1] as Cohere documents it: the sigmoid of a cross-encoder's logit, ``(cosine + 1) / 2`` when
@@ -91,13 +93,10 @@ def _cut_to(engine: Any, texts: Sequence[str], max_tokens: int, truncate: str, f
     return out
 
 
-def _embed(engine: Any, request: Any, version: str, kinds: Sequence[str]) -> tuple[dict[str, Any], Any]:
-    """The answer both versions share (without its embeddings), and the vectors."""
-    from ...engine import quantize
-
+def _embed(engine: Any, request: Any, version: str) -> tuple[dict[str, Any], Any]:
+    """The answer both versions share (without its embeddings), and the unit vectors."""
     field = "inputs" if getattr(request, "inputs", None) is not None else "texts"
     texts = request.input_texts()
-    quantize.check_types(kinds, normalized=True)
     dims = getattr(request, "output_dimension", None)
     if dims is not None and dims > engine.dimension:
         raise InvalidInput(f"output_dimension must be 1..{engine.dimension} (the model's dimension), got {dims}",
@@ -106,7 +105,8 @@ def _embed(engine: Any, request: Any, version: str, kinds: Sequence[str]) -> tup
     truncate, direction = _TRUNCATION[mode]
     max_tokens = getattr(request, "max_tokens", None)
     to_embed = _cut_to(engine, texts, max_tokens, mode, field) if max_tokens is not None else texts
-    prompt_name(request.input_type)  # the hook: None for every input_type today (see PROMPT_FOR_INPUT_TYPE)
+    if prompt_name(request.input_type) is not None:  # the hook: None for every input_type today
+        raise AssertionError("this is a bug: input_type maps onto a prompt that EmbedOptions cannot carry yet")
     options = EmbedOptions(truncate=truncate, truncation_direction=direction, dimensions=dims, count_tokens=True)
     with naming(field):
         embedded = engine.embed(to_embed, options)
@@ -120,7 +120,7 @@ def embed_v2(engine: Any, request: Any) -> dict[str, Any]:
     from ...engine.quantize import by_type
 
     kinds = request.embedding_types or [FLOAT]
-    body, vectors = _embed(engine, request, "2", kinds)
+    body, vectors = _embed(engine, request, "2")
     return {**body, "embeddings": by_type(vectors, kinds), "response_type": "embeddings_by_type"}
 
 
@@ -130,7 +130,7 @@ def embed_v1(engine: Any, request: Any) -> dict[str, Any]:
     from ...engine.quantize import by_type
 
     kinds = request.embedding_types
-    body, vectors = _embed(engine, request, "1", kinds or [FLOAT])
+    body, vectors = _embed(engine, request, "1")
     if kinds is None:
         return {**body, "embeddings": vectors.tolist(), "response_type": "embeddings_floats"}
     return {**body, "embeddings": by_type(vectors, kinds), "response_type": "embeddings_by_type"}
