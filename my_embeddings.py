@@ -325,6 +325,20 @@ async def cohere_rerank_v1(self: Any, body: Any = None) -> dict:
     return await cord_call(self, S.CohereV1RerankRequest, body, cohere.rerank_v1, self.engine)
 
 
+# --- Cohere's embed API -------------------------------------------------------------------------
+@_post("/v2/embed", S.CohereV2EmbedRequest, S.CohereEmbedByTypeResponse, dialect=cohere, uses_model=EMBEDDER)
+async def cohere_embed_v2(self: Any, body: Any = None) -> dict:
+    """Cohere v2's ``POST /v2/embed``: ``texts`` or text ``inputs``, each ``embedding_types`` (float,
+    int8, uint8, binary, ubinary, base64), ``output_dimension``, ``truncate``."""
+    return await cord_call(self, S.CohereV2EmbedRequest, body, cohere.embed_v2, self.engine)
+
+
+@_post("/v1/embed", S.CohereV1EmbedRequest, S.CohereV1EmbedResponse, dialect=cohere, uses_model=EMBEDDER)
+async def cohere_embed_v1(self: Any, body: Any = None) -> dict:
+    """Cohere v1's ``POST /v1/embed``: float vectors, or each of ``embedding_types`` as v2 answers."""
+    return await cord_call(self, S.CohereV1EmbedRequest, body, cohere.embed_v1, self.engine)
+
+
 @_get("/tei/info", S.TeiInfoResponse, dialect=tei)
 async def tei_info(self: Any) -> dict:
     """TEI's ``GET /info``."""

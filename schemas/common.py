@@ -55,6 +55,8 @@ DEFAULT_STORE_TOP_K = 10
 MAX_ID_CHARS = 256
 MAX_STORE_IDS = 1000
 MAX_OPENAI_INPUTS = 2048
+MAX_COHERE_EMBED_TEXTS = 96  # Cohere's own cap per embed call (its SDKs split longer lists by it)
+MAX_COHERE_INPUT_PARTS = 16  # text parts of one Cohere v2 `inputs` item
 MAX_DECODE_IDS = 100_000  # ids per sequence on TEI's /decode
 MAX_VECTOR_DIMENSION = 8192
 DEFAULT_FIND_LIMIT = 100
@@ -70,6 +72,7 @@ Pooling = Literal["cls", "mean", "max", "mean_sqrt_len", "lasttoken", "weightedm
 ClusterMethod = Literal["kmeans", "agglomerative", "hdbscan"]
 SearchMode = Literal["dense", "lexical", "sparse", "hybrid"]  # engine.results.MODES
 Fusion = Literal["rrf", "relative_score", "dbsf"]  # engine.results.FUSIONS
+EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]  # engine.quantize.EMBEDDING_TYPES
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
@@ -80,6 +83,11 @@ Dimensions = Annotated[int, Field(ge=1, le=INT64_MAX)]  # at most the model's di
 PromptName = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=256)] | None, Field(description=(
     "a prompt of the model's sentence-transformers config (GET /info lists them), prepended to every text; "
     "unset: the model's default prompt, if it has one"))]
+EmbeddingTypes = Annotated[list[EmbeddingType], Field(min_length=1, max_length=6, description=(
+    "the forms of each vector to answer (engine/quantize.py): float, int8 and uint8 (over the fixed range "
+    "[-5/sqrt(d), 5/sqrt(d)] of unit vectors), binary and ubinary (signs packed 8 a byte), base64 (float32 bytes)"))]
+# each type's vectors in an answer (ints: int8, uint8, binary, ubinary; strings: base64), one or a list
+TypedEmbeddings = list[int] | list[list[int]] | str | list[str] | list[float] | list[list[float]]
 
 # A metadata filter (chutes_embeddings/store/filters.py has the grammar and checks it): the JSON
 # Schema states its top level (keys, logical operators, conditions); nested filters are objects.

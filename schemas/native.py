@@ -26,6 +26,7 @@ from .common import (
     MIN_CLUSTERS,
     ClusterMethod,
     Dimensions,
+    EmbeddingTypes,
     Fusion,
     Pooling,
     PromptName,
@@ -34,6 +35,7 @@ from .common import (
     SearchMode,
     StrictRequest,
     Text,
+    TypedEmbeddings,
 )
 from .sparse import SparseModel
 
@@ -50,6 +52,7 @@ class EmbedRequest(StrictRequest):
     pooling: Pooling | None = None
     dimensions: Dimensions | None = None
     prompt_name: PromptName = None
+    embedding_types: EmbeddingTypes | None = None  # more than ["float"]: `embeddings` is an object by type
     _single: bool = False
 
     @model_validator(mode="wrap")
@@ -137,7 +140,7 @@ class ClusterRequest(StrictRequest):
 
 
 class EmbedResponse(BaseModel):
-    embeddings: list[float] | list[list[float]]
+    embeddings: list[float] | list[list[float]] | dict[str, TypedEmbeddings]
     model: str
     dimension: int
     count: int | None = None

@@ -196,6 +196,8 @@ COMPUTE_ROUTES = [
     ("/tei/similarity", {"inputs": {"source_sentence": "a", "sentences": ["a", "b"]}}, S.TeiError),
     ("/v2/rerank", {"model": "m", "query": "cat", "documents": ["a cat"]}, S.CohereError),
     ("/v1/rerank", {"query": "cat", "documents": ["a cat"]}, S.CohereError),
+    ("/v2/embed", {"model": "m", "texts": ["a cat"], "input_type": "search_query"}, S.CohereError),
+    ("/v1/embed", {"texts": ["a cat"]}, S.CohereError),
 ]
 
 

@@ -49,6 +49,9 @@ VALID: dict[str, dict[str, Any]] = {  # a valid body for each POST route
     "/tei/rerank": {"query": "cat", "texts": ["a cat"]},
     "/v1/rerank": {"query": "cat", "documents": ["a cat"], "model": "m"},
     "/v2/rerank": {"query": "cat", "documents": ["a cat"], "model": "m"},
+    "/v2/embed": {"texts": ["a cat"], "model": "m", "input_type": "search_query", "embedding_types": ["int8"],
+                  "output_dimension": 16, "max_tokens": 8, "truncate": "END"},
+    "/v1/embed": {"texts": ["a cat"], "model": "m", "input_type": "clustering", "embedding_types": ["binary"]},
 }
 
 

@@ -166,6 +166,12 @@ def test_the_cohere_sdk_against_the_app(fake_client):
     client = cohere.ClientV2(api_key="x", base_url="http://127.0.0.1", httpx_client=fake_client)
     answer = client.rerank(model="rerank-v3.5", query="cat", documents=["dog", "cat", "a cat"], top_n=2)
     assert [r.index for r in answer.results][0] in (1, 2) and len(answer.results) == 2
+    embedded = client.embed(model="embed-v4.0", texts=["a cat"], input_type="search_document",
+                            embedding_types=["float", "int8"])
+    assert len(embedded.embeddings.float_[0]) == 32 and len(embedded.embeddings.int8[0]) == 32
+    with pytest.raises(cohere.core.ApiError) as err:
+        client.embed(model="m", texts=["a"], input_type="search_query", embedding_types=["int4"])
+    assert err.value.status_code == 400 and err.value.body["field"] == "embedding_types[0]"
 
 
 # A lone UTF-16 surrogate is valid JSON ("\ud800") but no Unicode text: every route refuses it where it
@@ -432,3 +438,102 @@ def test_a_body_that_is_no_json_object_is_refused_naming_it(fake_client, raw):
     answer = fake_client.post("/store/collections", content=raw, headers={"content-type": "application/json"})
     assert answer.status_code == 422 and answer.json()["detail"]["field"] == "body", answer.text
     assert "JSON object" in answer.json()["detail"]["message"]
+
+
+# --- Cohere's embed API and the embedding types -----------------------------------------------------
+def test_cohere_embed_v2_answers_each_type_of_the_native_vectors(fake_call):
+    from chutes_embeddings.engine.quantize import by_type
+
+    texts = ["a cat", "a dog"]
+    status, native = fake_call("POST", "/embed", {"inputs": texts})
+    assert status == 200
+    floats = np.asarray(native["embeddings"], dtype=np.float32)
+    kinds = ["float", "int8", "uint8", "binary", "ubinary", "base64"]
+    v2 = _ok(fake_call, "POST", "/v2/embed", {"model": "embed-v4.0", "texts": texts, "input_type": "search_query",
+                                              "embedding_types": kinds}, S.CohereEmbedByTypeResponse)
+    assert v2["response_type"] == "embeddings_by_type" and v2["texts"] == texts and list(v2["embeddings"]) == kinds
+    assert v2["meta"] == {"api_version": {"version": "2"}, "billed_units": {"input_tokens": 8}}
+    assert v2["embeddings"] == by_type(floats, kinds)
+    assert len(v2["embeddings"]["binary"][0]) == 32 // 8
+    default = _ok(fake_call, "POST", "/v2/embed", {"model": "m", "inputs": [{"content": [{"type": "text",
+                                                                                          "text": "a cat"}]}]},
+                  S.CohereEmbedByTypeResponse)
+    assert list(default["embeddings"]) == ["float"] and default["embeddings"]["float"] == native["embeddings"][:1]
+
+
+def test_cohere_embed_v1_answers_floats_unless_types_are_asked(fake_call):
+    floats = _ok(fake_call, "POST", "/v1/embed", {"texts": ["a cat"], "model": "embed-english-v3.0"},
+                 S.CohereV1EmbedResponse)
+    assert floats["response_type"] == "embeddings_floats" and len(floats["embeddings"][0]) == 32
+    assert floats["meta"]["api_version"] == {"version": "1"}
+    typed = _ok(fake_call, "POST", "/v1/embed", {"texts": ["a cat"], "embedding_types": ["ubinary"]},
+                S.CohereV1EmbedResponse)
+    assert typed["response_type"] == "embeddings_by_type" and list(typed["embeddings"]) == ["ubinary"]
+
+
+def test_cohere_embed_truncate_output_dimension_and_max_tokens(fake_call):
+    words = " ".join(f"w{i}" for i in range(40))  # over the fake embedder's 32 tokens
+    def vec(body):
+        return np.asarray(_ok(fake_call, "POST", "/v2/embed", {"model": "m", **body},
+                              S.CohereEmbedByTypeResponse)["embeddings"]["float"][0])
+
+    def native(body):
+        return np.asarray(fake_call("POST", "/embed", body)[1]["embeddings"])
+
+    assert np.allclose(vec({"texts": [words]}), native({"inputs": words}), atol=1e-6)  # END: the start is kept
+    tail = " ".join(f"w{i}" for i in range(10, 40))  # START keeps the last 30 content tokens
+    assert np.allclose(vec({"texts": [words], "truncate": "START"}), native({"inputs": tail}), atol=1e-6)
+    status, refused = fake_call("POST", "/v2/embed", {"model": "m", "texts": ["ok", words], "truncate": "NONE"})
+    assert status == 400 and refused["field"] == "texts[1]" and S.CohereError.model_validate(refused)
+    short = vec({"texts": ["a cat sat"], "output_dimension": 8})
+    assert short.shape == (8,) and np.allclose(short, native({"inputs": "a cat sat", "dimensions": 8}), atol=1e-6)
+    assert np.allclose(vec({"texts": [words], "max_tokens": 3}), native({"inputs": "w0 w1 w2"}), atol=1e-6)
+    assert np.allclose(vec({"texts": [words], "max_tokens": 3, "truncate": "START"}),
+                       native({"inputs": "w37 w38 w39"}), atol=1e-6)
+    status, refused = fake_call("POST", "/v2/embed", {"model": "m", "texts": ["a b c d"], "max_tokens": 3,
+                                                      "truncate": "NONE"})
+    assert status == 400 and refused["field"] == "texts[0]" and refused["limit"] == 3
+
+
+COHERE_BAD_EMBEDS = [
+    ({"texts": ["a"], "embedding_types": ["float", "int4"]}, "embedding_types[1]"),
+    ({"texts": ["a"], "input_type": "search_everything"}, "input_type"),
+    ({"texts": ["a"], "input_type": "image"}, "input_type"),
+    ({"texts": ["a"], "output_dimension": 33}, "output_dimension"),
+    ({"texts": ["a"] * (S.MAX_COHERE_EMBED_TEXTS + 1)}, "texts"),
+    ({"texts": []}, "texts"),
+    ({}, "texts"),
+    ({"texts": ["a"], "truncate": "MIDDLE"}, "truncate"),
+    ({"images": ["data:image/png;base64,AAAA"]}, "images"),
+    ({"inputs": [{"content": [{"type": "image_url", "image_url": {"url": "data:x"}}]}]}, "inputs[0].content[0]"),
+    ({"texts": ["a"], "inputs": [{"content": [{"type": "text", "text": "b"}]}]}, "inputs"),
+]
+V2_ONLY = ("inputs", "output_dimension")  # v1 ignores v2's fields, as Cohere v1 does
+
+
+@pytest.mark.parametrize("path,body,field", [("/v2/embed", body, field) for body, field in COHERE_BAD_EMBEDS] + [
+    ("/v1/embed", body, field) for body, field in COHERE_BAD_EMBEDS if not field.startswith(V2_ONLY)])
+def test_cohere_embed_bad_input_is_a_400_naming_the_field(fake_client, path, body, field):
+    answer = fake_client.post(path, json={"model": "m", **body})
+    assert answer.status_code == 400, answer.text
+    error = S.CohereError.model_validate(answer.json())
+    assert error.field == field and error.message == error.detail
+
+
+def test_native_embed_answers_the_types_asked_shaped_as_its_floats(fake_call):
+    from chutes_embeddings.engine.quantize import by_type
+
+    floats = _ok(fake_call, "POST", "/embed", {"inputs": ["a cat", "a dog"], "embedding_types": ["float"]},
+                 S.EmbedResponse)
+    assert isinstance(floats["embeddings"], list)  # float only: today's answer
+    typed = _ok(fake_call, "POST", "/embed", {"inputs": ["a cat", "a dog"], "embedding_types": ["int8", "binary"]},
+                S.EmbedResponse)
+    assert typed["embeddings"] == by_type(np.asarray(floats["embeddings"], np.float32), ["int8", "binary"])
+    assert typed["count"] == 2 and typed["dimension"] == 32
+    one = _ok(fake_call, "POST", "/embed", {"inputs": "a cat", "embedding_types": ["ubinary", "base64"]},
+              S.EmbedResponse)
+    assert len(one["embeddings"]["ubinary"]) == 4 and isinstance(one["embeddings"]["base64"], str)
+    status, refused = fake_call("POST", "/embed", {"inputs": "a cat", "normalize": False, "embedding_types": ["int8"]})
+    assert status == 422 and refused["detail"]["field"] == "embedding_types[0]"
+    status, refused = fake_call("POST", "/embed", {"inputs": "a cat", "embedding_types": ["int3"]})
+    assert status == 422 and refused["detail"]["field"] == "embedding_types[0]"

@@ -22,7 +22,10 @@ EXAMPLES = 8  # per operation and mode: about 550 requests in all
 
 TOKEN_LIMIT = "within the model's token limit when truncate is false"
 CROSS_FIELD = {
-    "POST /embed": {"inputs": TOKEN_LIMIT},
+    "POST /embed": {"inputs": TOKEN_LIMIT, "embedding_types": "int8 and uint8 need normalize=true (unit vectors)"},
+    "POST /v1/embed": {"texts": "within the model's token limit when truncate is NONE"},
+    "POST /v2/embed": {"texts": "within the model's token limit (and max_tokens) when truncate is NONE",
+                       "inputs": "within the model's token limit (and max_tokens) when truncate is NONE"},
     "POST /embed/batch": {"texts": TOKEN_LIMIT},
     "POST /tei": {"inputs": TOKEN_LIMIT},
     "POST /tei/embed": {"inputs": TOKEN_LIMIT},

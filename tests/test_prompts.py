@@ -27,7 +27,7 @@ from chutes_embeddings.engine.prompts import (
 )
 from chutes_embeddings.engine.results import EmbedOptions
 from chutes_embeddings.errors import InvalidInput
-from chutes_embeddings.http.dialects import native, tei
+from chutes_embeddings.http.dialects import cohere, native, tei
 from chutes_embeddings.settings import Settings
 from chutes_embeddings.store import open_store
 from chutes_embeddings.store.service import StoreService
@@ -164,6 +164,14 @@ def test_the_dialects_pass_the_prompt_and_render_the_refusal_in_their_shapes(pro
     assert (status, body["detail"]["field"], body["detail"]["limit"]) == (422, "prompt_name", ["query", "document"])
     status, body = tei.render_error(refused.value)
     assert status == 422 and body["error_type"] == "Validation" and "['query', 'document']" in body["error"]
+
+
+def test_cohere_embed_reads_input_type_as_the_models_prompt(prompted):
+    for input_type, text in (("search_query", "query: a cat"), ("search_document", "passage: a cat"),
+                             ("clustering", "a cat")):
+        body = cohere.embed_v2(prompted, S.CohereV2EmbedRequest(texts=["a cat"], model="m", input_type=input_type,
+                                                                embedding_types=["float"]))
+        np.testing.assert_allclose(body["embeddings"]["float"], prompted.embed([text]).vectors.tolist(), atol=1e-6)
 
 
 def test_the_served_document_states_the_prompt_names():

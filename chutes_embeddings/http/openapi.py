@@ -107,8 +107,9 @@ def _state_bounds(schema: Any, served: ServedModel) -> None:
     """State ``served``'s bounds on the properties they bound, wherever they are in ``schema``."""
     if isinstance(schema, dict):
         properties = schema.get("properties", {})
-        if "dimensions" in properties:
-            _set_integer_maximum(properties["dimensions"], served.dimension)
+        for name in ("dimensions", "output_dimension"):  # the native and OpenAI/TEI name, and Cohere's
+            if name in properties:
+                _set_integer_maximum(properties[name], served.dimension)
         if "ids" in properties:  # token ids (TEI's /decode); record ids are strings, left as they are
             _set_integer_maximum(properties["ids"], served.vocab_size - 1)
         if "prompt_name" in properties:

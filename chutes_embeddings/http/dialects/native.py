@@ -18,16 +18,27 @@ name = "native"
 
 # --- engine verbs ---------------------------------------------------------------------------
 def embed(engine: Any, request: Any) -> dict[str, Any]:
-    """``POST /embed``: one vector for a single text, a list of vectors (with count) for a list."""
+    """``POST /embed``: one vector for a single text, a list of vectors (with count) for a list.
+
+    With ``embedding_types`` other than ``["float"]``, ``embeddings`` is an object by type
+    (``engine.quantize``), each value shaped as the float answer would be (one vector, or a list).
+    """
+    from ...engine import quantize  # numpy: the chute file imports the dialects with the SDK only
+
+    kinds = request.embedding_types
+    if kinds is not None:
+        quantize.check_types(kinds, normalized=request.normalize)
     options = EmbedOptions(pooling=request.pooling, normalize=request.normalize, truncate=request.truncate,
                            dimensions=request.dimensions, prompt_name=request.prompt_name)
     with naming("inputs"):
         vectors = engine.embed(request.inputs, options).vectors
     body: dict[str, Any] = {"model": engine.model_id, "dimension": int(vectors.shape[1])}
-    if request.single:
-        body["embeddings"] = vectors[0].tolist()
+    if kinds is None or list(kinds) == [quantize.FLOAT]:
+        body["embeddings"] = vectors[0].tolist() if request.single else vectors.tolist()
     else:
-        body["embeddings"] = vectors.tolist()
+        typed = quantize.by_type(vectors, kinds)
+        body["embeddings"] = {kind: rows[0] for kind, rows in typed.items()} if request.single else typed
+    if not request.single:
         body["count"] = len(request.inputs)
     return body
 

@@ -11,7 +11,6 @@ the SDK would retry) and 429 carries ``Retry-After``.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from ...engine.results import EmbedOptions
@@ -51,7 +50,9 @@ def embeddings_answer(engine: Any, inputs: str | list[str], dimensions: int | No
         embedded = engine.embed(texts, EmbedOptions(dimensions=dimensions, count_tokens=True))
     vectors = embedded.vectors
     if encoding_format == "base64":
-        encoded: list[Any] = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in vectors]
+        from ...engine.quantize import to_base64  # numpy: the chute file imports the dialects with the SDK only
+
+        encoded: list[Any] = to_base64(vectors)
     else:
         encoded = vectors.tolist()
     tokens = embedded.tokens
