@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import math
 import os
 import shutil
@@ -117,6 +118,7 @@ def run_store(kind: str, url: str, work: Path, args: argparse.Namespace) -> list
     vectors = rng.standard_normal((args.size, args.dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     sparse = [sparse_of(r, rng) for r in ranks]
+    gc.freeze()  # the data set's millions of objects out of the collector's way, as the server's start-up does
     store = open_store(url, work / kind)
     suffix = f"{args.size}_{os.getpid()}"
     lines = []

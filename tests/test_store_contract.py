@@ -759,7 +759,7 @@ def test_legs_are_described_listed_and_returned_with_records(store, name):
     assert store.legs(name) == BOTH_LEGS
 
 
-@pytest.mark.parametrize("kind", ["embedded", "postgres"])
+@pytest.mark.parametrize("kind", ["embedded", pytest.param("postgres", marks=pytest.mark.system)])
 def test_both_legs_survive_a_reopen_and_a_crash(tmp_path, request, name, kind):
     url = "" if kind == "embedded" else request.getfixturevalue("pg_url")
     store = open_store(url, tmp_path)

@@ -46,18 +46,16 @@ from . import (
     Hit,
     Legs,
     Record,
-    SparseVector,
     embedded_lexical,
-    missing_leg,
     model_conflict,
 )
 from .embedded_collection import EmbeddedCollection, column_meta
-from .embedded_rows import RECORD_COLUMNS, prepare, record
+from .embedded_legs import LegSearch
+from .embedded_rows import RECORD_COLUMNS, by_ids, prepare, record
 from .embedded_schema import open_schema
 from .filters import All, Filter
 from .metadata import decode_metadata, encode_metadata
 from .snapshot import snapshot_path
-from .sparse import check_sparse
 from .sqlite_filters import sqlite_where
 
 # Hits by primary key: ``+collection`` keeps the planner off the (collection, id) index, which
@@ -80,7 +78,7 @@ class CollectionRow(NamedTuple):
         return Legs(self.lexical, self.sparse_model)
 
 
-class EmbeddedStore:
+class EmbeddedStore(LegSearch):
     """SQLite + FAISS under one directory (see module docstring).
 
     Args:
@@ -151,15 +149,6 @@ class EmbeddedStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-
-    @staticmethod
-    def _by_ids(db: sqlite3.Connection, sql: str, name: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
-        """Rows of ``sql`` (with ``{marks}`` for the id list) for ids in chunks SQLite accepts."""
-        rows: list[tuple[Any, ...]] = []
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            rows += db.execute(sql.format(marks=",".join("?" * len(chunk))), [name, *chunk]).fetchall()
-        return rows
 
     def _bump_version(self, db: sqlite3.Connection, name: str) -> int:
         db.execute("UPDATE collections SET version = version + 1 WHERE name = ?", (name,))
@@ -293,7 +282,7 @@ class EmbeddedStore:
                         for r, meta, row, blob in zip(records, encoded, matrix, prepared.sparse_blobs)
                     ],
                 )
-                found = dict(self._by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
+                found = dict(by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
                                           name, [r.id for r in records]))
                 rids = np.fromiter((found[r.id] for r in records), dtype=np.int64, count=len(records))
                 if prepared.terms is not None:
@@ -307,7 +296,7 @@ class EmbeddedStore:
             collection = self._collection(name)  # under the write lock: see upsert
             with self._transaction() as db:
                 if ids is not None:
-                    rows = self._by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) "
+                    rows = by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) "
                                         "RETURNING rid", name, ids)
                 else:
                     sql, params = sqlite_where(where or All())
@@ -368,41 +357,6 @@ class EmbeddedStore:
             out.append(hits)
         return out
 
-    def search_lexical(self, name: str, terms: Sequence[str], top_k: int, where: Filter) -> list[Hit]:
-        """See ``VectorStore.search_lexical`` (``embedded_lexical``: FTS5's ``bm25()``)."""
-        legs = self._row(name).legs
-        if not legs.lexical:
-            raise missing_leg(name, "lexical", legs)
-        allowed = None
-        if where:
-            vectors = self._collection(name).vectors
-            if len(vectors) >= self.filter_memory_min_rows:
-                allowed = vectors.allowed_rids(where)
-        found = embedded_lexical.search(self._db(), name, terms, top_k, where, allowed)
-        return self._hits(name, found, where)
-
-    def search_sparse(self, name: str, query: SparseVector, top_k: int, where: Filter) -> list[Hit]:
-        """See ``VectorStore.search_sparse``: the collection's ``SparseIndex``, exact."""
-        collection = self._collection(name)
-        if collection.sparse is None:
-            raise missing_leg(name, "sparse", self._row(name).legs)
-        check_sparse(query, "the query")
-        allowed = None
-        if where:
-            if len(collection.vectors) >= self.filter_memory_min_rows:
-                allowed = collection.vectors.allowed_rids(where)
-            if allowed is None:
-                sql, args = sqlite_where(where)
-                allowed = np.array([r[0] for r in self._db().execute(
-                    f"SELECT rid FROM records WHERE collection = ? AND {sql}", [name, *args])], dtype=np.int64)
-        scores, rids = collection.sparse.search(np.asarray(query.indices), np.asarray(query.values), top_k, allowed)
-        return self._hits(name, list(zip(rids.tolist(), scores.tolist())), where)
-
-    def _hits(self, name: str, found: list[tuple[int, float]], where: Filter) -> list[Hit]:
-        """Hits of ``(rid, score)`` pairs, in their order, read through ``where`` (see ``search``)."""
-        rows = self._rows_by_rid(name, {rid for rid, _ in found}, where or None)
-        return [Hit(*rows[rid][:2], float(score), rows[rid][2]) for rid, score in found if rid in rows]
-
     def _rows_by_rid(self, name: str, rids: set[int],
                      where: Filter | None = None) -> dict[int, tuple[str, str, dict[str, Any]]]:
         """``{rid: (id, text, metadata)}`` of the rows with these row ids that ``where`` allows."""
@@ -418,7 +372,7 @@ class EmbeddedStore:
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:
         """See ``VectorStore.get``."""
         self._row(name)  # NotFound for an unknown collection
-        rows = self._by_ids(self._db(), f"SELECT {RECORD_COLUMNS} FROM records WHERE collection = ? "
+        rows = by_ids(self._db(), f"SELECT {RECORD_COLUMNS} FROM records WHERE collection = ? "
                             "AND id IN ({marks})", name, ids)
         found = {row[0]: record(row, name) for row in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]

@@ -24,6 +24,9 @@ from .filters import Filter
 from .sqlite_filters import sqlite_where
 
 BACKFILL_CHUNK = 2_000
+# best first; ties (to 1e-9, which absorbs the order of a float sum) to the record written first,
+# as the Postgres leg orders them
+_ORDER = "round(bm25({table}), 9), {table}.rowid"
 
 
 def lexical_table(collection: str) -> str:
@@ -90,7 +93,7 @@ def search(db: sqlite3.Connection, collection: str, terms: Sequence[str], top_k:
     sql = f"SELECT {table}.rowid, -bm25({table}) FROM {table}"
     params: list[Any] = [query]
     if allowed is not None:
-        return _first_allowed(db.execute(f"{sql} WHERE {table} MATCH ? ORDER BY bm25({table}), {table}.rowid",
+        return _first_allowed(db.execute(f"{sql} WHERE {table} MATCH ? ORDER BY {_ORDER.format(table=table)}",
                                          params), allowed, top_k)
     if where:
         clause, args = sqlite_where(where)
@@ -98,7 +101,7 @@ def search(db: sqlite3.Connection, collection: str, terms: Sequence[str], top_k:
         params += args
     else:
         sql += f" WHERE {table} MATCH ?"
-    sql += f" ORDER BY bm25({table}), {table}.rowid LIMIT ?"
+    sql += f" ORDER BY {_ORDER.format(table=table)} LIMIT ?"
     return [(int(rid), float(score)) for rid, score in db.execute(sql, [*params, top_k])]
 
 

@@ -1,8 +1,9 @@
-"""How records become the embedded store's rows and back: the legs' parts of a write, a row's Record."""
+"""The embedded store's rows: reading them by id, a row's ``Record``, the legs' parts of a write."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import sqlite3
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -11,6 +12,15 @@ from .metadata import decode_metadata
 from .sparse import arrays_of, check_records, from_blob, to_blob
 
 RECORD_COLUMNS = "id, text, metadata, vector, sparse"  # the columns ``record`` reads
+
+
+def by_ids(db: sqlite3.Connection, sql: str, name: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` (with ``{marks}`` for the id list) for ids in chunks SQLite accepts."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        rows += db.execute(sql.format(marks=",".join("?" * len(chunk))), [name, *chunk]).fetchall()
+    return rows
 
 
 def record(row: tuple[Any, ...], name: str) -> Record:

@@ -14,7 +14,8 @@
   SQLite FTS5's ``bm25()`` does (k1 = 1.2, b = 0.75, idf ``ln((N - n + 0.5) / (n + 0.5))``, at
   least 1e-6), so both stores rank and score alike. The filter is evaluated on the candidates
   (frequencies count them all) and only the rows it allows are scored; the best ``top_k`` are
-  then read by primary key.
+  then read by primary key. Ties (to 1e-9, which absorbs the order of a float sum) go to the
+  record written first, as on the embedded store.
 """
 
 from __future__ import annotations
@@ -61,20 +62,23 @@ def search(conn: Any, table: sql.Identifier, docs: int, total_terms: int, terms:
     statement = sql.SQL("""
         WITH p AS (SELECT %s::float8 AS docs, %s::float8 AS avgdl),
         cand AS (
-            SELECT id, lexical_len, ts_filter(setweight(lexical, 'A', %s::text[]), '{{a}}') AS hits,
+            SELECT id, updated_at, lexical_len, ts_filter(setweight(lexical, 'A', %s::text[]), '{{a}}') AS hits,
                    {clause} AS allowed
             FROM {table} WHERE lexical @@ %s::tsquery),
         tf AS (
-            SELECT cand.id, cand.lexical_len, cand.allowed, u.lexeme, cardinality(u.positions) AS tf
+            SELECT cand.id, cand.updated_at, cand.lexical_len, cand.allowed, u.lexeme,
+                   cardinality(u.positions) AS tf
             FROM cand CROSS JOIN LATERAL unnest(cand.hits) AS u),
         df AS (SELECT lexeme, count(*) AS n FROM tf GROUP BY lexeme),
-        best AS (
-            SELECT tf.id, sum(greatest(ln((p.docs - df.n + 0.5) / (df.n + 0.5)), 1e-6) * tf.tf * ({k1} + 1)
-                              / (tf.tf + {k1} * (1 - {b} + {b} * tf.lexical_len / p.avgdl))) AS score
+        scored AS (
+            SELECT tf.id, tf.updated_at,
+                   sum(greatest(ln((p.docs - df.n + 0.5) / (df.n + 0.5)), 1e-6) * tf.tf * ({k1} + 1)
+                       / (tf.tf + {k1} * (1 - {b} + {b} * tf.lexical_len / p.avgdl))) AS score
             FROM tf JOIN df USING (lexeme) CROSS JOIN p WHERE tf.allowed
-            GROUP BY tf.id ORDER BY score DESC, tf.id LIMIT %s)
+            GROUP BY tf.id, tf.updated_at),
+        best AS (SELECT * FROM scored ORDER BY round(score::numeric, 9) DESC, updated_at, id LIMIT %s)
         SELECT t.id, t.text, t.metadata::text, best.score FROM best JOIN {table} t USING (id)
-        ORDER BY best.score DESC, t.id""").format(
+        ORDER BY round(best.score::numeric, 9) DESC, best.updated_at, t.id""").format(
         table=table, clause=clause, k1=sql.Literal(K1), b=sql.Literal(B))
     args = [float(docs), max(total_terms / docs, 1e-9), distinct, *params, query, top_k]
     return [(r[0], r[1], r[2], float(r[3])) for r in conn.execute(statement, args)]

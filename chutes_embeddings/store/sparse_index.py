@@ -103,6 +103,11 @@ class SparseIndex:
         share an id with the query (score > 0), and only ``allowed`` row ids when given."""
         indices = np.asarray(indices, dtype=np.int64)
         values = np.asarray(values, dtype=np.float32)
+        mask = None
+        if allowed is not None:  # by row id: one lookup per candidate (np.isin sorts both sides)
+            allowed = np.asarray(allowed, dtype=np.int64)
+            mask = np.zeros(int(allowed.max()) + 2 if allowed.size else 1, dtype=bool)
+            mask[allowed] = True
         with self._lock:
             segments = list(self._segments)
             found_scores, found_rids = [], []
@@ -113,8 +118,8 @@ class SparseIndex:
                 scores = segment.matrix[:, indices[inside]] @ values[inside]
                 rows = np.flatnonzero((scores > 0) & segment.live)
                 rids = segment.rids[rows]
-                if allowed is not None:
-                    keep = np.isin(rids, allowed)
+                if mask is not None:
+                    keep = mask[np.minimum(rids, len(mask) - 1)]  # the last slot is never allowed
                     rows, rids = rows[keep], rids[keep]
                 found_scores.append(scores[rows])
                 found_rids.append(rids)
