@@ -161,11 +161,11 @@ def exactly_one_of(first: tuple[str, str], second: tuple[str, str]) -> ConfigDic
         {"required": [name], "properties": {name: {"type": kind}}} for name, kind in (first, second)]})
 
 
-def at_least_one_of(first: tuple[str, str], second: tuple[str, str]) -> ConfigDict:
-    """The JSON Schema of a request taking one or both of two fields, each given as (name, JSON
-    type): ``anyOf`` two branches, each requiring its field with a value."""
+def at_least_one_of(*fields: tuple[str, str]) -> ConfigDict:
+    """The JSON Schema of a request taking one or more of some fields, each given as (name, JSON
+    type): ``anyOf`` a branch per field, each requiring its field with a value."""
     return ConfigDict(json_schema_extra={"anyOf": [
-        {"required": [name], "properties": {name: {"type": kind}}} for name, kind in (first, second)]})
+        {"required": [name], "properties": {name: {"type": kind}}} for name, kind in fields]})
 
 
 @functools.cache
@@ -201,6 +201,11 @@ class StrictRequest(_JsonNumbers):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     access: ClassVar[Access] = COMPUTE  # what the route needs (``access.StoreAccess.authorize``)
     token: StoreToken | None = None
+
+
+class StrictObject(_JsonNumbers):
+    # a nested object of the service's own API: unknown fields refused, values strict
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
 class LaxObject(_JsonNumbers):

@@ -12,6 +12,8 @@ from .common import (
     DEFAULT_FIND_LIMIT,
     DEFAULT_RERANK_CANDIDATES,
     DEFAULT_STORE_TOP_K,
+    MAX_SPARSE_INDEX,
+    MAX_SPARSE_NONZEROS,
     MAX_STORE_ADD_TEXTS,
     MAX_STORE_IDS,
     MAX_STORE_TOP_K,
@@ -22,6 +24,7 @@ from .common import (
     RecordId,
     RerankCandidates,
     SearchMode,
+    StrictObject,
     StrictRequest,
     Text,
     Vector,
@@ -48,16 +51,27 @@ class StoreAddRequest(StrictRequest):
     vector_model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
-class StoreSearchRequest(RetrievalRequest):
-    """POST /store/search: a query text (embedded by the server) or ``query_vector``; both in hybrid
-    mode (the vector for the dense leg, the text for the lexical and sparse legs)."""
+class SparseQuery(StrictObject):
+    """A caller's learned-sparse query vector: vocabulary ids (ascending, distinct, below the sparse
+    model's vocabulary size) and their weights (positive)."""
 
-    model_config = at_least_one_of(("query", "string"), ("query_vector", "array"))
+    indices: Annotated[list[Annotated[int, Field(ge=0, le=MAX_SPARSE_INDEX - 1)]],
+                       Field(min_length=1, max_length=MAX_SPARSE_NONZEROS)]
+    values: Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=1, max_length=MAX_SPARSE_NONZEROS)]
+
+
+class StoreSearchRequest(RetrievalRequest):
+    """POST /store/search: a query text (the server embeds it for the dense and sparse legs and
+    analyzes it for the lexical leg), or the caller's ``query_vector`` (dense) or ``query_sparse``
+    (sparse) in their modes; in hybrid mode any of them together, each serving its leg."""
+
+    model_config = at_least_one_of(("query", "string"), ("query_vector", "array"), ("query_sparse", "object"))
     access: ClassVar[Access] = "read"
 
     collection: CollectionName = "default"
     query: Text | None = None
     query_vector: Vector | None = None
+    query_sparse: SparseQuery | None = None
     top_k: Annotated[int, Field(ge=1, le=MAX_STORE_TOP_K)] = DEFAULT_STORE_TOP_K
     filter_metadata: MetadataFilter | None = None
     threshold: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
@@ -65,12 +79,17 @@ class StoreSearchRequest(RetrievalRequest):
     rerank_candidates: RerankCandidates = DEFAULT_RERANK_CANDIDATES
 
     @model_validator(mode="after")
-    def _one_query(self) -> "StoreSearchRequest":
-        if self.query is None and self.query_vector is None:
-            raise InvalidInput("send query or query_vector (or both, in hybrid mode)", field="query")
-        if self.query is not None and self.query_vector is not None and self.mode != "hybrid":
-            raise InvalidInput("query and query_vector together only in hybrid mode (the vector for the dense leg, "
-                               "the text for the others); otherwise send one", field="query_vector")
+    def _queries_for_the_mode(self) -> "StoreSearchRequest":
+        if self.query is None and self.query_vector is None and self.query_sparse is None:
+            raise InvalidInput("send query, query_vector or query_sparse (several, in hybrid mode)", field="query")
+        if self.mode == "hybrid":
+            return self
+        for field, leg in (("query_vector", "dense"), ("query_sparse", "sparse")):
+            if getattr(self, field) is not None and self.mode != leg:
+                raise InvalidInput(f"{field} serves the {leg} leg: send it in {leg} or hybrid mode",
+                                   field=field, limit=[leg, "hybrid"])
+            if getattr(self, field) is not None and self.query is not None:
+                raise InvalidInput(f"query and {field} together only in hybrid mode; otherwise send one", field=field)
         return self
 
 

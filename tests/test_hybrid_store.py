@@ -15,7 +15,7 @@ from chutes_embeddings.engine.fusion import fuse
 from chutes_embeddings.engine.results import Retrieval
 from chutes_embeddings.errors import Conflict, InvalidInput
 from chutes_embeddings.settings import Settings
-from chutes_embeddings.store import open_store
+from chutes_embeddings.store import SparseVector, open_store
 from chutes_embeddings.store.service import StoreService
 from tests.fakes import FakeSparseEncoder, fake_engine
 
@@ -144,3 +144,19 @@ def test_a_collection_of_another_sparse_model_refuses_this_servers_sparse_vector
         assert refused.value.field == "collection" and "fake/another-splade" in str(refused.value)
     finally:
         other.close()
+
+
+def test_a_callers_sparse_query_serves_the_sparse_leg_and_is_checked(service, coll):
+    encoded = service.engine.embed_sparse(["cat on a mat"]).vectors[0]
+    by_text = service.search(coll, "cat on a mat", 5, None, None, retrieval=Retrieval(mode="sparse"))
+    given = service.search(coll, None, 5, None, None, retrieval=Retrieval(mode="sparse"), query_sparse=encoded)
+    assert _ids(given) == _ids(by_text)
+    vocabulary = service.engine.sparse_vocab_size
+    outside = SparseVector((1, vocabulary), (0.5, 0.5))
+    with pytest.raises(InvalidInput) as refused:
+        service.search(coll, None, 5, None, None, retrieval=Retrieval(mode="sparse"), query_sparse=outside)
+    assert refused.value.field == "query_sparse.indices[1]" and refused.value.limit == vocabulary - 1
+    with pytest.raises(InvalidInput) as unordered:
+        service.search(coll, None, 5, None, None, retrieval=Retrieval(mode="sparse"),
+                       query_sparse=SparseVector((5, 3), (1.0, 1.0)))
+    assert unordered.value.field == "query_sparse.indices"

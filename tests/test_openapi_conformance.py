@@ -43,7 +43,9 @@ CROSS_FIELD = {
                            "rerank": "reads the query text: not with query_vector",
                            "mode": "a leg the collection has (sparse: with a sparse model)",
                            "threshold": "bounds the dense leg: not in lexical or sparse mode",
-                           "query": "searchable terms in lexical mode; the text lexical and sparse modes read"},
+                           "query": "searchable terms in lexical mode; the text lexical and sparse modes read",
+                           "query_sparse": "ascending distinct ids within the sparse model's vocabulary, one value "
+                                           "each"},
     "POST /search": {"mode": "sparse needs the service's sparse model",
                      "threshold": "bounds the dense leg: not in lexical or sparse mode",
                      "query": "searchable terms in lexical mode"},

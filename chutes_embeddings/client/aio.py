@@ -119,12 +119,14 @@ class AsyncEmbeddingsClient(ClientBase):
                            query_vector: Sequence[float] | None = None, rerank: bool = False,
                            rerank_candidates: int | None = None, *, mode: str | None = None,
                            fusion: str | None = None, alpha: float | None = None, rrf_k: int | None = None,
-                           leg_candidates: int | None = None) -> dict[str, Any]:
-        """POST /store/search, by a query text or by your ``query_vector`` (``mode``: dense, lexical, sparse or
-        hybrid, fused by ``fusion``; ``rerank``: two-stage)."""
+                           leg_candidates: int | None = None,
+                           query_sparse: dict[int, float] | None = None) -> dict[str, Any]:
+        """POST /store/search, by a query text or by your ``query_vector`` / ``query_sparse`` (``{id: weight}``)
+        (``mode``: dense, lexical, sparse or hybrid, fused by ``fusion``; ``rerank``: two-stage)."""
         return await self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector,
                                                    rerank, rerank_candidates, mode=mode, fusion=fusion, alpha=alpha,
-                                                   rrf_k=rrf_k, leg_candidates=leg_candidates))
+                                                   rrf_k=rrf_k, leg_candidates=leg_candidates,
+                                                   query_sparse=self._sparse_query(query_sparse)))
 
     async def store_get(self, ids: Sequence[str] | None = None, collection: str = "default",
                         include_vectors: bool = False, filter_metadata: dict[str, Any] | None = None,

@@ -193,6 +193,14 @@ class ClientBase:
             rerank=rerank or None, rerank_candidates=rerank_candidates, **retrieval))
 
     @staticmethod
+    def _sparse_query(query_sparse: dict[int, float] | None) -> dict[str, list[Any]] | None:
+        """``{id: weight}`` as the service takes a sparse query (ids ascending)."""
+        if query_sparse is None:
+            return None
+        ids = sorted(query_sparse)
+        return {"indices": [int(i) for i in ids], "values": [float(query_sparse[i]) for i in ids]}
+
+    @staticmethod
     def _store_get(ids: Sequence[str] | None, collection: str, include_vectors: bool,
                    filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> Call:
         return Call("POST", "/store/get", _drop_none(

@@ -26,3 +26,8 @@ FILTER_LOGICAL = ("$and", "$or", "$not")
 MAX_IN_VALUES = 1000
 MAX_FILTER_KEYS = 64
 MAX_FILTER_DEPTH = 8
+
+# Learned-sparse vectors both stores take (pgvector's sparsevec: dimensions at most 1e9, non-zero
+# elements at most 16,000); the request models take the same bounds.
+MAX_SPARSE_INDEX = 1_000_000_000
+MAX_SPARSE_NONZEROS = 16_000

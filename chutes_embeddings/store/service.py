@@ -21,7 +21,7 @@ from ..engine.hybrid import Candidates, candidates_by_leg, first_stage, legs_for
 from ..engine.results import DENSE, HYBRID, LEXICAL, SPARSE, Hit, Ranking, Retrieval
 from ..errors import Conflict, InvalidInput, naming
 from ..lexical.analyzer import analyzer
-from . import CollectionInfo, Legs, Record, VectorStore
+from . import CollectionInfo, Legs, Record, SparseVector, VectorStore
 from .filters import Filter, parse_filter
 from .metadata import encode_metadata
 
@@ -185,8 +185,9 @@ class StoreService:
 
     def search(self, collection: str, query: str | None, top_k: int, filter_metadata: dict[str, Any] | None,
                threshold: float | None, query_vector: Sequence[float] | None = None, *, rerank: bool = False,
-               rerank_candidates: int = 50, retrieval: Retrieval = Retrieval()) -> Found:
-        """The best matches of one query (a text the server embeds, or the caller's vector).
+               rerank_candidates: int = 50, retrieval: Retrieval = Retrieval(),
+               query_sparse: SparseVector | None = None) -> Found:
+        """The best matches of one query (a text the server embeds, or the caller's vectors).
 
         ``retrieval.mode`` picks the legs (``engine.hybrid``): ``dense`` (the collection's vectors,
         the query embedded with the model's query prompt; ``threshold`` drops hits below that
@@ -196,7 +197,8 @@ class StoreService:
         applies inside every leg. With ``rerank`` (two-stage retrieval) the best
         ``rerank_candidates`` of that first stage are reordered by the engine's reranker (it reads
         ``query`` with each text); the best ``top_k`` come back with their first-stage ``score``
-        and their ``rerank_score``.
+        and their ``rerank_score``. ``query_vector`` serves the dense leg and ``query_sparse`` the
+        sparse leg instead of the query text; the lexical leg reads the text.
 
         Raises:
             InvalidInput: rerank or a lexical/sparse leg without a query text, a mode the collection
@@ -213,17 +215,21 @@ class StoreService:
         model, dimension = self.store.model_of(collection)  # NotFound (404) for an unknown collection
         stored_legs = self.store.legs(collection)
         legs = legs_for(retrieval.mode, collection_legs(stored_legs), f"collection {collection!r}")
-        if query is None and legs != [DENSE]:
-            raise InvalidInput(f"mode {retrieval.mode!r} reads the query text: send query, not query_vector",
-                               field="query")
+        if query is None and (LEXICAL in legs or (SPARSE in legs and query_sparse is None)
+                              or (DENSE in legs and query_vector is None)):
+            raise InvalidInput(f"mode {retrieval.mode!r} reads the query text for its "
+                               f"{'lexical' if LEXICAL in legs else 'sparse'} leg: send query", field="query")
+        if query_sparse is not None:
+            self._check_sparse_query(collection, stored_legs, query_sparse)
         if threshold is not None and DENSE not in legs:
             raise InvalidInput(f"threshold bounds the dense leg's cosine; mode {retrieval.mode!r} has none",
                                field="threshold")
-        if SPARSE in legs and stored_legs.sparse_model != self.engine.sparse_model_id:
+        if SPARSE in legs and query_sparse is None and stored_legs.sparse_model != self.engine.sparse_model_id:
             raise Conflict(f"collection {collection!r} holds sparse vectors of {stored_legs.sparse_model!r}; this "
                            f"server encodes with {self.engine.sparse_model_id!r}", field="mode")
         self.engine.check_admission(([EMBEDDER] if DENSE in legs and query_vector is None else [])
-                                    + ([SPARSE] if SPARSE in legs else []) + ([RERANKER] if rerank else []))
+                                    + ([SPARSE] if SPARSE in legs and query_sparse is None else [])
+                                    + ([RERANKER] if rerank else []))
         vector = self._query_vector(collection, model, dimension, query, query_vector) if DENSE in legs else None
         keep = max(top_k, rerank_candidates) if rerank else top_k
         depth = max(keep, retrieval.leg_candidates) if retrieval.mode == HYBRID else keep
@@ -237,7 +243,7 @@ class StoreService:
         runs = {
             DENSE: lambda: collect(self.store.search(collection, vector, depth, where, threshold)[0]),
             LEXICAL: lambda: self._lexical(collection, stored_legs, query or "", depth, where, collect),
-            SPARSE: lambda: self._sparse(collection, query or "", depth, where, collect),
+            SPARSE: lambda: self._sparse(collection, query or "", query_sparse, depth, where, collect),
         }
         with self._operation("search"):
             found, skipped = candidates_by_leg(retrieval.mode, legs, runs)
@@ -273,10 +279,25 @@ class StoreService:
         terms = analyzer(legs.lexical or "none").terms(query)
         return collect(self.store.search_lexical(collection, terms, depth, where)) if terms else None
 
-    def _sparse(self, collection: str, query: str, depth: int, where: Filter,
+    def _sparse(self, collection: str, query: str, given: SparseVector | None, depth: int, where: Filter,
                 collect: Callable[[list[Any]], Candidates]) -> Candidates | None:
-        encoded = self.engine.embed_sparse([query]).vectors[0]
+        encoded = given if given is not None else self.engine.embed_sparse([query]).vectors[0]
         return collect(self.store.search_sparse(collection, encoded, depth, where)) if encoded.indices else None
+
+    def _check_sparse_query(self, collection: str, legs: Legs, query: SparseVector) -> None:
+        """A caller's sparse query: as long as its weights, ascending distinct ids, and ids within the
+        vocabulary of the collection's sparse model when this server serves that model."""
+        if len(query.indices) != len(query.values):
+            raise InvalidInput(f"query_sparse has {len(query.indices)} indices and {len(query.values)} values; send "
+                               "one value per index", field="query_sparse.values", limit=len(query.indices))
+        if any(b <= a for a, b in zip(query.indices, query.indices[1:])):
+            raise InvalidInput("query_sparse.indices must be ascending and distinct", field="query_sparse.indices")
+        vocabulary = self.engine.sparse_vocab_size if legs.sparse_model == self.engine.sparse_model_id else None
+        if vocabulary is not None and query.indices[-1] >= vocabulary:
+            at = next(i for i, index in enumerate(query.indices) if index >= vocabulary)
+            raise InvalidInput(f"query_sparse.indices[{at}] is {query.indices[at]}: the sparse model "
+                               f"{legs.sparse_model!r} has {vocabulary} ids (0..{vocabulary - 1})",
+                               field=f"query_sparse.indices[{at}]", limit=vocabulary - 1)
 
     def get(self, collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None = None,
             limit: int | None = None) -> Got:

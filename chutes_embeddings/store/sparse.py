@@ -13,9 +13,7 @@ import numpy as np
 
 from ..errors import InvalidInput
 from . import Record, SparseVector
-
-MAX_SPARSE_INDEX = 1_000_000_000  # pgvector: sparsevec dimensions at most 1e9
-MAX_SPARSE_NONZEROS = 16_000  # pgvector: non-zero elements of a sparsevec at most 16,000
+from .names import MAX_SPARSE_INDEX, MAX_SPARSE_NONZEROS
 
 
 def check_sparse(vector: SparseVector | None, where: str) -> SparseVector:

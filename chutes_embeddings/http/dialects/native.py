@@ -245,11 +245,19 @@ def store_add(store: Any, request: Any) -> dict[str, Any]:
             "total_in_collection": added.total}
 
 
+def _sparse_query(query: Any) -> Any:
+    """The request's ``query_sparse`` as the store takes it (None when absent)."""
+    from ...store import SparseVector
+
+    return None if query is None else SparseVector(tuple(query.indices), tuple(query.values))
+
+
 def store_search(store: Any, request: Any) -> dict[str, Any]:
     """``POST /store/search``: the best matches of one query in a collection."""
     found = store.search(request.collection, request.query, request.top_k, request.filter_metadata,
                          request.threshold, request.query_vector, rerank=request.rerank,
-                         rerank_candidates=request.rerank_candidates, retrieval=request.retrieval())
+                         rerank_candidates=request.rerank_candidates, retrieval=request.retrieval(),
+                         query_sparse=_sparse_query(request.query_sparse))
     records = [found.records[h.index] for h in found.ranking.hits]
     results = [{"id": r.id, "text": r.text, "score": h.score, "rank": h.rank, "metadata": r.metadata,
                 **_hit_extras(h)} for h, r in zip(found.ranking.hits, records)]
