@@ -7,13 +7,12 @@ from typing import Annotated, ClassVar
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from chutes_embeddings.errors import InvalidInput
+from chutes_embeddings.store.names import MAX_SPARSE_INDEX, MAX_SPARSE_NONZEROS
 
 from .common import (
     DEFAULT_FIND_LIMIT,
     DEFAULT_RERANK_CANDIDATES,
     DEFAULT_STORE_TOP_K,
-    MAX_SPARSE_INDEX,
-    MAX_SPARSE_NONZEROS,
     MAX_STORE_ADD_TEXTS,
     MAX_STORE_IDS,
     MAX_STORE_TOP_K,
