@@ -189,7 +189,9 @@ class StandIn:
     def __init__(self, tmp: Path, *extra: str, forced: tuple[str, ...] = ()) -> None:
         self.record = tmp / f"record-{uuid.uuid4().hex[:6]}.jsonl"
         self.binary = tmp / f"tei-{uuid.uuid4().hex[:6]}"
-        flags = " ".join(extra)
+        # the stand-ins of a test run share one export of each model (the run's model cache)
+        cache = os.environ.get("EMBEDDINGS_MODEL_CACHE_DIR")
+        flags = " ".join((*extra, *(("--onnx-cache", f'"{cache}"') if cache else ())))
         forced_flags = " ".join(forced)
         self.binary.write_text(
             f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN}" --record "{self.record}" {flags} "$@" {forced_flags}\n')

@@ -1,6 +1,7 @@
 """A stand-in for ``text-embeddings-router`` (TEI 1.9.3) for tests where the real binary cannot run.
 
-It takes TEI's flags, computes real embeddings with the same sentence-transformers model, and
+It takes TEI's flags, computes real embeddings with the same model (its ONNX export, made once
+per model and cached, served by ONNX Runtime: ``tests/tei_standin_model.py``), and
 behaves as tei-facts.md describes TEI 1.9: binds only after warm-up (``--ready-delay``), checks
 every request body against the schemas of TEI's own OpenAPI document (a violation is a
 plain-text 422, as axum answers, and is recorded), ``Validation`` errors are 422 with a
@@ -18,7 +19,8 @@ any other model's ``/embed_sparse`` answers 424.
 
 Extra flags (not TEI's): --record FILE, --openapi FILE, --ready-delay S, --never-ready,
 --max-input-length N, --compute-delay S, --zero-cost (``/embed`` answers a constant unit vector per
-input without running the model: what the service costs in front of a TEI that costs nothing).
+input without running the model: what the service costs in front of a TEI that costs nothing),
+--onnx-cache DIR (where the model's export is kept; default ``$TMPDIR/tei-standin-onnx``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -52,6 +55,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-input-length", type=int, default=0)
     p.add_argument("--compute-delay", type=float, default=0.0)
     p.add_argument("--zero-cost", action="store_true")
+    p.add_argument("--onnx-cache", default=os.path.join(tempfile.gettempdir(), "tei-standin-onnx"))
     return p.parse_args()
 
 
@@ -74,54 +78,38 @@ def main() -> None:
             time.sleep(3600)
 
     import jsonschema
-    import torch
     import uvicorn
-    from sentence_transformers import SentenceTransformer
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
+    from tei_standin_model import StandInModel  # beside this script (sys.path[0])
 
-    torch.set_num_threads(1)
     doc = json.loads(Path(args.openapi).read_text())
     validators = {
         name: jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
         for name in ("EmbedRequest", "EmbedAllRequest", "RerankRequest", "EmbedSparseRequest")
     }
-    config_file = Path(args.model_id) / "config.json"
-    architectures = json.loads(config_file.read_text()).get("architectures", []) if config_file.exists() else []
-    is_reranker = any(a.endswith("ForSequenceClassification") for a in architectures)
     is_splade = args.pooling == "splade"
-    if is_splade:
+    if is_splade:  # TEI's SPLADE pooling of the masked-LM head, as sentence-transformers' SparseEncoder computes it
+        import torch
         from sentence_transformers import SparseEncoder
 
         st = SparseEncoder(args.model_id, device="cpu", local_files_only=True)
-        tokenizer, transformer = st.tokenizer, st[0].auto_model
+        tokenizer, model, is_reranker = st.tokenizer, None, False
         max_input = args.max_input_length or int(st.max_seq_length)
-    elif is_reranker:
-        from sentence_transformers import CrossEncoder
-
-        st = CrossEncoder(args.model_id, device="cpu", local_files_only=True)
-        tokenizer, transformer = st.tokenizer, st[0].auto_model
-        max_input = args.max_input_length or int(st.max_length)
+        model_lock = threading.Lock()
     else:
-        st = SentenceTransformer(args.model_id, device="cpu", local_files_only=Path(args.model_id).is_dir())
-        tokenizer, transformer = st.tokenizer, st[0].auto_model
-        max_input = args.max_input_length or int(st.max_seq_length)
-    model_lock = threading.Lock()
+        model = StandInModel(args.model_id, args.revision, Path(args.onnx_cache), args.max_input_length)
+        is_reranker, max_input = model.reranker, model.max_input
     permits = {"free": args.max_concurrent_requests}
     permit_lock = threading.Lock()
     time.sleep(args.ready_delay)
 
-    def token_embeddings(texts: list[str], truncate: bool) -> list[np.ndarray]:
+    def token_embeddings(texts: list[str]) -> list[np.ndarray]:
         time.sleep(args.compute_delay)
-        with model_lock:
-            enc = tokenizer(texts, padding=True, truncation=True, max_length=max_input, return_tensors="pt")
-            with torch.inference_mode():
-                hidden = transformer(**enc).last_hidden_state.numpy()
-        mask = enc["attention_mask"].numpy().astype(bool)
-        return [hidden[i][mask[i]] for i in range(len(texts))]
+        return model.token_embeddings(texts)
 
     def error(status: int, kind: str, message: str) -> JSONResponse:
         return JSONResponse({"error": message, "error_type": kind}, status_code=status)
@@ -178,15 +166,14 @@ def main() -> None:
             return refused
         try:
             if not truncate:
-                counts = [len(ids) for ids in tokenizer(inputs, truncation=False, verbose=False)["input_ids"]]
-                for c in counts:
+                for c in model.count(inputs):
                     if c > max_input:
                         return answer(422, error(422, "Validation", f"Input validation error: `inputs` must have "
                                                                      f"less than {max_input} tokens. Given: {c}"))
             if args.zero_cost and pooled:
-                dim = transformer.config.hidden_size
+                dim = model.hidden_size
                 return answer(200, JSONResponse([[1.0] + [0.0] * (dim - 1) for _ in inputs]))
-            tokens = await run_in_threadpool(token_embeddings, inputs, truncate)
+            tokens = await run_in_threadpool(token_embeddings, inputs)
         finally:
             release_permits(n)
         if not pooled:
@@ -198,12 +185,7 @@ def main() -> None:
 
     def logits(query: str, texts: list[str], direction: str) -> np.ndarray:
         time.sleep(args.compute_delay)
-        with model_lock:
-            tokenizer.truncation_side = direction
-            enc = tokenizer([query] * len(texts), texts, padding=True, truncation=True, max_length=max_input,
-                            return_tensors="pt")
-            with torch.inference_mode():
-                return transformer(**enc).logits[:, 0].float().numpy()
+        return model.logits(query, texts, direction)
 
     def sparse_weights(texts: list[str], direction: str) -> list[list[dict]]:
         time.sleep(args.compute_delay)

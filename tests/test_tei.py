@@ -7,7 +7,9 @@ import signal
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -24,6 +26,8 @@ from tests.helpers import StandIn, free_port, running_server
 pytestmark = pytest.mark.system  # starts TEI stand-ins and servers
 
 STANDIN = Path(__file__).parent / "tei_standin.py"
+# variables TEI would read as flags (or leak): the supervisor must not pass them on
+CROWDED_ENV = {"HOSTNAME": "somebox", "PORT": "80", "MODEL_ID": "wrong/model", "API_KEY": "leak"}
 
 
 @pytest.fixture
@@ -47,6 +51,40 @@ def tei_engine(tmp_path, engine):
         e.close()
 
 
+@dataclass
+class Shared:
+    """One engine on one stand-in for the tests that need no TEI of their own (they read its
+    counters and records as deltas), and what its start showed: the log lines forwarded."""
+
+    engine: Any
+    standin: StandIn
+    start_log: list[str]
+
+
+@pytest.fixture(scope="module")
+def shared(engine, sparse_encoder, tmp_path_factory):
+    """Started with a crowded environment (to see it scrubbed), explicit TEI flags, and the
+    stand-in's batch cap forced below them (to see requests split to what TEI's /info says); the
+    SPLADE test model gets a stand-in of its own (``--pooling splade``)."""
+    tmp = tmp_path_factory.mktemp("tei-shared")
+    standin = StandIn(tmp, forced=("--max-client-batch-size", "4"))
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="DEBUG")
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in CROWDED_ENV.items():
+                env.setenv(name, value)
+            e = start_engine(Settings(model=engine.embedder.settings.model, tei_binary=str(standin.binary),
+                                      tei_port=free_port(), tei_startup_timeout_s=90.0, data_dir=str(tmp), cache_size=0,
+                                      tei_max_client_batch_size=16, tei_max_batch_tokens=2048,
+                                      sparse_model=sparse_encoder.path, sparse_tei_port=free_port()),
+                             S.LIMITS, model=engine.embedder.tokenizer, sparse_model=sparse_encoder)
+    finally:
+        logger.remove(sink)
+    yield Shared(e, standin, lines)
+    e.close()
+
+
 def vectors(engine, texts, **options):
     """The engine's vectors for ``texts`` with ``EmbedOptions(**options)``."""
     return engine.embed(texts, EmbedOptions(**options)).vectors
@@ -56,18 +94,17 @@ def _local(engine, texts, pooling=None):
     return vectors(engine, texts, pooling=pooling, normalize=True)
 
 
-def test_requests_are_served_by_tei_split_to_its_cap_and_match_the_contract(tmp_path, tei_engine, engine,
-                                                                             sparse_encoder):
-    standin = StandIn(tmp_path, forced=("--max-client-batch-size", "4"))
-    e = tei_engine(standin, sparse=sparse_encoder)
+def test_requests_are_served_by_tei_split_to_its_cap_and_match_the_contract(shared, engine, sparse_encoder):
+    e, standin = shared.engine, shared.standin
     assert e.health().embedder.backend == "tei"
+    seen, served = len(standin.requests()), dict(e.embedder.backend.served)
     texts = [f"tei serves text number {i}" for i in range(10)]
     got = vectors(e, texts)
     assert np.allclose((got * _local(engine, texts)).sum(1), 1.0, atol=1e-5)
-    calls = [r for r in standin.requests("/embed") if r["status"] == 200]
+    calls = [r for r in standin.requests()[seen:] if r["path"] == "/embed" and r["status"] == 200]
     assert sum(r["n"] for r in calls) == 10 and all(r["n"] <= 4 for r in calls) and len(calls) >= 3
     assert not [r for r in standin.events() if "violation" in r], "requests broke TEI's OpenAPI schema"
-    assert e.embedder.backend.served["tei"] == 10 and e.embedder.backend.served["local"] == 0
+    assert e.embedder.backend.served["tei"] - served["tei"] == 10 and e.embedder.backend.served["local"] == 0
     info = e.info()
     assert info.embedder.backend == "tei" and info.embedder.tei["healthy"]
     assert info.embedder.tei["version"] == "1.9.3-standin"
@@ -103,8 +140,7 @@ def _sparse_served_by_its_own_tei(e, standin: StandIn, sparse_encoder, texts: li
     assert e.sparse.backend.served == {"tei": len(texts), "local": 0}
 
 
-def test_default_tei_port_is_a_free_one_per_instance(tmp_path, tei_engine, engine):
-    first = tei_engine(StandIn(tmp_path))
+def test_default_tei_port_is_a_free_one_per_instance(tmp_path, shared, engine):
     settings = Settings(
         model=engine.embedder.settings.model,
         tei_binary=str(StandIn(tmp_path).binary),
@@ -115,39 +151,37 @@ def test_default_tei_port_is_a_free_one_per_instance(tmp_path, tei_engine, engin
     assert settings.tei_port == 0
     second = start_engine(settings, S.LIMITS, model=engine.embedder.tokenizer)
     try:
-        assert second.embedder.backend.primary.base_url != first.embedder.backend.primary.base_url
+        assert second.embedder.backend.primary.base_url != shared.engine.embedder.backend.primary.base_url
         assert second.health().embedder.backend == "tei" and vectors(second, ["own TEI"]).shape == (1, 384)
     finally:
         second.close()
 
 
-def test_launched_on_loopback_with_explicit_flags_and_a_scrubbed_environment(tmp_path, tei_engine, monkeypatch):
-    monkeypatch.setenv("HOSTNAME", "somebox")
-    monkeypatch.setenv("PORT", "80")
-    monkeypatch.setenv("MODEL_ID", "wrong/model")
-    monkeypatch.setenv("API_KEY", "leak")
-    standin = StandIn(tmp_path)
-    e = tei_engine(standin, tei_max_client_batch_size=16, tei_max_batch_tokens=2048)
-    start = next(ev for ev in standin.events() if ev.get("event") == "start")
+def test_launched_on_loopback_with_explicit_flags_and_a_scrubbed_environment(shared):
+    start = next(ev for ev in shared.standin.events() if ev.get("event") == "start")
     argv = start["argv"]
     assert argv[argv.index("--hostname") + 1] == "127.0.0.1"
-    assert e.embedder.backend.primary.base_url == f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+    assert shared.engine.embedder.backend.primary.base_url == f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
     assert argv[argv.index("--max-client-batch-size") + 1] == "16"
     assert argv[argv.index("--max-batch-tokens") + 1] == "2048"
-    assert argv[argv.index("--model-id") + 1] == e.embedder.settings.model
-    assert not {"HOSTNAME", "PORT", "MODEL_ID", "API_KEY"} & set(start["env"])
+    assert argv[argv.index("--model-id") + 1] == shared.engine.embedder.settings.model
+    assert not set(CROWDED_ENV) & set(start["env"])
 
 
-def test_per_request_pooling_goes_through_embed_all_and_equals_local(tmp_path, tei_engine, engine):
-    standin = StandIn(tmp_path)
-    e = tei_engine(standin)
+def test_tei_log_lines_are_forwarded(shared):
+    assert any(line == "tei: Ready" for line in shared.start_log)
+
+
+def test_per_request_pooling_goes_through_embed_all_and_equals_local(shared, engine):
+    e, standin = shared.engine, shared.standin
+    seen, local = len(standin.requests()), e.embedder.backend.served["local"]
     texts = ["pooling through TEI", "a second, somewhat longer text for the max pool"]
     for mode in ("cls", "max", "mean_sqrt_len"):
         got = vectors(e, texts, pooling=mode, normalize=False)
         ref = engine.embedder.backend.embed(texts, [mode] * 2, [True] * 2)
         assert np.allclose(got, ref, atol=1e-4), mode
-    assert len([r for r in standin.requests("/embed_all") if r["status"] == 200]) == 3
-    assert e.embedder.backend.served["local"] == 0
+    assert len([r for r in standin.requests()[seen:] if r["path"] == "/embed_all" and r["status"] == 200]) == 3
+    assert e.embedder.backend.served["local"] == local == 0
 
 
 def test_start_up_waits_for_readiness(tmp_path, tei_engine):
@@ -252,16 +286,6 @@ def test_429_when_full_is_absorbed(tmp_path, tei_engine):
     assert any(r["status"] == 429 for r in standin.requests("/embed"))
 
 
-def test_tei_log_lines_are_forwarded(tmp_path, tei_engine):
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(m.record["message"]), level="DEBUG")
-    try:
-        tei_engine(StandIn(tmp_path))
-    finally:
-        logger.remove(sink)
-    assert any(line == "tei: Ready" for line in lines)
-
-
 def test_stop_terminates_tei(tmp_path, tei_engine):
     e = tei_engine(StandIn(tmp_path))
     pid = e.embedder.backend.supervisor.pid
@@ -283,11 +307,12 @@ def _gone(pid: int, within_s: float) -> bool:
     return False
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_served_through_tei_by_the_chute_and_tei_dies_with_it(tmp_path, how):
+def test_served_through_tei_by_the_chute_and_tei_dies_with_it(tmp_path):
+    # SIGKILL: no shutdown code of the service runs, TEI must still go (the parent-death signal);
+    # after a SIGTERM, test_node_smoke.py checks that every TEI the service ran is gone
     standin = StandIn(tmp_path)
     env = {"EMBEDDINGS_TEI_BINARY": str(standin.binary), "EMBEDDINGS_TEI_PORT": str(free_port())}
-    with running_server(tmp_path, env, stop_signal=how) as url:
+    with running_server(tmp_path, env, stop_signal=signal.SIGKILL) as url:
         assert httpx.get(f"{url}/health").json()["backend"] == "tei"
         r = httpx.post(f"{url}/embed", json={"inputs": ["via the chute", "and TEI"]}, timeout=60)
         assert r.status_code == 200 and r.json()["count"] == 2

@@ -42,6 +42,7 @@ _PASSED_ENV = (
 DRIVER_LIB_DIRS = ("/usr/local/nvidia/lib64", "/usr/local/nvidia/lib")
 DRIVER_BIN_DIRS = ("/usr/local/nvidia/bin",)
 HUB_CACHE_VARIABLES = ("HUGGINGFACE_HUB_CACHE", "HF_HUB_CACHE")
+_UNHEALTHY_POLL_S = 0.1  # how often a TEI that is not healthy is probed (health_interval_s once it is)
 _LEVELS = {
     "TRACE": "TRACE",
     "DEBUG": "DEBUG",
@@ -268,4 +269,6 @@ class TeiSupervisor:
                 if self._healthy.is_set():
                     logger.warning("TEI stopped answering /health")
                 self._healthy.clear()
-            self._stopping.wait(self.health_interval_s)
+            # while TEI is not (yet, or no longer) healthy, look often: it serves the moment it
+            # answers, and each second lost here is a second of start-up or of failover
+            self._stopping.wait(self.health_interval_s if self._healthy.is_set() else _UNHEALTHY_POLL_S)

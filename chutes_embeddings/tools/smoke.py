@@ -167,13 +167,13 @@ def check_failover(http: httpx.Client, url: str, report: Report, load_s: float, 
                  f"after {back:.1f} s" if back is not None else f"not back within {restart_timeout_s:.0f} s")
 
 
-def timings(http: httpx.Client, url: str, report: Report, started_s: float) -> None:
+def timings(http: httpx.Client, url: str, report: Report, started_s: float, batch_texts: int = 4096) -> None:
     singles = []
     for i in range(50):
         sent = time.perf_counter()
         http.post("/embed", json={"inputs": f"latency probe {i} {time.time()}"}).raise_for_status()
         singles.append(time.perf_counter() - sent)
-    texts = [f"throughput probe {i}: " + PARITY_TEXTS[i % 6] for i in range(4096)]
+    texts = [f"throughput probe {i}: " + PARITY_TEXTS[i % 6] for i in range(batch_texts)]
 
     async def through_the_client() -> None:  # what users run: chunks in flight, 429s retried
         async with AsyncEmbeddingsClient(url, timeout=300, max_concurrency=4) as client:
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=900.0)
     parser.add_argument("--restart-timeout", type=float, default=300.0)
     parser.add_argument("--load-seconds", type=float, default=20.0)
+    parser.add_argument("--batch-texts", type=int, default=4096, help="texts in the embed_batch throughput timing")
     args = parser.parse_args(argv)
 
     from .devserver import start_dev_server
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_tei:
                 checks.append(("failover", lambda: check_failover(http, server.url, report, args.load_seconds,
                                                                    args.restart_timeout)))
-            checks.append(("timings", lambda: timings(http, server.url, report, started_s)))
+            checks.append(("timings", lambda: timings(http, server.url, report, started_s, args.batch_texts)))
             for name, run in checks if up else []:
                 try:
                     run()
