@@ -196,7 +196,9 @@ def test_never_healthy_tei_start_up_continues_on_the_fallback(tmp_path, tei_engi
     standin = StandIn(tmp_path, "--never-ready")
     started = time.monotonic()
     e = tei_engine(standin, startup=3.0)
-    assert time.monotonic() - started < 10
+    # it waits the 3 s asked, not TEI's readiness (never) nor the 90 s the other tests give: the rest of
+    # the bound is building the engine on a loaded 2-core runner (12 s seen), not a timing target
+    assert time.monotonic() - started < 45
     assert e.health().embedder.backend == "local"
     assert vectors(e, ["still answered"]).shape == (1, 384)
     assert e.embedder.backend.served == {"tei": 0, "local": 1}
