@@ -4,7 +4,7 @@ A collection is a folder::
 
     corpus.jsonl       {"_id": ..., "title": ..., "text": ...} per line
     queries.jsonl      {"_id": ..., "text": ...} per line
-    qrels/test.tsv     query-id <TAB> corpus-id <TAB> score, after a header line
+    qrels/test.tsv     query-id <TAB> corpus-id <TAB> score, after a header line (or trec_eval's 4 columns)
 
 Only positive judgements count (score > 0, as BEIR evaluates them); queries without one are left
 out of the evaluation. A document is searched as ``title + " " + text`` (BEIR's own join).
@@ -46,14 +46,25 @@ def _jsonl(path: Path) -> list[dict[str, str]]:
 
 
 def load_qrels(path: Path) -> Qrels:
-    """BEIR qrels (``query-id``, ``corpus-id``, ``score`` with a header): positive judgements only."""
+    """Judgements, positive ones only, from BEIR's ``query-id corpus-id score`` (tab-separated, a
+    header line) or trec_eval's ``query-id iteration corpus-id score`` (whitespace-separated).
+
+    Raises:
+        ValueError: a line with neither 3 nor 4 fields, or a score that is no integer past the first line.
+    """
     qrels: Qrels = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = csv.reader(f, delimiter="\t")
-        next(rows, None)
-        for row in rows:
-            if row and int(row[2]) > 0:
-                qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) not in (3, 4):
+                raise ValueError(f"{path}:{number}: expected 3 or 4 fields, got {len(fields)}")
+            query, doc, score = fields[0], fields[-2], fields[-1]
+            if number == 1 and not score.lstrip("-").isdigit():
+                continue  # BEIR's header
+            if int(score) > 0:
+                qrels.setdefault(query, {})[doc] = int(score)
     return qrels
 
 

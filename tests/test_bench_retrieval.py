@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.collections import document_text, load, write
+from bench.collections import document_text, load, load_qrels, write
 from bench.metrics import evaluate, percentiles_ms, rrf
 from bench.references import bm25_runs, top
 from bench.retrieval import Row, collection_name, render
@@ -88,6 +88,17 @@ def test_load_drops_empty_documents_and_their_judgements_and_refuses_unknown_que
     write(tmp_path / "bad", [{"_id": "1", "title": "", "text": "x"}], [], [("nope", "1", 1)])
     with pytest.raises(ValueError, match="queries.jsonl lacks"):
         load(tmp_path / "bad")
+
+
+def test_qrels_are_read_in_beir_and_trec_eval_layouts(tmp_path):
+    beir, trec, bad = tmp_path / "beir.tsv", tmp_path / "trec.tsv", tmp_path / "bad.tsv"
+    beir.write_text("query-id\tcorpus-id\tscore\n1\t31715818\t1\n1\t9\t0\n")
+    trec.write_text("1\t 0 31715818\t1\n3 0 14717500 2\n")
+    assert load_qrels(beir) == {"1": {"31715818": 1}}
+    assert load_qrels(trec) == {"1": {"31715818": 1}, "3": {"14717500": 2}}
+    bad.write_text("1 2\n")
+    with pytest.raises(ValueError, match="expected 3 or 4 fields"):
+        load_qrels(bad)
 
 
 def test_the_bm25_reference_over_the_project_analyzer_finds_each_tiny_query_its_best_document():
