@@ -10,7 +10,7 @@ PYTHON ?= python3
 # The offline SPLADE model the tests use (tests/helpers.py sparse_test_model), beside the venv.
 SPARSE_TEST_MODEL := $(VENV)/test-models/splade-tiny
 
-.PHONY: install install-fast serve lint test test-fast bench bench-peers clean
+.PHONY: install install-fast serve lint test test-fast bench bench-peers bench-retrieval clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,10 +67,19 @@ STORE_SIZES ?= 100000
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) -m bench
 	HF_HUB_OFFLINE=1 $(PY) -m bench.store_scale --sizes $(STORE_SIZES) --stores embedded,postgres --pg-bulk --http
+	HF_HUB_OFFLINE=1 $(PY) -m bench.retrieval $(RETRIEVAL_ARGS) --peer --skip-missing
 
 # This service against Infinity 0.0.78 on this machine (Infinity gets its own venv under .bench/).
 bench-peers: install
 	HF_HUB_OFFLINE=1 $(PY) -m bench.peers
+
+# Retrieval quality (nDCG@10, recall@100) and speed of /store/search in every mode, beside bm25s, exact
+# dense search and txtai 9.14 (own venv in .bench/txtai). Collections are BEIR folders kept outside
+# the repository; docs/benchmarks.md says where each comes from and the command that builds it.
+COLLECTIONS ?= $(abspath $(CURDIR)/../data/cranfield)
+RETRIEVAL_ARGS = $(foreach c,$(COLLECTIONS),--collection $(c))
+bench-retrieval: install
+	HF_HUB_OFFLINE=1 $(PY) -m bench.retrieval $(RETRIEVAL_ARGS) --peer
 
 clean:
 	rm -rf $(VENV) $(FAST_VENV) .pytest_cache

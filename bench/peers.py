@@ -85,14 +85,15 @@ class Server:
         self._stop()
 
 
-def start_ours(workdir: Path, root: Path = ROOT, name: str = "ours") -> Server:
-    """This service from ``root`` (another checkout's code wins on its own ``PYTHONPATH``)."""
+def start_ours(workdir: Path, root: Path = ROOT, name: str = "ours", extra_env: dict[str, str] | None = None) -> Server:
+    """This service from ``root`` (another checkout's code wins on its own ``PYTHONPATH``), with
+    ``extra_env`` (``EMBEDDINGS_*`` settings) over the bench's own."""
     from chutes_embeddings.tools.devserver import start_dev_server
 
     log = open(workdir / f"{name}.log", "ab")
     env = {"EMBEDDINGS_DATA_DIR": str(workdir / f"data-{name}"), "EMBEDDINGS_CACHE_SIZE": "0",
            "EMBEDDINGS_LOG_LEVEL": "WARNING", "EMBEDDINGS_MODEL_CACHE_DIR": str(WORK / "models"),
-           "PYTHONPATH": str(root)}
+           "PYTHONPATH": str(root), **(extra_env or {})}
     server = start_dev_server(root, env, log, 300)
 
     def stop() -> None:
