@@ -210,30 +210,23 @@ def _sparse_info(state: ModelState | None, vocab_size: int | None) -> dict[str, 
     body = _sparse_summary(state, vocab_size)
     if state is None or body is None:
         return None
-    stats = state.batching
-    assert stats is not None, "this is a bug: the sparse encoder always has a batcher"
-    body.update({
-        "local_runtime": state.runtime,
-        "batching": {"max_batch_tokens": stats.max_batch_tokens, "max_batch_size": stats.max_batch_size,
-                     "queue_depth": stats.queue_depth, "batches_run": stats.batches_run,
-                     "texts_run": stats.items_run, "requests_refused": stats.refused},
-        "tei": state.tei,
-    })
-    return body
+    assert state.batching is not None, "this is a bug: the sparse encoder always has a batcher"
+    return {**body, **_service_info(state, "texts_run")}
 
 
 def _reranker_info(state: ModelState) -> dict[str, Any]:
     body = reranker_summary(state)
+    return {**body, **_service_info(state, "pairs_run")} if state.batching is not None else body
+
+
+def _service_info(state: ModelState, items_run: str) -> dict[str, Any]:
+    """A batched model service's runtime, batching counters (its items counted as ``items_run``) and TEI."""
     stats = state.batching
-    if stats is not None:
-        body.update({
-            "local_runtime": state.runtime,
+    return {"local_runtime": state.runtime,
             "batching": {"max_batch_tokens": stats.max_batch_tokens, "max_batch_size": stats.max_batch_size,
                          "queue_depth": stats.queue_depth, "batches_run": stats.batches_run,
-                         "pairs_run": stats.items_run, "requests_refused": stats.refused},
-            "tei": state.tei,
-        })
-    return body
+                         items_run: stats.items_run, "requests_refused": stats.refused},
+            "tei": state.tei}
 
 
 # --- the store ------------------------------------------------------------------------------
