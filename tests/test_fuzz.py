@@ -51,7 +51,7 @@ def from_schema(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrate
     """A strategy of values valid for the subset of JSON Schema that pydantic emits here."""
     if "$ref" in schema:
         return from_schema(defs[schema["$ref"].rsplit("/", 1)[1]], defs)
-    if "anyOf" in schema:
+    if "anyOf" in schema and "properties" not in schema:  # an object's anyOf only says which fields it needs
         return st.one_of([from_schema(s, defs) for s in schema["anyOf"]])
     if "enum" in schema:
         return st.sampled_from(schema["enum"])

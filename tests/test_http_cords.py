@@ -116,6 +116,7 @@ def test_health_and_info(call, chute_app):
             "backend": "local",
             "note": "no EMBEDDINGS_RERANK_MODEL configured: scored by the embedding model's cosine",
         },
+        "sparse": None,  # no EMBEDDINGS_SPARSE_MODEL in the session chute
     }
     status, body = call("GET", "/info")
     assert status == 200

@@ -10,7 +10,7 @@
   commit. SQLite is also its change log, and a snapshot of it (``snapshot``) is saved beside the
   database, so on open it comes back from the snapshot plus the changes after it. Indexes load in
   a background thread as soon as the store opens.
-- Hits are read by primary key (``ROWS_BY_RID``), never by scanning the collection.
+- Hits are read by primary key (``embedded_rows.ROWS_BY_RID``), never by scanning the collection.
 - Filters run on the in-memory metadata columns (``metadata_index``) from
   ``filter_memory_min_rows`` records on, which choose exact search over the allowed rows or IVF
   search with an id bitmap by the filter's selectivity; below that, or where the columns cannot
@@ -31,7 +31,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 from loguru import logger
@@ -51,16 +51,13 @@ from . import (
 )
 from .embedded_collection import EmbeddedCollection, column_meta
 from .embedded_legs import LegSearch
-from .embedded_rows import RECORD_COLUMNS, by_ids, prepare, record
+from .embedded_rows import RECORD_COLUMNS, by_ids, prepare, record, rows_by_rid
 from .embedded_schema import open_schema
 from .filters import All, Filter
-from .metadata import decode_metadata, encode_metadata
+from .metadata import encode_metadata
 from .snapshot import snapshot_path
 from .sqlite_filters import sqlite_where
 
-# Hits by primary key: ``+collection`` keeps the planner off the (collection, id) index, which
-# would walk the whole collection to find a handful of rids.
-ROWS_BY_RID = "SELECT rid, id, text, metadata FROM records WHERE rid IN ({marks}) AND +collection = ?"
 SAVE_INDEX_EVERY_S = 30.0
 class CollectionRow(NamedTuple):
     """A row of the ``collections`` table."""
@@ -345,7 +342,7 @@ class EmbeddedStore(LegSearch):
         scores, rids = found if found is not None else vectors.search(queries, top_k)
         # with a filter, read hits through it too: a row updated since the allowed rows were chosen
         # must not come back with metadata the filter excludes
-        rows = self._rows_by_rid(name, {int(r) for r in rids.ravel() if r >= 0}, where or None)
+        rows = rows_by_rid(self._db(), name, {int(r) for r in rids.ravel() if r >= 0}, where or None)
         out: list[list[Hit]] = []
         for row_scores, row_rids in zip(scores, rids):
             hits = []
@@ -356,18 +353,6 @@ class EmbeddedStore(LegSearch):
                 hits.append(Hit(rec_id, text, float(score), meta))
             out.append(hits)
         return out
-
-    def _rows_by_rid(self, name: str, rids: set[int],
-                     where: Filter | None = None) -> dict[int, tuple[str, str, dict[str, Any]]]:
-        """``{rid: (id, text, metadata)}`` of the rows with these row ids that ``where`` allows."""
-        if not rids:
-            return {}
-        sql, params = ROWS_BY_RID.format(marks=",".join("?" * len(rids))), [*rids, name]
-        if where:
-            clause, args = sqlite_where(where)
-            sql, params = f"{sql} AND {clause}", [*params, *args]
-        rows = self._db().execute(sql, params).fetchall()
-        return {rid: (rec_id, text, decode_metadata(meta, name)) for rid, rec_id, text, meta in rows}
 
     def get(self, name: str, ids: Sequence[str]) -> list[Record]:
         """See ``VectorStore.get``."""

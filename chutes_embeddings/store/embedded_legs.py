@@ -8,11 +8,12 @@ their hits by primary key through the filter, as dense search does.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from . import Hit, Legs, SparseVector, embedded_lexical, missing_leg
+from .embedded_rows import rows_by_rid
 from .filters import Filter
 from .sparse import check_sparse
 from .sqlite_filters import sqlite_where
@@ -29,8 +30,6 @@ class LegSearch:
     if TYPE_CHECKING:
         def _db(self) -> sqlite3.Connection: ...
         def _collection(self, name: str) -> EmbeddedCollection: ...
-        def _rows_by_rid(self, name: str, rids: set[int],
-                         where: Filter | None = None) -> dict[int, tuple[str, str, dict[str, Any]]]: ...
         def legs(self, name: str) -> Legs: ...
 
     def search_lexical(self, name: str, terms: Sequence[str], top_k: int, where: Filter) -> list[Hit]:
@@ -65,5 +64,5 @@ class LegSearch:
 
     def _hits(self, name: str, found: list[tuple[int, float]], where: Filter) -> list[Hit]:
         """Hits of ``(rid, score)`` pairs, in their order, read through ``where`` (see ``search``)."""
-        rows = self._rows_by_rid(name, {rid for rid, _ in found}, where or None)
+        rows = rows_by_rid(self._db(), name, {rid for rid, _ in found}, where or None)
         return [Hit(*rows[rid][:2], float(score), rows[rid][2]) for rid, score in found if rid in rows]

@@ -8,10 +8,28 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from . import Legs, Record, embedded_lexical
+from .filters import Filter
 from .metadata import decode_metadata
 from .sparse import arrays_of, check_records, from_blob, to_blob
+from .sqlite_filters import sqlite_where
 
 RECORD_COLUMNS = "id, text, metadata, vector, sparse"  # the columns ``record`` reads
+# Hits by primary key: ``+collection`` keeps the planner off the (collection, id) index, which
+# would walk the whole collection to find a handful of rids.
+ROWS_BY_RID = "SELECT rid, id, text, metadata FROM records WHERE rid IN ({marks}) AND +collection = ?"
+
+
+def rows_by_rid(db: sqlite3.Connection, name: str, rids: set[int],
+                where: Filter | None = None) -> dict[int, tuple[str, str, dict[str, Any]]]:
+    """``{rid: (id, text, metadata)}`` of the rows with these row ids that ``where`` allows."""
+    if not rids:
+        return {}
+    sql, params = ROWS_BY_RID.format(marks=",".join("?" * len(rids))), [*rids, name]
+    if where:
+        clause, args = sqlite_where(where)
+        sql, params = f"{sql} AND {clause}", [*params, *args]
+    rows = db.execute(sql, params).fetchall()
+    return {rid: (rec_id, text, decode_metadata(meta, name)) for rid, rec_id, text, meta in rows}
 
 
 def by_ids(db: sqlite3.Connection, sql: str, name: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
