@@ -142,11 +142,17 @@ def test_modes_a_corpus_cannot_answer_are_refused_naming_the_field(engine):
     assert threshold.value.field == "threshold"
 
 
-def test_hybrid_then_rerank_keeps_each_hits_legs(engine):
-    ranking = engine.search("cat on a mat", CORPUS, top_k=2, rerank=True, rerank_candidates=5,
+def test_hybrid_then_rerank_keeps_each_hits_legs_and_the_bi_encoder_reads_the_texts(engine):
+    query = "cat on a mat"
+    ranking = engine.search(query, CORPUS, top_k=3, rerank=True, rerank_candidates=5,
                             retrieval=Retrieval(mode="hybrid"))
-    assert len(ranking.hits) == 2 and ranking.reranker is not None
+    assert len(ranking.hits) == 3 and ranking.reranker is not None and ranking.reranker.kind == "bi-encoder"
     assert all(h.rerank_score is not None and h.legs for h in ranking.hits)
+    # fused scores are no cosines: the stand-in reranker scores each candidate by its own cosine
+    vectors = engine.embed([query] + [CORPUS[h.index] for h in ranking.hits]).vectors
+    cosines = vectors[1:] @ vectors[0]
+    assert [h.rerank_score for h in ranking.hits] == pytest.approx(list((cosines + 1) / 2), abs=1e-5)
+    assert [h.rerank_score for h in ranking.hits] == sorted((h.rerank_score for h in ranking.hits), reverse=True)
 
 
 def test_with_a_sparse_model_hybrid_fuses_three_legs_and_sparse_mode_ranks_by_dot_product(sparse_engine):

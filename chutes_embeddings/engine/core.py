@@ -50,16 +50,18 @@ NO_SPARSE_MODEL = "EMBEDDINGS_SPARSE_MODEL"  # the setting that configures the s
 
 
 def two_stage(reranker: RerankService, query: str, texts: Sequence[str], vector_scores: np.ndarray,
-              k: int) -> Ranking:
-    """Retrieval's second stage, for a corpus search and a store search alike: candidates found
-    by vector (best first) reordered by the reranker; the best ``k`` kept, each with its vector
-    ``score``, its ``rerank_score`` (the reranker's own activation) and its new rank.
+              k: int, *, cosines: bool = True) -> Ranking:
+    """Retrieval's second stage, for a corpus search and a store search alike: candidates of the
+    first stage (best first) reordered by the reranker; the best ``k`` kept, each with its
+    first-stage ``score``, its ``rerank_score`` (the reranker's own activation) and its new rank.
 
-    ``index`` in each hit is the candidate's position in ``texts``.
+    ``cosines``: the first-stage scores are the embedding model's cosines (a dense search), which
+    the bi-encoder stand-in reuses; fused or lexical scores are not, and the reranker reads the
+    texts. ``index`` in each hit is the candidate's position in ``texts``.
     """
     if not texts:
         return Ranking([], reranker.describe())
-    ranked = reranker.rescore(query, texts, vector_scores)
+    ranked = reranker.rescore(query, texts, vector_scores) if cosines else reranker.rerank(query, texts)
     scores = ranked.activated()
     hits = [Hit(index=i, score=float(vector_scores[i]), rank=rank, rerank_score=float(scores[i]))
             for rank, i in enumerate(ranked.order(k), start=1)]
@@ -256,7 +258,8 @@ class Engine:
             return Ranking([Hit(positions[h.index], h.score, h.rank, legs=h.legs) for h in hits],
                            mode=retrieval.mode, skipped=skipped)
         staged = two_stage(self.reranker, query, [corpus[i] for i in positions],
-                           np.asarray([h.score for h in hits], dtype=np.float64), top_k)
+                           np.asarray([h.score for h in hits], dtype=np.float64), top_k,
+                           cosines=retrieval.mode == DENSE)
         return Ranking([Hit(positions[h.index], h.score, h.rank, h.rerank_score, hits[h.index].legs)
                         for h in staged.hits], staged.reranker, retrieval.mode, skipped)
 

@@ -251,7 +251,8 @@ class StoreService:
         records = [texts[k] for k in keys]
         if rerank:
             scores = np.asarray([h.score for h in hits], dtype=np.float64)  # as the first stage gave them
-            staged = two_stage(self.engine.reranker, query or "", [r.text for r in records], scores, top_k)
+            staged = two_stage(self.engine.reranker, query or "", [r.text for r in records], scores, top_k,
+                               cosines=retrieval.mode == DENSE and query_vector is None)
             ranking = Ranking([Hit(h.index, h.score, h.rank, h.rerank_score, hits[h.index].legs)
                                for h in staged.hits], staged.reranker, retrieval.mode, skipped)
         else:
