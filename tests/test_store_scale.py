@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from chutes_embeddings.store import Record
-from chutes_embeddings.store.embedded import ROWS_BY_RID, EmbeddedStore
+from chutes_embeddings.store.embedded import EmbeddedStore
+from chutes_embeddings.store.embedded_rows import ROWS_BY_RID, rows_by_rid
 from chutes_embeddings.store.filters import parse_filter
 from chutes_embeddings.store.vector_index import VectorIndex
 from tests.store_helpers import FILTER_CASES, FILTER_METAS, MODEL, NO_FILTER, clustered, crash, unit
@@ -167,6 +168,26 @@ def test_restart_loads_the_snapshot_and_replays_later_writes(tmp_path):
         assert not {h.id for hits in gone for h in hits} & {f"r{i}" for i in range(100, 200)}
         assert store.search("c", vecs[150:151], 10, parse_filter({"pct": 50}), None)[0][0].id != "r150"
         assert {r.id for r in store.export("c")} == {f"r{i}" for i in range(3200)} - {f"r{i}" for i in range(100, 200)}
+    finally:
+        store.close()
+
+
+def test_a_clean_close_saves_every_change_so_a_restart_replays_nothing(tmp_path):
+    vecs = clustered(np.random.default_rng(43), 1010)
+    store = open_store(tmp_path / "s")
+    fill(store, "c", vecs[:1000])
+    store.flush()
+    store.upsert("c", [Record(f"r{i}", f"text {i}", meta(i), vecs[i]) for i in range(1000, 1010)])
+    store.flush()  # 10 changes of 1,010: under SAVE_FRACTION, the periodic save leaves the snapshot
+    assert store._collection("c").saved_version < store._collection("c").version
+    store.close()
+
+    store = open_store(tmp_path / "s")
+    try:
+        store._loader.join(60)
+        collection = store._collection("c")
+        assert collection.changes == 0 and collection.saved_version == collection.version, "nothing replayed"
+        assert store.search("c", vecs[1005:1006], 1, NO_FILTER, None)[0][0].id == "r1005"
     finally:
         store.close()
 
@@ -344,7 +365,7 @@ def test_a_filtered_hit_is_read_through_the_filter(tmp_path):
         assert allowed is not None
         rids = {int(r) for r in allowed[1].ravel() if r >= 0}
         store.upsert("c", [Record("r0", "t0", {"status": "gone"}, vecs[0])])  # lands between the two steps
-        rows = store._rows_by_rid("c", rids, parse_filter({"status": "active"}))
+        rows = rows_by_rid(store._db(), "c", rids, parse_filter({"status": "active"}))
         assert all(meta["status"] == "active" for _, _, meta in rows.values()) and len(rows) == len(rids) - 1
     finally:
         store.close()

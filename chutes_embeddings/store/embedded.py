@@ -223,8 +223,9 @@ class EmbeddedStore(LegSearch):
             except Exception as exc:  # it is loaded (or the error reported) on first use instead
                 logger.opt(exception=exc).error("loading the index of collection {} failed", name)
 
-    def _save(self, collection: EmbeddedCollection) -> None:
-        collection.save(self._snapshot_file(collection.name), lambda version: self._prune_log(collection, version))
+    def _save(self, collection: EmbeddedCollection, every_change: bool = False) -> None:
+        collection.save(self._snapshot_file(collection.name), lambda version: self._prune_log(collection, version),
+                        every_change)
 
     def _prune_log(self, collection: EmbeddedCollection, version: int) -> None:
         """Forget the deletions that a durable snapshot of ``version`` reflects; never those of a
@@ -241,12 +242,13 @@ class EmbeddedStore(LegSearch):
             except Exception as exc:  # the snapshot is a cache: SQLite still holds everything
                 logger.opt(exception=exc).error("saving a store index failed; it will be retried")
 
-    def flush(self) -> None:
-        """Write the snapshots that lag enough (also done every 30 s and on close)."""
+    def flush(self, every_change: bool = False) -> None:
+        """Write the snapshots that lag enough (every 30 s), or (``every_change``: on close) that lag
+        at all, so a clean restart reads its snapshots and replays nothing."""
         with self._collections_lock:
             loaded = list(self._collections.values())
         for collection in loaded:
-            self._save(collection)
+            self._save(collection, every_change)
 
     # --- writes ------------------------------------------------------------------------------
     def upsert(self, name: str, records: Sequence[Record]) -> int:
@@ -384,9 +386,9 @@ class EmbeddedStore(LegSearch):
                 yield record(row, name)
 
     def close(self) -> None:
-        """Stop the background threads, save the snapshots that lag and release the directory."""
+        """Stop the background threads, save every snapshot that lags and release the directory."""
         self._closed.set()
         self._loader.join()
-        self.flush()
+        self.flush(every_change=True)
         fcntl.flock(self._lock_file, fcntl.LOCK_UN)
         self._lock_file.close()

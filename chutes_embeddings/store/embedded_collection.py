@@ -179,23 +179,25 @@ class EmbeddedCollection:
             pass
 
     # --- snapshots ---------------------------------------------------------------------------
-    def save_due(self) -> bool:
-        """Whether the snapshot on disk lags enough to be rewritten (see module docstring)."""
+    def save_due(self, every_change: bool = False) -> bool:
+        """Whether the snapshot on disk lags enough to be rewritten (see module docstring), or with
+        ``every_change`` (a clean close) whether it lags at all."""
         if self.saved_version == self.version and self.saved_generation == self.vectors.ann_generation:
             return False
-        return (self.saved_version < 0 or self.saved_generation != self.vectors.ann_generation
+        return (every_change or self.saved_version < 0 or self.saved_generation != self.vectors.ann_generation
                 or self.changes >= max(1, SAVE_FRACTION * len(self.vectors)))
 
-    def save(self, snapshot_file: Path, prune_log: Callable[[int], None]) -> None:
-        """Write a snapshot if one is due, then call ``prune_log(version)`` (still under the save lock)
-        to drop the change log up to the version it reflects. A dead collection is never saved.
+    def save(self, snapshot_file: Path, prune_log: Callable[[int], None], every_change: bool = False) -> None:
+        """Write a snapshot if one is due (``save_due``), then call ``prune_log(version)`` (still under
+        the save lock) to drop the change log up to the version it reflects. A dead collection is
+        never saved.
 
         Raises:
             OSError: the snapshot could not be written (the log is kept; a later save retries).
         """
         with self.save_lock:
             with self.lock:
-                if self.dead or not self.save_due():  # dropped (or evicted): nothing of it is saved
+                if self.dead or not self.save_due(every_change):  # dropped (or evicted): nothing of it is saved
                     return
                 version, changes, generation = self.version, self.changes, self.vectors.ann_generation
                 arrays = self.vectors.snapshot()
