@@ -204,7 +204,7 @@ def embedded(args: argparse.Namespace, work: Path) -> None:
     from chutes_embeddings.store.embedded import EmbeddedStore
     from chutes_embeddings.store.service import StoreService
 
-    texts, _ = corpus(args.size)
+    texts = corpus(args.size)[0]  # not the Zipf ranks: 1M small arrays
     vectors, _, cosine = cranfield_vectors(args.size, args.cranfield, args.sigma, work / "cranfield.npz")
     queries = query_texts(texts, args.queries + 5)
     gc.freeze()
@@ -224,7 +224,8 @@ def embedded(args: argparse.Namespace, work: Path) -> None:
     print(f"with the lexical leg, {args.size:,} records in batches of {args.batch:,}: {rate:,.0f}/s"
           + (f" ({rate / dense_rate:.2f}x dense only)" if args.baseline_size else ""), flush=True)
     store._collection(name).vectors.wait_for_build()  # noqa: SLF001 - measure the steady state
-    del texts
+    del texts, vectors  # the server started below needs the memory (1M: ~3 GB here)
+    gc.collect()
     service = StoreService(engine, store)
     head = "| path | " + " | ".join(MODES) + " |\n|---|" + "---|" * len(MODES)
     rows = [line("`StoreService.search` (component)", service_modes(service, name, queries, args.queries))]
@@ -247,9 +248,11 @@ def embedded(args: argparse.Namespace, work: Path) -> None:
     print(head + "\n" + "\n".join(rows), flush=True)
 
 
-def pg_bulk(url: str, name: str, model: str, texts: list[str], vectors: np.ndarray, maintenance_mem: str) -> None:
+def pg_bulk(url: str, name: str, model: str, texts: list[str], vectors: np.ndarray, maintenance_mem: str,
+            lexical: bool = True) -> None:
     """COPY the records with the columns the store's upsert writes, set the lexical counts, then build
-    the indexes ``ensure_collection`` creates (same names, same definitions)."""
+    the indexes ``ensure_collection`` creates (same names, same definitions). Without ``lexical``
+    the collection has no lexical leg and the rows go by binary COPY (as ``store_scale --pg-bulk``)."""
     import psycopg
     from pgvector.psycopg import register_vector
     from psycopg import sql
@@ -257,35 +260,54 @@ def pg_bulk(url: str, name: str, model: str, texts: list[str], vectors: np.ndarr
     from chutes_embeddings.store.pgvector import PgVectorStore, table_name
 
     store = PgVectorStore(url)
-    store.ensure_collection(name, model, DIM, Legs(lexical="english"))
+    store.ensure_collection(name, model, DIM, Legs(lexical="english") if lexical else Legs())
     store.close()
     tbl = table_name(name)
     ident = sql.Identifier(tbl)
+    indexes = {"_lex": "gin (lexical)", "_meta": "gin (metadata jsonb_path_ops)",
+               "_hnsw": "hnsw (embedding vector_cosine_ops)"}
+    if not lexical:
+        del indexes["_lex"]
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
-        conn.execute(sql.SQL("DROP INDEX {}, {}, {}").format(*(sql.Identifier(tbl + s) for s in ("_hnsw", "_meta",
-                                                                                                  "_lex"))))
-        started, terms = time.perf_counter(), 0
-        with conn.cursor().copy(sql.SQL("COPY {} (id, text, metadata, embedding, lexical, lexical_len) FROM STDIN")
-                                .format(ident)) as copy:
-            # the store's own ``document`` per text: the load's bottleneck, so on every core
-            with multiprocessing.get_context("fork").Pool() as pool:
-                documents = pool.imap(_document, texts, chunksize=2_000)
-                for i, (text, (lexical, length)) in enumerate(zip(texts, documents)):
-                    terms += length
-                    copy.write_row((f"r{i}", text, json.dumps({"tenth": i % 10}), vectors[i], lexical, length))
-                    if i and i % 100_000 == 0:
-                        print(f"  {i:,} rows, {i / (time.perf_counter() - started):,.0f}/s", flush=True)
-        conn.execute("UPDATE embeddings_collections SET lex_docs = %s, lex_terms = %s WHERE name = %s",
-                     (len(texts), terms, name))
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.SQL(", ").join(sql.Identifier(tbl + s) for s in indexes)))
+        started = time.perf_counter()
+        if lexical:
+            terms = _copy_lexical(conn, ident, texts, vectors)
+            conn.execute("UPDATE embeddings_collections SET lex_docs = %s, lex_terms = %s WHERE name = %s",
+                         (len(texts), terms, name))
+        else:
+            with conn.cursor().copy(sql.SQL("COPY {} (id, text, metadata, embedding) FROM STDIN WITH (FORMAT BINARY)")
+                                    .format(ident)) as copy:
+                copy.set_types(["text", "text", "jsonb", "vector"])
+                for i, text in enumerate(texts):
+                    copy.write_row((f"r{i}", text, {"tenth": i % 10}, vectors[i]))
         print(f"  COPY at {len(texts) / (time.perf_counter() - started):,.0f} rows/s", flush=True)
         conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (maintenance_mem,))
-        for suffix, how in (("_lex", "gin (lexical)"), ("_meta", "gin (metadata jsonb_path_ops)"),
-                            ("_hnsw", "hnsw (embedding vector_cosine_ops)")):
+        conn.execute("SELECT set_config('max_parallel_maintenance_workers', '1', false)")  # 2 cores
+        for suffix, how in indexes.items():
             started = time.perf_counter()
             conn.execute(sql.SQL("CREATE INDEX {} ON {} USING " + how).format(sql.Identifier(tbl + suffix), ident))
             print(f"  index {suffix[1:]} built in {time.perf_counter() - started:.0f} s", flush=True)
         conn.execute(sql.SQL("ANALYZE {}").format(ident))
+
+
+def _copy_lexical(conn: Any, ident: Any, texts: list[str], vectors: np.ndarray) -> int:
+    """COPY the records with their lexical columns (``pg_lexical.document``); returns the terms in all."""
+    from psycopg import sql
+
+    started, terms = time.perf_counter(), 0
+    with conn.cursor().copy(sql.SQL("COPY {} (id, text, metadata, embedding, lexical, lexical_len) FROM STDIN")
+                            .format(ident)) as copy:
+        # the store's own ``document`` per text: the load's bottleneck, so on every core
+        with multiprocessing.get_context("fork").Pool() as pool:
+            documents = pool.imap(_document, texts, chunksize=2_000)
+            for i, (text, (lexical, length)) in enumerate(zip(texts, documents)):
+                terms += length
+                copy.write_row((f"r{i}", text, json.dumps({"tenth": i % 10}), vectors[i], lexical, length))
+                if i and i % 100_000 == 0:
+                    print(f"  {i:,} rows, {i / (time.perf_counter() - started):,.0f}/s", flush=True)
+    return terms
 
 
 def _document(text: str) -> tuple[str, int]:
@@ -300,7 +322,7 @@ def postgres(args: argparse.Namespace, work: Path) -> None:
     from chutes_embeddings.store.pgvector import PgVectorStore
     from chutes_embeddings.store.service import StoreService
 
-    texts, _ = corpus(args.size)
+    texts = corpus(args.size)[0]
     vectors, cran_queries, cosine = cranfield_vectors(args.size, args.cranfield, args.sigma, work / "cranfield.npz")
     queries = query_texts(texts, args.queries + 5)
     print(f"data: {args.size:,} texts, vectors with mean cosine {cosine:.3f} to their abstract", flush=True)
@@ -309,7 +331,7 @@ def postgres(args: argparse.Namespace, work: Path) -> None:
         engine = start_engine(Settings.from_env(NO_CACHE))
         name = "hybrid_scale"
         if not args.reuse:
-            pg_bulk(url, name, engine.model_id, texts, vectors, args.pg_maintenance_mem)
+            pg_bulk(url, name, engine.model_id, texts, vectors, args.pg_maintenance_mem, not args.dense_only)
         del texts
         gc.collect()
         truth = exact_top(vectors, cran_queries)
@@ -327,6 +349,10 @@ def postgres(args: argparse.Namespace, work: Path) -> None:
             recall_rows.append(f"| {ef} | {recall:.3f} | {timing[0]:.1f} / {timing[1]:.1f} |")
             print(recall_rows[-1], flush=True)
         store.close()
+        if args.dense_only:
+            engine.close()
+            print("\n".join(recall_rows))
+            return
         head = "| work_mem | " + " | ".join(MODES) + " |\n|---|" + "---|" * len(MODES)
         rows = []
         for work_mem in args.work_mem.split(","):
@@ -375,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-maintenance-mem", default="4GB")
     parser.add_argument("--pg-url", default="", help="postgres: use this server instead of starting one")
     parser.add_argument("--reuse", action="store_true", help="postgres: the collection is already loaded")
+    parser.add_argument("--dense-only", action="store_true",
+                        help="postgres: no lexical leg, only the recall table (a fast binary COPY)")
     parser.add_argument("--keep", action="store_true", help="keep --workdir and the Postgres server")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
