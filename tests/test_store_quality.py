@@ -48,7 +48,7 @@ def test_embedded_store_returns_the_true_top_k(real, tmp_path):
 
 def test_postgres_hnsw_recall_at_10(real, pg_url):
     texts, corpus, queries = real
-    store = PgVectorStore(pg_url, ef_search=100)  # the service's default EMBEDDINGS_PG_EF_SEARCH
+    store = PgVectorStore(pg_url, ef_search=100)  # a floor: EMBEDDINGS_PG_EF_SEARCH defaults higher (1000)
     name = "quality_" + uuid.uuid4().hex[:8]
     try:
         _load(store, name, texts, corpus)

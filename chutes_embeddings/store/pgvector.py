@@ -118,7 +118,7 @@ class PgVectorStore:
 
     kind = "postgres"
 
-    def __init__(self, url: str, ef_search: int = 100, pool_size: int = 10, filter_ef_search: int = 1000,
+    def __init__(self, url: str, ef_search: int = 1000, pool_size: int = 10, filter_ef_search: int = 1000,
                  filter_exact_rows: int = 20_000) -> None:
         self.ef_search = ef_search
         self.filter_ef_search = filter_ef_search
