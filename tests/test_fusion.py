@@ -83,8 +83,8 @@ CORPUS = ["Aerodynamic heating of a blunt body at hypersonic speed", "the cat sa
 
 
 @pytest.fixture
-def engine(tmp_path):
-    """An engine without a sparse model: a corpus search's legs are dense and lexical."""
+def fakes(tmp_path):
+    """An engine over fakes without a sparse model: a corpus search's legs are dense and lexical."""
     engine = fake_engine(Settings(data_dir=str(tmp_path), cache_size=0), cross_encoder=False, sparse=False)
     yield engine
     engine.close()
@@ -97,9 +97,9 @@ def sparse_engine(tmp_path):
     engine.close()
 
 
-def test_a_corpus_search_in_lexical_mode_ranks_as_bm25s_with_fts5s_parameters(engine):
+def test_a_corpus_search_in_lexical_mode_ranks_as_bm25s_with_fts5s_parameters(fakes):
     query = "heating of boundary layers"
-    ranking = engine.search(query, CORPUS, top_k=10, retrieval=Retrieval(mode="lexical"))
+    ranking = fakes.search(query, CORPUS, top_k=10, retrieval=Retrieval(mode="lexical"))
     terms = analyzer("english")
     index = bm25s.BM25(k1=1.2, b=0.75, method="robertson")
     index.index(terms.terms_of_many(CORPUS), show_progress=False)
@@ -110,11 +110,11 @@ def test_a_corpus_search_in_lexical_mode_ranks_as_bm25s_with_fts5s_parameters(en
     assert all(set(h.legs) == {"lexical"} for h in ranking.hits) and ranking.mode == "lexical"
 
 
-def test_a_hybrid_corpus_search_is_the_rrf_of_its_dense_and_lexical_legs(engine):
+def test_a_hybrid_corpus_search_is_the_rrf_of_its_dense_and_lexical_legs(fakes):
     query = "cat on a mat"
-    dense = engine.search(query, CORPUS, top_k=6)
-    lexical = engine.search(query, CORPUS, top_k=6, retrieval=Retrieval(mode="lexical"))
-    hybrid = engine.search(query, CORPUS, top_k=3, retrieval=Retrieval(mode="hybrid"))
+    dense = fakes.search(query, CORPUS, top_k=6)
+    lexical = fakes.search(query, CORPUS, top_k=6, retrieval=Retrieval(mode="lexical"))
+    hybrid = fakes.search(query, CORPUS, top_k=3, retrieval=Retrieval(mode="hybrid"))
     expected = fuse({"dense": [(h.index, h.score) for h in dense.hits],
                      "lexical": [(h.index, h.score) for h in lexical.hits]}, "rrf")[:3]
     assert [h.index for h in hybrid.hits] == [f.key for f in expected]
@@ -124,34 +124,34 @@ def test_a_hybrid_corpus_search_is_the_rrf_of_its_dense_and_lexical_legs(engine)
     assert top.legs["dense"].rank == [h.index for h in dense.hits].index(top.index) + 1
 
 
-def test_a_query_of_stop_words_is_refused_in_lexical_mode_and_skips_the_leg_in_hybrid(engine):
+def test_a_query_of_stop_words_is_refused_in_lexical_mode_and_skips_the_leg_in_hybrid(fakes):
     with pytest.raises(InvalidInput) as refused:
-        engine.search("the of and", CORPUS, top_k=3, retrieval=Retrieval(mode="lexical"))
+        fakes.search("the of and", CORPUS, top_k=3, retrieval=Retrieval(mode="lexical"))
     assert refused.value.field == "query" and "stop words" in str(refused.value)
-    hybrid = engine.search("the of and", CORPUS, top_k=3, retrieval=Retrieval(mode="hybrid"))
+    hybrid = fakes.search("the of and", CORPUS, top_k=3, retrieval=Retrieval(mode="hybrid"))
     assert len(hybrid.hits) == 3 and set(hybrid.skipped) == {"lexical"}
     assert all(set(h.legs) == {"dense"} for h in hybrid.hits)
 
 
-def test_modes_a_corpus_cannot_answer_are_refused_naming_the_field(engine):
+def test_modes_a_corpus_cannot_answer_are_refused_naming_the_field(fakes):
     with pytest.raises(InvalidInput) as no_sparse:
-        engine.search("cat", CORPUS, top_k=3, retrieval=Retrieval(mode="sparse"))
+        fakes.search("cat", CORPUS, top_k=3, retrieval=Retrieval(mode="sparse"))
     assert no_sparse.value.field == "mode"
     with pytest.raises(InvalidInput) as threshold:
-        engine.search("cat", CORPUS, top_k=3, threshold=0.5, retrieval=Retrieval(mode="lexical"))
+        fakes.search("cat", CORPUS, top_k=3, threshold=0.5, retrieval=Retrieval(mode="lexical"))
     assert threshold.value.field == "threshold"
 
 
-def test_hybrid_then_rerank_keeps_each_hits_legs_and_the_bi_encoder_reads_the_texts(engine):
+def test_hybrid_then_rerank_keeps_each_hits_legs_and_the_bi_encoder_reads_the_texts(fakes):
     query = "cat on a mat"
-    ranking = engine.search(query, CORPUS, top_k=3, rerank=True, rerank_candidates=5,
+    ranking = fakes.search(query, CORPUS, top_k=3, rerank=True, rerank_candidates=5,
                             retrieval=Retrieval(mode="hybrid"))
     assert len(ranking.hits) == 3 and ranking.reranker is not None and ranking.reranker.kind == "bi-encoder"
     assert all(h.rerank_score is not None and h.legs for h in ranking.hits)
     # fused scores are no cosines: the stand-in reranker scores each candidate by its own cosine
-    vectors = engine.embed([query] + [CORPUS[h.index] for h in ranking.hits]).vectors
+    vectors = fakes.embed([query] + [CORPUS[h.index] for h in ranking.hits]).vectors
     cosines = vectors[1:] @ vectors[0]
-    assert [h.rerank_score for h in ranking.hits] == pytest.approx(list((cosines + 1) / 2), abs=1e-5)
+    assert [h.rerank_score for h in ranking.hits] == pytest.approx(list(cosines), abs=1e-5)
     assert [h.rerank_score for h in ranking.hits] == sorted((h.rerank_score for h in ranking.hits), reverse=True)
 
 
