@@ -11,7 +11,6 @@ import base64
 import cohere
 import numpy as np
 import pytest
-from sentence_transformers.util.quantization import quantize_embeddings
 
 from chutes_embeddings.engine.quantize import int8_ranges
 from tests.test_compat import TEXTS, assert_same, native_vectors
@@ -22,6 +21,8 @@ TYPES = ["float", "int8", "uint8", "binary", "ubinary", "base64"]
 def st_types(floats: np.ndarray) -> dict[str, list]:
     """What each integer type must be: sentence-transformers' own quantisation of ``floats``."""
     ranges = int8_ranges(floats.shape[1])
+    from sentence_transformers.util.quantization import quantize_embeddings  # torch: not in the fast layer
+
     return {kind: quantize_embeddings(floats, kind, ranges=ranges).tolist()
             for kind in ("int8", "uint8", "binary", "ubinary")}
 
