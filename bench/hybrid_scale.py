@@ -49,7 +49,7 @@ from chutes_embeddings.lexical.analyzer import analyzer
 from chutes_embeddings.store import Legs, Record, VectorStore
 from chutes_embeddings.store.filters import All
 
-from .store_legs import corpus
+from .store_legs import corpus, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 384
@@ -61,16 +61,9 @@ MODES: dict[str, tuple[str, dict[str, int] | None]] = {
     "hybrid, 10% filter": (HYBRID, TENTH)}
 
 
-def percentiles(search: Callable[[int], Any], queries: int, warm: int = 5) -> tuple[float, float]:
-    """(p50 ms, p99 ms) of ``search(i)`` for i in range(queries), after ``warm`` warm-up calls."""
-    for i in range(warm):
-        search(i)
-    times = []
-    for i in range(queries):
-        started = time.perf_counter()
-        search(i)
-        times.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+def percentiles(search: Callable[[int], Any], queries: int) -> tuple[float, float]:
+    """(p50 ms, p99 ms) of ``search(i)`` for i in range(queries), after 5 warm-up calls."""
+    return timed(search, queries, upper=99)
 
 
 def cranfield_vectors(n: int, folder: Path, sigma: float, cache: Path) -> tuple[np.ndarray, np.ndarray, float]:

@@ -99,16 +99,16 @@ def fill(store: VectorStore, name: str, legs: Legs, texts: list[str], sparse: li
     return len(texts) / (time.perf_counter() - started)
 
 
-def timed(search: Callable[[int], Any], queries: int) -> tuple[float, float]:
-    """(p50 ms, p95 ms) of ``search(i)`` for i in range(queries), after 5 warm-up calls."""
-    for i in range(5):
+def timed(search: Callable[[int], Any], queries: int, upper: float = 95, warm: int = 5) -> tuple[float, float]:
+    """(p50 ms, p``upper`` ms) of ``search(i)`` for i in range(queries), after ``warm`` warm-up calls."""
+    for i in range(warm):
         search(i)
     times = []
     for i in range(queries):
         started = time.perf_counter()
         search(i)
         times.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+    return float(np.percentile(times, 50)), float(np.percentile(times, upper))
 
 
 def run_store(kind: str, url: str, work: Path, args: argparse.Namespace) -> list[str]:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from chutes_embeddings.access import COMPUTE, MAX_TOKEN_CHARS
+from chutes_embeddings.engine.results import FUSIONS, LEGS, MODES
 from chutes_embeddings.errors import InvalidInput
 from chutes_embeddings.http.payload import INT64_MAX, INT64_MIN  # every integer of a body fits in 64 bits
 from chutes_embeddings.store.names import (
@@ -70,8 +71,9 @@ LIMITS: dict[str, int] = {
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
 Pooling = Literal["cls", "mean", "max", "mean_sqrt_len", "lasttoken", "weightedmean"]
 ClusterMethod = Literal["kmeans", "agglomerative", "hdbscan"]
-SearchMode = Literal["dense", "lexical", "sparse", "hybrid"]  # engine.results.MODES
-Fusion = Literal["rrf", "relative_score", "dbsf"]  # engine.results.FUSIONS
+SearchMode = Literal[MODES]  # type: ignore[valid-type]
+Fusion = Literal[FUSIONS]  # type: ignore[valid-type]
+SearchLeg = Literal[LEGS]  # type: ignore[valid-type]
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]  # engine.quantize.EMBEDDING_TYPES
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]

@@ -32,6 +32,7 @@ from .common import (
     PromptName,
     RerankCandidates,
     Score,
+    SearchLeg,
     SearchMode,
     StrictRequest,
     Text,
@@ -197,7 +198,7 @@ class LegResult(BaseModel):
 
 
 # A hit's place in each leg that found it (every mode but dense)
-HitLegs = dict[Literal["dense", "lexical", "sparse"], LegResult]
+HitLegs = dict[SearchLeg, LegResult]
 
 
 class SearchResult(BaseModel):

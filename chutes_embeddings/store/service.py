@@ -213,7 +213,8 @@ class StoreService:
                                field="rerank")
         where = parse_filter(filter_metadata)
         model, dimension = self.store.model_of(collection)  # NotFound (404) for an unknown collection
-        stored_legs = self.store.legs(collection)
+        # a dense search (the default) needs no legs: no second lookup on its path
+        stored_legs = self.store.legs(collection) if retrieval.mode != DENSE else Legs()
         legs = legs_for(retrieval.mode, collection_legs(stored_legs), f"collection {collection!r}")
         if query is None and (LEXICAL in legs or (SPARSE in legs and query_sparse is None)
                               or (DENSE in legs and query_vector is None)):
