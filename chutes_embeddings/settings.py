@@ -35,6 +35,7 @@ _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "backend": ("auto", "torch", "onnx"),
     "quantize": ("none", "int8"),
+    "long_input": ("truncate", "pool"),  # engine.windows.LONG_INPUTS a whole service may default to
     "log_level": ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"),
 }
 
@@ -70,6 +71,15 @@ class Settings:
     # measured rate), new work is refused with 429 at once, before it is tokenised.
     max_queue_wait_s: float = 2.0
     request_timeout_s: float = 120.0
+    # Long inputs (engine/windows.py): what a request that does not choose does with a text over the
+    # model's window (``truncate``, as always, or ``pool`` its overlapping windows, as vLLM's chunked
+    # processing does when enabled), the tokens consecutive windows share by default (at most half
+    # the window), and the limits of a pooled or windowed request: windows per text, and tokens in
+    # all (vLLM's max_embed_len bounds one text; this bounds the forward passes one request costs).
+    long_input: str = "truncate"
+    window_overlap: int = 32
+    max_windows_per_text: int = 128
+    max_request_tokens: int = 131_072
     # HTTP: bodies larger than this are refused with 413 before they are read; a body must arrive
     # within body_timeout_s (408).
     max_body_bytes: int = 16 * 1024 * 1024
@@ -133,9 +143,10 @@ class Settings:
                 raise ValueError(f"EMBEDDINGS_{name.upper()}={getattr(self, name)!r}: expected one of {allowed}")
         for name in ("cache_size", "max_batch_tokens", "max_batch_size", "max_queue", "tei_port", "max_body_bytes",
                      "rerank_tei_port", "rerank_max_batch_size", "rerank_max_batch_tokens", "sparse_tei_port",
-                     "sparse_max_batch_size", "sparse_max_batch_tokens"):
-            if getattr(self, name) < (0 if name in ("cache_size", "tei_port", "rerank_tei_port", "sparse_tei_port")
-                                      else 1):
+                     "sparse_max_batch_size", "sparse_max_batch_tokens", "window_overlap", "max_windows_per_text",
+                     "max_request_tokens"):
+            if getattr(self, name) < (0 if name in ("cache_size", "tei_port", "rerank_tei_port", "sparse_tei_port",
+                                                    "window_overlap") else 1):
                 raise ValueError(f"EMBEDDINGS_{name.upper()} must be positive, got {getattr(self, name)}")
         from .lexical.analyzer import languages
 

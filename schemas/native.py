@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema, model_validator
 
 from chutes_embeddings.engine.results import DEFAULT_LEG_CANDIDATES, DEFAULT_RRF_K, Retrieval
+from chutes_embeddings.engine.windows import LONG_INPUTS
 
 from .common import (
     DEFAULT_BATCH_SIZE,
@@ -41,9 +42,22 @@ from .common import (
 from .sparse import SparseModel
 
 EmbedTexts = Annotated[list[Text], Field(min_length=1, max_length=MAX_EMBED_INPUTS)]
+LongInput = Annotated[Literal[LONG_INPUTS], Field(description=(  # type: ignore[valid-type]
+    "a text over the model's window: truncate (cut it; the service's default unless EMBEDDINGS_LONG_INPUT says "
+    "pool), pool (one vector: the token-weighted mean of its overlapping windows' vectors, normalised) or "
+    "windows (each window's vector and character span)"))]
+WindowOverlap = Annotated[int, Field(ge=0, description=(
+    "tokens consecutive windows share, 0..half the window (default: EMBEDDINGS_WINDOW_OVERLAP, at most half)"))]
 
 
-class EmbedRequest(StrictRequest):
+class LongInputOptions(StrictRequest):
+    """What a request that embeds texts does with one over the model's window (README, "Long inputs")."""
+
+    long_input: LongInput | None = None
+    window_overlap: WindowOverlap | None = None
+
+
+class EmbedRequest(LongInputOptions):
     """POST /embed: one text (answered with one vector) or a list of texts."""
 
     # a bare string is read as a list of one (``_accept_single_string``); the schema says both
@@ -72,7 +86,7 @@ class EmbedRequest(StrictRequest):
         return bool(self._single)
 
 
-class EmbedBatchRequest(StrictRequest):
+class EmbedBatchRequest(LongInputOptions):
     """POST /embed/batch."""
 
     texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_BATCH_TEXTS)]
@@ -140,11 +154,30 @@ class ClusterRequest(StrictRequest):
     method: ClusterMethod = "kmeans"
 
 
+class WindowSpan(BaseModel):
+    """One window of a long text (``long_input: windows``): the row of ``embeddings`` at the same
+    place is its vector."""
+
+    index: int  # the text's position in the request
+    start: int  # its characters in the text: text[start:end]
+    end: int
+    tokens: int  # the text's tokens it holds (its weight when pooled)
+
+
+class EmbedUsage(BaseModel):
+    """Every token embedded, all windows and their prompt and special tokens included."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
 class EmbedResponse(BaseModel):
     embeddings: list[float] | list[list[float]] | dict[str, TypedEmbeddings]
     model: str
     dimension: int
     count: int | None = None
+    windows: list[WindowSpan] | None = None  # long_input windows: one per row of embeddings
+    usage: EmbedUsage | None = None  # long_input pool or windows
 
 
 class EmbedBatchResponse(BaseModel):
@@ -153,6 +186,8 @@ class EmbedBatchResponse(BaseModel):
     batch_size: int
     model: str
     dimension: int
+    windows: list[WindowSpan] | None = None
+    usage: EmbedUsage | None = None
 
 
 class SimilarityResult(BaseModel):
@@ -265,6 +300,7 @@ class InfoResponse(BaseModel):
     cache: dict[str, Any]
     batching: dict[str, Any]
     limits: dict[str, int]
+    long_input: Literal["truncate", "pool"] = "truncate"  # a text over the window, when a request does not choose
     tei: dict[str, Any] | None = None
     reranker: Reranker
     sparse: SparseModel | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import time
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,6 +25,12 @@ from .prompts import NO_PROMPTS, ModelPrompts
 from .results import EMBEDDER, Embedded, EmbedOptions, ModelState
 from .vectors import POOLINGS
 from .vectors import normalize as l2_normalize
+from .windows import LONG_INPUTS, TRUNCATE, WINDOWS, Window, offsets_of
+from .windows import cut as windows_of
+from .windows import pool as pool_windows
+
+# The fewest of a text's tokens a window may hold once the prompt and special tokens are in it.
+MIN_WINDOW_TOKENS = 16
 
 
 def embed_runner(backend: Embedder) -> Any:
@@ -93,6 +100,7 @@ class EmbeddingPipeline:
         self.backend = embedder
         self.tokenizer = tokenizer
         self.model_prompts = prompts
+        self._overheads: dict[str, int] = {}  # prompt text -> the tokens it and the special ones take
         self.cache = EmbeddingCache(settings.cache_size)
         self.batcher = Batcher.for_service(
             embed_runner(embedder), settings, profile or BatchingProfile(),
@@ -136,6 +144,10 @@ class EmbeddingPipeline:
     def embed(self, texts: Sequence[str], options: EmbedOptions = EmbedOptions()) -> Embedded:
         """Embed texts (cache first, then shared forward passes), in input order.
 
+        A text over the model's window is cut (``long_input`` ``truncate``, the default), or
+        embedded as overlapping windows, each through the steps below, then pooled into one
+        vector (``pool``) or answered window by window (``windows``; see ``engine.windows``).
+
         The steps, in this order: check the options; prepend the prompt (``options.prompt_name``,
         else the model's default), so the cache keys, the token counts and whoever serves the
         forward pass all see the prompted text; look each text up in the cache; queue the
@@ -148,11 +160,83 @@ class EmbeddingPipeline:
             embedded (after any cut) when ``options.count_tokens``.
 
         Raises:
-            InvalidInput: a bad option (a prompt the model does not define among them), or a text
-                over the token limit with ``truncate`` False (``index``: its position in ``texts``).
+            InvalidInput: a bad option (a prompt the model does not define among them), a text
+                over the token limit with ``truncate`` False, or (pooled, windowed) over
+                ``max_windows_per_text`` or past ``max_request_tokens`` (``index``: its position
+                in ``texts``).
             Overloaded: the batch queue is full.
             BackendUnavailable: no answer within ``request_timeout_s``.
         """
+        long_input = options.long_input or self.settings.long_input
+        if long_input == TRUNCATE:
+            return self._embed_texts(texts, options)
+        if long_input not in LONG_INPUTS:
+            raise InvalidInput(f"long_input {long_input!r} is not one of {list(LONG_INPUTS)}", field="long_input",
+                               limit=list(LONG_INPUTS))
+        return self._embed_windows(texts, options, long_input)
+
+    def _embed_windows(self, texts: Sequence[str], options: EmbedOptions, long_input: str) -> Embedded:
+        """``embed`` for ``pool`` and ``windows``: cut each text into windows (its own tokens, the
+        prompt's and the special ones fill the model's window), check the limits, embed every
+        window's text by ``_embed_texts`` (so caching, batching and admission are the usual ones),
+        then pool per text or answer per window."""
+        self._check_options(options)
+        self.check_admission()  # before tokenising texts that could not be queued
+        size, overhead = self._window_size(options.prompt_name)
+        overlap = self._overlap(options.window_overlap, size)
+        most, budget = self.settings.max_windows_per_text, self.settings.max_request_tokens
+        cut: list[Window] = []
+        total = 0
+        for i, (text, details) in enumerate(zip(texts, self.tokenizer.token_details(texts, add_special_tokens=False))):
+            windows = windows_of(i, text, offsets_of(details), size, overlap)
+            if len(windows) > most:
+                raise InvalidInput.for_item(
+                    i, f"needs {len(windows)} windows of {size} tokens; at most {most} per text are embedded "
+                    "(max_windows_per_text)", limit=most, setting="max_windows_per_text")
+            total += sum(w.tokens + overhead for w in windows)
+            if total > budget:
+                raise InvalidInput.for_item(
+                    i, f"brings the request to {total} tokens in windows; at most {budget} are embedded per request "
+                    "(max_request_tokens)", limit=budget, setting="max_request_tokens")
+            cut.extend(windows)
+        embedded = self._embed_texts([texts[w.index][w.start:w.end] for w in cut],
+                                     replace(options, truncate=True, truncation_direction="right", count_tokens=True))
+        counts = embedded.token_counts or []
+        if long_input == WINDOWS:
+            return Embedded(embedded.vectors, counts, cut)
+        per_text = [0] * len(texts)
+        for w, n in zip(cut, counts):
+            per_text[w.index] += n
+        return Embedded(pool_windows(embedded.vectors, cut, len(texts), options.normalize), per_text)
+
+    def _window_size(self, prompt_name: str | None) -> tuple[int, int]:
+        """How many of a text's tokens one window holds, and the tokens each window adds to them
+        (special tokens and the prompt's, which every window carries: each window is an input of
+        the model as ``SentenceTransformer.encode(windows, prompt_name=...)`` would embed it)."""
+        prompt = self.model_prompts.text(prompt_name)
+        known = self._overheads.get(prompt)
+        if known is None:
+            known = self._overheads[prompt] = self.tokenizer.tokenize([prompt])[1][0]
+        limit = self.backend.max_input_tokens
+        if limit - known < MIN_WINDOW_TOKENS:
+            raise InvalidInput(f"the prompt leaves {limit - known} of the model's {limit} tokens for the text; "
+                               f"windows need at least {MIN_WINDOW_TOKENS}", field="prompt_name",
+                               limit=MIN_WINDOW_TOKENS)
+        return limit - known, known
+
+    def _overlap(self, requested: int | None, size: int) -> int:
+        """The tokens consecutive windows share: ``requested`` (0..half the window, else
+        ``InvalidInput``), or the service's default held to half the window."""
+        most = size // 2
+        if requested is None:
+            return min(self.settings.window_overlap, most)
+        if not 0 <= requested <= most:
+            raise InvalidInput(f"window_overlap must be 0..{most} (half the window of {size} tokens), got {requested}",
+                               field="window_overlap", limit=most)
+        return requested
+
+    def _embed_texts(self, texts: Sequence[str], options: EmbedOptions) -> Embedded:
+        """``embed`` of texts each cut at the model's window (or refused over it): see ``embed``."""
         mode = self._check_options(options)
         texts = self.model_prompts.apply(texts, options.prompt_name)
         keys = [(self.model_id, mode, options.truncation_direction, text) for text in texts]

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # the dialects import this module, and the chute file imports
 
     from ..store import SparseVector
     from .fusion import LegScore
+    from .windows import Window
 
 EMBEDDER = "embedder"  # the model services a request can use (and the embedder's kind)
 RERANKER = "reranker"
@@ -84,6 +85,12 @@ class EmbedOptions:
             tokenisation of cached texts and of texts TEI would tokenise anyway.
         prompt_name: the model's prompt to prepend to every text (``engine.prompts``); None: the
             model's default prompt, if it has one. Counts include the prompt's tokens.
+        long_input: what to do with a text longer than the model's window (``engine.windows``):
+            ``truncate`` (cut it, as ``truncate`` and ``truncation_direction`` say), ``pool`` (one
+            vector pooled from overlapping windows) or ``windows`` (each window's vector and span);
+            None: the service's ``long_input`` setting.
+        window_overlap: tokens consecutive windows share (0..half the window); None: the
+            service's ``window_overlap`` setting (at most half the window).
     """
 
     pooling: str | None = None
@@ -94,14 +101,22 @@ class EmbedOptions:
     max_batch: int | None = None
     count_tokens: bool = False
     prompt_name: str | None = None
+    long_input: str | None = None
+    window_overlap: int | None = None
 
 
 @dataclass(frozen=True)
 class Embedded:
-    """Vectors in input order and, when counted, each text's tokens as embedded (after any cut)."""
+    """Vectors in input order and, when counted, each text's tokens as embedded (after any cut).
+
+    With ``long_input="windows"``, one row per window (``windows`` says which text and span each
+    row is, in order) and one token count per window; with ``pool``, one row per text and its
+    tokens over all its windows (always counted).
+    """
 
     vectors: np.ndarray
     token_counts: list[int] | None = None
+    windows: list[Window] | None = None
 
     @property
     def tokens(self) -> int:

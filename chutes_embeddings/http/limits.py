@@ -20,4 +20,8 @@ def service_limits(settings: Settings, request_limits: dict[str, Any]) -> dict[s
         "max_in_values": MAX_IN_VALUES,
         "max_metadata_bytes": MAX_METADATA_BYTES,
         "max_metadata_keys": MAX_METADATA_KEYS,
+        # long inputs pooled or windowed (engine/windows.py); the overlap is the default, at most half the window
+        "max_windows_per_text": settings.max_windows_per_text,
+        "max_request_tokens": settings.max_request_tokens,
+        "window_overlap": settings.window_overlap,
     }

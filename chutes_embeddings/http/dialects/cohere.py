@@ -99,8 +99,11 @@ def _embed(engine: Any, request: Any, version: str) -> tuple[dict[str, Any], Any
     max_tokens = getattr(request, "max_tokens", None)
     to_embed = _cut_to(engine, texts, max_tokens, mode, field) if max_tokens is not None else texts
     prompt = prompt_for_input_type(request.input_type, engine.prompts) if request.input_type is not None else None
+    # Cohere has no knob for long inputs: END/START cut them; NONE or none sent follow the service's
+    # long_input setting (truncate by default: END as Cohere's default, NONE a 400; pool: pooled)
+    long_input = "truncate" if request.truncate in ("END", "START") else None
     options = EmbedOptions(truncate=truncate, truncation_direction=direction, dimensions=dims, count_tokens=True,
-                           prompt_name=prompt)
+                           prompt_name=prompt, long_input=long_input)
     with naming(field):
         embedded = engine.embed(to_embed, options)
     body = {"id": str(uuid.uuid4()), "texts": texts,

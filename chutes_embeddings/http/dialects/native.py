@@ -29,28 +29,47 @@ def embed(engine: Any, request: Any) -> dict[str, Any]:
     if kinds is not None:
         quantize.check_types(kinds, normalized=request.normalize)
     options = EmbedOptions(pooling=request.pooling, normalize=request.normalize, truncate=request.truncate,
-                           dimensions=request.dimensions, prompt_name=request.prompt_name)
+                           dimensions=request.dimensions, prompt_name=request.prompt_name,
+                           long_input=request.long_input, window_overlap=request.window_overlap)
     with naming("inputs"):
-        vectors = engine.embed(request.inputs, options).vectors
+        embedded = engine.embed(request.inputs, options)
+    vectors = embedded.vectors
+    single = request.single and embedded.windows is None  # a text's windows are a list, even for one text
     body: dict[str, Any] = {"model": engine.model_id, "dimension": int(vectors.shape[1])}
     if kinds is None or list(kinds) == [quantize.FLOAT]:
-        body["embeddings"] = vectors[0].tolist() if request.single else vectors.tolist()
+        body["embeddings"] = vectors[0].tolist() if single else vectors.tolist()
     else:
         typed = quantize.by_type(vectors, kinds)
-        body["embeddings"] = {kind: rows[0] for kind, rows in typed.items()} if request.single else typed
+        body["embeddings"] = {kind: rows[0] for kind, rows in typed.items()} if single else typed
     if not request.single:
         body["count"] = len(request.inputs)
-    return body
+    return {**body, **_long_input_parts(embedded)}
+
+
+def _long_input_parts(embedded: Any) -> dict[str, Any]:
+    """A pooled or windowed answer's ``usage`` (every token embedded: the engine counts them for
+    these) and, windowed, ``windows``: which text and span each row of ``embeddings`` is."""
+    parts: dict[str, Any] = {}
+    if embedded.windows is not None:
+        parts["windows"] = [{"index": w.index, "start": w.start, "end": w.end, "tokens": w.tokens}
+                            for w in embedded.windows]
+    if embedded.token_counts is not None:
+        parts["usage"] = {"prompt_tokens": embedded.tokens, "total_tokens": embedded.tokens}
+    return parts
 
 
 def embed_batch(engine: Any, request: Any) -> dict[str, Any]:
-    """``POST /embed/batch``: vectors in input order; ``batch_size`` caps texts per forward pass."""
+    """``POST /embed/batch``: vectors in input order (with ``long_input: windows``, one per window,
+    described by ``windows``); ``batch_size`` caps texts per forward pass."""
     options = EmbedOptions(normalize=request.normalize, max_batch=request.batch_size, dimensions=request.dimensions,
-                           prompt_name=request.prompt_name)
+                           prompt_name=request.prompt_name, long_input=request.long_input,
+                           window_overlap=request.window_overlap)
     with naming("texts"):
-        vectors = engine.embed(request.texts, options).vectors
+        embedded = engine.embed(request.texts, options)
+    vectors = embedded.vectors
     return {"embeddings": vectors.tolist(), "processed_count": len(request.texts), "batch_size": request.batch_size,
-            "model": engine.model_id, "dimension": int(vectors.shape[1])}
+            "model": engine.model_id, "dimension": int(vectors.shape[1]),
+            **_long_input_parts(embedded)}
 
 
 def embed_sparse(engine: Any, request: Any) -> dict[str, Any]:
@@ -184,6 +203,7 @@ def info(engine: Any) -> dict[str, Any]:
             "requests_refused": stats.refused,
         },
         "limits": state.limits,
+        "long_input": engine.embedder.settings.long_input,  # what a request that does not choose gets
         "tei": embedder.tei,
         "reranker": _reranker_info(state.reranker),
         "sparse": _sparse_info(state.sparse, engine.sparse_vocab_size),

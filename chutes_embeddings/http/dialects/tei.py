@@ -13,7 +13,8 @@ body over the size limit), a full queue 429 ``Overloaded``, no backend 503 ``Unh
 SPLADE). Token-id inputs (which TEI decodes with its own tokenizer) are refused as ``Validation``,
 and so is a ``prompt_name`` the model's sentence-transformers config does not define (the message
 names those it does); an omitted ``prompt_name`` is the model's default prompt, if it has one
-(TEI's ``--default-prompt-name``). ``auto_truncate`` is true: an omitted ``truncate`` cuts long inputs.
+(TEI's ``--default-prompt-name``). ``auto_truncate`` is true: an omitted ``truncate`` cuts long inputs,
+unless the service pools them (``EMBEDDINGS_LONG_INPUT=pool``; an explicit ``truncate: true`` still cuts).
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ def _truncation(request: Any) -> dict[str, Any]:
 
 
 def embed(engine: Any, request: Any) -> list[list[float]]:
-    """``POST /tei/embed``: one vector per input, always a list of vectors."""
+    """``POST /tei/embed``: one vector per input, always a list of vectors. TEI has no knob for long
+    inputs: an explicit ``truncate: true`` cuts them, otherwise the service's ``long_input`` setting
+    decides (``truncate`` by default: auto-truncate, or with ``truncate: false`` a 422 as TEI's)."""
     options = EmbedOptions(normalize=request.normalize, dimensions=request.dimensions,
-                           prompt_name=request.prompt_name, **_truncation(request))
+                           prompt_name=request.prompt_name, long_input="truncate" if request.truncate else None,
+                           **_truncation(request))
     with naming("inputs"):
         return engine.embed(_texts(request.inputs), options).vectors.tolist()
 

@@ -1,0 +1,249 @@
+"""Long inputs (``engine/windows.py``): a text over the model's window cut into overlapping token
+windows, embedded through the shared pipeline, and pooled (``long_input: pool``) or answered
+window by window (``windows``), with the limits' refusals in each dialect's shape.
+
+The unit tests run over fake model services (``tests/fakes.py``: a 32-token window, so 30 of a
+text's tokens per window); the model tests compare the served vectors with
+``SentenceTransformer.encode`` over the same windows' texts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import schemas as S
+from chutes_embeddings.engine.results import EmbedOptions
+from chutes_embeddings.engine.windows import Window, cut, offsets_of
+from chutes_embeddings.errors import InvalidInput, naming
+from chutes_embeddings.http.dialects import cohere, native, openai, tei
+from chutes_embeddings.settings import Settings
+from tests.fakes import FakeTokenizer, fake_engine
+
+PARITY = 0.99999
+# 120 words, some long enough for the fake tokenizer to cut into "##" pieces: ~170 tokens
+LONG = " ".join(f"section{i} describes extraordinary measurements, then rests." for i in range(24))
+SHORT = "a short text well within the window"
+POOL, WINDOWS = EmbedOptions(long_input="pool"), EmbedOptions(long_input="windows")
+
+
+def cosines(a: Any, b: Any) -> np.ndarray:
+    """Row-wise cosine of two equally shaped stacks of vectors."""
+    a, b = np.atleast_2d(np.asarray(a, dtype=np.float64)), np.atleast_2d(np.asarray(b, dtype=np.float64))
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def weighted_mean(vectors: Any, weights: list[int]) -> np.ndarray:
+    """The OpenAI cookbook's pooling: the token-weighted mean of unit vectors, normalised."""
+    mean = np.average(np.asarray(vectors, dtype=np.float64), axis=0, weights=weights)
+    return mean / np.linalg.norm(mean)
+
+
+@pytest.fixture
+def fakes(tmp_path):
+    """An engine over fake model services."""
+    built = fake_engine(Settings(data_dir=str(tmp_path), cache_size=1000))
+    yield built
+    built.close()
+
+
+# --- cutting ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("overlap", [0, 5, 15])
+def test_windows_cover_the_text_with_the_overlap_and_cut_between_words(overlap):
+    tokenizer = FakeTokenizer()
+    [details] = tokenizer.token_details([LONG], add_special_tokens=False)
+    offsets = offsets_of(details)
+    windows = cut(3, LONG, offsets, 30, overlap)
+    assert len(windows) > 4 and all(w.index == 3 for w in windows)
+    assert windows[0].start == 0 and windows[-1].end == len(LONG)
+    starts = [s for s, _ in offsets]
+    for w, after in zip(windows, windows[1:]):
+        assert after.start <= w.end, "no gap between windows"
+        shared = sum(1 for s, e in offsets if after.start <= s and e <= w.end)
+        assert overlap <= shared <= overlap + 16, "the overlap, moved back at most to a word's start"
+        assert after.start > w.start, "every window moves on"
+    for w in windows:
+        inside = [k for k, s in enumerate(starts) if w.start <= s < w.end]
+        assert len(inside) == w.tokens <= 30
+        assert len(tokenizer.content_ids(LONG[w.start:w.end])) == w.tokens, "the window's text tokenises alike"
+        assert not tokenizer.token_details([LONG[w.start:w.end]], False)[0][0]["text"].startswith("##")
+
+
+def test_a_text_within_the_window_is_one_window_spanning_it_all():
+    assert cut(0, " a b ", [(1, 2), (3, 4)], 30, 15) == [Window(0, 0, 5, 2)]
+
+
+# --- the pipeline over fakes ------------------------------------------------------------------------
+def test_pooling_a_text_within_the_window_gives_todays_vector(fakes):
+    today = fakes.embed([SHORT, "another one"]).vectors
+    for options in (POOL, WINDOWS):
+        assert cosines(fakes.embed([SHORT, "another one"], options).vectors, today).min() >= PARITY
+
+
+def test_a_long_text_pools_its_windows_by_their_token_counts(fakes):
+    windowed = fakes.embed([SHORT, LONG], WINDOWS)
+    windows = windowed.windows
+    assert [w.index for w in windows[:2]] == [0, 1] and len(windows) > 4
+    each = fakes.embed([[SHORT, LONG][w.index][w.start:w.end] for w in windows]).vectors  # as texts of their own
+    assert cosines(windowed.vectors, each).min() >= PARITY
+    pooled = fakes.embed([SHORT, LONG], POOL)
+    rows = [k for k, w in enumerate(windows) if w.index == 1]
+    expected = weighted_mean(each[rows], [windows[k].tokens for k in rows])
+    assert cosines(pooled.vectors[1], expected)[0] >= PARITY
+    truncated = fakes.embed([LONG]).vectors[0]
+    assert cosines(pooled.vectors[1], truncated)[0] < 0.999, "pooling reads past the window"
+
+
+def test_usage_counts_every_token_of_every_window(fakes):
+    tokenizer = fakes.embedder.tokenizer
+    windowed = fakes.embed([LONG, SHORT], WINDOWS)
+    texts = [[LONG, SHORT][w.index][w.start:w.end] for w in windowed.windows]
+    assert windowed.token_counts == [len(tokenizer.content_ids(t)) + 2 for t in texts]
+    pooled = fakes.embed([LONG, SHORT], POOL)
+    assert pooled.tokens == windowed.tokens > len(tokenizer.content_ids(LONG)) + 2  # the overlaps count twice
+    assert pooled.token_counts[1] == len(tokenizer.content_ids(SHORT)) + 2
+
+
+def test_the_cache_keeps_pooled_and_truncated_vectors_apart(fakes):
+    truncated = fakes.embed([LONG]).vectors
+    pooled = fakes.embed([LONG], POOL).vectors
+    assert cosines(pooled, truncated)[0] < 0.999
+    np.testing.assert_array_equal(fakes.embed([LONG]).vectors, truncated)
+    np.testing.assert_array_equal(fakes.embed([LONG], POOL).vectors, pooled)
+
+
+def test_every_window_carries_the_prompt(tmp_path):
+    prompted = fake_engine(Settings(data_dir=str(tmp_path)), prompts={"query": "query: "})
+    try:
+        windowed = prompted.embed([LONG], EmbedOptions(long_input="windows", prompt_name="query"))
+        plain = prompted.embed([LONG], WINDOWS)
+        assert max(w.tokens for w in windowed.windows) == 28 < max(w.tokens for w in plain.windows) == 30
+        seen = prompted.embedder.tokenizer.seen
+        assert all(f"query: {LONG[w.start:w.end]}" in seen for w in windowed.windows)
+        assert max(windowed.token_counts) <= prompted.embedder.backend.max_input_tokens
+    finally:
+        prompted.close()
+
+
+def test_the_overlap_is_the_services_default_held_to_half_the_window(fakes, tmp_path):
+    def shared(windows):
+        return [a.end - b.start for a, b in zip(windows, windows[1:])]
+
+    default = fakes.embed([LONG], WINDOWS).windows  # the setting's 32, held to 15
+    assert default == fakes.embed([LONG], EmbedOptions(long_input="windows", window_overlap=15)).windows
+    none = fakes.embed([LONG], EmbedOptions(long_input="windows", window_overlap=0)).windows
+    assert len(none) < len(default) and sum(shared(none)) < sum(shared(default))
+    with pytest.raises(InvalidInput) as refused:
+        fakes.embed([LONG], EmbedOptions(long_input="windows", window_overlap=16))
+    assert refused.value.field == "window_overlap" and refused.value.limit == 15
+
+
+@pytest.mark.parametrize("setting,value,limit", [("max_windows_per_text", 3, 3), ("max_request_tokens", 200, 200)])
+def test_the_limits_refuse_naming_the_text_and_the_limit(tmp_path, setting, value, limit):
+    limited = fake_engine(Settings(data_dir=str(tmp_path), **{setting: value}))
+    try:
+        assert limited.embed([SHORT], POOL).vectors.shape == (1, 32)
+        with pytest.raises(InvalidInput) as refused, naming("inputs"):
+            limited.embed([SHORT, LONG], POOL)
+        assert refused.value.field == "inputs[1]" and refused.value.limit == limit
+        assert refused.value.extra["setting"] == setting and setting in refused.value.message
+        assert limited.embed([SHORT, LONG]).vectors.shape == (2, 32), "truncating is not limited by them"
+    finally:
+        limited.close()
+
+
+# --- the dialects -----------------------------------------------------------------------------------
+def test_native_embed_answers_windows_with_their_spans_and_usage(fake_call):
+    status, body = fake_call("POST", "/embed", {"inputs": LONG, "long_input": "windows", "window_overlap": 0})
+    assert status == 200, body
+    spans = body["windows"]
+    assert len(body["embeddings"]) == len(spans) > 4 and spans[0]["start"] == 0 and spans[-1]["end"] == len(LONG)
+    assert all(a["end"] == b["start"] for a, b in zip(spans, spans[1:])), "no overlap: the spans tile the text"
+    assert body["usage"]["total_tokens"] == sum(s["tokens"] + 2 for s in spans)
+    status, pooled = fake_call("POST", "/embed/batch", {"texts": [SHORT, LONG], "long_input": "pool"})
+    assert status == 200 and len(pooled["embeddings"]) == 2 and "windows" not in pooled
+    status, typed = fake_call("POST", "/embed", {"inputs": [LONG], "long_input": "windows",
+                                                 "embedding_types": ["float", "ubinary"]})
+    assert status == 200 and len(typed["embeddings"]["ubinary"]) == len(typed["windows"])
+    status, plain = fake_call("POST", "/embed", {"inputs": LONG})
+    assert status == 200 and "usage" not in plain and "windows" not in plain
+    status, refused = fake_call("POST", "/embed", {"inputs": [LONG], "long_input": "windows", "window_overlap": 99})
+    assert status == 422 and refused["detail"]["field"] == "window_overlap" and refused["detail"]["limit"] == 15
+    status, refused = fake_call("POST", "/embed", {"inputs": [LONG], "long_input": "chunks"})
+    assert status == 422 and refused["detail"]["field"] == "long_input"
+
+
+def test_info_reports_the_long_input_limits(fake_call):
+    status, info = fake_call("GET", "/info")
+    assert status == 200 and info["long_input"] == "truncate"
+    assert {k: info["limits"][k] for k in ("max_windows_per_text", "max_request_tokens", "window_overlap")} == {
+        "max_windows_per_text": 128, "max_request_tokens": 131_072, "window_overlap": 32}
+
+
+@pytest.fixture
+def pooling_service(tmp_path):
+    """An engine whose service setting pools long inputs, with a small token budget."""
+    built = fake_engine(Settings(data_dir=str(tmp_path), long_input="pool", max_request_tokens=1000))
+    yield built
+    built.close()
+
+
+def test_dialects_without_a_knob_follow_the_service_setting(pooling_service, fakes):
+    pooled = pooling_service.embed([LONG]).vectors
+    answer = openai.embeddings(pooling_service, S.OpenAIEmbeddingsRequest(input=[LONG]))
+    assert cosines(answer["data"][0]["embedding"], pooled)[0] >= PARITY
+    assert answer["usage"]["prompt_tokens"] == pooling_service.embed([LONG], POOL).tokens
+    assert cosines(tei.embed(pooling_service, S.TeiEmbedRequest(inputs=LONG)), pooled)[0] >= PARITY
+    cut_by_tei = tei.embed(pooling_service, S.TeiEmbedRequest(inputs=LONG, truncate=True))  # an explicit cut
+    assert cosines(cut_by_tei, fakes.embed([LONG]).vectors)[0] >= PARITY
+    for truncate in (None, "NONE"):
+        body = cohere.embed_v2(pooling_service, S.CohereV2EmbedRequest(model="any", texts=[LONG], truncate=truncate,
+                                                                       input_type="search_document"))
+        assert cosines(body["embeddings"]["float"], pooled)[0] >= PARITY
+    with pytest.raises(InvalidInput):  # the default service: NONE refuses a long text, as Cohere does
+        cohere.embed_v2(fakes, S.CohereV2EmbedRequest(model="any", texts=[LONG], truncate="NONE",
+                                                       input_type="search_document"))
+
+
+def test_the_token_budget_is_refused_in_each_dialects_shape(pooling_service):
+    texts = [LONG, LONG + " more"]
+    with pytest.raises(InvalidInput) as refused:
+        openai.embeddings(pooling_service, S.OpenAIEmbeddingsRequest(input=texts))
+    status, body = openai.render_error(refused.value)
+    assert status == 400 and body["error"]["param"] == "input[1]" and "max_request_tokens" in body["error"]["message"]
+    with pytest.raises(InvalidInput) as refused:
+        cohere.embed_v2(pooling_service, S.CohereV2EmbedRequest(model="any", texts=texts,
+                                                                input_type="search_document"))
+    status, body = cohere.render_error(refused.value)
+    assert status == 400 and body["field"] == "texts[1]" and body["limit"] == 1000
+    with pytest.raises(InvalidInput) as refused:
+        native.embed(pooling_service, S.EmbedRequest(inputs=texts))
+    status, body = native.render_error(refused.value)
+    assert status == 422 and body["detail"]["field"] == "inputs[1]" and body["detail"]["limit"] == 1000
+
+
+# --- the real model ---------------------------------------------------------------------------------
+REAL_LONG = " ".join(
+    f"Paragraph {i}: the committee reviewed the {topic} report, noted its conclusions on {topic} and asked "
+    f"for further evidence before the next meeting."
+    for i, topic in enumerate(["wind tunnel", "boundary layer", "heat transfer", "shock wave", "turbulence",
+                               "supersonic flow", "laminar flow", "pressure drop", "drag", "lift"] * 4))
+
+
+def test_pooled_and_windowed_vectors_equal_sentence_transformers_over_the_windows(dev_call, st_model):
+    status, windowed = dev_call("POST", "/embed", {"inputs": [SHORT, REAL_LONG], "long_input": "windows"})
+    assert status == 200, windowed
+    spans = windowed["windows"]
+    texts = [[SHORT, REAL_LONG][s["index"]][s["start"]:s["end"]] for s in spans]
+    reference = st_model.encode(texts, normalize_embeddings=True)
+    assert len(spans) >= 3 and cosines(windowed["embeddings"], reference).min() >= PARITY
+    assert windowed["usage"]["total_tokens"] == sum(len(st_model.tokenizer(t)["input_ids"]) for t in texts)
+    status, pooled = dev_call("POST", "/embed", {"inputs": [SHORT, REAL_LONG], "long_input": "pool"})
+    assert status == 200, pooled
+    rows = [k for k, s in enumerate(spans) if s["index"] == 1]
+    expected = weighted_mean(reference[rows], [spans[k]["tokens"] for k in rows])
+    assert cosines(pooled["embeddings"][1], expected)[0] >= PARITY
+    status, today = dev_call("POST", "/embed", {"inputs": [SHORT]})
+    assert cosines(pooled["embeddings"][0], today["embeddings"][0])[0] >= PARITY
