@@ -328,7 +328,7 @@ def test_openapi_document_is_valid_complete_and_committed(live_server):
     )
     served = httpx.get(f"{live_server}/openapi").json()  # the same, with the loaded model's bounds
     prompts = tuple(httpx.get(f"{live_server}/info").json()["prompts"])  # sentence-transformers' (empty) ones
-    assert served == build_openapi(my_embeddings.ROUTES, served=ServedModel(384, 30522, prompts))
+    assert served == build_openapi(my_embeddings.ROUTES, served=ServedModel(384, 30522, prompts, 127))
     embed_dimensions = served["components"]["schemas"]["EmbedRequest"]["properties"]["dimensions"]
     assert {"type": "integer", "minimum": 1, "maximum": 384} in embed_dimensions["anyOf"]
     declared = {(r.path, r.method.lower()) for r in my_embeddings.ROUTES.routes}

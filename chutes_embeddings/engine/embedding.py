@@ -25,8 +25,7 @@ from .prompts import NO_PROMPTS, ModelPrompts
 from .results import EMBEDDER, Embedded, EmbedOptions, ModelState
 from .vectors import POOLINGS
 from .vectors import normalize as l2_normalize
-from .windows import LONG_INPUTS, TRUNCATE, WINDOWS, Window, offsets_of
-from .windows import cut as windows_of
+from .windows import LONG_INPUTS, TRUNCATE, WINDOWS, cut_all, offsets_of, overlap_for
 from .windows import pool as pool_windows
 
 # The fewest of a text's tokens a window may hold once the prompt and special tokens are in it.
@@ -183,22 +182,10 @@ class EmbeddingPipeline:
         self._check_options(options)
         self.check_admission()  # before tokenising texts that could not be queued
         size, overhead = self._window_size(options.prompt_name)
-        overlap = self._overlap(options.window_overlap, size)
-        most, budget = self.settings.max_windows_per_text, self.settings.max_request_tokens
-        cut: list[Window] = []
-        total = 0
-        for i, (text, details) in enumerate(zip(texts, self.tokenizer.token_details(texts, add_special_tokens=False))):
-            windows = windows_of(i, text, offsets_of(details), size, overlap)
-            if len(windows) > most:
-                raise InvalidInput.for_item(
-                    i, f"needs {len(windows)} windows of {size} tokens; at most {most} per text are embedded "
-                    "(max_windows_per_text)", limit=most, setting="max_windows_per_text")
-            total += sum(w.tokens + overhead for w in windows)
-            if total > budget:
-                raise InvalidInput.for_item(
-                    i, f"brings the request to {total} tokens in windows; at most {budget} are embedded per request "
-                    "(max_request_tokens)", limit=budget, setting="max_request_tokens")
-            cut.extend(windows)
+        overlap = overlap_for(options.window_overlap, self.settings.window_overlap, self.max_window_overlap, size)
+        details = self.tokenizer.token_details(texts, add_special_tokens=False)
+        cut = cut_all(texts, [offsets_of(d) for d in details], size, overlap, overhead,
+                      self.settings.max_windows_per_text, self.settings.max_request_tokens)
         embedded = self._embed_texts([texts[w.index][w.start:w.end] for w in cut],
                                      replace(options, truncate=True, truncation_direction="right", count_tokens=True))
         counts = embedded.token_counts or []
@@ -209,31 +196,30 @@ class EmbeddingPipeline:
             per_text[w.index] += n
         return Embedded(pool_windows(embedded.vectors, cut, len(texts), options.normalize), per_text)
 
+    def _overhead(self, prompt: str) -> int:
+        """The tokens every window of a text adds to its own: the special ones and ``prompt``'s."""
+        known = self._overheads.get(prompt)
+        if known is None:
+            known = self._overheads[prompt] = self.tokenizer.tokenize([prompt])[1][0]
+        return known
+
     def _window_size(self, prompt_name: str | None) -> tuple[int, int]:
         """How many of a text's tokens one window holds, and the tokens each window adds to them
         (special tokens and the prompt's, which every window carries: each window is an input of
         the model as ``SentenceTransformer.encode(windows, prompt_name=...)`` would embed it)."""
-        prompt = self.model_prompts.text(prompt_name)
-        known = self._overheads.get(prompt)
-        if known is None:
-            known = self._overheads[prompt] = self.tokenizer.tokenize([prompt])[1][0]
+        overhead = self._overhead(self.model_prompts.text(prompt_name))
         limit = self.backend.max_input_tokens
-        if limit - known < MIN_WINDOW_TOKENS:
-            raise InvalidInput(f"the prompt leaves {limit - known} of the model's {limit} tokens for the text; "
+        if limit - overhead < MIN_WINDOW_TOKENS:
+            raise InvalidInput(f"the prompt leaves {limit - overhead} of the model's {limit} tokens for the text; "
                                f"windows need at least {MIN_WINDOW_TOKENS}", field="prompt_name",
                                limit=MIN_WINDOW_TOKENS)
-        return limit - known, known
+        return limit - overhead, overhead
 
-    def _overlap(self, requested: int | None, size: int) -> int:
-        """The tokens consecutive windows share: ``requested`` (0..half the window, else
-        ``InvalidInput``), or the service's default held to half the window."""
-        most = size // 2
-        if requested is None:
-            return min(self.settings.window_overlap, most)
-        if not 0 <= requested <= most:
-            raise InvalidInput(f"window_overlap must be 0..{most} (half the window of {size} tokens), got {requested}",
-                               field="window_overlap", limit=most)
-        return requested
+    @property
+    def max_window_overlap(self) -> int:
+        """The most tokens a request may ask consecutive windows to share: half the window a text
+        has without a prompt (a prompt's shorter window holds the overlap to half its own)."""
+        return (self.backend.max_input_tokens - self._overhead("")) // 2
 
     def _embed_texts(self, texts: Sequence[str], options: EmbedOptions) -> Embedded:
         """``embed`` of texts each cut at the model's window (or refused over it): see ``embed``."""

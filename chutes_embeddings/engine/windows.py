@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..errors import InvalidInput
+
 if TYPE_CHECKING:  # the request schemas import this module, and the chute file imports them with the SDK only
     import numpy as np
 
@@ -89,6 +91,47 @@ def cut(index: int, text: str, offsets: Sequence[tuple[int, int]], size: int, ov
     last = len(bounds) - 1
     return [Window(index, 0 if i == 0 else offsets[a][0], len(text) if i == last else offsets[b][0], b - a)
             for i, (a, b) in enumerate(bounds)]
+
+
+def overlap_for(requested: int | None, default: int, most: int, size: int) -> int:
+    """The tokens consecutive windows of ``size`` tokens share: ``requested`` (0..``most``, else
+    ``InvalidInput`` naming ``window_overlap``) or ``default``, held to half the window."""
+    if requested is not None and not 0 <= requested <= most:
+        raise InvalidInput(f"window_overlap must be 0..{most} (half the model's window), got {requested}",
+                           field="window_overlap", limit=most)
+    return min(default if requested is None else requested, size // 2)
+
+
+def cut_all(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]]], size: int, overlap: int,
+            overhead: int, max_windows: int, max_tokens: int) -> list[Window]:
+    """Every text's windows (``cut``), in order, within the limits.
+
+    Args:
+        texts: the texts; ``offsets``: each one's tokens' character offsets (``offsets_of``).
+        size, overlap: as ``cut`` takes them.
+        overhead: the tokens each window adds to the text's (special tokens, the prompt's).
+        max_windows: the most windows one text may have (``max_windows_per_text``).
+        max_tokens: the most tokens all the windows may hold, overheads included (``max_request_tokens``).
+
+    Raises:
+        InvalidInput: a text over either limit, by its position (``for_item``), naming the limit
+            and the setting (``setting``).
+    """
+    out: list[Window] = []
+    total = 0
+    for i, (text, text_offsets) in enumerate(zip(texts, offsets)):
+        windows = cut(i, text, text_offsets, size, overlap)
+        if len(windows) > max_windows:
+            raise InvalidInput.for_item(
+                i, f"needs {len(windows)} windows of {size} tokens; at most {max_windows} per text are embedded "
+                "(max_windows_per_text)", limit=max_windows, setting="max_windows_per_text")
+        total += sum(w.tokens + overhead for w in windows)
+        if total > max_tokens:
+            raise InvalidInput.for_item(
+                i, f"brings the request to {total} tokens in windows; at most {max_tokens} are embedded per request "
+                "(max_request_tokens)", limit=max_tokens, setting="max_request_tokens")
+        out.extend(windows)
+    return out
 
 
 def offsets_of(details: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:

@@ -34,11 +34,12 @@ class ServedModel:
     dimension: int  # the maximum of every ``dimensions``
     vocab_size: int  # token ids (TEI's /decode) are below it
     prompt_names: tuple[str, ...] = ()  # every ``prompt_name`` is one of them
+    max_window_overlap: int | None = None  # the maximum of every ``window_overlap`` (None: unbounded)
 
     @classmethod
     def of(cls, engine: Any) -> "ServedModel":
         """The bounds of ``engine``'s embedding model."""
-        return cls(engine.dimension, engine.vocab_size, tuple(engine.prompts))
+        return cls(engine.dimension, engine.vocab_size, tuple(engine.prompts), engine.embedder.max_window_overlap)
 
 
 def build_openapi(table: Any, title: str = "chutes-embeddings", served: ServedModel | None = None) -> dict[str, Any]:
@@ -112,6 +113,8 @@ def _state_bounds(schema: Any, served: ServedModel) -> None:
                 _set_integer_maximum(properties[name], served.dimension)
         if "ids" in properties:  # token ids (TEI's /decode); record ids are strings, left as they are
             _set_integer_maximum(properties["ids"], served.vocab_size - 1)
+        if "window_overlap" in properties and served.max_window_overlap is not None:
+            _set_integer_maximum(properties["window_overlap"], served.max_window_overlap)
         if "prompt_name" in properties:
             properties["prompt_name"] = _prompt_names(properties["prompt_name"], served.prompt_names)
         for value in schema.values():
