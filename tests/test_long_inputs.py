@@ -96,6 +96,23 @@ def test_a_long_text_pools_its_windows_by_their_token_counts(fakes):
     assert cosines(pooled.vectors[1], truncated)[0] < 0.999, "pooling reads past the window"
 
 
+def test_a_backend_that_tokenises_on_its_side_gets_the_windows_text_and_gives_the_same_vectors(fakes, tmp_path):
+    from tests.fakes import FakeEmbedder
+
+    tei_like = FakeEmbedder()
+    tei_like.takes_token_ids = False  # as TEI: it is sent text, never the engine's ids
+    other = fake_engine(Settings(data_dir=str(tmp_path)), embedder=tei_like)
+    try:
+        for options in (POOL, WINDOWS):
+            got = other.embed([SHORT, LONG], options)
+            assert cosines(got.vectors, fakes.embed([SHORT, LONG], options).vectors).min() >= PARITY
+        windows = got.windows
+        assert set(tei_like.received_ids) == {None}
+        assert {t for call in tei_like.calls for t in call} == {[SHORT, LONG][w.index][w.start:w.end] for w in windows}
+    finally:
+        other.close()
+
+
 def test_usage_counts_every_token_of_every_window(fakes):
     tokenizer = fakes.embedder.tokenizer
     windowed = fakes.embed([LONG, SHORT], WINDOWS)
