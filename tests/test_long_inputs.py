@@ -215,10 +215,15 @@ def test_dialects_without_a_knob_follow_the_service_setting(pooling_service, fak
     assert cosines(tei.embed(pooling_service, S.TeiEmbedRequest(inputs=LONG)), pooled)[0] >= PARITY
     cut_by_tei = tei.embed(pooling_service, S.TeiEmbedRequest(inputs=LONG, truncate=True))  # an explicit cut
     assert cosines(cut_by_tei, fakes.embed([LONG]).vectors)[0] >= PARITY
+    from chutes_embeddings.engine.quantize import by_type
+
     for truncate in (None, "NONE"):
-        body = cohere.embed_v2(pooling_service, S.CohereV2EmbedRequest(model="any", texts=[LONG], truncate=truncate,
-                                                                       input_type="search_document"))
+        body = cohere.embed_v2(pooling_service, S.CohereV2EmbedRequest(
+            model="any", texts=[LONG], truncate=truncate, input_type="search_document",
+            embedding_types=["float", "int8", "ubinary"]))
         assert cosines(body["embeddings"]["float"], pooled)[0] >= PARITY
+        expected = by_type(pooled, ["int8", "ubinary"])  # the pooled vector, quantised
+        assert body["embeddings"]["int8"] == expected["int8"] and body["embeddings"]["ubinary"] == expected["ubinary"]
     with pytest.raises(InvalidInput):  # the default service: NONE refuses a long text, as Cohere does
         cohere.embed_v2(fakes, S.CohereV2EmbedRequest(model="any", texts=[LONG], truncate="NONE",
                                                        input_type="search_document"))
