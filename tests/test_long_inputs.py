@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import schemas as S
 from chutes_embeddings.engine.results import EmbedOptions
@@ -69,6 +71,19 @@ def test_windows_cover_the_text_with_the_overlap_and_cut_between_words(overlap):
         assert len(inside) == w.tokens <= 30
         assert len(tokenizer.content_ids(LONG[w.start:w.end])) == w.tokens, "the window's text tokenises alike"
         assert not tokenizer.token_details([LONG[w.start:w.end]], False)[0][0]["text"].startswith("##")
+
+
+@settings(max_examples=150, deadline=None)
+@given(words=st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz.,", min_size=1, max_size=20), max_size=150),
+       size=st.integers(16, 40), share=st.floats(0, 0.5))
+def test_any_text_is_covered_by_windows_that_each_move_on(words, size, share):
+    text = " ".join(words)
+    [details] = FakeTokenizer().token_details([text], add_special_tokens=False)
+    offsets = offsets_of(details)
+    windows = cut(0, text, offsets, size, int(size * share))
+    assert windows[0].start == 0 and windows[-1].end == len(text)
+    assert all(w.tokens <= size for w in windows) and sum(w.tokens for w in windows) >= len(offsets)
+    assert all(a.start < b.start <= a.end for a, b in zip(windows, windows[1:]))
 
 
 def test_a_text_within_the_window_is_one_window_spanning_it_all():
