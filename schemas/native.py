@@ -50,14 +50,7 @@ WindowOverlap = Annotated[int, Field(ge=0, description=(
     "tokens consecutive windows share, 0..half the window (default: EMBEDDINGS_WINDOW_OVERLAP, at most half)"))]
 
 
-class LongInputOptions(StrictRequest):
-    """What a request that embeds texts does with one over the model's window (README, "Long inputs")."""
-
-    long_input: LongInput | None = None
-    window_overlap: WindowOverlap | None = None
-
-
-class EmbedRequest(LongInputOptions):
+class EmbedRequest(StrictRequest):
     """POST /embed: one text (answered with one vector) or a list of texts."""
 
     # a bare string is read as a list of one (``_accept_single_string``); the schema says both
@@ -68,6 +61,8 @@ class EmbedRequest(LongInputOptions):
     dimensions: Dimensions | None = None
     prompt_name: PromptName = None
     embedding_types: EmbeddingTypes | None = None  # more than ["float"]: `embeddings` is an object by type
+    long_input: LongInput | None = None  # README, "Long inputs"
+    window_overlap: WindowOverlap | None = None
     _single: bool = False
 
     @model_validator(mode="wrap")
@@ -86,7 +81,7 @@ class EmbedRequest(LongInputOptions):
         return bool(self._single)
 
 
-class EmbedBatchRequest(LongInputOptions):
+class EmbedBatchRequest(StrictRequest):
     """POST /embed/batch."""
 
     texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_BATCH_TEXTS)]
@@ -94,6 +89,8 @@ class EmbedBatchRequest(LongInputOptions):
     normalize: bool = True
     dimensions: Dimensions | None = None
     prompt_name: PromptName = None
+    long_input: LongInput | None = None
+    window_overlap: WindowOverlap | None = None
 
 
 class SimilarityRequest(StrictRequest):
