@@ -11,9 +11,10 @@ What a request does with a text over the window (``LONG_INPUTS``):
 - ``windows``: every window's vector, with its character span ``[start, end)`` in the text.
 
 Windows are cut with the model's own tokenizer and its character offsets: each holds at most
-``size`` of the text's tokens, consecutive windows share ``overlap`` tokens, and a cut falls
-between two words where one lies within a few tokens of the full size (so no word is split, and
-the window's text tokenises as it did inside the whole text). The window embedded is the *text*
+``size`` of the text's tokens, consecutive windows share at least ``overlap`` tokens, and each cut
+(a window's end, the next one's start) moves back to fall between two words where one lies within
+``WORD_BOUNDARY_REACH`` tokens (so no word is split, and the window's text tokenises as it did
+inside the whole text: tested for the bundled model's WordPiece). The window embedded is the *text*
 of its span, not its token ids: the same text whoever serves the forward pass (TEI takes text and
 tokenises on its side), the cache shares it with any request that embeds that text, and a caller
 can reproduce a window's vector by embedding ``text[start:end]``. A text within the window is one
