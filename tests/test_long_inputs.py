@@ -276,7 +276,9 @@ def test_pooled_and_windowed_vectors_equal_sentence_transformers_over_the_window
     texts = [[SHORT, REAL_LONG][s["index"]][s["start"]:s["end"]] for s in spans]
     reference = st_model.encode(texts, normalize_embeddings=True)
     assert len(spans) >= 3 and cosines(windowed["embeddings"], reference).min() >= PARITY
-    assert windowed["usage"]["total_tokens"] == sum(len(st_model.tokenizer(t)["input_ids"]) for t in texts)
+    lengths = [len(st_model.tokenizer(t)["input_ids"]) for t in texts]
+    assert lengths == [s["tokens"] + 2 for s in spans], "each window's text tokenises as it did in the whole text"
+    assert windowed["usage"]["total_tokens"] == sum(lengths)
     status, pooled = dev_call("POST", "/embed", {"inputs": [SHORT, REAL_LONG], "long_input": "pool"})
     assert status == 200, pooled
     rows = [k for k, s in enumerate(spans) if s["index"] == 1]
