@@ -51,7 +51,7 @@ from . import (
 )
 from .embedded_collection import EmbeddedCollection, column_meta
 from .embedded_legs import LegSearch
-from .embedded_rows import RECORD_COLUMNS, by_ids, prepare, record, rows_by_rid
+from .embedded_rows import RECORD_COLUMNS, by_ids, chunk_columns, prepare, record, replaced_chunks, rows_by_rid
 from .embedded_schema import open_schema
 from .filters import All, Filter
 from .metadata import encode_metadata
@@ -251,7 +251,7 @@ class EmbeddedStore(LegSearch):
             self._save(collection, every_change)
 
     # --- writes ------------------------------------------------------------------------------
-    def upsert(self, name: str, records: Sequence[Record]) -> int:
+    def upsert(self, name: str, records: Sequence[Record], documents: Sequence[str] = ()) -> int:
         """See ``VectorStore.upsert``. Raises ``InvalidInput`` for vectors of another dimension, and for
         a record without a valid sparse vector in a collection with a sparse leg."""
         records = list({r.id: r for r in records}.values())  # one id once: the last one wins
@@ -271,13 +271,21 @@ class EmbeddedStore(LegSearch):
                                    f"{dimension}", field="vectors", limit=dimension)
             with self._transaction() as db:
                 version = self._bump_version(db, name)
+                stale = np.array([rid for rid, _ in replaced_chunks(db, name, records, documents)], dtype=np.int64)
+                if stale.size:  # a re-added document's chunks it no longer has: deleted in this transaction
+                    if legs.lexical:
+                        embedded_lexical.remove(db, name, stale.tolist())
+                    db.executemany("INSERT INTO deletions (collection, rid, version) VALUES (?, ?, ?)",
+                                   [(name, int(rid), version) for rid in stale])
                 db.executemany(
-                    "INSERT INTO records (collection, id, text, metadata, vector, version, sparse) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, "
+                    "INSERT INTO records (collection, id, text, metadata, vector, version, sparse, document_id, "
+                    "chunk, span_start, span_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, "
                     "metadata = excluded.metadata, vector = excluded.vector, version = excluded.version, "
-                    "sparse = excluded.sparse",
+                    "sparse = excluded.sparse, document_id = excluded.document_id, chunk = excluded.chunk, "
+                    "span_start = excluded.span_start, span_end = excluded.span_end",
                     [
-                        (name, r.id, r.text, meta, row.tobytes(), version, blob)
+                        (name, r.id, r.text, meta, row.tobytes(), version, blob, *chunk_columns(r))
                         for r, meta, row, blob in zip(records, encoded, matrix, prepared.sparse_blobs)
                     ],
                 )
@@ -286,15 +294,21 @@ class EmbeddedStore(LegSearch):
                 rids = np.fromiter((found[r.id] for r in records), dtype=np.int64, count=len(records))
                 if prepared.terms is not None:
                     embedded_lexical.write(db, name, rids.tolist(), prepared.terms)
+            if stale.size:
+                collection.apply_delete(stale, version)
             collection.apply_upsert(rids, matrix, metas, version, prepared.sparse_rows)
         return len(collection.vectors)
 
-    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
+    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None,
+               document_ids: Sequence[str] | None = None) -> int:
         """See ``VectorStore.delete``."""
         with self._write_lock:
             collection = self._collection(name)  # under the write lock: see upsert
             with self._transaction() as db:
-                if ids is not None:
+                if document_ids is not None:
+                    rows = by_ids(db, "DELETE FROM records WHERE collection = ? AND document_id IN ({marks}) "
+                                        "RETURNING rid", name, document_ids)
+                elif ids is not None:
                     rows = by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) "
                                         "RETURNING rid", name, ids)
                 else:
@@ -351,8 +365,8 @@ class EmbeddedStore(LegSearch):
             for score, rid in zip(row_scores, row_rids):
                 if rid < 0 or int(rid) not in rows or (threshold is not None and score < threshold):
                     continue
-                rec_id, text, meta = rows[int(rid)]
-                hits.append(Hit(rec_id, text, float(score), meta))
+                rec_id, text, meta, chunk = rows[int(rid)]
+                hits.append(Hit(rec_id, text, float(score), meta, chunk))
             out.append(hits)
         return out
 
@@ -363,6 +377,15 @@ class EmbeddedStore(LegSearch):
                             "AND id IN ({marks})", name, ids)
         found = {row[0]: record(row, name) for row in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def get_documents(self, name: str, document_ids: Sequence[str]) -> list[Record]:
+        """See ``VectorStore.get_documents``."""
+        self._row(name)  # NotFound for an unknown collection
+        rows = by_ids(self._db(), f"SELECT {RECORD_COLUMNS} FROM records WHERE collection = ? "
+                                  "AND document_id IN ({marks})", name, document_ids)
+        order = {d: i for i, d in enumerate(dict.fromkeys(document_ids))}
+        found = [record(row, name) for row in rows]
+        return sorted(found, key=lambda r: (order[r.chunk.document_id], r.chunk.index))  # type: ignore[union-attr]
 
     def find(self, name: str, where: Filter, limit: int) -> list[Record]:
         """See ``VectorStore.find``."""

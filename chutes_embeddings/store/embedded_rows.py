@@ -7,21 +7,34 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from . import Legs, Record, embedded_lexical
+from . import Chunk, Legs, Record, documents, embedded_lexical
 from .filters import Filter
 from .metadata import decode_metadata
 from .sparse import arrays_of, check_records, from_blob, to_blob
 from .sqlite_filters import sqlite_where
 
-RECORD_COLUMNS = "id, text, metadata, vector, sparse"  # the columns ``record`` reads
+CHUNK_COLUMNS = "document_id, chunk, span_start, span_end"  # the columns ``chunk_of`` reads
+RECORD_COLUMNS = f"id, text, metadata, vector, sparse, {CHUNK_COLUMNS}"  # the columns ``record`` reads
 # Hits by primary key: ``+collection`` keeps the planner off the (collection, id) index, which
 # would walk the whole collection to find a handful of rids.
-ROWS_BY_RID = "SELECT rid, id, text, metadata FROM records WHERE rid IN ({marks}) AND +collection = ?"
+ROWS_BY_RID = (f"SELECT rid, id, text, metadata, {CHUNK_COLUMNS} FROM records "
+               "WHERE rid IN ({marks}) AND +collection = ?")
+
+
+def chunk_of(document_id: str | None, index: int | None, start: int | None, end: int | None) -> Chunk | None:
+    """The ``Chunk`` of a row's ``CHUNK_COLUMNS`` (None for a plain record)."""
+    return None if document_id is None else Chunk(document_id, int(index or 0), int(start or 0), int(end or 0))
+
+
+def chunk_columns(r: Record) -> tuple[str | None, int | None, int | None, int | None]:
+    """A record's values for ``CHUNK_COLUMNS``."""
+    c = r.chunk
+    return (None, None, None, None) if c is None else (c.document_id, c.index, c.start, c.end)
 
 
 def rows_by_rid(db: sqlite3.Connection, name: str, rids: set[int],
-                where: Filter | None = None) -> dict[int, tuple[str, str, dict[str, Any]]]:
-    """``{rid: (id, text, metadata)}`` of the rows with these row ids that ``where`` allows."""
+                where: Filter | None = None) -> dict[int, tuple[str, str, dict[str, Any], Chunk | None]]:
+    """``{rid: (id, text, metadata, chunk)}`` of the rows with these row ids that ``where`` allows."""
     if not rids:
         return {}
     sql, params = ROWS_BY_RID.format(marks=",".join("?" * len(rids))), [*rids, name]
@@ -29,7 +42,7 @@ def rows_by_rid(db: sqlite3.Connection, name: str, rids: set[int],
         clause, args = sqlite_where(where)
         sql, params = f"{sql} AND {clause}", [*params, *args]
     rows = db.execute(sql, params).fetchall()
-    return {rid: (rec_id, text, decode_metadata(meta, name)) for rid, rec_id, text, meta in rows}
+    return {row[0]: (row[1], row[2], decode_metadata(row[3], name), chunk_of(*row[4:])) for row in rows}
 
 
 def by_ids(db: sqlite3.Connection, sql: str, name: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -43,9 +56,23 @@ def by_ids(db: sqlite3.Connection, sql: str, name: str, ids: Sequence[str]) -> l
 
 def record(row: tuple[Any, ...], name: str) -> Record:
     """A ``Record`` of a row of ``RECORD_COLUMNS``."""
-    rec_id, text, meta, vec, sparse = row
+    rec_id, text, meta, vec, sparse = row[:5]
     return Record(rec_id, text, decode_metadata(meta, name), np.frombuffer(vec, dtype=np.float32).copy(),
-                  from_blob(sparse))
+                  from_blob(sparse), chunk_of(*row[5:]))
+
+
+def replaced_chunks(db: sqlite3.Connection, name: str, records: Sequence[Record],
+                    whole: Sequence[str]) -> list[tuple[int, str]]:
+    """Check a write's ids against the stored rows (``documents.plan``) and delete the stored chunks
+    it replaces, in the caller's transaction; returns their ``(rid, id)``."""
+    wanted = documents.probe(records, whole)
+    stored = by_ids(db, "SELECT id, document_id FROM records WHERE collection = ? AND id IN ({marks})", name,
+                    wanted.ids)
+    stored += by_ids(db, "SELECT id, document_id FROM records WHERE collection = ? AND document_id IN ({marks})",
+                     name, wanted.document_ids)
+    stale = documents.plan(records, whole, stored)
+    return [(rid, rec_id) for rid, rec_id in by_ids(
+        db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) RETURNING rid, id", name, stale)]
 
 
 class Prepared(NamedTuple):
