@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Iterable, NamedTuple, Sequence
 
 from ..errors import Conflict, InvalidInput
-from . import Record
+from . import Chunk, Record
 
 
 class Probe(NamedTuple):
@@ -91,3 +91,20 @@ def plan(records: Sequence[Record], documents: Sequence[str], stored: Iterable[t
         if row_doc in whole and row_id not in chunk_doc:
             stale.append(row_id)
     return stale
+
+
+def chunk_of(document_id: str | None, index: int | None, start: int | None, end: int | None) -> Chunk | None:
+    """The ``Chunk`` of a stored row's document columns (None for a plain record)."""
+    return None if document_id is None else Chunk(document_id, int(index or 0), int(start or 0), int(end or 0))
+
+
+def chunk_values(r: Record) -> tuple[str | None, int | None, int | None, int | None]:
+    """A record's values for the document columns (document id, index, span start, span end)."""
+    c = r.chunk
+    return (None, None, None, None) if c is None else (c.document_id, c.index, c.start, c.end)
+
+
+def by_document(records: list[Record], document_ids: Sequence[str]) -> list[Record]:
+    """Chunks by document in the order of ``document_ids``, then by index."""
+    order = {d: i for i, d in enumerate(dict.fromkeys(document_ids))}
+    return sorted(records, key=lambda r: (order[r.chunk.document_id], r.chunk.index))  # type: ignore[union-attr]

@@ -47,11 +47,12 @@ from . import (
     Legs,
     Record,
     embedded_lexical,
+    embedded_rows,
     model_conflict,
 )
 from .embedded_collection import EmbeddedCollection, column_meta
 from .embedded_legs import LegSearch
-from .embedded_rows import RECORD_COLUMNS, by_ids, chunk_columns, prepare, record, replaced_chunks, rows_by_rid
+from .embedded_rows import RECORD_COLUMNS, by_ids, prepare, record, rows_by_rid
 from .embedded_schema import open_schema
 from .filters import All, Filter
 from .metadata import encode_metadata
@@ -271,24 +272,10 @@ class EmbeddedStore(LegSearch):
                                    f"{dimension}", field="vectors", limit=dimension)
             with self._transaction() as db:
                 version = self._bump_version(db, name)
-                stale = np.array([rid for rid, _ in replaced_chunks(db, name, records, documents)], dtype=np.int64)
-                if stale.size:  # a re-added document's chunks it no longer has: deleted in this transaction
-                    if legs.lexical:
-                        embedded_lexical.remove(db, name, stale.tolist())
-                    db.executemany("INSERT INTO deletions (collection, rid, version) VALUES (?, ?, ?)",
-                                   [(name, int(rid), version) for rid in stale])
-                db.executemany(
-                    "INSERT INTO records (collection, id, text, metadata, vector, version, sparse, document_id, "
-                    "chunk, span_start, span_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, "
-                    "metadata = excluded.metadata, vector = excluded.vector, version = excluded.version, "
-                    "sparse = excluded.sparse, document_id = excluded.document_id, chunk = excluded.chunk, "
-                    "span_start = excluded.span_start, span_end = excluded.span_end",
-                    [
-                        (name, r.id, r.text, meta, row.tobytes(), version, blob, *chunk_columns(r))
-                        for r, meta, row, blob in zip(records, encoded, matrix, prepared.sparse_blobs)
-                    ],
-                )
+                # a re-added document's chunks it no longer has go in this transaction
+                stale = embedded_rows.delete_replaced(db, name, records, documents, version, bool(legs.lexical))
+                db.executemany(embedded_rows.UPSERT, [embedded_rows.upsert_row(name, *row) for row in zip(
+                    records, encoded, matrix, [version] * len(records), prepared.sparse_blobs)])
                 found = dict(by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
                                           name, [r.id for r in records]))
                 rids = np.fromiter((found[r.id] for r in records), dtype=np.int64, count=len(records))
@@ -305,12 +292,10 @@ class EmbeddedStore(LegSearch):
         with self._write_lock:
             collection = self._collection(name)  # under the write lock: see upsert
             with self._transaction() as db:
-                if document_ids is not None:
-                    rows = by_ids(db, "DELETE FROM records WHERE collection = ? AND document_id IN ({marks}) "
-                                        "RETURNING rid", name, document_ids)
-                elif ids is not None:
-                    rows = by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) "
-                                        "RETURNING rid", name, ids)
+                if ids is not None or document_ids is not None:
+                    column, keys = ("id", ids) if document_ids is None else ("document_id", document_ids)
+                    rows = by_ids(db, f"DELETE FROM records WHERE collection = ? AND {column} IN ({{marks}}) "
+                                      "RETURNING rid", name, keys)
                 else:
                     sql, params = sqlite_where(where or All())
                     rows = db.execute(f"DELETE FROM records WHERE collection = ? AND {sql} RETURNING rid",
@@ -381,11 +366,7 @@ class EmbeddedStore(LegSearch):
     def get_documents(self, name: str, document_ids: Sequence[str]) -> list[Record]:
         """See ``VectorStore.get_documents``."""
         self._row(name)  # NotFound for an unknown collection
-        rows = by_ids(self._db(), f"SELECT {RECORD_COLUMNS} FROM records WHERE collection = ? "
-                                  "AND document_id IN ({marks})", name, document_ids)
-        order = {d: i for i, d in enumerate(dict.fromkeys(document_ids))}
-        found = [record(row, name) for row in rows]
-        return sorted(found, key=lambda r: (order[r.chunk.document_id], r.chunk.index))  # type: ignore[union-attr]
+        return embedded_rows.documents_of(self._db(), name, document_ids)
 
     def find(self, name: str, where: Filter, limit: int) -> list[Record]:
         """See ``VectorStore.find``."""

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from . import Chunk, Legs, Record, documents, embedded_lexical
+from .documents import chunk_of, chunk_values
 from .filters import Filter
 from .metadata import decode_metadata
 from .sparse import arrays_of, check_records, from_blob, to_blob
@@ -20,16 +21,18 @@ RECORD_COLUMNS = f"id, text, metadata, vector, sparse, {CHUNK_COLUMNS}"  # the c
 ROWS_BY_RID = (f"SELECT rid, id, text, metadata, {CHUNK_COLUMNS} FROM records "
                "WHERE rid IN ({marks}) AND +collection = ?")
 
+# An upsert's rows, ``upsert_row`` each: a record replaced by id keeps its row id (the index's key)
+UPSERT = ("INSERT INTO records (collection, id, text, metadata, vector, version, sparse, document_id, chunk, "
+          "span_start, span_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, id) DO UPDATE "
+          "SET text = excluded.text, metadata = excluded.metadata, vector = excluded.vector, "
+          "version = excluded.version, sparse = excluded.sparse, document_id = excluded.document_id, "
+          "chunk = excluded.chunk, span_start = excluded.span_start, span_end = excluded.span_end")
 
-def chunk_of(document_id: str | None, index: int | None, start: int | None, end: int | None) -> Chunk | None:
-    """The ``Chunk`` of a row's ``CHUNK_COLUMNS`` (None for a plain record)."""
-    return None if document_id is None else Chunk(document_id, int(index or 0), int(start or 0), int(end or 0))
 
-
-def chunk_columns(r: Record) -> tuple[str | None, int | None, int | None, int | None]:
-    """A record's values for ``CHUNK_COLUMNS``."""
-    c = r.chunk
-    return (None, None, None, None) if c is None else (c.document_id, c.index, c.start, c.end)
+def upsert_row(name: str, r: Record, meta: str, vector: np.ndarray, version: int,
+               sparse: bytes | None) -> tuple[Any, ...]:
+    """The values of ``UPSERT`` for one record."""
+    return (name, r.id, r.text, meta, vector.tobytes(), version, sparse, *chunk_values(r))
 
 
 def rows_by_rid(db: sqlite3.Connection, name: str, rids: set[int],
@@ -61,18 +64,31 @@ def record(row: tuple[Any, ...], name: str) -> Record:
                   from_blob(sparse), chunk_of(*row[5:]))
 
 
-def replaced_chunks(db: sqlite3.Connection, name: str, records: Sequence[Record],
-                    whole: Sequence[str]) -> list[tuple[int, str]]:
+def delete_replaced(db: sqlite3.Connection, name: str, records: Sequence[Record], whole: Sequence[str],
+                    version: int, lexical: bool) -> np.ndarray:
     """Check a write's ids against the stored rows (``documents.plan``) and delete the stored chunks
-    it replaces, in the caller's transaction; returns their ``(rid, id)``."""
+    it replaces, in the caller's transaction (from the lexical index too, and logged as deletions
+    of ``version``); returns their row ids, for the index."""
     wanted = documents.probe(records, whole)
     stored = by_ids(db, "SELECT id, document_id FROM records WHERE collection = ? AND id IN ({marks})", name,
                     wanted.ids)
     stored += by_ids(db, "SELECT id, document_id FROM records WHERE collection = ? AND document_id IN ({marks})",
                      name, wanted.document_ids)
     stale = documents.plan(records, whole, stored)
-    return [(rid, rec_id) for rid, rec_id in by_ids(
-        db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) RETURNING rid, id", name, stale)]
+    rids = [r[0] for r in by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) RETURNING rid",
+                                 name, stale)]
+    if rids and lexical:
+        embedded_lexical.remove(db, name, rids)
+    db.executemany("INSERT INTO deletions (collection, rid, version) VALUES (?, ?, ?)",
+                   [(name, rid, version) for rid in rids])
+    return np.array(rids, dtype=np.int64)
+
+
+def documents_of(db: sqlite3.Connection, name: str, document_ids: Sequence[str]) -> list[Record]:
+    """Every chunk of these documents (``VectorStore.get_documents``)."""
+    rows = by_ids(db, f"SELECT {RECORD_COLUMNS} FROM records WHERE collection = ? AND document_id IN ({{marks}})",
+                  name, document_ids)
+    return documents.by_document([record(row, name) for row in rows], document_ids)
 
 
 class Prepared(NamedTuple):

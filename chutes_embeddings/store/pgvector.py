@@ -45,19 +45,18 @@ from ..lexical.analyzer import analyzer
 from . import (
     NO_LEGS,
     SAMPLE_TEXTS,
-    Chunk,
     CollectionInfo,
     Hit,
     Legs,
     Record,
     SparseVector,
-    documents,
     missing_leg,
     model_conflict,
     pg_lexical,
 )
 from .filters import All, Filter
 from .metadata import decode_metadata, encode_metadata
+from .pg_documents import CHUNK_COLUMNS, PgDocuments, chunk_of, chunk_values, lexical_hits, migrate_tables
 from .pg_filters import must_equal, pg_where
 from .sparse import MAX_SPARSE_INDEX, check_records, check_sparse
 
@@ -90,30 +89,6 @@ class PgCollection(NamedTuple):
             sql.SQL("sparse" if self.sparse_model else "NULL"))
 
 
-# a document's chunk: its document, index and span (NULL for a plain record; see ``store.documents``)
-CHUNK_COLUMNS = "document_id, chunk, span_start, span_end"
-_ADD_CHUNK_COLUMNS = ("ALTER TABLE {} ADD COLUMN IF NOT EXISTS document_id text, ADD COLUMN IF NOT EXISTS chunk int, "
-                      "ADD COLUMN IF NOT EXISTS span_start int, ADD COLUMN IF NOT EXISTS span_end int")
-_DOCUMENT_INDEX = "CREATE INDEX IF NOT EXISTS {} ON {} (document_id, chunk) WHERE document_id IS NOT NULL"
-
-
-def _chunk(document_id: str | None, index: int | None, start: int | None, end: int | None) -> Chunk | None:
-    return None if document_id is None else Chunk(document_id, int(index or 0), int(start or 0), int(end or 0))
-
-
-def _chunk_values(r: Record) -> tuple[str | None, int | None, int | None, int | None]:
-    c = r.chunk
-    return (None, None, None, None) if c is None else (c.document_id, c.index, c.start, c.end)
-
-
-def _add_document_columns(conn: psycopg.Connection, tbl: str) -> None:
-    """Give a collection's table the chunk columns and their partial index (a table from before
-    documents: every row a plain record, so the index is empty and the columns cost no rewrite)."""
-    ident = sql.Identifier(tbl)
-    conn.execute(sql.SQL(_ADD_CHUNK_COLUMNS).format(ident))
-    conn.execute(sql.SQL(_DOCUMENT_INDEX).format(sql.Identifier(tbl + "_doc"), ident))
-
-
 def _record(row: tuple, name: str) -> Record:
     """A ``Record`` of a row of ``PgCollection.columns``."""
     rec_id, text, meta, vec, sparse = row[:5]
@@ -121,14 +96,14 @@ def _record(row: tuple, name: str) -> Record:
                   None if sparse is None else SparseVector(
                       tuple(int(i) for i in sparse.indices()),
                       # float32 weights, read back from their shortest decimal text: the very floats written
-                      tuple(np.asarray(sparse.values(), dtype=np.float32).tolist())), _chunk(*row[5:]))
+                      tuple(np.asarray(sparse.values(), dtype=np.float32).tolist())), chunk_of(*row[5:]))
 
 
 def _sparsevec(vector: SparseVector) -> PgSparseVector:
     return PgSparseVector(dict(zip(vector.indices, vector.values)), MAX_SPARSE_INDEX)
 
 
-class PgVectorStore:
+class PgVectorStore(PgDocuments):
     """PostgreSQL + pgvector (see module docstring).
 
     Args:
@@ -162,8 +137,7 @@ class PgVectorStore:
                              "ADD COLUMN IF NOT EXISTS sparse_model text, "
                              "ADD COLUMN IF NOT EXISTS lex_docs bigint NOT NULL DEFAULT 0, "
                              "ADD COLUMN IF NOT EXISTS lex_terms bigint NOT NULL DEFAULT 0")
-                for (tbl,) in conn.execute("SELECT tbl FROM embeddings_collections").fetchall():
-                    _add_document_columns(conn, tbl)
+                migrate_tables(conn)
                 conn.execute("SELECT pg_advisory_unlock(4242)")
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(f"cannot reach the Postgres store: {exc}".splitlines()[0]) from exc
@@ -229,7 +203,7 @@ class PgVectorStore:
                 "embedding vector({}) NOT NULL, updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
                 "lexical tsvector, lexical_len int, sparse sparsevec, sparse_ids int4[])"
             ).format(ident, sql.Literal(dimension)))
-            _add_document_columns(conn, tbl)
+            migrate_tables(conn, [tbl])
             if created and legs.sparse_model:
                 conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (sparse_ids)")
                              .format(sql.Identifier(tbl + "_sparse"), ident))
@@ -253,7 +227,7 @@ class PgVectorStore:
     def upsert(self, name: str, records: Sequence[Record], documents: Sequence[str] = ()) -> int:
         """See ``VectorStore.upsert``."""
         records = list({r.id: r for r in records}.values())
-        rows = [(r.id, r.text, encode_metadata(r.metadata), np.asarray(r.vector, dtype=np.float32), *_chunk_values(r))
+        rows = [(r.id, r.text, encode_metadata(r.metadata), np.asarray(r.vector, dtype=np.float32), *chunk_values(r))
                 for r in records]
         with self._tx() as conn:
             coll = self._collection(conn, name)
@@ -295,27 +269,6 @@ class PgVectorStore:
         conn.execute("UPDATE embeddings_collections SET lex_docs = lex_docs + %s, lex_terms = lex_terms + %s "
                      "WHERE name = %s", (docs, terms, coll.name))
 
-    def _replace_chunks(self, conn: psycopg.Connection, coll: PgCollection, records: Sequence[Record],
-                        whole: Sequence[str]) -> None:
-        """Check a write's ids against the stored rows (``documents.plan``, rows locked until the
-        transaction ends) and delete the stored chunks it replaces."""
-        wanted = documents.probe(records, whole)
-        stored = conn.execute(sql.SQL("SELECT id, document_id FROM {} WHERE id = ANY(%s) OR document_id = ANY(%s) "
-                                      "FOR UPDATE").format(coll.table), (wanted.ids, wanted.document_ids)).fetchall()
-        stale = documents.plan(records, whole, stored)
-        if stale:
-            self._delete_rows(conn, coll, sql.SQL("id = ANY(%s)"), [stale])
-
-    def _delete_rows(self, conn: psycopg.Connection, coll: PgCollection, clause: sql.Composable,
-                     params: list) -> int:
-        """Delete the rows ``clause`` selects, keeping the lexical counts; returns how many went."""
-        length = sql.SQL("coalesce(lexical_len, 0)" if coll.lexical else "0")  # older tables lack the column
-        gone = conn.execute(sql.SQL("DELETE FROM {} WHERE {} RETURNING {}").format(coll.table, clause, length),
-                            params).fetchall()
-        if coll.lexical and gone:
-            self._count_terms(conn, coll, None, -sum(r[0] for r in gone), -len(gone))
-        return len(gone)
-
     def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None,
                document_ids: Sequence[str] | None = None) -> int:
         """See ``VectorStore.delete``."""
@@ -323,10 +276,9 @@ class PgVectorStore:
             coll = self._collection(conn, name)
             if coll.lexical:
                 coll = self._collection(conn, name, lock=True)  # see pg_lexical: the counts never race
-            if document_ids is not None:
-                clause, params = sql.SQL("document_id = ANY(%s)"), [list(document_ids)]
-            elif ids is not None:
-                clause, params = sql.SQL("id = ANY(%s)"), [list(ids)]
+            if ids is not None or document_ids is not None:
+                key, keys = ("id", ids) if document_ids is None else ("document_id", document_ids)
+                clause, params = sql.SQL(key + " = ANY(%s)"), [list(keys)]
             else:
                 clause, params = pg_where(where or All())
             return self._delete_rows(conn, coll, clause, params)
@@ -347,7 +299,7 @@ class PgVectorStore:
                             + " FROM {} WHERE {} ORDER BY embedding <=> %s LIMIT %s").format(tbl, clause)
             for q in np.asarray(queries, dtype=np.float32):
                 rows = conn.execute(query, [q, *params, q, top_k]).fetchall()
-                hits = [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name), _chunk(*r[4:])) for r in rows]
+                hits = [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name), chunk_of(*r[4:])) for r in rows]
                 hits.sort(key=lambda h: -h.score)  # relaxed_order may return near-ties out of order
                 out.append([h for h in hits if threshold is None or h.score >= threshold])
         return out
@@ -359,15 +311,7 @@ class PgVectorStore:
             if not coll.lexical:
                 raise missing_leg(name, "lexical", coll.legs)
             rows = pg_lexical.search(conn, coll.table, coll.lex_docs, coll.lex_terms, terms, top_k, where)
-            chunks = self._chunks(conn, coll, [r[0] for r in rows])
-        return [Hit(r[0], r[1], r[3], decode_metadata(r[2], name), chunks.get(r[0])) for r in rows]
-
-    @staticmethod
-    def _chunks(conn: psycopg.Connection, coll: PgCollection, ids: list[str]) -> dict[str, Chunk]:
-        """The chunks among the rows with these ids, by id (by primary key: ``pg_lexical`` reads no chunk)."""
-        rows = conn.execute(sql.SQL("SELECT id, " + CHUNK_COLUMNS + " FROM {} WHERE id = ANY(%s) AND "
-                                    "document_id IS NOT NULL").format(coll.table), (ids,)).fetchall()
-        return {r[0]: _chunk(*r[1:]) for r in rows}  # type: ignore[misc]
+            return lexical_hits(conn, coll.table, rows, name)
 
     def search_sparse(self, name: str, query: SparseVector, top_k: int, where: Filter) -> list[Hit]:
         """See ``VectorStore.search_sparse``: exact, ``<#>`` over every row the filter allows."""
@@ -386,7 +330,7 @@ class PgVectorStore:
                 "SELECT id, text, metadata::text, -(sparse <#> %s) AS score, " + CHUNK_COLUMNS + " FROM {} "
                 "WHERE sparse_ids && %s::int4[] AND {} ORDER BY sparse <#> %s, id LIMIT %s").format(coll.table, clause),
                 [q, list(query.indices), *params, q, top_k]).fetchall()
-        return [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name), _chunk(*r[4:])) for r in rows]
+        return [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name), chunk_of(*r[4:])) for r in rows]
 
     def legs(self, name: str) -> Legs:
         """See ``VectorStore.legs``."""
@@ -426,16 +370,6 @@ class PgVectorStore:
                                 (list(ids),)).fetchall()
         found = {r[0]: _record(r, name) for r in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
-
-    def get_documents(self, name: str, document_ids: Sequence[str]) -> list[Record]:
-        """See ``VectorStore.get_documents``."""
-        with self._tx() as conn:
-            coll = self._collection(conn, name)
-            rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE document_id = ANY(%s) ORDER BY chunk")
-                                .format(coll.columns(), coll.table), (list(document_ids),)).fetchall()
-        order = {d: i for i, d in enumerate(dict.fromkeys(document_ids))}
-        found = [_record(r, name) for r in rows]
-        return sorted(found, key=lambda r: (order[r.chunk.document_id], r.chunk.index))  # type: ignore[union-attr]
 
     def find(self, name: str, where: Filter, limit: int) -> list[Record]:
         """See ``VectorStore.find``."""

@@ -16,14 +16,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..documents import Document, grouping
-from ..documents.chunking import Chunker, Chunking, chunker_for
+from ..documents import Document, grouping, ingest
+from ..documents.chunking import Chunker, Chunking
 from ..engine.core import EMBEDDER, RERANKER, Engine, two_stage
 from ..engine.hybrid import Candidates, candidates_by_leg, first_stage, legs_for
 from ..engine.results import DENSE, HYBRID, LEXICAL, SPARSE, Hit, Ranking, Retrieval
 from ..errors import Conflict, InvalidInput, naming
 from ..lexical.analyzer import analyzer
-from . import Chunk, CollectionInfo, Legs, Record, SparseVector, VectorStore, chunk_id
+from . import CollectionInfo, Legs, Record, SparseVector, VectorStore
 from .filters import Filter, parse_filter
 from .metadata import encode_metadata
 
@@ -198,11 +198,7 @@ class StoreService:
 
     def chunker(self) -> Chunker:
         """The embedding model's ``Chunker``: its tokenizer, its window, its document prompt."""
-        if self._chunker is None:
-            embedder = self.engine.embedder
-            prompts = embedder.model_prompts
-            self._chunker = chunker_for(embedder.tokenizer.tokenize, embedder.backend.max_input_tokens,
-                                        prompts.text(prompts.document_name))
+        self._chunker = self._chunker or ingest.chunker_of(self.engine)
         return self._chunker
 
     def add_documents(self, collection: str, documents: Sequence[Document], chunking: Chunking | None = None) -> Added:
@@ -216,26 +212,13 @@ class StoreService:
                 (``max_store_add_chunks``), or ids colliding within the request.
             Conflict: a document id that is a stored record's id, or a collection of another model.
         """
-        seen: set[str] = set()
-        for i, doc in enumerate(documents):
-            if doc.id in seen:
-                raise InvalidInput(f"documents[{i}].id {doc.id!r} appears twice; send each document once",
-                                   field=f"documents[{i}].id")
-            seen.add(doc.id)
-            encode_metadata(doc.metadata or {}, ("documents", i, "metadata"))
-        pieces = self.chunker().split([d.text for d in documents], chunking or Chunking())
-        most = self.engine.limits.get("max_store_add_chunks")
-        count = sum(len(p) for p in pieces)
-        if most is not None and count > most:
-            raise InvalidInput(f"documents make {count} chunks; a request embeds at most {most}: send fewer "
-                               "documents per request, or larger chunks", field="documents", limit=most)
+        pieces = ingest.chunked(self.chunker(), documents, chunking or Chunking(),
+                                self.engine.limits.get("max_store_add_chunks"))
         sparse_model = self._writable(collection, self.engine.model_id, self.engine.dimension)
         texts = [p.text for doc_pieces in pieces for p in doc_pieces]
         rows = self.engine.embed_documents(texts).vectors  # with the model's document prompt
         sparse = self.engine.embed_sparse(texts).vectors if sparse_model else [None] * len(texts)
-        chunks = [(doc, i, p) for doc, doc_pieces in zip(documents, pieces) for i, p in enumerate(doc_pieces)]
-        records = [Record(chunk_id(doc.id, i), p.text, dict(doc.metadata or {}), v, sp,
-                          Chunk(doc.id, i, p.start, p.end)) for (doc, i, p), v, sp in zip(chunks, rows, sparse)]
+        records = ingest.records_of(documents, pieces, rows, sparse)
         with self._operation("upsert"):
             total = self.store.upsert(collection, records, [d.id for d in documents])
         return Added(len(records), [r.id for r in records], total,
