@@ -14,6 +14,7 @@ from .common import (
     DEFAULT_RERANK_CANDIDATES,
     DEFAULT_STORE_TOP_K,
     MAX_DOCUMENT_CHARS,
+    MAX_ID_CHARS,
     MAX_STORE_ADD_DOCUMENTS,
     MAX_STORE_ADD_TEXTS,
     MAX_STORE_IDS,
@@ -39,7 +40,8 @@ class StoreDocument(StrictObject):
     """A document to store as chunks: its id (each chunk's record id is ``{id}#{index}``), its text
     (any length: it is cut into chunks that fit the model) and its metadata (every chunk's)."""
 
-    id: RecordId
+    # room for a chunk's "#index" within a record id's length
+    id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS - 8)]
     text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOCUMENT_CHARS)]
     metadata: Metadata | None = None
 

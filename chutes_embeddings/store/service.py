@@ -278,7 +278,7 @@ class StoreService:
         vector = self._query_vector(collection, model, dimension, query, query_vector) if DENSE in legs else None
         grouped = group_by is not None
         wanted = grouping.candidates(top_k, self.engine.limits.get("max_group_candidates", 1000)) if grouped else top_k
-        keep = max(wanted, rerank_candidates) if rerank else wanted
+        keep = max(top_k, rerank_candidates) if rerank else wanted  # a rerank reads what was asked, grouped or not
         depth = max(keep, retrieval.leg_candidates) if retrieval.mode == HYBRID else keep
         texts: dict[str, Record] = {}
 
