@@ -4,12 +4,11 @@ The splitting is ``semantic-text-splitter``'s (Rust, well kept): each chunk hold
 fits ``max_tokens``, cut at the highest semantic level that fits: paragraph (blank lines), then
 line, sentence (Unicode segmentation), word, character; consecutive chunks share up to
 ``overlap`` tokens; each comes with its character offset in the document. Tokens are counted by
-the embedder's ``Tokenizer`` (the ``Tokenizer`` protocol), so a chunk is what the model will read.
-Measured against its Hugging Face ``tokenizers`` binding on the bundled model (216,040 characters,
-41,307 tokens, 254 tokens a chunk, overlap 32): the same 227 chunks in 1.05 s either way, about
-a tenth of what embedding them takes on CPU, so the protocol's counter costs nothing extra
-(docs/benchmarks.md). LangChain's token splitter needs a ``transformers`` tokenizer and splits
-at separators it is given, not at Unicode sentences.
+the embedder's ``Tokenizer`` (the ``Tokenizer`` protocol), so a chunk is what the model will read,
+whoever serves it. Against the splitter over the model's ``tokenizers`` binding directly it gives
+the same chunks, a little slower, and cutting costs a small fraction of embedding the chunks on
+CPU (``python -m bench.chunking``, docs/benchmarks.md). LangChain's token splitter needs a
+``transformers`` tokenizer and splits at separators it is given, not at Unicode sentences.
 
 The model's window (``max_input_tokens``) holds the special tokens and the document prompt too:
 ``room`` is what is left for a chunk's text, and a ``max_tokens`` over it is refused.
