@@ -222,6 +222,11 @@ def _cell(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+def _digits(rate: float | None) -> int:
+    """Decimals for a rate: none from 100 on, two below (a chunked ingest of long documents is < 1/s)."""
+    return 0 if (rate or 0) >= 100 else 2
+
+
 def render(collection: Collection, rows: list[Row]) -> str:
     """One markdown table for one collection."""
     n_judged = len(collection.judged_queries)
@@ -231,7 +236,7 @@ def render(collection: Collection, rows: list[Row]) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         system = r.system if r.group != "ours" else f"ours: {r.system}"
-        lines.append(f"| {system} | {_cell(r.ndcg_10, 4)} | {_cell(r.recall_100, 4)} | {_cell(r.ingest_tps, 0)} | "
+        lines.append(f"| {system} | {_cell(r.ndcg_10, 4)} | {_cell(r.recall_100, 4)} | {_cell(r.ingest_tps, _digits(r.ingest_tps))} | "
                      f"{_cell(r.p50_ms, 1)} | {_cell(r.p99_ms, 1)} | {r.note} |")
     return "\n".join(lines)
 
