@@ -236,7 +236,8 @@ def render(collection: Collection, rows: list[Row]) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         system = r.system if r.group != "ours" else f"ours: {r.system}"
-        lines.append(f"| {system} | {_cell(r.ndcg_10, 4)} | {_cell(r.recall_100, 4)} | {_cell(r.ingest_tps, _digits(r.ingest_tps))} | "
+        ingest = _cell(r.ingest_tps, _digits(r.ingest_tps))
+        lines.append(f"| {system} | {_cell(r.ndcg_10, 4)} | {_cell(r.recall_100, 4)} | {ingest} | "
                      f"{_cell(r.p50_ms, 1)} | {_cell(r.p99_ms, 1)} | {r.note} |")
     return "\n".join(lines)
 
