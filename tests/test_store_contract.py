@@ -370,6 +370,14 @@ def test_copy_and_file_round_trip_between_stores(tmp_path, pg_url, name):
             assert {r.id: r.sparse for r in store.export(copied)} == {"r0": sparse_vector({3: 0.5}),
                                                                      "r1": sparse_vector({4: 1.5})}
             assert [h.id for h in store.search_lexical(copied, TERMS("south"), 3, NO_FILTER)] == ["r1"]
+        # documents' chunks travel as chunks
+        embedded.upsert(name, _chunks("doc", vecs[:3]), ["doc"])
+        copy_collection(embedded, pg, name)
+        write_jsonl(pg, name, tmp_path / "docs.jsonl")
+        read_jsonl(back, tmp_path / "docs.jsonl", "docs_back")
+        for store, copied in ((pg, name), (back, "docs_back")):
+            assert [r.chunk for r in store.get_documents(copied, ["doc"])] == [Chunk("doc", i, 10 * i, 10 * i + 10)
+                                                                               for i in range(3)]
         back.close()
     finally:
         embedded.close()
