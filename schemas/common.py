@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from chutes_embeddings.access import COMPUTE, MAX_TOKEN_CHARS
+from chutes_embeddings.documents.chunking import MIN_CHUNK_TOKENS as _MIN_CHUNK_TOKENS
 from chutes_embeddings.engine.results import FUSIONS, LEGS, MODES
 from chutes_embeddings.errors import InvalidInput
 from chutes_embeddings.http.payload import INT64_MAX, INT64_MIN  # every integer of a body fits in 64 bits
@@ -62,6 +63,11 @@ MAX_DECODE_IDS = 100_000  # ids per sequence on TEI's /decode
 MAX_VECTOR_DIMENSION = 8192
 DEFAULT_FIND_LIMIT = 100
 MAX_LEG_CANDIDATES = 1000
+MAX_STORE_ADD_DOCUMENTS = 1000
+MAX_DOCUMENT_CHARS = 1_000_000
+MAX_STORE_ADD_CHUNKS = 1000  # a request embeds at most as many chunks as it may send texts
+MIN_CHUNK_TOKENS = _MIN_CHUNK_TOKENS
+MAX_GROUP_CANDIDATES = 1000  # group_by "document": the hits searched per leg at most
 
 LIMITS: dict[str, int] = {
     name.lower(): value for name, value in dict(globals()).items() if name.startswith(("MAX_", "MIN_", "DEFAULT_"))
@@ -156,11 +162,11 @@ def text_inputs(field: str, max_items: int) -> Any:
     return Annotated[Text | Annotated[list[Text], Field(min_length=1, max_length=max_items)], BeforeValidator(check)]
 
 
-def exactly_one_of(first: tuple[str, str], second: tuple[str, str]) -> ConfigDict:
-    """The JSON Schema of a request taking exactly one of two fields, each given as (name, JSON
-    type): ``oneOf`` two branches, each requiring its field with a value (a null is no value)."""
+def exactly_one_of(*fields: tuple[str, str]) -> ConfigDict:
+    """The JSON Schema of a request taking exactly one of some fields, each given as (name, JSON
+    type): ``oneOf`` a branch per field, each requiring its field with a value (a null is no value)."""
     return ConfigDict(json_schema_extra={"oneOf": [
-        {"required": [name], "properties": {name: {"type": kind}}} for name, kind in (first, second)]})
+        {"required": [name], "properties": {name: {"type": kind}}} for name, kind in fields]})
 
 
 def at_least_one_of(*fields: tuple[str, str]) -> ConfigDict:

@@ -188,3 +188,14 @@ def test_the_table_marks_unmeasured_cells_and_the_collection_name_fits_the_store
     assert "| bm25 | 0.5000 | 0.7500 | 1,000 | 1.0 | 2.0 |  |" in table
     assert "| ours: sparse | — | — | — | — | — | skipped: the server answered 422: no sparse model |" in table
     assert collection_name(tiny) == "bench_retrieval-tiny"
+
+
+def test_concat_joins_consecutive_documents_as_paragraphs_and_keeps_the_best_grade(tmp_path):
+    from bench.concat import main as concat
+
+    corpus = [{"_id": f"d{i}", "title": "", "text": f"text {i}"} for i in range(5)]
+    write(tmp_path / "src", corpus, [{"_id": "q", "text": "query"}], [("q", "d1", 1), ("q", "d2", 2), ("q", "d4", 1)])
+    assert concat(["--collection", str(tmp_path / "src"), "--per", "3", "--out", str(tmp_path / "out")]) == 0
+    joined = load(tmp_path / "out")
+    assert joined.docs == {"joined0": "text 0\n\ntext 1\n\ntext 2", "joined1": "text 3\n\ntext 4"}
+    assert joined.qrels == {"q": {"joined0": 2, "joined1": 1}}

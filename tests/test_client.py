@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -267,3 +268,75 @@ def test_store_methods(client):
     with pytest.raises(NotFound) as err:
         client.store_search("x", collection=coll)
     assert err.value.status == 404
+
+
+def test_documents_through_the_client_grouped_got_and_deleted(client):
+    coll = "client_docs"
+    para = "Sourdough needs a lively starter. Bake it in a hot oven. " * 6
+    docs = [{"id": f"doc{i}", "text": "\n\n".join([para] * (i + 1)), "metadata": {"n": i}} for i in range(3)]
+    done = client.store_add_documents(docs, collection=coll, chunking={"max_tokens": 64}, progress=False)
+    assert done["documents"] == 3 and done["chunks"] >= 6 and done["total_in_collection"] == done["chunks"]
+    again = client.store_add_documents(docs, collection=coll, chunking={"max_tokens": 64}, progress=False)
+    assert again["total_in_collection"] == done["total_in_collection"]  # idempotent by document id
+    hits = client.store_search("a hot oven", collection=coll, top_k=3, group_by="document")["results"]
+    assert sorted(h["document_id"] for h in hits) == ["doc0", "doc1", "doc2"]
+    assert max(h["other_chunks"] for h in hits) >= 2
+    chunks = client.store_get(collection=coll, document_ids=["doc1"])["records"]
+    assert [c["chunk"] for c in chunks] == list(range(len(chunks))) and chunks[0]["metadata"] == {"n": 1}
+    assert client.store_delete(coll, document_ids=["doc1"])["deleted_count"] == len(chunks)
+    client.store_drop(coll)
+
+
+def _document_server(limits, fail_on=None):
+    """A /info and /store/add stand-in that counts a chunk per 10 characters and refuses more than
+    ``max_store_add_chunks`` (as the service does), and the document whose text is ``fail_on``."""
+    stored: list[str] = []
+
+    def handler(request):
+        if request.url.path == "/info":
+            return httpx.Response(200, json={"limits": limits})
+        docs = json.loads(request.content)["documents"]
+        chunks = sum(len(d["text"]) // 10 + 1 for d in docs)
+        if chunks > limits["max_store_add_chunks"]:
+            return httpx.Response(422, json={"detail": {"error_type": "invalid_input", "message": "too many chunks",
+                                                        "field": "documents", "limit": limits["max_store_add_chunks"]}})
+        for i, d in enumerate(docs):
+            if d["text"] == fail_on:
+                return httpx.Response(422, json={"detail": {
+                    "error_type": "invalid_input", "field": f"documents[{i}].text",
+                    "message": f"documents[{i}].text is bad"}})
+        stored.extend(d["id"] for d in docs)
+        return httpx.Response(200, json={"collection": "c", "added_count": chunks, "ids": [],
+                                         "total_in_collection": len(stored)})
+
+    return handler, stored
+
+
+def test_store_add_documents_batches_within_the_limits_and_resumes_after_a_failure():
+    limits = {"max_store_add_documents": 3, "max_body_bytes": 4 * 100, "max_store_add_chunks": 4}
+    docs = [{"id": f"d{i}", "text": "x" * (25 if i % 2 else 5)} for i in range(10)]
+    docs[7]["text"] = "bad"
+    handler, stored = _document_server(limits, fail_on="bad")
+    with EmbeddingsClient("http://svc", transport=httpx.MockTransport(handler)) as c:
+        with pytest.raises(InvalidInput) as err:
+            c.store_add_documents(docs, progress=False)
+        assert err.value.document_id == "d7" and err.value.field == "documents[7].text"
+        assert stored == [f"d{i}" for i in range(err.value.committed)] and err.value.committed <= 7
+        docs[7]["text"] = "fixed"
+        done = c.store_add_documents(docs, resume_from=err.value.committed, progress=False)
+    assert stored == [f"d{i}" for i in range(10)] and done["documents"] == 10 - err.value.committed
+
+
+def test_async_store_add_documents_names_the_failing_document_and_keeps_the_committed():
+    limits = {"max_store_add_documents": 2, "max_body_bytes": 10_000, "max_store_add_chunks": 100}
+    docs = [{"id": f"d{i}", "text": "bad" if i == 3 else "fine"} for i in range(5)]
+    handler, stored = _document_server(limits, fail_on="bad")
+
+    async def main():
+        async with AsyncEmbeddingsClient("http://svc", transport=httpx.MockTransport(handler)) as c:
+            with pytest.raises(InvalidInput) as err:
+                await c.store_add_documents(docs, progress=False)
+            return err.value
+
+    err = asyncio.run(main())
+    assert (err.document_id, err.committed, err.field) == ("d3", 2, "documents[3].text") and stored == ["d0", "d1"]

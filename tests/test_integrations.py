@@ -293,3 +293,51 @@ def test_readme_curl_examples_run_as_written(live_server):
         assert run.returncode == 0, (line, run.stderr)
         answer = json.loads(run.stdout)
         assert not (isinstance(answer, dict) and ("error" in answer or "detail" in answer)), (line, answer)
+
+
+LONG = "\n\n".join(f"Section {i}. " + "Sourdough needs a lively starter and a hot oven. " * 8 for i in range(4))
+
+
+def test_langchain_documents_with_chunking_become_store_documents(live_server):
+    store = ChutesVectorStore(live_server, _collection())  # the server cuts and embeds
+    try:
+        ids = store.add_documents([Document(page_content=LONG, metadata={"kind": "bread"}, id="bread"),
+                                   DOCS[0]], ids=["bread", "paris"], chunking={"max_tokens": 48})
+        assert ids == ["bread", "paris"]
+        hits = store.similarity_search("a hot oven for sourdough", k=3)
+        assert {h.metadata["document_id"] for h in hits} == {"bread"} and hits[0].metadata["kind"] == "bread"
+        start, end = hits[0].metadata["span"]
+        assert LONG[start:end] == hits[0].page_content
+        grouped = store.similarity_search("a hot oven for sourdough", k=2, group_by="document")
+        assert [h.metadata["document_id"] for h in grouped] == ["bread", "paris"]
+        store.delete(["bread"])
+        assert {h.metadata["document_id"] for h in store.similarity_search("sourdough", k=3)} == {"paris"}
+        with pytest.raises(ValueError, match="chunking"):
+            ChutesVectorStore(live_server, _collection(), embedding=ChutesEmbeddings(live_server)).add_texts(
+                [LONG], chunking={})
+    finally:
+        store.delete()
+
+
+def test_llama_index_documents_become_store_documents_cut_by_the_server(live_server):
+    from llama_index.core import Document as LIDocument
+    from llama_index.core import VectorStoreIndex
+
+    from chutes_embeddings.integrations.llama_index import ChutesEmbedding
+    from chutes_embeddings.integrations.llama_index import ChutesVectorStore as LIStore
+
+    store = LIStore(live_server, _collection())
+    try:
+        assert store.add_documents([LIDocument(text=LONG, metadata={"kind": "bread"}, doc_id="bread"),
+                                    LIDocument(text=DOCS[0].page_content, doc_id="paris")],
+                                   chunking={"max_tokens": 48}) == ["bread", "paris"]
+        index = VectorStoreIndex.from_vector_store(store, embed_model=ChutesEmbedding(live_server))
+        top = index.as_retriever(similarity_top_k=2).retrieve("a hot oven for sourdough")
+        assert [n.node.ref_doc_id for n in top] == ["bread", "bread"] and top[0].node.metadata == {"kind": "bread"}
+        assert LONG[top[0].node.start_char_idx:top[0].node.end_char_idx] == top[0].node.get_content()
+        asyncio.run(store.async_add_documents([LIDocument(text=LONG[:200], doc_id="bread")]))  # shrunk: replaced
+        assert len(store.client.store_get(collection=store.collection, document_ids=["bread"])["records"]) == 1
+        index.delete_ref_doc("bread")
+        assert [n.node.ref_doc_id for n in index.as_retriever(similarity_top_k=3).retrieve("oven")] == ["paris"]
+    finally:
+        store.clear()

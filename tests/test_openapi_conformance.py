@@ -37,7 +37,10 @@ CROSS_FIELD = {
     "POST /cluster": {"n_clusters": "at most the number of texts, and not with hdbscan (which finds it)"},
     "POST /store/add": {"ids": "one per text", "metadata": "one per text, or one object for all",
                         "vectors": "one per text, of the collection's dimension",
-                        "vector_model": "the collection's own model"},
+                        "vector_model": "the collection's own model",
+                        "chunking": "with documents: max_tokens within the model's window and at least "
+                                    "min_chunk_tokens, overlap under max_tokens",
+                        "documents": "distinct ids; at most max_store_add_chunks chunks a request"},
     "POST /store/search": {"query_vector": "not zero, and of the collection's dimension; with query only in hybrid "
                                            "mode",
                            "rerank": "reads the query text: not with query_vector",

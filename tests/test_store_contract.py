@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from chutes_embeddings.errors import Conflict, InvalidInput, NotFound
-from chutes_embeddings.store import Record, SparseVector, open_store
+from chutes_embeddings.store import Chunk, Record, SparseVector, chunk_id, open_store
 from chutes_embeddings.store.__main__ import copy_collection, read_jsonl, write_jsonl
 from chutes_embeddings.store.embedded import EmbeddedStore
 from chutes_embeddings.store.filters import parse_filter
@@ -370,6 +370,14 @@ def test_copy_and_file_round_trip_between_stores(tmp_path, pg_url, name):
             assert {r.id: r.sparse for r in store.export(copied)} == {"r0": sparse_vector({3: 0.5}),
                                                                      "r1": sparse_vector({4: 1.5})}
             assert [h.id for h in store.search_lexical(copied, TERMS("south"), 3, NO_FILTER)] == ["r1"]
+        # documents' chunks travel as chunks
+        embedded.upsert(name, _chunks("doc", vecs[:3]), ["doc"])
+        copy_collection(embedded, pg, name)
+        write_jsonl(pg, name, tmp_path / "docs.jsonl")
+        read_jsonl(back, tmp_path / "docs.jsonl", "docs_back")
+        for store, copied in ((pg, name), (back, "docs_back")):
+            assert [r.chunk for r in store.get_documents(copied, ["doc"])] == [Chunk("doc", i, 10 * i, 10 * i + 10)
+                                                                               for i in range(3)]
         back.close()
     finally:
         embedded.close()
@@ -810,6 +818,9 @@ def test_an_embedded_store_from_before_the_legs_is_migrated_on_open(tmp_path, na
         assert store.search(name, vectors[1:2], 1, NO_FILTER, None)[0][0].id == "r1"
         store.upsert(name, [Record("r3", "un café noir", {}, vectors[0])])  # writes keep the leg current
         assert len(store.search_lexical(name, analyzer("french").terms("cafés"), 5, NO_FILTER)) == 3
+        assert store.get(name, ["r1"])[0].chunk is None  # the chunk columns came with the migration
+        store.upsert(name, _chunks("doc", [vectors[2]]), ["doc"])
+        assert [r.chunk for r in store.get_documents(name, ["doc"])] == [Chunk("doc", 0, 0, 10)]
     finally:
         store.close()
     reopened = EmbeddedStore(directory, lexical_language="english")  # migrated once: the language stays
@@ -817,3 +828,84 @@ def test_an_embedded_store_from_before_the_legs_is_migrated_on_open(tmp_path, na
         assert reopened.legs(name) == Legs(lexical="french")
     finally:
         reopened.close()
+
+
+# --- documents: chunks carrying their document, replaced whole, got and deleted by document --------
+def _chunks(doc, vectors, meta=None, text="chunk {i} of {doc}"):
+    """Records for ``doc``'s chunks, one per vector, each 10 characters after the last."""
+    return [Record(chunk_id(doc, i), text.format(i=i, doc=doc), dict(meta or {"doc": doc}), v,
+                   chunk=Chunk(doc, i, 10 * i, 10 * i + 10)) for i, v in enumerate(vectors)]
+
+
+def test_a_documents_chunks_carry_it_through_get_search_and_export(store, name):
+    vecs = unit(np.random.default_rng(60), 5)
+    add(store, name, vecs[:2])  # plain records beside documents
+    store.upsert(name, _chunks("a", vecs[2:4]) + _chunks("b", vecs[4:]), ["a", "b"])
+    got = store.get_documents(name, ["b", "a", "nope"])
+    assert [r.id for r in got] == ["b#0", "a#0", "a#1"]
+    assert got[2].chunk == Chunk("a", 1, 10, 20) and got[2].metadata == {"doc": "a"}
+    assert store.get(name, ["a#1"])[0].chunk == Chunk("a", 1, 10, 20)
+    assert store.get(name, ["r0"])[0].chunk is None
+    [hit, *_] = store.search(name, vecs[3:4], 5, NO_FILTER, None)[0]
+    assert (hit.id, hit.chunk) == ("a#1", Chunk("a", 1, 10, 20))
+    assert {r.id: r.chunk for r in store.export(name)}["b#0"] == Chunk("b", 0, 0, 10)
+    flt = parse_filter({"doc": "a"})  # the document's metadata is each chunk's
+    assert {h.id for h in store.search(name, vecs[3:4], 5, flt, None)[0]} == {"a#0", "a#1"}
+
+
+def test_re_adding_a_shorter_document_leaves_no_orphan_chunks(store, name):
+    vecs = unit(np.random.default_rng(61), 4)
+    store.ensure_collection(name, MODEL, DIM)
+    assert store.upsert(name, _chunks("a", vecs[:3]) + _chunks("b", vecs[3:]), ["a", "b"]) == 4
+    assert store.upsert(name, _chunks("a", vecs[1:2], text="new {i}"), ["a"]) == 2  # a: 3 chunks -> 1
+    assert [(r.id, r.text) for r in store.get_documents(name, ["a", "b"])] == \
+        [("a#0", "new 0"), ("b#0", "chunk 0 of b")]
+    assert {h.id for h in store.search(name, vecs, 10, NO_FILTER, None)[0]} == {"a#0", "b#0"}
+    # chunks written without naming their document whole add to it (a copy in batches does that)
+    store.upsert(name, [_chunks("a", vecs[:3])[2]])
+    assert [r.id for r in store.get_documents(name, ["a"])] == ["a#0", "a#2"]
+
+
+def test_delete_by_document_takes_every_chunk_and_nothing_else(store, name):
+    vecs = unit(np.random.default_rng(62), 6)
+    add(store, name, vecs[:1])
+    store.upsert(name, _chunks("a", vecs[1:4]) + _chunks("b", vecs[4:]), ["a", "b"])
+    assert store.delete(name, None, None, ["a", "nope"]) == 3
+    assert store.get_documents(name, ["a"]) == [] and [r.id for r in store.get_documents(name, ["b"])] == ["b#0", "b#1"]
+    assert {h.id for h in store.search(name, vecs, 10, NO_FILTER, None)[0]} == {"r0", "b#0", "b#1"}
+    assert store.describe(name).size == 3
+
+
+def test_ids_of_documents_and_records_never_collide(store, name):
+    vecs = unit(np.random.default_rng(63), 4)
+    add(store, name, vecs[:1])  # record r0
+    store.upsert(name, _chunks("a", vecs[1:3]), ["a"])
+    cases = [  # (records, documents, error, field)
+        (_chunks("r0", vecs[3:]), ["r0"], Conflict, "documents"),  # a document named as a stored record
+        ([Record("a", "x", {}, vecs[3])], [], Conflict, "ids"),  # a record named as a stored document
+        ([Record("a#1", "x", {}, vecs[3])], [], Conflict, "ids"),  # a record named as a stored chunk
+        ([Record("r0#0", "x", {}, vecs[3], chunk=Chunk("r0", 0, 0, 1))], [], Conflict, "documents"),
+        ([Record("z", "x", {}, vecs[3])] + _chunks("z", vecs[3:]), ["z"], InvalidInput, "documents"),
+        ([Record("z#0", "x", {}, vecs[3])] + _chunks("z", vecs[3:]), ["z"], InvalidInput, "ids"),
+    ]
+    for records, documents, error, field in cases:
+        with pytest.raises(error) as err:
+            store.upsert(name, records, documents)
+        assert err.value.field == field, records
+    # nothing of a refused write was kept
+    assert store.describe(name).size == 3 and [r.id for r in store.get_documents(name, ["a"])] == ["a#0", "a#1"]
+
+
+def test_the_lexical_and_sparse_legs_cover_chunks(store, name):
+    store.ensure_collection(name, MODEL, DIM, BOTH_LEGS)
+    vecs = unit(np.random.default_rng(64), 3)
+    records = [Record(chunk_id("d", i), text, {}, vecs[i], sparse_vector({i + 1: 1.0}), Chunk("d", i, 5 * i, 5 * i + 4))
+               for i, text in enumerate(["alpha", "zebra", "gamma"])]
+    store.upsert(name, records, ["d"])
+    [hit] = store.search_lexical(name, ["zebra"], 5, NO_FILTER)
+    assert (hit.id, hit.chunk) == ("d#1", Chunk("d", 1, 5, 9))
+    [hit] = store.search_sparse(name, sparse_vector({3: 1.0}), 5, NO_FILTER)
+    assert (hit.id, hit.chunk) == ("d#2", Chunk("d", 2, 10, 14))
+    store.upsert(name, records[:1], ["d"])  # shrunk: the replaced chunks leave both legs
+    assert store.search_lexical(name, ["zebra"], 5, NO_FILTER) == []
+    assert store.search_sparse(name, sparse_vector({3: 1.0}), 5, NO_FILTER) == []

@@ -44,6 +44,8 @@ def test_acknowledged_adds_survive_restart_and_kill_9(tmp_path, store_env, engin
     store.close()
     acked: list[list[str]] = []
     attempted: list[list[str]] = []
+    acked_docs: dict[str, int] = {}  # every third add also adds a document (its chunks: one transaction)
+    attempted_docs: list[str] = []
     # 2) a client adds in a loop; the server is killed with SIGKILL in the middle of it
     with running_server(tmp_path, store_env, stop_signal=signal.SIGKILL) as url:
         assert _post(url, "/store/get", {"collection": coll, "ids": ["clean"]})["records"][0]["text"] == \
@@ -62,6 +64,17 @@ def test_acknowledged_adds_survive_restart_and_kill_9(tmp_path, store_env, engin
                     return  # the server died under this request: it was never acknowledged
                 if r.status_code == 200:
                     acked.append(ids)
+                if i % 3 == 0:
+                    attempted_docs.append(f"doc{i}")
+                    text = "\n\n".join(f"durable document {i} paragraph {p} with a few more words" for p in range(3))
+                    try:
+                        r = httpx.post(f"{url}/store/add", timeout=30, json={
+                            "collection": coll, "documents": [{"id": f"doc{i}", "text": text}],
+                            "chunking": {"max_tokens": 16}})
+                    except httpx.HTTPError:
+                        return
+                    if r.status_code == 200:
+                        acked_docs[f"doc{i}"] = r.json()["documents"][0]["chunks"]
                 i += 1
 
         thread = threading.Thread(target=writer)
@@ -86,6 +99,11 @@ def test_acknowledged_adds_survive_restart_and_kill_9(tmp_path, store_env, engin
         for ids in attempted[len(acked):]:
             present = service.get(coll, ids).records
             assert len(present) in (0, 5), f"half-written add: {[r.id for r in present]}"
+        # a document's chunks: all of an acknowledged one, all or none of one that was not
+        assert len(acked_docs) >= 4 and set(acked_docs.values()) == {3}
+        for doc in attempted_docs:
+            chunks = store.get_documents(coll, [doc])
+            assert len(chunks) in ((3,) if doc in acked_docs else (0, 3)), f"half-written document {doc}"
         # the search index agrees with the truth after the crash
         found = service.search(coll, "durable text 3 part 2", 1, None, None)
         assert found.records[found.ranking.hits[0].index].id == "k3-2"

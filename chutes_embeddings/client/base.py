@@ -24,6 +24,9 @@ from ..errors import EmbeddingsConnectionError, EmbeddingsError, EmbeddingsTimeo
 
 MAX_BACKOFF_S = 8.0
 _TEXT_INDEX = re.compile(r"\btexts\[(\d+)\]")
+_DOCUMENT_INDEX = re.compile(r"\bdocuments\[(\d+)\]")
+# a document's text travels as JSON: at most this many bytes a character, escapes included
+BODY_BYTES_PER_CHAR = 4
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,12 @@ def transport_error(call: Call, exc: httpx.TransportError) -> EmbeddingsError:
     return err
 
 
-def shift_text_indices(err: EmbeddingsError, offset: int, partial: list[list[float]]) -> EmbeddingsError:
-    """Rename ``texts[i]`` to ``texts[i + offset]`` in an error from one chunk of a larger job,
-    and attach the vectors computed before it (``err.partial``)."""
+def shift_text_indices(err: EmbeddingsError, offset: int, partial: list[list[float]],
+                       pattern: re.Pattern[str] = _TEXT_INDEX, name: str = "texts") -> EmbeddingsError:
+    """Rename ``texts[i]`` (``name[i]``) to ``texts[i + offset]`` in an error from one chunk of a
+    larger job, and attach the vectors computed before it (``err.partial``)."""
     def shift(text: Any) -> Any:
-        return _TEXT_INDEX.sub(lambda m: f"texts[{int(m.group(1)) + offset}]", text) if isinstance(text, str) else text
+        return pattern.sub(lambda m: f"{name}[{int(m.group(1)) + offset}]", text) if isinstance(text, str) else text
 
     err.message = shift(err.message)
     err.args = (err.message,)
@@ -75,7 +79,7 @@ def shift_text_indices(err: EmbeddingsError, offset: int, partial: list[list[flo
     if isinstance(err.extra.get("errors"), list):
         err.extra["errors"] = [{**e, "field": shift(e.get("field"))} if isinstance(e, dict) else e
                                for e in err.extra["errors"]]
-    match = _TEXT_INDEX.search(err.field or "")
+    match = pattern.search(err.field or "")
     err.index = int(match.group(1)) if match else None  # type: ignore[attr-defined]
     err.partial = partial  # type: ignore[attr-defined]
     return err
@@ -187,6 +191,7 @@ class ClientBase:
     def _store_search(query: str | None, collection: str, top_k: int, filter_metadata: dict[str, Any] | None,
                       threshold: float | None, query_vector: Sequence[float] | None = None, rerank: bool = False,
                       rerank_candidates: int | None = None, **retrieval: Any) -> Call:
+        # retrieval: mode, fusion, alpha, rrf_k, leg_candidates, query_sparse, group_by
         return Call("POST", "/store/search", _drop_none(
             collection=collection, query=query, top_k=top_k, filter_metadata=filter_metadata, threshold=threshold,
             query_vector=None if query_vector is None else list(map(float, query_vector)),
@@ -202,20 +207,73 @@ class ClientBase:
 
     @staticmethod
     def _store_get(ids: Sequence[str] | None, collection: str, include_vectors: bool,
-                   filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> Call:
+                   filter_metadata: dict[str, Any] | None = None, limit: int | None = None,
+                   document_ids: Sequence[str] | None = None) -> Call:
         return Call("POST", "/store/get", _drop_none(
             collection=collection, ids=None if ids is None else list(ids), include_vectors=include_vectors,
-            filter_metadata=filter_metadata, limit=limit))
+            filter_metadata=filter_metadata, limit=limit,
+            document_ids=None if document_ids is None else list(document_ids)))
 
     @staticmethod
-    def _store_delete(collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None) -> Call:
-        return Call("POST", "/store/delete", _drop_none(collection=collection, ids=None if ids is None else list(ids),
-                                                        filter_metadata=filter_metadata))
+    def _store_delete(collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None,
+                      document_ids: Sequence[str] | None = None) -> Call:
+        return Call("POST", "/store/delete", _drop_none(
+            collection=collection, ids=None if ids is None else list(ids), filter_metadata=filter_metadata,
+            document_ids=None if document_ids is None else list(document_ids)))
 
     @staticmethod
     def _store_drop(collection: str) -> Call:
         # a retry after the drop happened would answer 404: only retried when surely not sent
         return Call("POST", "/store/drop", {"collection": collection}, idempotent=False)
+
+    @staticmethod
+    def _store_add_documents(documents: Sequence[dict[str, Any]], collection: str,
+                             chunking: dict[str, Any] | None) -> Call:
+        # re-adding a document replaces all its chunks: always safe to send again
+        return Call("POST", "/store/add", _drop_none(
+            collection=collection, chunking=chunking,
+            documents=[_drop_none(id=d["id"], text=d["text"], metadata=d.get("metadata")) for d in documents]))
+
+    @staticmethod
+    def _document_batches(documents: Sequence[dict[str, Any]], limits: dict[str, Any],
+                          start: int = 0) -> list[tuple[int, Sequence[dict[str, Any]]]]:
+        """(offset, batch) pairs covering ``documents[start:]``, each within the server's limits
+        (``/info``'s: documents a request, and characters its body can carry)."""
+        most = int(limits["max_store_add_documents"])
+        chars = int(limits["max_body_bytes"]) // BODY_BYTES_PER_CHAR
+        batches: list[tuple[int, Sequence[dict[str, Any]]]] = []
+        first, size = start, 0
+        for i in range(start, len(documents)):
+            length = len(documents[i]["text"])
+            if i > first and (i - first == most or size + length > chars):
+                batches.append((first, documents[first:i]))
+                first, size = i, 0
+            size += length
+        if first < len(documents):
+            batches.append((first, documents[first:]))
+        return batches
+
+    @staticmethod
+    def _halves(err: EmbeddingsError, offset: int, batch: Sequence[dict[str, Any]],
+                limits: dict[str, Any]) -> list[tuple[int, Sequence[dict[str, Any]]]]:
+        """A batch of several documents refused for making more chunks than a request may embed,
+        in two halves to send instead; [] for any other error."""
+        if len(batch) < 2 or err.field != "documents" or err.limit != limits.get("max_store_add_chunks"):
+            return []
+        half = len(batch) // 2
+        return [(offset, batch[:half]), (offset + half, batch[half:])]
+
+    @staticmethod
+    def _failed_document(err: EmbeddingsError, offset: int, batch: Sequence[dict[str, Any]],
+                         committed: int) -> EmbeddingsError:
+        """An error of one batch of ``store_add_documents``: ``documents[i]`` renamed to its index
+        in the whole job, ``err.document_id`` the document it names (else the batch's first), and
+        ``err.committed`` how many documents before it are stored (pass it as ``resume_from``)."""
+        shift_text_indices(err, offset, [], _DOCUMENT_INDEX, "documents")
+        index = err.index if err.index is not None else offset  # type: ignore[attr-defined]
+        err.document_id = batch[min(max(index - offset, 0), len(batch) - 1)]["id"]  # type: ignore[attr-defined]
+        err.committed = committed  # type: ignore[attr-defined]
+        return err
 
     @staticmethod
     def _chunks(texts: Sequence[str], size: int, start: int = 0) -> list[tuple[int, Sequence[str]]]:

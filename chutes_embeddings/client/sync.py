@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Sequence
 
 import httpx
@@ -110,29 +111,78 @@ class EmbeddingsClient(ClientBase):
         """GET /info."""
         return self._send(Call("GET", "/info"))
 
-    def store_add(self, texts: Sequence[str], collection: str = "default", ids: Sequence[str] | None = None,
-                  metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
-                  vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None) -> dict[str, Any]:
-        """POST /store/add: upsert texts (ids default to a hash of the text); with ``vectors``, yours."""
-        return self._send(self._store_add(texts, collection, ids, metadata, vectors, vector_model))
+    def store_add(self, texts: Sequence[str] | None = None, collection: str = "default",
+                  ids: Sequence[str] | None = None, metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+                  vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None, *,
+                  documents: Sequence[dict[str, Any]] | None = None,
+                  chunking: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST /store/add: upsert texts (ids default to a hash of the text); with ``vectors``, yours;
+        or ``documents`` (``{"id", "text", "metadata"?}``), each stored as its chunks (``chunking``:
+        ``{"max_tokens", "overlap"}``; re-adding a document replaces all its chunks)."""
+        if documents is not None:
+            return self._send(self._store_add_documents(documents, collection, chunking))
+        return self._send(self._store_add(texts or [], collection, ids, metadata, vectors, vector_model))
+
+    def store_add_documents(self, documents: Sequence[dict[str, Any]], collection: str = "default",
+                            chunking: dict[str, Any] | None = None, progress: bool = True,
+                            resume_from: int = 0) -> dict[str, Any]:
+        """Store any number of documents (``{"id", "text", "metadata"?}``) as chunks through
+        /store/add, in batches within the server's limits (``/info``), in order, one after another.
+
+        Idempotent by document id (re-adding a document replaces its chunks), so a job can be run
+        again, or resumed.
+
+        Args:
+            chunking: ``{"max_tokens", "overlap"}`` (default: the model's window, no overlap).
+            progress: a tqdm progress bar, in documents.
+            resume_from: how many documents (the first ones) an earlier call stored: ``err.committed``.
+
+        Returns:
+            ``documents`` and ``chunks`` stored by this call, and ``total_in_collection``.
+
+        Raises:
+            EmbeddingsError: naming the failing document (``err.document_id``; ``documents[i]`` by its
+                index in ``documents``), with ``err.committed``: the documents stored before it.
+        """
+        limits = (self.info())["limits"]
+        batches = deque(self._document_batches(documents, limits, resume_from))
+        stored = {"collection": collection, "documents": 0, "chunks": 0, "total_in_collection": None}
+        with tqdm(total=len(documents), initial=resume_from, disable=not progress, unit="doc") as bar:
+            while batches:
+                offset, batch = batches.popleft()
+                try:
+                    body = self._send(self._store_add_documents(batch, collection, chunking))
+                except EmbeddingsError as err:
+                    halves = self._halves(err, offset, batch, limits)
+                    if not halves:
+                        raise self._failed_document(err, offset, batch, offset) from None
+                    batches.extendleft(reversed(halves))
+                    continue
+                stored["documents"] += len(batch)
+                stored["chunks"] += body["added_count"]
+                stored["total_in_collection"] = body["total_in_collection"]
+                bar.update(len(batch))
+        return stored
 
     def store_search(self, query: str | None = None, collection: str = "default", top_k: int = 10,
                      filter_metadata: dict[str, Any] | None = None, threshold: float | None = None,
                      query_vector: Sequence[float] | None = None, rerank: bool = False,
                      rerank_candidates: int | None = None, *, mode: str | None = None, fusion: str | None = None,
                      alpha: float | None = None, rrf_k: int | None = None, leg_candidates: int | None = None,
-                     query_sparse: dict[int, float] | None = None) -> dict[str, Any]:
+                     query_sparse: dict[int, float] | None = None, group_by: str | None = None) -> dict[str, Any]:
         """POST /store/search, by a query text or by your ``query_vector`` / ``query_sparse`` (``{id: weight}``)
-        (``mode``: dense, lexical, sparse or hybrid, fused by ``fusion``; ``rerank``: two-stage)."""
+        (``mode``: dense, lexical, sparse or hybrid, fused by ``fusion``; ``rerank``: two-stage;
+        ``group_by="document"``: the best chunk of each document, ``top_k`` counting documents)."""
         return self._send(self._store_search(query, collection, top_k, filter_metadata, threshold, query_vector,
                                              rerank, rerank_candidates, mode=mode, fusion=fusion, alpha=alpha,
                                              rrf_k=rrf_k, leg_candidates=leg_candidates,
-                                             query_sparse=self._sparse_query(query_sparse)))
+                                             query_sparse=self._sparse_query(query_sparse), group_by=group_by))
 
     def store_get(self, ids: Sequence[str] | None = None, collection: str = "default", include_vectors: bool = False,
-                  filter_metadata: dict[str, Any] | None = None, limit: int | None = None) -> dict[str, Any]:
-        """POST /store/get: by ids, or up to ``limit`` records a filter matches."""
-        return self._send(self._store_get(ids, collection, include_vectors, filter_metadata, limit))
+                  filter_metadata: dict[str, Any] | None = None, limit: int | None = None,
+                  document_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """POST /store/get: by ids, every chunk of ``document_ids``, or up to ``limit`` records a filter matches."""
+        return self._send(self._store_get(ids, collection, include_vectors, filter_metadata, limit, document_ids))
 
     def add_to_store(self, texts: Sequence[str], collection: str = "default", **options: Any) -> dict[str, Any]:
         """``store_add`` under the name the original chute's documentation uses."""
@@ -143,9 +193,10 @@ class EmbeddingsClient(ClientBase):
         return self.store_search(query, collection, top_k, **options)
 
     def store_delete(self, collection: str = "default", ids: Sequence[str] | None = None,
-                     filter_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-        """POST /store/delete: by ids or by filter."""
-        return self._send(self._store_delete(collection, ids, filter_metadata))
+                     filter_metadata: dict[str, Any] | None = None,
+                     document_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """POST /store/delete: by ids, by filter, or every chunk of ``document_ids``."""
+        return self._send(self._store_delete(collection, ids, filter_metadata, document_ids))
 
     def store_drop(self, collection: str) -> dict[str, Any]:
         """POST /store/drop."""

@@ -77,8 +77,8 @@ class ChutesEmbeddings(Embeddings):
             return (await client.embed(text))["embeddings"]
 
 
-# The store search's retrieval options a search's kwargs may carry (README, "Hybrid search").
-RETRIEVAL_OPTIONS = ("mode", "fusion", "alpha", "rrf_k", "leg_candidates")
+# The store search's retrieval options a search's kwargs may carry (README, "Hybrid search"; group_by: "Documents").
+RETRIEVAL_OPTIONS = ("mode", "fusion", "alpha", "rrf_k", "leg_candidates", "group_by")
 
 
 def _retrieval(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -140,19 +140,42 @@ class ChutesVectorStore(VectorStore):
         return [slice(i, i + self._add_limit) for i in range(0, n, self._add_limit)]
 
     @staticmethod
-    def _scored(results: list[dict[str, Any]]) -> list[tuple[Document, float]]:
-        return [(Document(page_content=r["text"], metadata=r["metadata"], id=r["id"]), float(r["score"]))
-                for r in results]
+    def _document(r: dict[str, Any]) -> Document:
+        """A record as a LangChain ``Document``; a document's chunk carries ``document_id``,
+        ``chunk`` and ``span`` in its metadata too."""
+        place = {k: r[k] for k in ("document_id", "chunk", "span") if r.get(k) is not None}
+        return Document(page_content=r["text"], metadata={**r["metadata"], **place}, id=r["id"])
 
-    @staticmethod
-    def _documents(records: list[dict[str, Any]]) -> list[Document]:
-        return [Document(page_content=r["text"], metadata=r["metadata"], id=r["id"]) for r in records]
+    @classmethod
+    def _scored(cls, results: list[dict[str, Any]]) -> list[tuple[Document, float]]:
+        return [(cls._document(r), float(r["score"])) for r in results]
+
+    @classmethod
+    def _documents(cls, records: list[dict[str, Any]]) -> list[Document]:
+        return [cls._document(r) for r in records]
+
+    def _as_documents(self, texts: list[str], metas: list[dict[str, Any]], ids: list[str]) -> list[dict[str, Any]]:
+        """``add_texts(..., chunking=...)``: each text a store document (cut into chunks by the
+        server, which embeds them: not with a caller-side ``embedding``)."""
+        if self._embedding is not None:
+            raise ValueError("chunking: the server cuts and embeds the chunks; use a store without `embedding`")
+        return [{"id": i, "text": t, "metadata": m} for t, m, i in zip(texts, metas, ids)]
 
     # --- writes ---------------------------------------------------------------------------------
     def add_texts(self, texts: Iterable[str], metadatas: list[dict[str, Any]] | None = None, *,
                   ids: list[str] | None = None, **kwargs: Any) -> list[str]:
-        """Upsert texts by id (ids default to new UUIDs); with ``embedding``, with its vectors."""
+        """Upsert texts by id (ids default to new UUIDs); with ``embedding``, with its vectors.
+
+        With ``chunking`` (``{"max_tokens", "overlap"}``, or ``{}`` for the defaults) each text is a
+        document the server stores as chunks (``store_add_documents``; re-adding an id replaces
+        all its chunks; ``delete(ids)`` deletes them); hits are chunks, with ``document_id``,
+        ``chunk`` and ``span`` in their metadata.
+        """
         texts, metas, record_ids = self._prepare(texts, metadatas, ids)
+        if kwargs.get("chunking") is not None:
+            self._client.store_add_documents(self._as_documents(texts, metas, record_ids), self.collection,
+                                             kwargs["chunking"] or None, progress=False)
+            return record_ids
         for part in self._chunks(len(texts)):
             vectors = self._embedding.embed_documents(texts[part]) if self._embedding else None
             self._client.store_add(texts[part], self.collection, ids=record_ids[part], metadata=metas[part],
@@ -163,6 +186,10 @@ class ChutesVectorStore(VectorStore):
                          ids: list[str] | None = None, **kwargs: Any) -> list[str]:
         texts, metas, record_ids = self._prepare(texts, metadatas, ids)
         async with self._async() as client:
+            if kwargs.get("chunking") is not None:
+                await client.store_add_documents(self._as_documents(texts, metas, record_ids), self.collection,
+                                                 kwargs["chunking"] or None, progress=False)
+                return record_ids
             for part in self._chunks(len(texts)):
                 vectors = await self._embedding.aembed_documents(texts[part]) if self._embedding else None
                 await client.store_add(texts[part], self.collection, ids=record_ids[part], metadata=metas[part],
@@ -170,12 +197,14 @@ class ChutesVectorStore(VectorStore):
         return record_ids
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete by ids; without ids, delete everything (the collection)."""
+        """Delete by ids (records, and the chunks of documents of these ids); without ids, delete
+        everything (the collection)."""
         try:
             if ids is None:
                 self._client.store_drop(self.collection)
             elif ids:
                 self._client.store_delete(self.collection, ids=list(ids))
+                self._client.store_delete(self.collection, document_ids=list(ids))
         except NotFound:  # nothing stored yet: nothing to delete
             return True
         return True
@@ -187,6 +216,7 @@ class ChutesVectorStore(VectorStore):
                     await client.store_drop(self.collection)
                 elif ids:
                     await client.store_delete(self.collection, ids=list(ids))
+                    await client.store_delete(self.collection, document_ids=list(ids))
             except NotFound:
                 return True
         return True

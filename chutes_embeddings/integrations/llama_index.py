@@ -23,7 +23,15 @@ from typing import Any, List, Optional, Sequence
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
+from llama_index.core.schema import (
+    BaseNode,
+    MetadataMode,
+    NodeRelationship,
+    NodeWithScore,
+    QueryBundle,
+    RelatedNodeInfo,
+    TextNode,
+)
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     FilterCondition,
@@ -191,14 +199,47 @@ class ChutesVectorStore(BasePydanticVectorStore):
         return {**args, "query": text or None, "query_vector": vector}
 
     @staticmethod
-    def _result(found: dict[str, Any]) -> VectorStoreQueryResult:
+    def _node(record: dict[str, Any]) -> BaseNode:
+        """A record as a node: a node this store was given, or a chunk the server cut from a
+        document (``add_documents``: its document is its source, its span its characters)."""
+        meta = record["metadata"]
+        if "_node_content" in meta or not record.get("document_id"):
+            return metadata_dict_to_node(meta, text=record["text"])
+        start, end = record["span"]
+        return TextNode(id_=record["id"], text=record["text"], start_char_idx=start, end_char_idx=end,
+                        metadata={k: v for k, v in meta.items() if k != "ref_doc_id"},
+                        relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=record["document_id"])})
+
+    @classmethod
+    def _result(cls, found: dict[str, Any]) -> VectorStoreQueryResult:
         results = found["results"]
-        return VectorStoreQueryResult(nodes=[metadata_dict_to_node(r["metadata"], text=r["text"]) for r in results],
+        return VectorStoreQueryResult(nodes=[cls._node(r) for r in results],
                                       similarities=[r["score"] for r in results], ids=[r["id"] for r in results])
 
+    @classmethod
+    def _nodes(cls, records: list[dict[str, Any]]) -> List[BaseNode]:
+        return [cls._node(r) for r in records]
+
     @staticmethod
-    def _nodes(records: list[dict[str, Any]]) -> List[BaseNode]:
-        return [metadata_dict_to_node(r["metadata"], text=r["text"]) for r in records]
+    def _store_documents(documents: Sequence[BaseNode]) -> list[dict[str, Any]]:
+        """LlamaIndex documents as store documents: by ``doc_id``, with ``ref_doc_id`` in each chunk's
+        metadata so ``delete(ref_doc_id)`` and ``doc_ids`` filters reach the chunks."""
+        return [{"id": d.node_id, "text": d.get_content(metadata_mode=MetadataMode.NONE),
+                 "metadata": {**d.metadata, "ref_doc_id": d.node_id}} for d in documents]
+
+    def add_documents(self, documents: Sequence[BaseNode], chunking: Optional[dict[str, Any]] = None,
+                      progress: bool = False) -> List[str]:
+        """Store whole documents, cut into chunks and embedded by the server (``chunking``:
+        ``{"max_tokens", "overlap"}``); re-adding a document replaces all its chunks. Returns their ids."""
+        self._client.store_add_documents(self._store_documents(documents), self.collection, chunking, progress)
+        return [d.node_id for d in documents]
+
+    async def async_add_documents(self, documents: Sequence[BaseNode], chunking: Optional[dict[str, Any]] = None,
+                                  progress: bool = False) -> List[str]:
+        """``add_documents``, awaited."""
+        async with self._async() as client:
+            await client.store_add_documents(self._store_documents(documents), self.collection, chunking, progress)
+        return [d.node_id for d in documents]
 
     # --- sync ----------------------------------------------------------------------------------
     def add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> List[str]:

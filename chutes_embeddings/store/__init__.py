@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
     from .filters import Filter
 
-__all__ = ["COLLECTION_NAME_PATTERN", "NO_LEGS", "CollectionInfo", "Hit", "Legs", "Record", "SparseVector",
-           "VectorStore", "batched", "check_collection_name", "missing_leg", "model_conflict", "open_store"]
+__all__ = ["COLLECTION_NAME_PATTERN", "NO_LEGS", "Chunk", "CollectionInfo", "Hit", "Legs", "Record", "SparseVector",
+           "VectorStore", "batched", "check_collection_name", "chunk_id", "missing_leg", "model_conflict", "open_store"]
 
 SAMPLE_TEXTS = 3
 
@@ -45,24 +45,45 @@ class SparseVector:
 
 
 @dataclass(frozen=True)
+class Chunk:
+    """Where a record sits in a document: the document's id, the chunk's index in it (from 0) and
+    its character span ``[start, end)`` in the document's text."""
+
+    document_id: str
+    index: int
+    start: int
+    end: int
+
+
+def chunk_id(document_id: str, index: int) -> str:
+    """The record id of a document's chunk: ``{document_id}#{index}`` (one id per pair: the index
+    is the digits after the last ``#``)."""
+    return f"{document_id}#{index}"
+
+
+@dataclass(frozen=True)
 class Record:
-    """One stored text (``sparse``: its learned-sparse vector, in a collection with a sparse leg)."""
+    """One stored text (``sparse``: its learned-sparse vector, in a collection with a sparse leg;
+    ``chunk``: where it sits in a document, for a document's chunk, else None)."""
 
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
     vector: np.ndarray | None = None
     sparse: SparseVector | None = None
+    chunk: Chunk | None = None
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result (score: the leg's own: cosine similarity, BM25, or a sparse dot product)."""
+    """One search result (score: the leg's own: cosine similarity, BM25, or a sparse dot product;
+    ``chunk``: where it sits in its document, for a document's chunk)."""
 
     id: str
     text: str
     score: float
     metadata: dict[str, Any]
+    chunk: Chunk | None = None
 
 
 @dataclass(frozen=True)
@@ -145,8 +166,15 @@ class VectorStore(Protocol):
         """The model and dimension the collection was built with (cheap). Raises ``NotFound``."""
         ...
 
-    def upsert(self, name: str, records: Sequence[Record]) -> int:
-        """Insert or replace records by id, atomically and durably; returns the collection size."""
+    def upsert(self, name: str, records: Sequence[Record], documents: Sequence[str] = ()) -> int:
+        """Insert or replace records by id, atomically and durably; returns the collection size.
+
+        ``documents``: ids of documents whose chunks ``records`` bring whole: their chunks not
+        among ``records`` are deleted in the same transaction (a document that shrank leaves no
+        orphans). A record's id may not be a chunk's id or a document's id, nor a document's id
+        a plain record's id, nor a chunk's id another document's chunk's (``store.documents``):
+        ``Conflict`` with the stored ones, ``InvalidInput`` within ``records``.
+        """
         ...
 
     def search(self, name: str, queries: np.ndarray, top_k: int, where: Filter,
@@ -169,12 +197,18 @@ class VectorStore(Protocol):
         """The records with these ids that exist, in the order asked (vectors included)."""
         ...
 
+    def get_documents(self, name: str, document_ids: Sequence[str]) -> list[Record]:
+        """Every chunk of these documents, by document in the order asked, then by chunk index."""
+        ...
+
     def find(self, name: str, where: Filter, limit: int) -> list[Record]:
         """Up to ``limit`` records the filter matches, oldest first (vectors included). Raises ``NotFound``."""
         ...
 
-    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
-        """Delete by ids or by filter; returns how many went."""
+    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None,
+               document_ids: Sequence[str] | None = None) -> int:
+        """Delete by ids, by filter, or (``document_ids``) every chunk of these documents, in one
+        transaction; returns how many records went."""
         ...
 
     def drop(self, name: str) -> None:

@@ -14,6 +14,7 @@ records keep their sparse vectors. Stop a server that uses an embedded store bef
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from ..settings import Settings
-from . import Legs, Record, SparseVector, VectorStore, batched, open_store
+from . import Chunk, Legs, Record, SparseVector, VectorStore, batched, open_store
 
 BATCH = 1000
 
@@ -51,6 +52,8 @@ def write_jsonl(src: VectorStore, name: str, path: Path) -> int:
             row = {"id": rec.id, "text": rec.text, "metadata": rec.metadata, "vector": np.asarray(rec.vector).tolist()}
             if rec.sparse is not None:
                 row["sparse"] = [list(rec.sparse.indices), list(rec.sparse.values)]
+            if rec.chunk is not None:  # a document's chunk: [document id, index, start, end]
+                row["chunk"] = list(dataclasses.astuple(rec.chunk))
             f.write(json.dumps(row) + "\n")
             count += 1
     return count
@@ -68,8 +71,9 @@ def read_jsonl(dst: VectorStore, path: Path, target: str | None = None) -> int:
             for line in f:
                 row = json.loads(line)
                 sparse = SparseVector(*map(tuple, row["sparse"])) if row.get("sparse") else None
+                chunk = Chunk(*row["chunk"]) if row.get("chunk") else None
                 yield Record(row["id"], row["text"], row["metadata"], np.asarray(row["vector"], dtype=np.float32),
-                             sparse)
+                             sparse, chunk)
 
         count = 0
         for chunk in batched(records(), BATCH):

@@ -47,6 +47,7 @@ from . import (
     Legs,
     Record,
     embedded_lexical,
+    embedded_rows,
     model_conflict,
 )
 from .embedded_collection import EmbeddedCollection, column_meta
@@ -251,7 +252,7 @@ class EmbeddedStore(LegSearch):
             self._save(collection, every_change)
 
     # --- writes ------------------------------------------------------------------------------
-    def upsert(self, name: str, records: Sequence[Record]) -> int:
+    def upsert(self, name: str, records: Sequence[Record], documents: Sequence[str] = ()) -> int:
         """See ``VectorStore.upsert``. Raises ``InvalidInput`` for vectors of another dimension, and for
         a record without a valid sparse vector in a collection with a sparse leg."""
         records = list({r.id: r for r in records}.values())  # one id once: the last one wins
@@ -271,32 +272,30 @@ class EmbeddedStore(LegSearch):
                                    f"{dimension}", field="vectors", limit=dimension)
             with self._transaction() as db:
                 version = self._bump_version(db, name)
-                db.executemany(
-                    "INSERT INTO records (collection, id, text, metadata, vector, version, sparse) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, "
-                    "metadata = excluded.metadata, vector = excluded.vector, version = excluded.version, "
-                    "sparse = excluded.sparse",
-                    [
-                        (name, r.id, r.text, meta, row.tobytes(), version, blob)
-                        for r, meta, row, blob in zip(records, encoded, matrix, prepared.sparse_blobs)
-                    ],
-                )
+                # a re-added document's chunks it no longer has go in this transaction
+                stale = embedded_rows.delete_replaced(db, name, records, documents, version, bool(legs.lexical))
+                db.executemany(embedded_rows.UPSERT, [embedded_rows.upsert_row(name, *row) for row in zip(
+                    records, encoded, matrix, [version] * len(records), prepared.sparse_blobs)])
                 found = dict(by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
                                           name, [r.id for r in records]))
                 rids = np.fromiter((found[r.id] for r in records), dtype=np.int64, count=len(records))
                 if prepared.terms is not None:
                     embedded_lexical.write(db, name, rids.tolist(), prepared.terms)
+            if stale.size:
+                collection.apply_delete(stale, version)
             collection.apply_upsert(rids, matrix, metas, version, prepared.sparse_rows)
         return len(collection.vectors)
 
-    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
+    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None,
+               document_ids: Sequence[str] | None = None) -> int:
         """See ``VectorStore.delete``."""
         with self._write_lock:
             collection = self._collection(name)  # under the write lock: see upsert
             with self._transaction() as db:
-                if ids is not None:
-                    rows = by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) "
-                                        "RETURNING rid", name, ids)
+                if ids is not None or document_ids is not None:
+                    column, keys = ("id", ids) if document_ids is None else ("document_id", document_ids)
+                    rows = by_ids(db, f"DELETE FROM records WHERE collection = ? AND {column} IN ({{marks}}) "
+                                      "RETURNING rid", name, keys)
                 else:
                     sql, params = sqlite_where(where or All())
                     rows = db.execute(f"DELETE FROM records WHERE collection = ? AND {sql} RETURNING rid",
@@ -351,8 +350,8 @@ class EmbeddedStore(LegSearch):
             for score, rid in zip(row_scores, row_rids):
                 if rid < 0 or int(rid) not in rows or (threshold is not None and score < threshold):
                     continue
-                rec_id, text, meta = rows[int(rid)]
-                hits.append(Hit(rec_id, text, float(score), meta))
+                rec_id, text, meta, chunk = rows[int(rid)]
+                hits.append(Hit(rec_id, text, float(score), meta, chunk))
             out.append(hits)
         return out
 
@@ -363,6 +362,11 @@ class EmbeddedStore(LegSearch):
                             "AND id IN ({marks})", name, ids)
         found = {row[0]: record(row, name) for row in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def get_documents(self, name: str, document_ids: Sequence[str]) -> list[Record]:
+        """See ``VectorStore.get_documents``."""
+        self._row(name)  # NotFound for an unknown collection
+        return embedded_rows.documents_of(self._db(), name, document_ids)
 
     def find(self, name: str, where: Filter, limit: int) -> list[Record]:
         """See ``VectorStore.find``."""

@@ -65,4 +65,4 @@ class LegSearch:
     def _hits(self, name: str, found: list[tuple[int, float]], where: Filter) -> list[Hit]:
         """Hits of ``(rid, score)`` pairs, in their order, read through ``where`` (see ``search``)."""
         rows = rows_by_rid(self._db(), name, {rid for rid, _ in found}, where or None)
-        return [Hit(*rows[rid][:2], float(score), rows[rid][2]) for rid, score in found if rid in rows]
+        return [Hit(*rows[rid][:2], float(score), *rows[rid][2:]) for rid, score in found if rid in rows]

@@ -7,21 +7,37 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from . import Legs, Record, embedded_lexical
+from . import Chunk, Legs, Record, documents, embedded_lexical
+from .documents import chunk_of, chunk_values
 from .filters import Filter
 from .metadata import decode_metadata
 from .sparse import arrays_of, check_records, from_blob, to_blob
 from .sqlite_filters import sqlite_where
 
-RECORD_COLUMNS = "id, text, metadata, vector, sparse"  # the columns ``record`` reads
+CHUNK_COLUMNS = "document_id, chunk, span_start, span_end"  # the columns ``chunk_of`` reads
+RECORD_COLUMNS = f"id, text, metadata, vector, sparse, {CHUNK_COLUMNS}"  # the columns ``record`` reads
 # Hits by primary key: ``+collection`` keeps the planner off the (collection, id) index, which
 # would walk the whole collection to find a handful of rids.
-ROWS_BY_RID = "SELECT rid, id, text, metadata FROM records WHERE rid IN ({marks}) AND +collection = ?"
+ROWS_BY_RID = (f"SELECT rid, id, text, metadata, {CHUNK_COLUMNS} FROM records "
+               "WHERE rid IN ({marks}) AND +collection = ?")
+
+# An upsert's rows, ``upsert_row`` each: a record replaced by id keeps its row id (the index's key)
+UPSERT = ("INSERT INTO records (collection, id, text, metadata, vector, version, sparse, document_id, chunk, "
+          "span_start, span_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, id) DO UPDATE "
+          "SET text = excluded.text, metadata = excluded.metadata, vector = excluded.vector, "
+          "version = excluded.version, sparse = excluded.sparse, document_id = excluded.document_id, "
+          "chunk = excluded.chunk, span_start = excluded.span_start, span_end = excluded.span_end")
+
+
+def upsert_row(name: str, r: Record, meta: str, vector: np.ndarray, version: int,
+               sparse: bytes | None) -> tuple[Any, ...]:
+    """The values of ``UPSERT`` for one record."""
+    return (name, r.id, r.text, meta, vector.tobytes(), version, sparse, *chunk_values(r))
 
 
 def rows_by_rid(db: sqlite3.Connection, name: str, rids: set[int],
-                where: Filter | None = None) -> dict[int, tuple[str, str, dict[str, Any]]]:
-    """``{rid: (id, text, metadata)}`` of the rows with these row ids that ``where`` allows."""
+                where: Filter | None = None) -> dict[int, tuple[str, str, dict[str, Any], Chunk | None]]:
+    """``{rid: (id, text, metadata, chunk)}`` of the rows with these row ids that ``where`` allows."""
     if not rids:
         return {}
     sql, params = ROWS_BY_RID.format(marks=",".join("?" * len(rids))), [*rids, name]
@@ -29,7 +45,7 @@ def rows_by_rid(db: sqlite3.Connection, name: str, rids: set[int],
         clause, args = sqlite_where(where)
         sql, params = f"{sql} AND {clause}", [*params, *args]
     rows = db.execute(sql, params).fetchall()
-    return {rid: (rec_id, text, decode_metadata(meta, name)) for rid, rec_id, text, meta in rows}
+    return {row[0]: (row[1], row[2], decode_metadata(row[3], name), chunk_of(*row[4:])) for row in rows}
 
 
 def by_ids(db: sqlite3.Connection, sql: str, name: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -43,9 +59,36 @@ def by_ids(db: sqlite3.Connection, sql: str, name: str, ids: Sequence[str]) -> l
 
 def record(row: tuple[Any, ...], name: str) -> Record:
     """A ``Record`` of a row of ``RECORD_COLUMNS``."""
-    rec_id, text, meta, vec, sparse = row
+    rec_id, text, meta, vec, sparse = row[:5]
     return Record(rec_id, text, decode_metadata(meta, name), np.frombuffer(vec, dtype=np.float32).copy(),
-                  from_blob(sparse))
+                  from_blob(sparse), chunk_of(*row[5:]))
+
+
+def delete_replaced(db: sqlite3.Connection, name: str, records: Sequence[Record], whole: Sequence[str],
+                    version: int, lexical: bool) -> np.ndarray:
+    """Check a write's ids against the stored rows (``documents.plan``) and delete the stored chunks
+    it replaces, in the caller's transaction (from the lexical index too, and logged as deletions
+    of ``version``); returns their row ids, for the index."""
+    wanted = documents.probe(records, whole)
+    stored = by_ids(db, "SELECT id, document_id FROM records WHERE collection = ? AND id IN ({marks})", name,
+                    wanted.ids)
+    stored += by_ids(db, "SELECT id, document_id FROM records WHERE collection = ? AND document_id IN ({marks})",
+                     name, wanted.document_ids)
+    stale = documents.plan(records, whole, stored)
+    rids = [r[0] for r in by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) RETURNING rid",
+                                 name, stale)]
+    if rids and lexical:
+        embedded_lexical.remove(db, name, rids)
+    db.executemany("INSERT INTO deletions (collection, rid, version) VALUES (?, ?, ?)",
+                   [(name, rid, version) for rid in rids])
+    return np.array(rids, dtype=np.int64)
+
+
+def documents_of(db: sqlite3.Connection, name: str, document_ids: Sequence[str]) -> list[Record]:
+    """Every chunk of these documents (``VectorStore.get_documents``)."""
+    rows = by_ids(db, f"SELECT {RECORD_COLUMNS} FROM records WHERE collection = ? AND document_id IN ({{marks}})",
+                  name, document_ids)
+    return documents.by_document([record(row, name) for row in rows], document_ids)
 
 
 class Prepared(NamedTuple):

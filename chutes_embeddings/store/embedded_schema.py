@@ -2,7 +2,9 @@
 
 ``collections`` records each collection's legs (``lexical``: the analyzer's language, or NULL;
 ``sparse_model``: the sparse encoder, or NULL) and ``records`` a record's sparse vector
-(``sparse``: ``sparse.to_blob``, or NULL). A store from before the legs is migrated on open, in
+(``sparse``: ``sparse.to_blob``, or NULL) and, for a document's chunk, its document
+(``document_id``, ``chunk``, ``span_start``, ``span_end``; NULL for a plain record, indexed by
+document). A store from before the legs is migrated on open, in
 one transaction: the columns are added and every collection gets a lexical leg in the configured
 language, its FTS5 index filled from its records (``embedded_lexical.backfill``).
 """
@@ -22,11 +24,16 @@ CREATE TABLE IF NOT EXISTS collections (
 CREATE TABLE IF NOT EXISTS records (
     rid INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, id TEXT NOT NULL, text TEXT NOT NULL,
     metadata TEXT NOT NULL, vector BLOB NOT NULL, version INTEGER NOT NULL DEFAULT 0, sparse BLOB,
+    document_id TEXT, chunk INTEGER, span_start INTEGER, span_end INTEGER,
     UNIQUE (collection, id));
 CREATE TABLE IF NOT EXISTS deletions (collection TEXT NOT NULL, rid INTEGER NOT NULL, version INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS deletions_by_version ON deletions (collection, version);
 """
 _VERSION_INDEX = "CREATE INDEX IF NOT EXISTS records_by_version ON records (collection, version)"
+# a partial index: a store of plain records pays nothing for it
+_DOCUMENT_INDEX = ("CREATE INDEX IF NOT EXISTS records_by_document ON records (collection, document_id, chunk) "
+                   "WHERE document_id IS NOT NULL")
+_DOCUMENT_COLUMNS = ("document_id TEXT", "chunk INTEGER", "span_start INTEGER", "span_end INTEGER")
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
@@ -51,6 +58,10 @@ def open_schema(db: sqlite3.Connection, lexical_language: str) -> None:
         if "sparse" not in records:
             db.execute("ALTER TABLE records ADD COLUMN sparse BLOB")
         db.execute(_VERSION_INDEX)
+        for column in _DOCUMENT_COLUMNS:  # a store from before documents: every record is a plain one
+            if column.split()[0] not in records:
+                db.execute(f"ALTER TABLE records ADD COLUMN {column}")
+        db.execute(_DOCUMENT_INDEX)
         if "lexical" not in _columns(db, "collections"):
             _add_legs(db, lexical_language)
     except BaseException:

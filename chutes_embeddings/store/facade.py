@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from . import NO_LEGS, CollectionInfo, Hit, Legs, Record, SparseVector, VectorStore, check_collection_name
+from .documents import check_batch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,9 +49,12 @@ class StoreFacade:
         """The model and dimension the collection was built with. Raises ``InvalidInput`` or ``NotFound``."""
         return self.implementation.model_of(check_collection_name(name))
 
-    def upsert(self, name: str, records: Sequence[Record]) -> int:
-        """Insert or replace records by id, durably; returns the collection size. Raises ``InvalidInput``."""
-        return self.implementation.upsert(check_collection_name(name), records)
+    def upsert(self, name: str, records: Sequence[Record], documents: Sequence[str] = ()) -> int:
+        """Insert or replace records by id (and ``documents`` whole), durably; returns the collection
+        size. Raises ``InvalidInput`` or ``Conflict`` (ids that collide: ``store.documents``)."""
+        check_collection_name(name)
+        check_batch(records)
+        return self.implementation.upsert(name, records, documents)
 
     def search(self, name: str, queries: np.ndarray, top_k: int, where: Filter,
                threshold: float | None) -> list[list[Hit]]:
@@ -71,13 +75,19 @@ class StoreFacade:
         """The records with these ids that exist, in the order asked. Raises ``InvalidInput`` or ``NotFound``."""
         return self.implementation.get(check_collection_name(name), ids)
 
+    def get_documents(self, name: str, document_ids: Sequence[str]) -> list[Record]:
+        """Every chunk of these documents, by document then chunk. Raises ``InvalidInput`` or ``NotFound``."""
+        return self.implementation.get_documents(check_collection_name(name), document_ids)
+
     def find(self, name: str, where: Filter, limit: int) -> list[Record]:
         """Up to ``limit`` records the filter matches, oldest first. Raises ``InvalidInput`` or ``NotFound``."""
         return self.implementation.find(check_collection_name(name), where, limit)
 
-    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
-        """Delete by ids or by filter; returns how many went. Raises ``InvalidInput`` or ``NotFound``."""
-        return self.implementation.delete(check_collection_name(name), ids, where)
+    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None,
+               document_ids: Sequence[str] | None = None) -> int:
+        """Delete by ids, by filter or by documents; returns how many records went. Raises
+        ``InvalidInput`` or ``NotFound``."""
+        return self.implementation.delete(check_collection_name(name), ids, where, document_ids)
 
     def drop(self, name: str) -> None:
         """Delete a collection and everything in it. Raises ``InvalidInput`` or ``NotFound``."""

@@ -56,6 +56,7 @@ from . import (
 )
 from .filters import All, Filter
 from .metadata import decode_metadata, encode_metadata
+from .pg_documents import CHUNK_COLUMNS, PgDocuments, chunk_of, chunk_values, lexical_hits, migrate_tables
 from .pg_filters import must_equal, pg_where
 from .sparse import MAX_SPARSE_INDEX, check_records, check_sparse
 
@@ -84,25 +85,25 @@ class PgCollection(NamedTuple):
 
     def columns(self) -> sql.Composable:
         """The columns a ``Record`` is read from (``_record``)."""
-        return sql.SQL("id, text, metadata::text, embedding, {}").format(
+        return sql.SQL("id, text, metadata::text, embedding, {}, " + CHUNK_COLUMNS).format(
             sql.SQL("sparse" if self.sparse_model else "NULL"))
 
 
 def _record(row: tuple, name: str) -> Record:
     """A ``Record`` of a row of ``PgCollection.columns``."""
-    rec_id, text, meta, vec, sparse = row
+    rec_id, text, meta, vec, sparse = row[:5]
     return Record(rec_id, text, decode_metadata(meta, name), vec.to_numpy().astype(np.float32),
                   None if sparse is None else SparseVector(
                       tuple(int(i) for i in sparse.indices()),
                       # float32 weights, read back from their shortest decimal text: the very floats written
-                      tuple(np.asarray(sparse.values(), dtype=np.float32).tolist())))
+                      tuple(np.asarray(sparse.values(), dtype=np.float32).tolist())), chunk_of(*row[5:]))
 
 
 def _sparsevec(vector: SparseVector) -> PgSparseVector:
     return PgSparseVector(dict(zip(vector.indices, vector.values)), MAX_SPARSE_INDEX)
 
 
-class PgVectorStore:
+class PgVectorStore(PgDocuments):
     """PostgreSQL + pgvector (see module docstring).
 
     Args:
@@ -136,6 +137,7 @@ class PgVectorStore:
                              "ADD COLUMN IF NOT EXISTS sparse_model text, "
                              "ADD COLUMN IF NOT EXISTS lex_docs bigint NOT NULL DEFAULT 0, "
                              "ADD COLUMN IF NOT EXISTS lex_terms bigint NOT NULL DEFAULT 0")
+                migrate_tables(conn)
                 conn.execute("SELECT pg_advisory_unlock(4242)")
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(f"cannot reach the Postgres store: {exc}".splitlines()[0]) from exc
@@ -201,6 +203,7 @@ class PgVectorStore:
                 "embedding vector({}) NOT NULL, updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
                 "lexical tsvector, lexical_len int, sparse sparsevec, sparse_ids int4[])"
             ).format(ident, sql.Literal(dimension)))
+            migrate_tables(conn, [tbl])
             if created and legs.sparse_model:
                 conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (sparse_ids)")
                              .format(sql.Identifier(tbl + "_sparse"), ident))
@@ -221,15 +224,17 @@ class PgVectorStore:
             conn.execute("DELETE FROM embeddings_collections WHERE name = %s", (name,))
 
     # --- writes ------------------------------------------------------------------------------
-    def upsert(self, name: str, records: Sequence[Record]) -> int:
+    def upsert(self, name: str, records: Sequence[Record], documents: Sequence[str] = ()) -> int:
         """See ``VectorStore.upsert``."""
         records = list({r.id: r for r in records}.values())
-        rows = [(r.id, r.text, encode_metadata(r.metadata), np.asarray(r.vector, dtype=np.float32)) for r in records]
+        rows = [(r.id, r.text, encode_metadata(r.metadata), np.asarray(r.vector, dtype=np.float32), *chunk_values(r))
+                for r in records]
         with self._tx() as conn:
             coll = self._collection(conn, name)
             if coll.lexical:
                 coll = self._collection(conn, name, lock=True)  # see pg_lexical: the counts never race
-            columns = ["id", "text", "metadata", "embedding"]
+            self._replace_chunks(conn, coll, records, documents)
+            columns = ["id", "text", "metadata", "embedding", "document_id", "chunk", "span_start", "span_end"]
             if coll.sparse_model:
                 check_records(records)
                 columns += ["sparse", "sparse_ids"]
@@ -264,22 +269,19 @@ class PgVectorStore:
         conn.execute("UPDATE embeddings_collections SET lex_docs = lex_docs + %s, lex_terms = lex_terms + %s "
                      "WHERE name = %s", (docs, terms, coll.name))
 
-    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:
+    def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None,
+               document_ids: Sequence[str] | None = None) -> int:
         """See ``VectorStore.delete``."""
         with self._tx() as conn:
             coll = self._collection(conn, name)
             if coll.lexical:
                 coll = self._collection(conn, name, lock=True)  # see pg_lexical: the counts never race
-            if ids is not None:
-                clause, params = sql.SQL("id = ANY(%s)"), [list(ids)]
+            if ids is not None or document_ids is not None:
+                key, keys = ("id", ids) if document_ids is None else ("document_id", document_ids)
+                clause, params = sql.SQL(key + " = ANY(%s)"), [list(keys)]
             else:
                 clause, params = pg_where(where or All())
-            length = sql.SQL("coalesce(lexical_len, 0)" if coll.lexical else "0")  # older tables lack the column
-            gone = conn.execute(sql.SQL("DELETE FROM {} WHERE {} RETURNING {}").format(coll.table, clause, length),
-                                params).fetchall()
-            if coll.lexical and gone:
-                self._count_terms(conn, coll, None, -sum(r[0] for r in gone), -len(gone))
-            return len(gone)
+            return self._delete_rows(conn, coll, clause, params)
 
     # --- reads -------------------------------------------------------------------------------
     def search(self, name: str, queries: np.ndarray, top_k: int, where: Filter,
@@ -293,11 +295,11 @@ class PgVectorStore:
             if where:
                 ef_search = self._plan_filtered(conn, tbl, where, top_k)
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
-            query = sql.SQL("SELECT id, text, metadata::text, 1 - (embedding <=> %s) AS score FROM {} WHERE {} "
-                            "ORDER BY embedding <=> %s LIMIT %s").format(tbl, clause)
+            query = sql.SQL("SELECT id, text, metadata::text, 1 - (embedding <=> %s) AS score, " + CHUNK_COLUMNS
+                            + " FROM {} WHERE {} ORDER BY embedding <=> %s LIMIT %s").format(tbl, clause)
             for q in np.asarray(queries, dtype=np.float32):
                 rows = conn.execute(query, [q, *params, q, top_k]).fetchall()
-                hits = [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name)) for r in rows]
+                hits = [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name), chunk_of(*r[4:])) for r in rows]
                 hits.sort(key=lambda h: -h.score)  # relaxed_order may return near-ties out of order
                 out.append([h for h in hits if threshold is None or h.score >= threshold])
         return out
@@ -309,7 +311,7 @@ class PgVectorStore:
             if not coll.lexical:
                 raise missing_leg(name, "lexical", coll.legs)
             rows = pg_lexical.search(conn, coll.table, coll.lex_docs, coll.lex_terms, terms, top_k, where)
-        return [Hit(r[0], r[1], r[3], decode_metadata(r[2], name)) for r in rows]
+            return lexical_hits(conn, coll.table, rows, name)
 
     def search_sparse(self, name: str, query: SparseVector, top_k: int, where: Filter) -> list[Hit]:
         """See ``VectorStore.search_sparse``: exact, ``<#>`` over every row the filter allows."""
@@ -325,10 +327,10 @@ class PgVectorStore:
             # 4x faster at 10k rows that share few ids with the query
             conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
             rows = conn.execute(sql.SQL(
-                "SELECT id, text, metadata::text, -(sparse <#> %s) AS score FROM {} "
+                "SELECT id, text, metadata::text, -(sparse <#> %s) AS score, " + CHUNK_COLUMNS + " FROM {} "
                 "WHERE sparse_ids && %s::int4[] AND {} ORDER BY sparse <#> %s, id LIMIT %s").format(coll.table, clause),
                 [q, list(query.indices), *params, q, top_k]).fetchall()
-        return [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name)) for r in rows]
+        return [Hit(r[0], r[1], float(r[3]), decode_metadata(r[2], name), chunk_of(*r[4:])) for r in rows]
 
     def legs(self, name: str) -> Legs:
         """See ``VectorStore.legs``."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..documents import Document, grouping, ingest
+from ..documents.chunking import Chunker, Chunking
 from ..engine.core import EMBEDDER, RERANKER, Engine, two_stage
 from ..engine.hybrid import Candidates, candidates_by_leg, first_stage, legs_for
 from ..engine.results import DENSE, HYBRID, LEXICAL, SPARSE, Hit, Ranking, Retrieval
@@ -30,11 +32,13 @@ EXTERNAL_MODEL = "external"  # what a collection of callers' vectors records whe
 
 @dataclass(frozen=True)
 class Added:
-    """What an upsert did: the distinct records written, their ids in input order, the new size."""
+    """What an upsert did: the distinct records written, their ids in input order, the new size,
+    and (documents) each document's id and chunk count."""
 
     added: int
     ids: list[str]
     total: int
+    documents: list[tuple[str, int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Found:
     ranking: Ranking
     records: list[Record]
     model: str
+    other_chunks: list[int] | None = None  # grouped by document: each hit's document's other matching chunks
 
 
 @dataclass(frozen=True)
@@ -101,9 +106,10 @@ def _metadata_per_text(metadata: dict[str, Any] | Sequence[dict[str, Any]] | Non
     return [dict(metadata or {}) for _ in range(n)]
 
 
-def _exactly_one(ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None) -> None:
-    if (ids is None) == (filter_metadata is None):
-        raise InvalidInput("send either ids or filter_metadata (exactly one)", field="ids")
+def _exactly_one(ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None,
+                 document_ids: Sequence[str] | None = None) -> None:
+    if sum(x is not None for x in (ids, filter_metadata, document_ids)) != 1:
+        raise InvalidInput("send ids, document_ids or filter_metadata (exactly one)", field="ids")
 
 
 def collection_legs(legs: Legs) -> list[str]:
@@ -125,6 +131,7 @@ class StoreService:
         self.store = store
         self.new_legs = Legs(lexical=lexical_language)
         self.observer: Callable[[str, bool, float], None] | None = None  # (operation, succeeded, seconds)
+        self._chunker: Chunker | None = None
 
     @property
     def kind(self) -> str:
@@ -162,18 +169,12 @@ class StoreService:
                                field="ids", limit=len(texts))
         metas = _metadata_per_text(metadata, len(texts))
         record_ids = list(ids) if ids is not None else [text_id(t) for t in texts]
-        legs = Legs(self.new_legs.lexical, self.engine.sparse_model_id)
         if vectors is not None:
             rows = _caller_vectors(vectors, len(texts))
-            self.store.ensure_collection(collection, vector_model or EXTERNAL_MODEL, rows.shape[1], legs)
+            sparse_model = self._writable(collection, vector_model or EXTERNAL_MODEL, rows.shape[1])
         else:
             # fail fast on a model/dimension conflict, before spending a forward pass
-            self.store.ensure_collection(collection, self.engine.model_id, self.engine.dimension, legs)
-        sparse_model = self.store.legs(collection).sparse_model
-        if sparse_model is not None and sparse_model != self.engine.sparse_model_id:
-            raise Conflict(f"collection {collection!r} keeps sparse vectors of {sparse_model!r}; this server encodes "
-                           f"with {self.engine.sparse_model_id!r}: add to it from a server with that sparse model",
-                           field="collection")
+            sparse_model = self._writable(collection, self.engine.model_id, self.engine.dimension)
         with naming("texts"):
             if vectors is None:
                 rows = self.engine.embed_documents(texts).vectors  # with the model's document prompt
@@ -183,10 +184,50 @@ class StoreService:
             total = self.store.upsert(collection, records)
         return Added(len(dict.fromkeys(record_ids)), record_ids, total)
 
+    def _writable(self, collection: str, model: str, dimension: int) -> str | None:
+        """Create the collection or check its model and dimension (409), and check its sparse
+        model is this server's (409); returns the sparse model (None: no sparse leg)."""
+        legs = Legs(self.new_legs.lexical, self.engine.sparse_model_id)
+        self.store.ensure_collection(collection, model, dimension, legs)
+        sparse_model = self.store.legs(collection).sparse_model
+        if sparse_model is not None and sparse_model != self.engine.sparse_model_id:
+            raise Conflict(f"collection {collection!r} keeps sparse vectors of {sparse_model!r}; this server encodes "
+                           f"with {self.engine.sparse_model_id!r}: add to it from a server with that sparse model",
+                           field="collection")
+        return sparse_model
+
+    def chunker(self) -> Chunker:
+        """The embedding model's ``Chunker``: its tokenizer, its window, its document prompt."""
+        self._chunker = self._chunker or ingest.chunker_of(self.engine)
+        return self._chunker
+
+    def add_documents(self, collection: str, documents: Sequence[Document], chunking: Chunking | None = None) -> Added:
+        """Store each document as its chunks (``documents.chunking``), embedded as ``add`` embeds
+        texts, each chunk with the document's metadata; a document already stored has all its
+        chunks replaced, in the same transaction. Returns after the store commits.
+
+        Raises:
+            InvalidInput: bad chunking (named ``chunking.max_tokens``/``chunking.overlap`` with the
+                limit), a document id twice, bad metadata, more chunks than a request may embed
+                (``max_store_add_chunks``), or ids colliding within the request.
+            Conflict: a document id that is a stored record's id, or a collection of another model.
+        """
+        pieces = ingest.chunked(self.chunker(), documents, chunking or Chunking(),
+                                self.engine.limits.get("max_store_add_chunks"))
+        sparse_model = self._writable(collection, self.engine.model_id, self.engine.dimension)
+        texts = [p.text for doc_pieces in pieces for p in doc_pieces]
+        rows = self.engine.embed_documents(texts).vectors  # with the model's document prompt
+        sparse = self.engine.embed_sparse(texts).vectors if sparse_model else [None] * len(texts)
+        records = ingest.records_of(documents, pieces, rows, sparse)
+        with self._operation("upsert"):
+            total = self.store.upsert(collection, records, [d.id for d in documents])
+        return Added(len(records), [r.id for r in records], total,
+                     [(d.id, len(p)) for d, p in zip(documents, pieces)])
+
     def search(self, collection: str, query: str | None, top_k: int, filter_metadata: dict[str, Any] | None,
                threshold: float | None, query_vector: Sequence[float] | None = None, *, rerank: bool = False,
                rerank_candidates: int = 50, retrieval: Retrieval = Retrieval(),
-               query_sparse: SparseVector | None = None) -> Found:
+               query_sparse: SparseVector | None = None, group_by: str | None = None) -> Found:
         """The best matches of one query (a text the server embeds, or the caller's vectors).
 
         ``retrieval.mode`` picks the legs (``engine.hybrid``): ``dense`` (the collection's vectors,
@@ -198,7 +239,10 @@ class StoreService:
         ``rerank_candidates`` of that first stage are reordered by the engine's reranker (it reads
         ``query`` with each text); the best ``top_k`` come back with their first-stage ``score``
         and their ``rerank_score``. ``query_vector`` serves the dense leg and ``query_sparse`` the
-        sparse leg instead of the query text; the lexical leg reads the text.
+        sparse leg instead of the query text; the lexical leg reads the text. With ``group_by``
+        ``"document"`` each leg reads more candidates (``grouping.candidates``), and after fusion
+        and rerank the best chunk of each document comes back (``documents.grouping``): ``top_k``
+        counts documents.
 
         Raises:
             InvalidInput: rerank or a lexical/sparse leg without a query text, a mode the collection
@@ -232,13 +276,15 @@ class StoreService:
                                     + ([SPARSE] if SPARSE in legs and query_sparse is None else [])
                                     + ([RERANKER] if rerank else []))
         vector = self._query_vector(collection, model, dimension, query, query_vector) if DENSE in legs else None
-        keep = max(top_k, rerank_candidates) if rerank else top_k
+        grouped = group_by is not None
+        wanted = grouping.candidates(top_k, self.engine.limits.get("max_group_candidates", 1000)) if grouped else top_k
+        keep = max(top_k, rerank_candidates) if rerank else wanted  # a rerank reads what was asked, grouped or not
         depth = max(keep, retrieval.leg_candidates) if retrieval.mode == HYBRID else keep
         texts: dict[str, Record] = {}
 
         def collect(hits: list[Any]) -> Candidates:
             for h in hits:
-                texts.setdefault(h.id, Record(h.id, h.text, h.metadata, None))
+                texts.setdefault(h.id, Record(h.id, h.text, h.metadata, None, chunk=h.chunk))
             return [(h.id, h.score) for h in hits]
 
         runs = {
@@ -252,13 +298,18 @@ class StoreService:
         records = [texts[k] for k in keys]
         if rerank:
             scores = np.asarray([h.score for h in hits], dtype=np.float64)  # as the first stage gave them
-            staged = two_stage(self.engine.reranker, query or "", [r.text for r in records], scores, top_k,
+            staged = two_stage(self.engine.reranker, query or "", [r.text for r in records], scores,
+                               len(records) if grouped else top_k,
                                cosines=retrieval.mode == DENSE and query_vector is None)
             ranking = Ranking([Hit(h.index, h.score, h.rank, h.rerank_score, hits[h.index].legs)
                                for h in staged.hits], staged.reranker, retrieval.mode, skipped)
         else:
             ranking = Ranking(hits, None, retrieval.mode, skipped)
-        return Found(ranking, records, model)
+        if not grouped:
+            return Found(ranking, records, model)
+        keys = [("document", r.chunk.document_id) if r.chunk else ("record", r.id) for r in records]
+        best, others = grouping.by_document(ranking.hits, keys, top_k)
+        return Found(replace(ranking, hits=best), records, model, others)
 
     def _query_vector(self, collection: str, model: str, dimension: int, query: str | None,
                       query_vector: Sequence[float] | None) -> np.ndarray:
@@ -302,10 +353,16 @@ class StoreService:
                                field=f"query_sparse.indices[{at}]", limit=vocabulary - 1)
 
     def get(self, collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None = None,
-            limit: int | None = None) -> Got:
-        """Records by id (in the order asked, with the ids not found), or up to ``limit`` that a
-        filter matches (the request model supplies its default)."""
-        _exactly_one(ids, filter_metadata)
+            limit: int | None = None, document_ids: Sequence[str] | None = None) -> Got:
+        """Records by id (in the order asked, with the ids not found), every chunk of
+        ``document_ids`` (by document, then chunk; ``missing_ids``: the documents not found), or up
+        to ``limit`` that a filter matches (the request model supplies its default)."""
+        _exactly_one(ids, filter_metadata, document_ids)
+        if document_ids is not None:
+            with self._operation("get"):
+                records = self.store.get_documents(collection, document_ids)
+            present = {r.chunk.document_id for r in records if r.chunk}
+            return Got(records, [d for d in dict.fromkeys(document_ids) if d not in present])
         with self._operation("get"):
             if ids is not None:
                 records = self.store.get(collection, ids)
@@ -316,15 +373,17 @@ class StoreService:
         present = {r.id for r in records}
         return Got(records, [i for i in ids if i not in present] if ids is not None else [])
 
-    def delete(self, collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None) -> Deleted:
-        """Records by id or by a (non-empty) metadata filter; ``NotFound`` for an unknown collection."""
-        _exactly_one(ids, filter_metadata)
+    def delete(self, collection: str, ids: Sequence[str] | None, filter_metadata: dict[str, Any] | None,
+               document_ids: Sequence[str] | None = None) -> Deleted:
+        """Records by id, every chunk of ``document_ids`` (at once), or by a (non-empty) metadata
+        filter; ``NotFound`` for an unknown collection."""
+        _exactly_one(ids, filter_metadata, document_ids)
         where = parse_filter(filter_metadata) if filter_metadata is not None else None
         if where is not None and not where:
             raise InvalidInput("an empty filter would delete everything; use /store/drop", field="filter_metadata")
         self.store.describe(collection)
         with self._operation("delete"):
-            deleted = self.store.delete(collection, ids, where)
+            deleted = self.store.delete(collection, ids, where, document_ids)
         return Deleted(deleted, self.store.describe(collection).size)
 
     def drop(self, collection: str) -> None:

@@ -87,6 +87,11 @@ class NamespacedStore:
         with self._as_stored(collection) as stored:
             return self.service.add(stored, *args, **kwargs)
 
+    def add_documents(self, collection: str, *args: Any, **kwargs: Any) -> Added:
+        """``StoreService.add_documents`` on the caller's collection."""
+        with self._as_stored(collection) as stored:
+            return self.service.add_documents(stored, *args, **kwargs)
+
     def search(self, collection: str, *args: Any, **kwargs: Any) -> Found:
         """``StoreService.search`` on the caller's collection."""
         with self._as_stored(collection) as stored:

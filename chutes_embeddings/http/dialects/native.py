@@ -251,11 +251,31 @@ def _service_info(state: ModelState, items_run: str) -> dict[str, Any]:
 
 # --- the store ------------------------------------------------------------------------------
 def store_add(store: Any, request: Any) -> dict[str, Any]:
-    """``POST /store/add``: upsert texts; answered after the store has committed them."""
-    added = store.add(request.collection, request.texts, request.ids, request.metadata, request.vectors,
-                      request.vector_model)
-    return {"collection": request.collection, "added_count": added.added, "ids": added.ids,
+    """``POST /store/add``: upsert texts, or documents as their chunks; answered after the store
+    has committed them."""
+    if request.documents is not None:
+        from ...documents import Document
+        from ...documents.chunking import Chunking
+
+        option = request.chunking
+        chunking = Chunking() if option is None else Chunking(option.max_tokens, option.overlap)
+        added = store.add_documents(request.collection, [Document(d.id, d.text, d.metadata or {})
+                                                         for d in request.documents], chunking)
+    else:
+        added = store.add(request.collection, request.texts, request.ids, request.metadata, request.vectors,
+                          request.vector_model)
+    body = {"collection": request.collection, "added_count": added.added, "ids": added.ids,
             "total_in_collection": added.total}
+    if added.documents is not None:
+        body["documents"] = [{"id": doc_id, "chunks": n} for doc_id, n in added.documents]
+    return body
+
+
+def _chunk_fields(chunk: Any) -> dict[str, Any]:
+    """A record's place in its document, as the store routes report it (nothing for a plain record)."""
+    if chunk is None:
+        return {}
+    return {"document_id": chunk.document_id, "chunk": chunk.index, "span": [chunk.start, chunk.end]}
 
 
 def _sparse_query(query: Any) -> Any:
@@ -270,10 +290,13 @@ def store_search(store: Any, request: Any) -> dict[str, Any]:
     found = store.search(request.collection, request.query, request.top_k, request.filter_metadata,
                          request.threshold, request.query_vector, rerank=request.rerank,
                          rerank_candidates=request.rerank_candidates, retrieval=request.retrieval(),
-                         query_sparse=_sparse_query(request.query_sparse))
+                         query_sparse=_sparse_query(request.query_sparse), group_by=request.group_by)
     records = [found.records[h.index] for h in found.ranking.hits]
     results = [{"id": r.id, "text": r.text, "score": h.score, "rank": h.rank, "metadata": r.metadata,
-                **_hit_extras(h)} for h, r in zip(found.ranking.hits, records)]
+                **_chunk_fields(r.chunk), **_hit_extras(h)} for h, r in zip(found.ranking.hits, records)]
+    if found.other_chunks is not None:
+        for result, others in zip(results, found.other_chunks):
+            result["other_chunks"] = others
     return {"collection": request.collection, "query": request.query, "results": results,
             "results_returned": len(results), "model": found.model, **_ranking_extras(found.ranking)}
 
@@ -281,8 +304,8 @@ def store_search(store: Any, request: Any) -> dict[str, Any]:
 def store_get(store: Any, request: Any) -> dict[str, Any]:
     """``POST /store/get``: records by id (in the order asked, with the ids not found), or those a
     filter matches."""
-    got = store.get(request.collection, request.ids, request.filter_metadata, request.limit)
-    records = [{"id": r.id, "text": r.text, "metadata": r.metadata,
+    got = store.get(request.collection, request.ids, request.filter_metadata, request.limit, request.document_ids)
+    records = [{"id": r.id, "text": r.text, "metadata": r.metadata, **_chunk_fields(r.chunk),
                 **({"vector": r.vector.tolist()} if request.include_vectors and r.vector is not None else {})}
                for r in got.records]
     return {"collection": request.collection, "records": records, "missing_ids": got.missing_ids}
@@ -290,7 +313,7 @@ def store_get(store: Any, request: Any) -> dict[str, Any]:
 
 def store_delete(store: Any, request: Any) -> dict[str, Any]:
     """``POST /store/delete``: records by id or by a metadata filter."""
-    deleted = store.delete(request.collection, request.ids, request.filter_metadata)
+    deleted = store.delete(request.collection, request.ids, request.filter_metadata, request.document_ids)
     return {"collection": request.collection, "deleted_count": deleted.deleted, "total_in_collection": deleted.total}
 
 
