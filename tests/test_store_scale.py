@@ -366,7 +366,7 @@ def test_a_filtered_hit_is_read_through_the_filter(tmp_path):
         rids = {int(r) for r in allowed[1].ravel() if r >= 0}
         store.upsert("c", [Record("r0", "t0", {"status": "gone"}, vecs[0])])  # lands between the two steps
         rows = rows_by_rid(store._db(), "c", rids, parse_filter({"status": "active"}))
-        assert all(meta["status"] == "active" for _, _, meta in rows.values()) and len(rows) == len(rids) - 1
+        assert all(meta["status"] == "active" for _, _, meta, _ in rows.values()) and len(rows) == len(rids) - 1
     finally:
         store.close()
 
