@@ -7,7 +7,8 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from . import Legs, Record, embedded_lexical
+from ..lexical.analyzer import analyzer
+from . import Legs, Record
 from .filters import Filter
 from .metadata import decode_metadata
 from .sparse import arrays_of, check_records, from_blob, to_blob
@@ -49,17 +50,17 @@ def record(row: tuple[Any, ...], name: str) -> Record:
 
 
 class Prepared(NamedTuple):
-    """What an upsert writes besides the rows: each record's terms and sparse vector (or None)."""
+    """What an upsert writes besides the rows: each record's analyzed terms and sparse vector (or None)."""
 
     legs: Legs
-    terms: list[str] | None
+    terms: list[list[str]] | None
     sparse_blobs: list[bytes | None]
     sparse_rows: list[tuple[np.ndarray, np.ndarray]] | None
 
 
 def prepare(legs: Legs, records: list[Record]) -> Prepared:
     """Analyze the texts for a lexical leg and check and encode the sparse vectors for a sparse one."""
-    terms = embedded_lexical.term_texts(legs.lexical, [r.text for r in records]) if legs.lexical else None
+    terms = analyzer(legs.lexical).terms_of_many([r.text for r in records]) if legs.lexical else None
     if not legs.sparse_model:
         return Prepared(legs, terms, [None] * len(records), None)
     check_records(records)

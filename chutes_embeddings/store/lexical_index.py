@@ -1,0 +1,291 @@
+"""In-memory BM25 over one collection's analyzed texts: the embedded store's lexical leg.
+
+It scores exactly as SQLite FTS5's ``bm25()`` does (which the store used before, and which the
+Postgres leg and ``lexical.memory`` reproduce): for each distinct query term in query order,
+``idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`` summed from 0.0, with
+``idf = log((N - n + 0.5) / (n + 0.5))`` floored at 1e-6, k1 = 1.2, b = 0.75; ``N`` the rows,
+``n`` the rows holding the term, ``dl`` a row's terms and ``avgdl`` their mean. The operations
+are FTS5's, in its order, in float64, so the scores are the same numbers. Only rows holding a
+query term match; ties (to 1e-9) go to the lower row id, the record written first.
+
+Layout, as ``SparseIndex``: segments, each a term-major postings list (per term id a slice of
+``rows`` int32 and ``tf`` uint16) over its rows (row ids sorted, each row's length ``dl``, a live
+flag). Each write becomes a segment (its records' old rows are flagged dead) and neighbours merge
+by the same binary-counter rule, dropping dead rows, so there are about log2(n) segments. A query
+reads only its terms' postings (numpy gathers and one accumulation per segment): its cost follows
+the postings of its terms, about 31,000 matches for three common words of 1M texts. No top-k
+pruning (MaxScore/WAND): every posting is scored, as FTS5 does, but in numpy rather than per row
+through FTS5's auxiliary-function interface, which was the cost (docs/benchmarks.md).
+
+The index is derived from the records' texts (the analyzer is deterministic), so SQLite stores no
+term lists: ``snapshot``/``restore`` save it beside the dense index, and what changed after a
+snapshot is analyzed again on load.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from itertools import chain
+from typing import Any, Sequence
+
+import numpy as np
+
+K1, B = 1.2, 0.75  # SQLite FTS5's bm25() defaults
+IDF_FLOOR = 1e-6
+MERGE_RATIO = 0.5
+TIE_DECIMALS = 9
+_PREFIX = "lex_"
+
+
+class _Segment:
+    """Rows (sorted by row id) with their lengths and live flags, and their postings by term id."""
+
+    def __init__(self, rids: np.ndarray, dl: np.ndarray, indptr: np.ndarray, rows: np.ndarray,
+                 tf: np.ndarray) -> None:
+        self.rids, self.dl = rids, dl
+        self.indptr, self.rows, self.tf = indptr, rows, tf
+        self.live = np.ones(len(rids), dtype=bool)
+        self.live_count = len(rids)
+
+    @property
+    def width(self) -> int:
+        """Term ids below this may have postings here."""
+        return len(self.indptr) - 1
+
+    def live_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(postings per term, rows, tf) of the live rows' postings, term-major."""
+        if self.live_count == len(self.live):
+            return np.diff(self.indptr), self.rows, self.tf
+        keep = self.live[self.rows]
+        before = np.zeros(len(keep) + 1, dtype=np.int64)
+        np.cumsum(keep, out=before[1:])
+        return np.diff(before[self.indptr]), self.rows[keep], self.tf[keep]
+
+    def kill(self, rids: np.ndarray) -> int:
+        """Flag these row ids (sorted, distinct) dead where this segment holds them live; returns
+        the lengths freed."""
+        at = np.searchsorted(self.rids, rids)
+        inside = at < len(self.rids)
+        at = at[inside]
+        rows = at[self.rids[at] == rids[inside]]
+        rows = rows[self.live[rows]]
+        self.live[rows] = False
+        self.live_count -= len(rows)
+        return int(self.dl[rows].sum())
+
+
+def _tf_type(tf: np.ndarray) -> type:
+    return np.uint16 if not tf.size or int(tf.max()) <= np.iinfo(np.uint16).max else np.int32
+
+
+def _merge(segments: list[_Segment]) -> _Segment:
+    """One segment of the live rows of ``segments``, renumbered in row id order. The postings are
+    placed by counting (each term's slice is the segments' slices for it, in turn): no sort."""
+    rids, dl, parts, offset = [], [], [], 0
+    width = max(s.width for s in segments)
+    for segment in segments:
+        alive = np.flatnonzero(segment.live)
+        renumber = np.zeros(len(segment.rids), dtype=np.int64)
+        renumber[alive] = np.arange(offset, offset + len(alive))
+        offset += len(alive)
+        rids.append(segment.rids[alive])
+        dl.append(segment.dl[alive])
+        counts, rows, tf = segment.live_postings()
+        parts.append((np.pad(counts, (0, width - len(counts))), renumber[rows], tf))
+    all_rids = np.concatenate(rids)
+    order = np.argsort(all_rids, kind="stable")
+    position = np.empty(len(order), dtype=np.int32)
+    position[order] = np.arange(len(order), dtype=np.int32)
+    indptr = np.zeros(width + 1, dtype=np.int64)
+    np.cumsum(np.sum([counts for counts, _, _ in parts], axis=0), out=indptr[1:])
+    out_rows = np.empty(int(indptr[-1]), dtype=np.int32)
+    out_tf = np.empty(int(indptr[-1]), dtype=np.result_type(*(tf for _, _, tf in parts)))
+    base = indptr[:-1].copy()
+    for counts, rows, tf in parts:
+        # the postings of term t go from their slice here to base[t] onwards
+        shift = base - (np.cumsum(counts) - counts)
+        dest = np.repeat(shift, counts) + np.arange(len(rows))
+        out_rows[dest] = position[rows]
+        out_tf[dest] = tf
+        base += counts
+    return _Segment(all_rids[order], np.concatenate(dl)[order], indptr, out_rows, out_tf)
+
+
+class LexicalIndex:
+    """A collection's analyzed texts by row id, searched by BM25 (see module docstring). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}  # term -> term id
+        self._terms: list[str] = []  # term id -> term
+        self._segments: list[_Segment] = []
+        self._total = 0  # the live rows' lengths, summed
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return sum(s.live_count for s in self._segments)
+
+    def upsert(self, rids: np.ndarray, term_lists: Sequence[Sequence[str]]) -> None:
+        """Insert or replace rows (each a text's analyzed terms, repeats kept) by row id."""
+        if not len(rids):
+            return
+        rids = np.asarray(rids, dtype=np.int64)
+        order = np.argsort(rids, kind="stable")
+        last = np.ones(len(rids), dtype=bool)  # one row id once: the last one wins
+        last[:-1] = rids[order][1:] != rids[order][:-1]
+        order = order[last]
+        with self._lock:
+            segment = self._segment(rids[order], [term_lists[i] for i in order.tolist()])
+            self._kill(segment.rids)
+            self._total += int(segment.dl.sum())
+            self._segments.append(segment)
+            while len(self._segments) > 1 and self._segments[-1].live_count >= MERGE_RATIO * max(
+                    self._segments[-2].live_count, 1):
+                newer = self._segments.pop()
+                self._segments.append(_merge([self._segments.pop(), newer]))
+
+    def _segment(self, rids: np.ndarray, term_lists: list[Sequence[str]]) -> _Segment:
+        """A segment of these rows (``rids`` sorted); terms new to the index get ids."""
+        dl = np.fromiter(map(len, term_lists), dtype=np.int32, count=len(term_lists))
+        flat = list(chain.from_iterable(term_lists))
+        for term in set(flat).difference(self._ids):
+            self._ids[term] = len(self._terms)
+            self._terms.append(term)
+        ids = np.fromiter(map(self._ids.__getitem__, flat), dtype=np.int64, count=len(flat))
+        rows = np.repeat(np.arange(len(term_lists), dtype=np.int64), dl)
+        # (term, row) pairs sorted term-major, each counted once: the postings and their tf
+        keys, tf = np.unique(ids * len(term_lists) + rows, return_counts=True)
+        terms = keys // len(term_lists)
+        width = int(terms[-1]) + 1 if terms.size else 0
+        indptr = np.zeros(width + 1, dtype=np.int64)
+        np.cumsum(np.bincount(terms, minlength=width), out=indptr[1:])
+        return _Segment(rids, dl, indptr, (keys % len(term_lists)).astype(np.int32), tf.astype(_tf_type(tf)))
+
+    def remove(self, rids: np.ndarray) -> None:
+        """Remove rows by row id (unknown ids are ignored)."""
+        with self._lock:
+            self._kill(np.unique(np.asarray(rids, dtype=np.int64)))
+            self._segments = [s for s in self._segments if s.live_count]
+
+    def _kill(self, rids: np.ndarray) -> None:
+        """``rids``: sorted, distinct."""
+        if rids.size:
+            for segment in self._segments:
+                self._total -= segment.kill(rids)
+
+    def search(self, terms: Sequence[str], k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The best ``k`` ``(rid, score)`` by BM25, best first, among the rows holding a query term
+        (and only ``allowed`` row ids when given); ties to 1e-9 by row id."""
+        with self._lock:
+            distinct = [t for t in dict.fromkeys(terms) if t]
+            tids = [self._ids.get(t, -1) for t in distinct]
+            if k <= 0 or all(t < 0 for t in tids):
+                return []
+            segments = list(self._segments)
+            n_rows = sum(s.live_count for s in segments)
+            avgdl = self._total / n_rows
+            # each (segment, term)'s live postings, and each term's document frequency
+            found: list[list[tuple[np.ndarray, np.ndarray]]] = []
+            df = [0] * len(tids)
+            for segment in segments:
+                per_term = []
+                for j, tid in enumerate(tids):
+                    if not 0 <= tid < segment.width:
+                        per_term.append((np.empty(0, np.int32), np.empty(0, np.uint16)))
+                        continue
+                    lo, hi = segment.indptr[tid], segment.indptr[tid + 1]
+                    rows, tf = segment.rows[lo:hi], segment.tf[lo:hi]
+                    if segment.live_count < len(segment.live):
+                        alive = segment.live[rows]
+                        rows, tf = rows[alive], tf[alive]
+                    per_term.append((rows, tf))
+                    df[j] += len(rows)
+                found.append(per_term)
+            lengths = [s.dl for s in segments]
+            rids = [s.rids for s in segments]
+        idf = []
+        for n in df:
+            value = math.log((n_rows - n + 0.5) / (n + 0.5))
+            idf.append(value if value > 0.0 else IDF_FLOOR)
+        mask = None
+        if allowed is not None:
+            allowed = np.asarray(allowed, dtype=np.int64)
+            mask = np.zeros(int(allowed.max()) + 2 if allowed.size else 1, dtype=bool)
+            mask[allowed] = True  # the last slot is never allowed: larger row ids map to it
+        all_scores, all_rids = [], []
+        for per_term, dl, seg_rids in zip(found, lengths, rids):
+            if not any(len(r) for r, _ in per_term):
+                continue
+            scores = np.zeros(len(dl), dtype=np.float64)
+            norm = K1 * (1 - B + B * dl / avgdl)  # FTS5: k1 * (1 - b + b * D / avgdl), per row
+            for (rows, tf), weight in zip(per_term, idf):
+                if len(rows):
+                    freq = tf.astype(np.float64)
+                    scores[rows] += weight * ((freq * (K1 + 1.0)) / (freq + norm[rows]))
+            hit = np.flatnonzero(scores)
+            hit_rids = seg_rids[hit]
+            if mask is not None:
+                keep = mask[np.minimum(hit_rids, len(mask) - 1)]
+                hit, hit_rids = hit[keep], hit_rids[keep]
+            all_scores.append(scores[hit])
+            all_rids.append(hit_rids)
+        if not all_scores:
+            return []
+        return _best(np.concatenate(all_scores), np.concatenate(all_rids), k)
+
+    # --- snapshots ---------------------------------------------------------------------------
+    def capture(self) -> _Captured:
+        """The index as it is now, cheaply (the segments are immutable but for their live flags):
+        ``arrays()`` of it may then run without the lock."""
+        with self._lock:
+            return _Captured([(s, s.live.copy()) for s in self._segments], len(self._terms), self._terms)
+
+    @classmethod
+    def restore(cls, arrays: Any) -> LexicalIndex | None:
+        """The index from ``snapshot`` arrays (``capture().arrays()``), or None if they hold none."""
+        if _PREFIX + "indptr" not in arrays:
+            return None
+        index = cls()
+        vocabulary = bytes(arrays[_PREFIX + "terms"]).decode()
+        index._terms = vocabulary.split("\n") if vocabulary else []
+        index._ids = {t: i for i, t in enumerate(index._terms)}
+        segment = _Segment(*(np.array(arrays[_PREFIX + key]) for key in ("rids", "dl", "indptr", "rows", "tf")))
+        if len(segment.rids):
+            index._segments.append(segment)
+        index._total = int(segment.dl.sum())
+        return index
+
+
+class _Captured:
+    """A capture of a ``LexicalIndex`` (``LexicalIndex.capture``)."""
+
+    def __init__(self, segments: list[tuple[_Segment, np.ndarray]], vocabulary: int, terms: list[str]) -> None:
+        self._segments, self._vocabulary, self._terms = segments, vocabulary, terms
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The captured index as named arrays (one merged segment and the vocabulary)."""
+        views = []
+        for segment, live in self._segments:
+            view = _Segment(segment.rids, segment.dl, segment.indptr, segment.rows, segment.tf)
+            view.live, view.live_count = live, int(live.sum())
+            views.append(view)
+        if not views:
+            empty = np.empty(0, np.int64)
+            views = [_Segment(empty, empty.astype(np.int32), np.zeros(1, np.int64), empty.astype(np.int32),
+                              empty.astype(np.uint16))]
+        merged = _merge(views)
+        vocabulary = "\n".join(self._terms[: self._vocabulary]).encode()
+        return {_PREFIX + "terms": np.frombuffer(vocabulary, dtype=np.uint8), _PREFIX + "rids": merged.rids,
+                _PREFIX + "dl": merged.dl, _PREFIX + "indptr": merged.indptr, _PREFIX + "rows": merged.rows,
+                _PREFIX + "tf": merged.tf}
+
+
+def _best(scores: np.ndarray, rids: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best ``(rid, score)``: by score rounded to ``TIE_DECIMALS`` (descending), then row id."""
+    rounded = np.round(scores, TIE_DECIMALS)
+    if len(rounded) > k:
+        kth = -np.partition(-rounded, k - 1)[k - 1]
+        keep = np.flatnonzero(rounded >= kth)
+        scores, rids, rounded = scores[keep], rids[keep], rounded[keep]
+    order = np.lexsort((rids, -rounded))[:k]
+    return list(zip(rids[order].tolist(), scores[order].tolist()))
