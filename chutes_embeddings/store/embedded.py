@@ -282,7 +282,7 @@ class EmbeddedStore(LegSearch):
                 found = dict(by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
                                           name, [r.id for r in records]))
                 rids = np.fromiter((found[r.id] for r in records), dtype=np.int64, count=len(records))
-            collection.apply_upsert(rids, matrix, metas, version, prepared.sparse_rows, prepared.terms)
+            collection.apply_upsert(rids, matrix, metas, version, prepared.sparse_rows, prepared.words)
         return len(collection.vectors)
 
     def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None) -> int:

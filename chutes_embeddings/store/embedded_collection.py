@@ -34,6 +34,7 @@ import numpy as np
 from loguru import logger
 
 from ..lexical.analyzer import analyzer
+from ..lexical.hashed import HashedWords, hash_words
 from .lexical_index import LexicalIndex
 from .metadata_index import Irregular, parse_stored
 from .snapshot import read_snapshot, write_snapshot
@@ -106,7 +107,7 @@ class EmbeddedCollection:
     @classmethod
     def _load_dense(cls, db: sqlite3.Connection, name: str, dimension: int, version: int, created_at: float,
                     snapshot_file: Path, index_options: dict[str, Any]) -> tuple[EmbeddedCollection,
-                                                                                 LexicalIndex | None]:
+                                                                                 dict[str, np.ndarray]]:
         started = time.monotonic()
         loaded = read_snapshot(snapshot_file, name, dimension, version, created_at, index_options)
         if loaded is not None:
@@ -122,15 +123,15 @@ class EmbeddedCollection:
         collection._replay(db, None)
         logger.info("rebuilt the index of collection {} ({} vectors) from SQLite in {:.2f}s",
                     name, len(collection.vectors), time.monotonic() - started)
-        return collection, None
+        return collection, {}
 
-    def _load_lexical(self, db: sqlite3.Connection, language: str, saved: LexicalIndex | None) -> None:
-        """The lexical index: the snapshot's plus the rows changed after it (analyzed again), or
-        (none saved) every row's text analyzed."""
+    def _load_lexical(self, db: sqlite3.Connection, language: str, arrays: dict[str, np.ndarray]) -> None:
+        """The lexical index: the snapshot's (``arrays``) plus the rows changed after it (analyzed
+        again), or (none saved) every row's text analyzed."""
         started = time.monotonic()
+        saved = LexicalIndex.restore(analyzer(language), arrays)
         after = self.saved_version if saved is not None else None
-        self.lexical = saved if saved is not None else LexicalIndex()
-        terms = analyzer(language).terms_of_many
+        self.lexical = saved if saved is not None else LexicalIndex(analyzer(language))
         if after is not None:
             self.lexical.remove(np.array([r[0] for r in db.execute(
                 "SELECT rid FROM deletions WHERE collection = ? AND version > ?", (self.name, after))],
@@ -142,7 +143,7 @@ class EmbeddedCollection:
         analyzed = 0
         while rows := cursor.fetchmany(10_000):
             self.lexical.upsert(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-                                terms([r[1] for r in rows]))
+                                hash_words(analyzer(language), [r[1] for r in rows]))
             analyzed += len(rows)
         logger.info("{} the lexical index of collection {} ({} texts, {} analyzed) in {:.2f}s",
                     "loaded" if saved is not None else "rebuilt", self.name, len(self.lexical), analyzed,
@@ -181,16 +182,16 @@ class EmbeddedCollection:
     # --- committed writes, in commit order ---------------------------------------------------
     def apply_upsert(self, rids: np.ndarray, matrix: np.ndarray, metas: list[dict[str, Any] | None],
                      version: int, sparse_rows: list[tuple[np.ndarray, np.ndarray]] | None = None,
-                     terms: list[list[str]] | None = None) -> None:
+                     words: HashedWords | None = None) -> None:
         """Take rows that SQLite has committed at ``version`` (``sparse_rows``: their sparse vectors
-        as ids and weights, in a collection with a sparse leg; ``terms``: their texts' analyzed
-        terms, in one with a lexical leg)."""
+        as ids and weights, in a collection with a sparse leg; ``words``: their texts' words
+        (``hash_words``), in one with a lexical leg)."""
         with self._dead_on_error(), self.lock:
             self.vectors.upsert(rids, matrix, metas)
             if self.sparse is not None and sparse_rows is not None:
                 self.sparse.upsert(rids, sparse_rows)
-            if self.lexical is not None and terms is not None:
-                self.lexical.upsert(rids, terms)
+            if self.lexical is not None and words is not None:
+                self.lexical.upsert(rids, words)
             self.version = version
             self.changes += len(rids)
 

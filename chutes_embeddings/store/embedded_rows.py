@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from ..lexical.analyzer import analyzer
+from ..lexical.hashed import HashedWords, hash_words
 from . import Legs, Record
 from .filters import Filter
 from .metadata import decode_metadata
@@ -50,21 +51,22 @@ def record(row: tuple[Any, ...], name: str) -> Record:
 
 
 class Prepared(NamedTuple):
-    """What an upsert writes besides the rows: each record's analyzed terms and sparse vector (or None)."""
+    """What an upsert writes besides the rows: its texts' words (``hash_words``, for the lexical
+    index) and each record's sparse vector (or None)."""
 
     legs: Legs
-    terms: list[list[str]] | None
+    words: HashedWords | None
     sparse_blobs: list[bytes | None]
     sparse_rows: list[tuple[np.ndarray, np.ndarray]] | None
 
 
 def prepare(legs: Legs, records: list[Record]) -> Prepared:
     """Analyze the texts for a lexical leg and check and encode the sparse vectors for a sparse one."""
-    terms = analyzer(legs.lexical).terms_of_many([r.text for r in records]) if legs.lexical else None
+    words = hash_words(analyzer(legs.lexical), [r.text for r in records]) if legs.lexical else None
     if not legs.sparse_model:
-        return Prepared(legs, terms, [None] * len(records), None)
+        return Prepared(legs, words, [None] * len(records), None)
     check_records(records)
     blobs: list[bytes | None] = [to_blob(r.sparse) for r in records]  # type: ignore[arg-type]
-    return Prepared(legs, terms, blobs, [arrays_of(b) for b in blobs])  # type: ignore[arg-type]
+    return Prepared(legs, words, blobs, [arrays_of(b) for b in blobs])  # type: ignore[arg-type]
 
 

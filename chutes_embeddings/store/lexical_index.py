@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import math
 import threading
-from itertools import chain
 from typing import Any, Sequence
 
 import numpy as np
+
+from ..lexical.analyzer import Analyzer
+from ..lexical.hashed import HashedWords
 
 K1, B = 1.2, 0.75  # SQLite FTS5's bm25() defaults
 IDF_FLOOR = 1e-6
@@ -113,11 +115,19 @@ def _merge(segments: list[_Segment]) -> _Segment:
 
 
 class LexicalIndex:
-    """A collection's analyzed texts by row id, searched by BM25 (see module docstring). Thread-safe."""
+    """A collection's analyzed texts by row id, searched by BM25 (see module docstring). Thread-safe.
 
-    def __init__(self) -> None:
+    Args:
+        analyzer: the collection's analyzer; rows come as ``hash_words`` of their texts, and the
+            index analyzes each distinct word once, when its hash is first seen.
+    """
+
+    def __init__(self, analyzer: Analyzer) -> None:
+        self.analyzer = analyzer
         self._ids: dict[str, int] = {}  # term -> term id
         self._terms: list[str] = []  # term id -> term
+        self._hashes = np.empty(0, np.uint64)  # the words seen (their hashes, sorted) ...
+        self._hash_terms = np.empty(0, np.int64)  # ... and each one's term id (-1: a stop word)
         self._segments: list[_Segment] = []
         self._total = 0  # the live rows' lengths, summed
         self._lock = threading.Lock()
@@ -125,17 +135,12 @@ class LexicalIndex:
     def __len__(self) -> int:
         return sum(s.live_count for s in self._segments)
 
-    def upsert(self, rids: np.ndarray, term_lists: Sequence[Sequence[str]]) -> None:
-        """Insert or replace rows (each a text's analyzed terms, repeats kept) by row id."""
+    def upsert(self, rids: np.ndarray, words: HashedWords) -> None:
+        """Insert or replace rows by row id (distinct); ``words``: ``hash_words`` of their texts."""
         if not len(rids):
             return
-        rids = np.asarray(rids, dtype=np.int64)
-        order = np.argsort(rids, kind="stable")
-        last = np.ones(len(rids), dtype=bool)  # one row id once: the last one wins
-        last[:-1] = rids[order][1:] != rids[order][:-1]
-        order = order[last]
         with self._lock:
-            segment = self._segment(rids[order], [term_lists[i] for i in order.tolist()])
+            segment = self._segment(np.asarray(rids, dtype=np.int64), words)
             self._kill(segment.rids)
             self._total += int(segment.dl.sum())
             self._segments.append(segment)
@@ -144,22 +149,45 @@ class LexicalIndex:
                 newer = self._segments.pop()
                 self._segments.append(_merge([self._segments.pop(), newer]))
 
-    def _segment(self, rids: np.ndarray, term_lists: list[Sequence[str]]) -> _Segment:
-        """A segment of these rows (``rids`` sorted); terms new to the index get ids."""
-        dl = np.fromiter(map(len, term_lists), dtype=np.int32, count=len(term_lists))
-        flat = list(chain.from_iterable(term_lists))
-        for term in set(flat).difference(self._ids):
-            self._ids[term] = len(self._terms)
-            self._terms.append(term)
-        ids = np.fromiter(map(self._ids.__getitem__, flat), dtype=np.int64, count=len(flat))
-        rows = np.repeat(np.arange(len(term_lists), dtype=np.int64), dl)
+    def _term_ids(self, words: HashedWords) -> np.ndarray:
+        """The term id of each word (-1: a stop word); the words not seen before are analyzed."""
+        at = np.minimum(np.searchsorted(self._hashes, words.hashes), max(len(self._hashes) - 1, 0))
+        known = self._hashes[at] == words.hashes if len(self._hashes) else np.zeros(len(at), dtype=bool)
+        unknown = np.flatnonzero(~known)
+        if unknown.size:
+            hashes, first = np.unique(words.hashes[unknown], return_index=True)
+            new = [words.word(i) for i in unknown[first].tolist()]
+            tids = np.empty(len(new), dtype=np.int64)
+            for i, term in enumerate(self.analyzer.term_of_words(new)):
+                tid = self._ids.get(term, -1) if term else -1
+                if term and tid < 0:
+                    tid = self._ids[term] = len(self._terms)
+                    self._terms.append(term)
+                tids[i] = tid
+            merged = np.concatenate([self._hashes, hashes])
+            order = np.argsort(merged, kind="stable")
+            self._hashes, self._hash_terms = merged[order], np.concatenate([self._hash_terms, tids])[order]
+            at = np.searchsorted(self._hashes, words.hashes)
+        return self._hash_terms[at]
+
+    def _segment(self, rids: np.ndarray, words: HashedWords) -> _Segment:
+        """A segment of these rows, row ``i`` of ``rids`` being text ``i`` of ``words``."""
+        n = len(rids)
+        order = np.argsort(rids)
+        ids = self._term_ids(words)
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n)
+        rows = rank[words.text_of]  # the segment's rows are in row id order
+        kept = ids >= 0
+        ids, rows = ids[kept], rows[kept]
+        dl = np.bincount(rows, minlength=n).astype(np.int32)
         # (term, row) pairs sorted term-major, each counted once: the postings and their tf
-        keys, tf = np.unique(ids * len(term_lists) + rows, return_counts=True)
-        terms = keys // len(term_lists)
+        keys, tf = np.unique(ids * n + rows, return_counts=True)
+        terms = keys // n
         width = int(terms[-1]) + 1 if terms.size else 0
         indptr = np.zeros(width + 1, dtype=np.int64)
         np.cumsum(np.bincount(terms, minlength=width), out=indptr[1:])
-        return _Segment(rids, dl, indptr, (keys % len(term_lists)).astype(np.int32), tf.astype(_tf_type(tf)))
+        return _Segment(rids[order], dl, indptr, (keys % n).astype(np.int32), tf.astype(_tf_type(tf)))
 
     def remove(self, rids: np.ndarray) -> None:
         """Remove rows by row id (unknown ids are ignored)."""
@@ -241,11 +269,11 @@ class LexicalIndex:
             return _Captured([(s, s.live.copy()) for s in self._segments], len(self._terms), self._terms)
 
     @classmethod
-    def restore(cls, arrays: Any) -> LexicalIndex | None:
+    def restore(cls, analyzer: Analyzer, arrays: Any) -> LexicalIndex | None:
         """The index from ``snapshot`` arrays (``capture().arrays()``), or None if they hold none."""
         if _PREFIX + "indptr" not in arrays:
             return None
-        index = cls()
+        index = cls(analyzer)
         vocabulary = bytes(arrays[_PREFIX + "terms"]).decode()
         index._terms = vocabulary.split("\n") if vocabulary else []
         index._ids = {t: i for i, t in enumerate(index._terms)}

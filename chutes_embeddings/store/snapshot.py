@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
-from .lexical_index import LexicalIndex
 from .names import NAMESPACE_SEPARATOR
 from .vector_index import VectorIndex
 
@@ -37,9 +36,9 @@ def snapshot_path(directory: Path, name: str) -> Path:
 
 
 def read_snapshot(path: Path, name: str, dimension: int, version: int, created_at: float,
-                  index_options: dict[str, Any]) -> tuple[VectorIndex, int, LexicalIndex | None] | None:
-    """The saved index, the collection version it reflects and the saved lexical index (None if the
-    snapshot has none), or ``None`` when none is usable.
+                  index_options: dict[str, Any]) -> tuple[VectorIndex, int, dict[str, np.ndarray]] | None:
+    """The saved index, the collection version it reflects and the lexical index's arrays (``lex_*``,
+    for ``LexicalIndex.restore``; empty if it has none), or ``None`` when none is usable.
 
     Args:
         path: the snapshot file.
@@ -58,7 +57,7 @@ def read_snapshot(path: Path, name: str, dimension: int, version: int, created_a
                     or not 0 <= state.get("version", -1) <= version or state.get("dimension") != dimension):
                 return None
             vectors = VectorIndex.restore(dimension, data, **index_options)
-            lexical = LexicalIndex.restore(data)
+            lexical = {key: data[key] for key in data.files if key.startswith("lex_")}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         logger.warning("the saved index of collection {} is unreadable ({}); rebuilding it from SQLite",
                        name, type(exc).__name__)
