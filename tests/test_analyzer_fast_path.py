@@ -26,6 +26,7 @@ def test_hashed_words_are_the_analyzers_words_and_equal_words_hash_alike():
     from chutes_embeddings.lexical.hashed import hash_words
 
     texts = ["The Runners' running-shoes RAN 2nd_place 42x!", "", "Café Straße naïve ﬁne ÉCOLE", "  ,;  ",
+             "supercalifragilisticexpialidocious Supercalifragilisticexpialidocious 16-byte-words: abcdefghijklmnop",
              "under_score and tab\tseparated\nlines", "plain words, plain WORDS again"]
     analyzer = Analyzer("english")
     hashed = hash_words(analyzer, texts)

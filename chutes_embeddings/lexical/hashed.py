@@ -4,10 +4,11 @@ The embedded store's lexical index takes a write's texts this way: splitting and
 words one by one in Python cost more than the rest of an upsert together (docs/benchmarks.md),
 while here every step is a numpy pass over the batch's bytes. An ASCII text is lowercased and
 split on every byte that is not a letter or digit, exactly as ``Analyzer.words`` splits it; any
-other text goes through ``Analyzer.words`` itself. A word's hash is a polynomial over its bytes
-(UTF-8) mixed with its length; ``word`` gives a word back from its position, so the index
-analyzes (stop word, stem) each distinct word once, when its hash is first seen. Two distinct
-words with the same hash (odds about n^2 / 2^65 for n distinct words) would share a term.
+other text goes through ``Analyzer.words`` itself. A word's hash folds its UTF-8 bytes, read 8
+at a time, by a polynomial and mixes in its length (``_hashes``); ``word`` gives a word back from
+its place, so the index analyzes (stop word, stem) each distinct word once, when its hash is first
+seen. Words of at most 8 bytes never collide; two longer distinct words with the same hash (odds
+about n^2 / 2^65 for n such words) would share a term.
 """
 
 from __future__ import annotations
@@ -43,19 +44,31 @@ def hash_words(analyzer: Analyzer, texts: Sequence[str]) -> HashedWords:
     """The words of ``texts`` (``analyzer.words`` of each) as hashes (see module docstring)."""
     parts = [t.encode().translate(_ASCII_WORDS) if t.isascii() else "\0".join(analyzer.words(t)).encode()
              for t in texts]
-    buffer = b"\0".join(parts)
+    buffer = b"\0".join(parts) + bytes(8)  # 8 bytes to read past the last word
     data = np.frombuffer(buffer, dtype=np.uint8)
-    edges = np.flatnonzero(np.diff((data != 0).view(np.int8), prepend=np.int8(0), append=np.int8(0)))
+    edges = np.flatnonzero(np.diff((data != 0).view(np.int8), prepend=np.int8(0)))
     starts, ends = edges[0::2].astype(np.int64), edges[1::2].astype(np.int64)
-    lengths = ends - starts
-    if not len(starts):
-        empty = np.empty(0, np.int64)
-        return HashedWords(len(texts), empty.astype(np.uint64), empty, empty, empty, buffer)
-    first = np.cumsum(lengths) - lengths  # each word's first byte among the words' bytes
-    chars = data[data != 0].astype(np.uint64)
-    powers = np.ones(int(lengths.max()), dtype=np.uint64)
-    np.multiply.accumulate(np.full(len(powers) - 1, _BASE, dtype=np.uint64), out=powers[1:])
-    place = np.arange(len(chars), dtype=np.int64) - np.repeat(first, lengths)
-    hashes = np.add.reduceat(chars * powers[place], first) ^ (lengths.astype(np.uint64) * _LENGTH_MIX)
     bounds = np.cumsum([len(p) + 1 for p in parts])  # each text's end (its separator) in ``buffer``
-    return HashedWords(len(texts), hashes, np.searchsorted(bounds, starts, side="right"), starts, ends, buffer)
+    counts = np.diff(np.searchsorted(starts, bounds), prepend=0)  # words per text
+    text_of = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+    return HashedWords(len(texts), _hashes(buffer, starts, ends - starts), text_of, starts, ends, buffer)
+
+
+def _hashes(buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Each word's hash: its bytes read 8 at a time (little-endian, the last read masked to the
+    word), folded by the polynomial, then mixed with its length. A word of at most 8 bytes is its
+    own read, so such words never collide."""
+    # every 8 bytes from every offset of the buffer, read in place
+    windows = np.ndarray((len(buffer) - 7,), dtype="<u8", buffer=buffer, strides=(1,))
+    hashes = np.zeros(len(starts), dtype=np.uint64)
+    chunk = 0
+    while True:
+        which = np.flatnonzero(lengths > 8 * chunk) if chunk else np.arange(len(starts))
+        if not which.size:
+            return hashes ^ (lengths.astype(np.uint64) * _LENGTH_MIX)
+        left = lengths[which] - 8 * chunk
+        value = windows[starts[which] + 8 * chunk]
+        short = left < 8
+        value[short] &= (np.uint64(1) << (left[short].astype(np.uint64) * np.uint64(8))) - np.uint64(1)
+        hashes[which] = hashes[which] * _BASE + value
+        chunk += 1

@@ -153,9 +153,10 @@ class LexicalIndex:
         """The term id of each word (-1: a stop word); the words not seen before are analyzed."""
         at = np.minimum(np.searchsorted(self._hashes, words.hashes), max(len(self._hashes) - 1, 0))
         known = self._hashes[at] == words.hashes if len(self._hashes) else np.zeros(len(at), dtype=bool)
+        ids = self._hash_terms[at] if len(self._hashes) else np.full(len(at), -1, dtype=np.int64)
         unknown = np.flatnonzero(~known)
         if unknown.size:
-            hashes, first = np.unique(words.hashes[unknown], return_index=True)
+            hashes, first, inverse = np.unique(words.hashes[unknown], return_index=True, return_inverse=True)
             new = [words.word(i) for i in unknown[first].tolist()]
             tids = np.empty(len(new), dtype=np.int64)
             for i, term in enumerate(self.analyzer.term_of_words(new)):
@@ -167,8 +168,8 @@ class LexicalIndex:
             merged = np.concatenate([self._hashes, hashes])
             order = np.argsort(merged, kind="stable")
             self._hashes, self._hash_terms = merged[order], np.concatenate([self._hash_terms, tids])[order]
-            at = np.searchsorted(self._hashes, words.hashes)
-        return self._hash_terms[at]
+            ids[unknown] = tids[inverse.ravel()]
+        return ids
 
     def _segment(self, rids: np.ndarray, words: HashedWords) -> _Segment:
         """A segment of these rows, row ``i`` of ``rids`` being text ``i`` of ``words``."""
