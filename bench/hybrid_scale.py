@@ -217,6 +217,9 @@ def embedded(args: argparse.Namespace, work: Path) -> None:
     print(f"with the lexical leg, {args.size:,} records in batches of {args.batch:,}: {rate:,.0f}/s"
           + (f" ({rate / dense_rate:.2f}x dense only)" if args.baseline_size else ""), flush=True)
     store._collection(name).vectors.wait_for_build()  # noqa: SLF001 - measure the steady state
+    lexical = store._collection(name).lexical  # noqa: SLF001
+    print(f"lexical index: {lexical.nbytes / len(lexical):.0f} bytes per record in arrays, "
+          f"{len(lexical._terms):,} terms", flush=True)  # noqa: SLF001
     del texts, vectors  # the server started below needs the memory (1M: ~3 GB here)
     gc.collect()
     service = StoreService(engine, store)

@@ -103,11 +103,12 @@ def _merge(segments: list[_Segment]) -> _Segment:
     np.cumsum(np.sum([counts for counts, _, _ in parts], axis=0), out=indptr[1:])
     out_rows = np.empty(int(indptr[-1]), dtype=np.int32)
     out_tf = np.empty(int(indptr[-1]), dtype=np.result_type(*(tf for _, _, tf in parts)))
+    places = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64  # half the temporaries' bytes
     base = indptr[:-1].copy()
     for counts, rows, tf in parts:
         # the postings of term t go from their slice here to base[t] onwards
-        shift = base - (np.cumsum(counts) - counts)
-        dest = np.repeat(shift, counts) + np.arange(len(rows))
+        shift = (base - (np.cumsum(counts) - counts)).astype(places)
+        dest = np.repeat(shift, counts) + np.arange(len(rows), dtype=places)
         out_rows[dest] = position[rows]
         out_tf[dest] = tf
         base += counts
@@ -134,6 +135,12 @@ class LexicalIndex:
 
     def __len__(self) -> int:
         return sum(s.live_count for s in self._segments)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of its arrays (postings, rows, the word hashes), not of its vocabulary's strings."""
+        arrays = [a for s in self._segments for a in (s.rids, s.dl, s.live, s.indptr, s.rows, s.tf)]
+        return sum(a.nbytes for a in arrays) + self._hashes.nbytes + self._hash_terms.nbytes
 
     def upsert(self, rids: np.ndarray, words: HashedWords) -> None:
         """Insert or replace rows by row id (distinct); ``words``: ``hash_words`` of their texts."""
@@ -300,9 +307,12 @@ class _Captured:
             views.append(view)
         if not views:
             empty = np.empty(0, np.int64)
-            views = [_Segment(empty, empty.astype(np.int32), np.zeros(1, np.int64), empty.astype(np.int32),
-                              empty.astype(np.uint16))]
-        merged = _merge(views)
+            merged = _Segment(empty, empty.astype(np.int32), np.zeros(1, np.int64), empty.astype(np.int32),
+                              empty.astype(np.uint16))
+        elif len(views) == 1 and views[0].live_count == len(views[0].live):
+            merged = views[0]  # already one segment without dead rows
+        else:
+            merged = _merge(views)
         vocabulary = "\n".join(self._terms[: self._vocabulary]).encode()
         return {_PREFIX + "terms": np.frombuffer(vocabulary, dtype=np.uint8), _PREFIX + "rids": merged.rids,
                 _PREFIX + "dl": merged.dl, _PREFIX + "indptr": merged.indptr, _PREFIX + "rows": merged.rows,
