@@ -10,16 +10,16 @@ query term match; ties (to 1e-9) go to the lower row id, the record written firs
 
 Layout, as ``SparseIndex``: segments, each a term-major postings list (per term id a slice of
 ``rows`` int32 and ``tf`` uint16) over its rows (row ids sorted, each row's length ``dl``, a live
-flag). Each write becomes a segment (its records' old rows are flagged dead) and neighbours merge
-by the same binary-counter rule, dropping dead rows, so there are about log2(n) segments. A query
+flag). Each write becomes a segment (its records' old rows are flagged dead); the newest segments
+merge size-tiered, four of a size tier into one, dropping dead rows (``_mergeable``). A query
 reads only its terms' postings (numpy gathers and one accumulation per segment): its cost follows
 the postings of its terms, about 31,000 matches for three common words of 1M texts. No top-k
 pruning (MaxScore/WAND): every posting is scored, as FTS5 does, but in numpy rather than per row
 through FTS5's auxiliary-function interface, which was the cost (docs/benchmarks.md).
 
 The index is derived from the records' texts (the analyzer is deterministic), so SQLite stores no
-term lists: ``snapshot``/``restore`` save it beside the dense index, and what changed after a
-snapshot is analyzed again on load.
+term lists: ``capture().arrays()``/``restore`` save its segments as they are (no merge) beside the
+dense index, and what changed after a snapshot is analyzed again on load.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ from ..lexical.hashed import HashedWords
 
 K1, B = 1.2, 0.75  # SQLite FTS5's bm25() defaults
 IDF_FLOOR = 1e-6
-MERGE_RATIO = 0.5
+FAN_IN = 4  # segments of one size tier that merge into one
 TIE_DECIMALS = 9
 _PREFIX = "lex_"
+_SEGMENT_ARRAYS = ("rids", "dl", "indptr", "rows", "tf")  # _Segment's arguments, in order
 
 
 class _Segment:
@@ -75,6 +76,25 @@ class _Segment:
         self.live[rows] = False
         self.live_count -= len(rows)
         return int(self.dl[rows].sum())
+
+
+def _tier(segment: _Segment) -> int:
+    """The segment's size tier: its live rows' order of magnitude in powers of ``FAN_IN``."""
+    return int(math.log(max(segment.live_count, 1), FAN_IN))
+
+
+def _mergeable(segments: list[_Segment]) -> int:
+    """How many of the newest segments are of the newest one's tier or below: ``FAN_IN`` of them
+    merge (size-tiered, as log-structured indexes merge), so a posting is copied about
+    log4(rows / batch) times over its life and there are at most about 3 segments a tier."""
+    if not segments:
+        return 0
+    tier, run = _tier(segments[-1]), 0
+    for segment in reversed(segments):
+        if _tier(segment) > tier:
+            break
+        run += 1
+    return run
 
 
 def _tf_type(tf: np.ndarray) -> type:
@@ -151,10 +171,8 @@ class LexicalIndex:
             self._kill(segment.rids)
             self._total += int(segment.dl.sum())
             self._segments.append(segment)
-            while len(self._segments) > 1 and self._segments[-1].live_count >= MERGE_RATIO * max(
-                    self._segments[-2].live_count, 1):
-                newer = self._segments.pop()
-                self._segments.append(_merge([self._segments.pop(), newer]))
+            while (run := _mergeable(self._segments)) >= FAN_IN:
+                self._segments[-run:] = [_merge(self._segments[-run:])]
 
     def _term_ids(self, words: HashedWords) -> np.ndarray:
         """The term id of each word (-1: a stop word); the words not seen before are analyzed."""
@@ -253,11 +271,11 @@ class LexicalIndex:
             if not any(len(r) for r, _ in per_term):
                 continue
             scores = np.zeros(len(dl), dtype=np.float64)
-            norm = K1 * (1 - B + B * dl / avgdl)  # FTS5: k1 * (1 - b + b * D / avgdl), per row
             for (rows, tf), weight in zip(per_term, idf):
                 if len(rows):
                     freq = tf.astype(np.float64)
-                    scores[rows] += weight * ((freq * (K1 + 1.0)) / (freq + norm[rows]))
+                    norm = K1 * (1 - B + B * dl[rows] / avgdl)  # FTS5: k1 * (1 - b + b * D / avgdl)
+                    scores[rows] += weight * ((freq * (K1 + 1.0)) / (freq + norm))
             hit = np.flatnonzero(scores)
             hit_rids = seg_rids[hit]
             if mask is not None:
@@ -279,44 +297,37 @@ class LexicalIndex:
     @classmethod
     def restore(cls, analyzer: Analyzer, arrays: Any) -> LexicalIndex | None:
         """The index from ``snapshot`` arrays (``capture().arrays()``), or None if they hold none."""
-        if _PREFIX + "indptr" not in arrays:
+        if _PREFIX + "segments" not in arrays:
             return None
         index = cls(analyzer)
         vocabulary = bytes(arrays[_PREFIX + "terms"]).decode()
         index._terms = vocabulary.split("\n") if vocabulary else []
         index._ids = {t: i for i, t in enumerate(index._terms)}
-        segment = _Segment(*(np.array(arrays[_PREFIX + key]) for key in ("rids", "dl", "indptr", "rows", "tf")))
-        if len(segment.rids):
+        for i in range(int(arrays[_PREFIX + "segments"][0])):
+            segment = _Segment(*(np.array(arrays[f"{_PREFIX}{i}_{key}"]) for key in _SEGMENT_ARRAYS))
+            segment.live = np.array(arrays[f"{_PREFIX}{i}_live"])
+            segment.live_count = int(segment.live.sum())
             index._segments.append(segment)
-        index._total = int(segment.dl.sum())
+            index._total += int(segment.dl[segment.live].sum())
         return index
 
 
 class _Captured:
-    """A capture of a ``LexicalIndex`` (``LexicalIndex.capture``)."""
+    """A capture of a ``LexicalIndex`` (``LexicalIndex.capture``): its segments with copies of their
+    live flags, and the length its vocabulary had."""
 
     def __init__(self, segments: list[tuple[_Segment, np.ndarray]], vocabulary: int, terms: list[str]) -> None:
         self._segments, self._vocabulary, self._terms = segments, vocabulary, terms
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The captured index as named arrays (one merged segment and the vocabulary)."""
-        views = []
-        for segment, live in self._segments:
-            view = _Segment(segment.rids, segment.dl, segment.indptr, segment.rows, segment.tf)
-            view.live, view.live_count = live, int(live.sum())
-            views.append(view)
-        if not views:
-            empty = np.empty(0, np.int64)
-            merged = _Segment(empty, empty.astype(np.int32), np.zeros(1, np.int64), empty.astype(np.int32),
-                              empty.astype(np.uint16))
-        elif len(views) == 1 and views[0].live_count == len(views[0].live):
-            merged = views[0]  # already one segment without dead rows
-        else:
-            merged = _merge(views)
-        vocabulary = "\n".join(self._terms[: self._vocabulary]).encode()
-        return {_PREFIX + "terms": np.frombuffer(vocabulary, dtype=np.uint8), _PREFIX + "rids": merged.rids,
-                _PREFIX + "dl": merged.dl, _PREFIX + "indptr": merged.indptr, _PREFIX + "rows": merged.rows,
-                _PREFIX + "tf": merged.tf}
+        """The captured index as named arrays: each segment as it is (no merge: a save costs the
+        write alone) and the vocabulary."""
+        out = {_PREFIX + "terms": np.frombuffer("\n".join(self._terms[: self._vocabulary]).encode(), dtype=np.uint8),
+               _PREFIX + "segments": np.array([len(self._segments)], dtype=np.int64)}
+        for i, (segment, live) in enumerate(self._segments):
+            out.update({f"{_PREFIX}{i}_{key}": getattr(segment, key) for key in _SEGMENT_ARRAYS})
+            out[f"{_PREFIX}{i}_live"] = live
+        return out
 
 
 def _best(scores: np.ndarray, rids: np.ndarray, k: int) -> list[tuple[int, float]]:
