@@ -306,8 +306,9 @@ class LexicalIndex:
         index._terms = vocabulary.split("\n") if vocabulary else []
         index._ids = {t: i for i, t in enumerate(index._terms)}
         for i in range(int(arrays[_PREFIX + "segments"][0])):
-            segment = _Segment(*(np.array(arrays[f"{_PREFIX}{i}_{key}"]) for key in _SEGMENT_ARRAYS))
-            segment.live = np.array(arrays[f"{_PREFIX}{i}_live"])
+            # read from the file as they are: the postings are never written to, nor copied again
+            segment = _Segment(*(np.asarray(arrays[f"{_PREFIX}{i}_{key}"]) for key in _SEGMENT_ARRAYS))
+            segment.live = np.require(arrays[f"{_PREFIX}{i}_live"], requirements="W")
             segment.live_count = int(segment.live.sum())
             index._segments.append(segment)
             index._total += int(segment.dl[segment.live].sum())
