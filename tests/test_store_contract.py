@@ -723,6 +723,8 @@ def test_lexical_search_scores_bm25_through_writes_replacements_and_deletes(stor
         hits = store.search_lexical(name, query, 500, NO_FILTER)
         assert {h.id: h.score for h in hits} == pytest.approx(scores, abs=1e-9), query
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    store.delete(name, list(truth), None)  # every record gone: no hits (and no division by zero rows)
+    assert store.search_lexical(name, ["w0", "w1"], 10, NO_FILTER) == []
 
 
 def test_an_embedded_store_with_fts5_lexical_tables_is_migrated_on_open(tmp_path, name):

@@ -247,6 +247,8 @@ class LexicalIndex:
                 return []
             segments = list(self._segments)
             n_rows = sum(s.live_count for s in segments)
+            if not n_rows:
+                return []
             avgdl = self._total / n_rows
             # each (segment, term)'s live postings, and each term's document frequency
             found: list[list[tuple[np.ndarray, np.ndarray]]] = []
