@@ -91,13 +91,12 @@ class EmbeddedCollection:
             sparse: whether it has a sparse leg (its ``SparseIndex`` is rebuilt from SQLite).
             lexical: the language of its lexical leg, if it has one.
         """
-        started = time.monotonic()
         collection, saved_lexical = cls._load_dense(db, name, dimension, version, created_at, snapshot_file,
                                                     index_options)
         if lexical:
             collection._load_lexical(db, lexical, saved_lexical)
-            started = time.monotonic()
         if sparse:
+            started = time.monotonic()
             collection.sparse = SparseIndex()
             collection._replay_sparse(db)
             logger.info("rebuilt the sparse index of collection {} ({} vectors) in {:.2f}s",
