@@ -693,6 +693,72 @@ def test_bm25_scores_equal_bm25s_on_a_hand_made_corpus(store, name):
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
+def test_lexical_search_scores_bm25_through_writes_replacements_and_deletes(store, name):
+    """Many writes (the embedded index's segments and merges, replaced and deleted records): the
+    hits are every record holding a query term, with FTS5's bm25() computed here by hand."""
+    import math
+
+    rng = np.random.default_rng(46)
+    words = [f"w{i}" for i in range(60)]
+    store.ensure_collection(name, MODEL, DIM, LEXICAL)
+    vector = unit(rng, 1)[0]
+    truth: dict[str, list[str]] = {}
+    for batch in range(14):
+        records = []
+        for _ in range(int(rng.integers(1, 30))):
+            rec_id = f"r{int(rng.integers(0, 120))}"
+            text = " ".join(rng.choice(words, int(rng.integers(0, 12)), p=np.linspace(2, 0.2, 60) / 66))
+            truth[rec_id] = TERMS(text)
+            records.append(Record(rec_id, text, {}, vector))
+        store.upsert(name, records)
+        if batch % 4 == 3:
+            gone = list(truth)[::6]
+            store.delete(name, gone, None)
+            for r in gone:
+                truth.pop(r)
+    n_rows = len(truth)
+    avgdl = sum(map(len, truth.values())) / n_rows
+    for query in (["w0", "w5", "w40"], ["w59"], ["w1", "w2"], ["w3", "nothing"]):
+        scores = {}
+        for rec_id, terms in truth.items():
+            score = 0.0
+            for term in query:
+                tf, df = terms.count(term), sum(term in t for t in truth.values())
+                idf = max(math.log((n_rows - df + 0.5) / (df + 0.5)), 0.0) or 1e-6
+                score += idf * tf * 2.2 / (tf + 1.2 * (1 - 0.75 + 0.75 * len(terms) / avgdl))
+            if any(term in terms for term in query):
+                scores[rec_id] = score
+        hits = store.search_lexical(name, query, 500, NO_FILTER)
+        assert {h.id: h.score for h in hits} == pytest.approx(scores, abs=1e-9), query
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    store.delete(name, list(truth), None)  # every record gone: no hits (and no division by zero rows)
+    assert store.search_lexical(name, ["w0", "w1"], 10, NO_FILTER) == []
+
+
+def test_an_embedded_store_with_fts5_lexical_tables_is_migrated_on_open(tmp_path, name):
+    """A store from before the in-memory lexical index kept an FTS5 table per lexical collection:
+    opening it drops them and the index is built from the texts."""
+    import sqlite3
+
+    store = EmbeddedStore(tmp_path)
+    add_texts(store, name, ["alpha beta", "gamma delta", "delta epsilon"], legs=LEXICAL)
+    store.close()
+    db = sqlite3.connect(tmp_path / "store.sqlite3")
+    db.execute("CREATE VIRTUAL TABLE lex_0123456789abcdef01234567 USING fts5(terms, tokenize='ascii')")
+    db.commit()
+    db.close()
+    for snapshot in (tmp_path / "indexes").iterdir():
+        snapshot.unlink()  # an older version's snapshot had no lexical index
+    store = EmbeddedStore(tmp_path)
+    try:
+        assert sorted(_lexical_ids(store, name, "delta")) == ["r1", "r2"]
+        tables = {r[0] for r in sqlite3.connect(tmp_path / "store.sqlite3").execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'lex%'")}
+        assert tables == set()
+    finally:
+        store.close()
+
+
 def test_sparse_search_orders_by_dot_product_through_writes_and_deletes(store, name):
     """Many writes (new segments, merges, replaced and deleted records): the hits are always the
     brute-force dot-product top ``k``, with its scores."""

@@ -57,32 +57,47 @@ class Analyzer:
             raise ValueError(f"lexical language {language!r}: expected one of {', '.join(languages())}")
         self._stop_words = frozenset(fold(w) for w in _stop_words(language))
         self._local = threading.local()  # a PyStemmer Stemmer is not thread-safe: one per thread
-        # word -> stem, shared by threads (a dict's get and update are atomic): a lookup costs a
-        # fraction of a call into the stemmer, which dominated the analysis of a store's upserts
+        # word -> its term, or "" for a stop word; shared by threads (a dict's get and update are
+        # atomic): one lookup per word costs a fraction of the stop-word test plus a call into the
+        # stemmer, which dominated the analysis of a store's upserts
         self._stems: dict[str, str] = {}
 
-    def _stem(self, words: list[str]) -> list[str]:
-        if self.name == NO_LANGUAGE:
-            return words
+    def words(self, text: str) -> list[str]:
+        """The text's words (folded, split), before stop words and stemming: ``terms_of_words`` of
+        them are its ``terms``."""
+        return _ASCII_TOKEN.findall(text.lower()) if text.isascii() else _TOKEN.findall(fold(text))
+
+    def term_of_words(self, words: list[str]) -> list[str]:
+        """The term of each word, in order: its stem, or "" for a stop word."""
         stems = list(map(self._stems.get, words))
         if None not in stems:
             return stems  # type: ignore[return-value]
-        stemmer = getattr(self._local, "stemmer", None)
-        if stemmer is None:
-            import Stemmer
-
-            stemmer = self._local.stemmer = Stemmer.Stemmer(self.name)
         missing = list(dict.fromkeys(w for w, stem in zip(words, stems) if stem is None))
-        new = dict(zip(missing, stemmer.stemWords(missing)))
+        new = dict(zip(missing, self._stem_all(missing)))
         if len(self._stems) + len(new) > STEM_CACHE:
             self._stems = {}  # bounded: start again rather than track recency
         self._stems.update(new)
         return [stem if stem is not None else new[w] for w, stem in zip(words, stems)]
 
+    def _stem_all(self, words: list[str]) -> list[str]:
+        kept = list(filterfalse(self._stop_words.__contains__, words))
+        if self.name != NO_LANGUAGE and kept:
+            stemmer = getattr(self._local, "stemmer", None)
+            if stemmer is None:
+                import Stemmer
+
+                stemmer = self._local.stemmer = Stemmer.Stemmer(self.name)
+            kept = stemmer.stemWords(kept)
+        stems = iter(kept)
+        return ["" if w in self._stop_words else next(stems) for w in words]
+
+    def terms_of_words(self, words: list[str]) -> list[str]:
+        """The search terms of ``words`` (``words``): stop words dropped, the rest stemmed."""
+        return list(filter(None, self.term_of_words(words)))
+
     def terms(self, text: str) -> list[str]:
         """The text's search terms, in order, repeats kept (term frequency counts them)."""
-        words = _ASCII_TOKEN.findall(text.lower()) if text.isascii() else _TOKEN.findall(fold(text))
-        return self._stem(list(filterfalse(self._stop_words.__contains__, words)))
+        return self.terms_of_words(self.words(text))
 
     def terms_of_many(self, texts: list[str]) -> list[list[str]]:
         """``terms`` of each text."""

@@ -15,9 +15,10 @@
   ``filter_memory_min_rows`` records on, which choose exact search over the allowed rows or IVF
   search with an id bitmap by the filter's selectivity; below that, or where the columns cannot
   decide exactly, they run in SQLite (``sqlite_filters``) and the allowed rows are searched.
-- Legs (``Legs``, recorded per collection; ``embedded_schema``): a lexical leg is an FTS5 table
-  written in each write's transaction (``embedded_lexical``); a sparse leg is a ``sparse`` column
-  plus an in-memory ``SparseIndex`` beside the vector index (``embedded_collection``).
+- Legs (``Legs``, recorded per collection; ``embedded_schema``): a lexical leg is an in-memory
+  ``LexicalIndex`` (BM25) of the texts' analyzed terms, derived from the texts and saved in the
+  snapshot; a sparse leg is a ``sparse`` column plus an in-memory ``SparseIndex``; both beside the
+  vector index (``embedded_collection``).
 - One process at a time: a lock file refuses a second server on the same directory (use the
   Postgres store for several instances).
 - Collection names come checked (``StoreFacade``); the store trusts them as file names and keys.
@@ -46,7 +47,6 @@ from . import (
     Hit,
     Legs,
     Record,
-    embedded_lexical,
     embedded_rows,
     model_conflict,
 )
@@ -181,12 +181,10 @@ class EmbeddedStore(LegSearch):
             analyzer(legs.lexical)  # ValueError for a language the analyzer does not have
         with self._write_lock:
             with self._transaction() as db:
-                created = db.execute(
+                db.execute(
                     "INSERT OR IGNORE INTO collections (name, model, dimension, created_at, lexical, sparse_model) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, model, dimension, time.time(), legs.lexical or None, legs.sparse_model or None)).rowcount
-                if created and legs.lexical:
-                    embedded_lexical.create(db, name)
+                    (name, model, dimension, time.time(), legs.lexical or None, legs.sparse_model or None))
             have = self._row(name)
         if (have.model, have.dimension) != (model, dimension):
             raise model_conflict(name, have.model, have.dimension, model, dimension)
@@ -204,7 +202,7 @@ class EmbeddedStore(LegSearch):
                 row = self._row(name)
                 collection = EmbeddedCollection.load(self._db(), name, row.dimension, row.version, row.created_at,
                                                      self._snapshot_file(name), self._index_options,
-                                                     sparse=bool(row.sparse_model))
+                                                     sparse=bool(row.sparse_model), lexical=row.lexical)
                 self._collections[name] = collection
             return collection
 
@@ -273,17 +271,15 @@ class EmbeddedStore(LegSearch):
             with self._transaction() as db:
                 version = self._bump_version(db, name)
                 # a re-added document's chunks it no longer has go in this transaction
-                stale = embedded_rows.delete_replaced(db, name, records, documents, version, bool(legs.lexical))
+                stale = embedded_rows.delete_replaced(db, name, records, documents, version)
                 db.executemany(embedded_rows.UPSERT, [embedded_rows.upsert_row(name, *row) for row in zip(
                     records, encoded, matrix, [version] * len(records), prepared.sparse_blobs)])
                 found = dict(by_ids(db, "SELECT id, rid FROM records WHERE collection = ? AND id IN ({marks})",
                                           name, [r.id for r in records]))
                 rids = np.fromiter((found[r.id] for r in records), dtype=np.int64, count=len(records))
-                if prepared.terms is not None:
-                    embedded_lexical.write(db, name, rids.tolist(), prepared.terms)
             if stale.size:
                 collection.apply_delete(stale, version)
-            collection.apply_upsert(rids, matrix, metas, version, prepared.sparse_rows)
+            collection.apply_upsert(rids, matrix, metas, version, prepared.sparse_rows, prepared.words)
         return len(collection.vectors)
 
     def delete(self, name: str, ids: Sequence[str] | None, where: Filter | None,
@@ -301,8 +297,6 @@ class EmbeddedStore(LegSearch):
                     rows = db.execute(f"DELETE FROM records WHERE collection = ? AND {sql} RETURNING rid",
                                       [name, *params]).fetchall()
                 version = self._bump_version(db, name)
-                if self._row(name).lexical:
-                    embedded_lexical.remove(db, name, [r[0] for r in rows])
                 db.executemany("INSERT INTO deletions (collection, rid, version) VALUES (?, ?, ?)",
                                [(name, r[0], version) for r in rows])
             collection.apply_delete(np.array([r[0] for r in rows], dtype=np.int64), version)
@@ -316,7 +310,6 @@ class EmbeddedStore(LegSearch):
                 db.execute("DELETE FROM records WHERE collection = ?", (name,))
                 db.execute("DELETE FROM deletions WHERE collection = ?", (name,))
                 db.execute("DELETE FROM collections WHERE name = ?", (name,))
-                embedded_lexical.drop(db, name)
             with self._collections_lock:
                 old = self._collections.pop(name, None)
         if old is not None:

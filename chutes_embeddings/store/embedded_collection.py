@@ -13,6 +13,10 @@ the lock and the routing, and resolves a collection name to one of these.
 - A collection with a sparse leg also holds a ``SparseIndex`` of its records' sparse vectors. It
   is not in the snapshot: it is rebuilt from SQLite on every load, and then takes the same
   committed writes in the same order as the dense index.
+- A collection with a lexical leg holds a ``LexicalIndex`` (BM25 over its texts' analyzed terms).
+  It is derived from the texts, so SQLite keeps no term lists: it is saved in the snapshot beside
+  the dense index (the same version) and on load the rows changed after it are analyzed again;
+  without it in the snapshot it is rebuilt from every text. It takes the same committed writes.
 - A snapshot is rewritten only once the changes since the last reach ``SAVE_FRACTION`` of the
   collection (or the IVF index was retrained), so a write costs no rewrite of the whole index.
 """
@@ -29,6 +33,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from loguru import logger
 
+from ..lexical.analyzer import analyzer
+from ..lexical.hashed import HashedWords, hash_words
+from .lexical_index import LexicalIndex
 from .metadata_index import Irregular, parse_stored
 from .snapshot import read_snapshot, write_snapshot
 from .sparse import arrays_of
@@ -57,6 +64,7 @@ class EmbeddedCollection:
         self.name = name
         self.vectors = vectors
         self.sparse = sparse
+        self.lexical: LexicalIndex | None = None
         self.version = version
         self.created_at = created_at
         self.saved_version = -1
@@ -68,7 +76,8 @@ class EmbeddedCollection:
 
     @classmethod
     def load(cls, db: sqlite3.Connection, name: str, dimension: int, version: int, created_at: float,
-             snapshot_file: Path, index_options: dict[str, Any], sparse: bool = False) -> EmbeddedCollection:
+             snapshot_file: Path, index_options: dict[str, Any], sparse: bool = False,
+             lexical: str | None = None) -> EmbeddedCollection:
         """The collection from its snapshot plus the change log after it, or rebuilt from SQLite.
 
         Args:
@@ -80,10 +89,14 @@ class EmbeddedCollection:
             snapshot_file: where its snapshot is saved.
             index_options: ``VectorIndex`` options.
             sparse: whether it has a sparse leg (its ``SparseIndex`` is rebuilt from SQLite).
+            lexical: the language of its lexical leg, if it has one.
         """
-        started = time.monotonic()
-        collection = cls._load_dense(db, name, dimension, version, created_at, snapshot_file, index_options)
+        collection, saved_lexical = cls._load_dense(db, name, dimension, version, created_at, snapshot_file,
+                                                    index_options)
+        if lexical:
+            collection._load_lexical(db, lexical, saved_lexical)
         if sparse:
+            started = time.monotonic()
             collection.sparse = SparseIndex()
             collection._replay_sparse(db)
             logger.info("rebuilt the sparse index of collection {} ({} vectors) in {:.2f}s",
@@ -92,23 +105,48 @@ class EmbeddedCollection:
 
     @classmethod
     def _load_dense(cls, db: sqlite3.Connection, name: str, dimension: int, version: int, created_at: float,
-                    snapshot_file: Path, index_options: dict[str, Any]) -> EmbeddedCollection:
+                    snapshot_file: Path, index_options: dict[str, Any]) -> tuple[EmbeddedCollection,
+                                                                                 dict[str, np.ndarray]]:
         started = time.monotonic()
         loaded = read_snapshot(snapshot_file, name, dimension, version, created_at, index_options)
         if loaded is not None:
-            vectors, saved_version = loaded
+            vectors, saved_version, lexical = loaded
             collection = cls(name, vectors, version, created_at)
             collection.saved_version, collection.saved_generation = saved_version, vectors.ann_generation
             replayed = collection._replay(db, saved_version)
             collection.changes = replayed
             logger.info("loaded the index of collection {} ({} vectors, {} search, {} changes replayed) in {:.2f}s",
                         name, len(vectors), vectors.mode, replayed, time.monotonic() - started)
-            return collection
+            return collection, lexical
         collection = cls(name, VectorIndex(dimension, **index_options), version, created_at)
         collection._replay(db, None)
         logger.info("rebuilt the index of collection {} ({} vectors) from SQLite in {:.2f}s",
                     name, len(collection.vectors), time.monotonic() - started)
-        return collection
+        return collection, {}
+
+    def _load_lexical(self, db: sqlite3.Connection, language: str, arrays: dict[str, np.ndarray]) -> None:
+        """The lexical index: the snapshot's (``arrays``) plus the rows changed after it (analyzed
+        again), or (none saved) every row's text analyzed."""
+        started = time.monotonic()
+        saved = LexicalIndex.restore(analyzer(language), arrays)
+        after = self.saved_version if saved is not None else None
+        self.lexical = saved if saved is not None else LexicalIndex(analyzer(language))
+        if after is not None:
+            self.lexical.remove(np.array([r[0] for r in db.execute(
+                "SELECT rid FROM deletions WHERE collection = ? AND version > ?", (self.name, after))],
+                dtype=np.int64))
+            cursor = db.execute("SELECT rid, text FROM records WHERE collection = ? AND version > ?",
+                                (self.name, after))
+        else:
+            cursor = db.execute("SELECT rid, text FROM records WHERE collection = ?", (self.name,))
+        analyzed = 0
+        while rows := cursor.fetchmany(10_000):
+            self.lexical.upsert(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                                hash_words(analyzer(language), [r[1] for r in rows]))
+            analyzed += len(rows)
+        logger.info("{} the lexical index of collection {} ({} texts, {} analyzed) in {:.2f}s",
+                    "loaded" if saved is not None else "rebuilt", self.name, len(self.lexical), analyzed,
+                    time.monotonic() - started)
 
     def _replay(self, db: sqlite3.Connection, after: int | None) -> int:
         """Apply what SQLite holds beyond version ``after`` (everything when ``None``) to the index;
@@ -142,13 +180,17 @@ class EmbeddedCollection:
 
     # --- committed writes, in commit order ---------------------------------------------------
     def apply_upsert(self, rids: np.ndarray, matrix: np.ndarray, metas: list[dict[str, Any] | None],
-                     version: int, sparse_rows: list[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+                     version: int, sparse_rows: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                     words: HashedWords | None = None) -> None:
         """Take rows that SQLite has committed at ``version`` (``sparse_rows``: their sparse vectors
-        as ids and weights, in a collection with a sparse leg)."""
+        as ids and weights, in a collection with a sparse leg; ``words``: their texts' words
+        (``hash_words``), in one with a lexical leg)."""
         with self._dead_on_error(), self.lock:
             self.vectors.upsert(rids, matrix, metas)
             if self.sparse is not None and sparse_rows is not None:
                 self.sparse.upsert(rids, sparse_rows)
+            if self.lexical is not None and words is not None:
+                self.lexical.upsert(rids, words)
             self.version = version
             self.changes += len(rids)
 
@@ -158,6 +200,8 @@ class EmbeddedCollection:
             self.vectors.remove(rids)
             if self.sparse is not None:
                 self.sparse.remove(rids)
+            if self.lexical is not None:
+                self.lexical.remove(rids)
             self.version = version
             self.changes += len(rids)
 
@@ -201,6 +245,9 @@ class EmbeddedCollection:
                     return
                 version, changes, generation = self.version, self.changes, self.vectors.ann_generation
                 arrays = self.vectors.snapshot()
+                lexical = self.lexical.capture() if self.lexical is not None else None
+            if lexical is not None:  # merged outside the lock: writes and searches go on meanwhile
+                arrays.update(lexical.arrays())
             write_snapshot(snapshot_file, arrays, version, self.created_at, self.vectors.dimension)
             with self.lock:
                 self.saved_version, self.saved_generation = version, generation

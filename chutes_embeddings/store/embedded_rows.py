@@ -7,7 +7,9 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from . import Chunk, Legs, Record, documents, embedded_lexical
+from ..lexical.analyzer import analyzer
+from ..lexical.hashed import HashedWords, hash_words
+from . import Chunk, Legs, Record, documents
 from .documents import chunk_of, chunk_values
 from .filters import Filter
 from .metadata import decode_metadata
@@ -65,10 +67,10 @@ def record(row: tuple[Any, ...], name: str) -> Record:
 
 
 def delete_replaced(db: sqlite3.Connection, name: str, records: Sequence[Record], whole: Sequence[str],
-                    version: int, lexical: bool) -> np.ndarray:
+                    version: int) -> np.ndarray:
     """Check a write's ids against the stored rows (``documents.plan``) and delete the stored chunks
-    it replaces, in the caller's transaction (from the lexical index too, and logged as deletions
-    of ``version``); returns their row ids, for the index."""
+    it replaces, in the caller's transaction (logged as deletions of ``version``); returns their row
+    ids, for the in-memory indexes (``EmbeddedCollection.apply_delete``)."""
     wanted = documents.probe(records, whole)
     stored = by_ids(db, "SELECT id, document_id FROM records WHERE collection = ? AND id IN ({marks})", name,
                     wanted.ids)
@@ -77,8 +79,6 @@ def delete_replaced(db: sqlite3.Connection, name: str, records: Sequence[Record]
     stale = documents.plan(records, whole, stored)
     rids = [r[0] for r in by_ids(db, "DELETE FROM records WHERE collection = ? AND id IN ({marks}) RETURNING rid",
                                  name, stale)]
-    if rids and lexical:
-        embedded_lexical.remove(db, name, rids)
     db.executemany("INSERT INTO deletions (collection, rid, version) VALUES (?, ?, ?)",
                    [(name, rid, version) for rid in rids])
     return np.array(rids, dtype=np.int64)
@@ -92,21 +92,22 @@ def documents_of(db: sqlite3.Connection, name: str, document_ids: Sequence[str])
 
 
 class Prepared(NamedTuple):
-    """What an upsert writes besides the rows: each record's terms and sparse vector (or None)."""
+    """What an upsert writes besides the rows: its texts' words (``hash_words``, for the lexical
+    index) and each record's sparse vector (or None)."""
 
     legs: Legs
-    terms: list[str] | None
+    words: HashedWords | None
     sparse_blobs: list[bytes | None]
     sparse_rows: list[tuple[np.ndarray, np.ndarray]] | None
 
 
 def prepare(legs: Legs, records: list[Record]) -> Prepared:
     """Analyze the texts for a lexical leg and check and encode the sparse vectors for a sparse one."""
-    terms = embedded_lexical.term_texts(legs.lexical, [r.text for r in records]) if legs.lexical else None
+    words = hash_words(analyzer(legs.lexical), [r.text for r in records]) if legs.lexical else None
     if not legs.sparse_model:
-        return Prepared(legs, terms, [None] * len(records), None)
+        return Prepared(legs, words, [None] * len(records), None)
     check_records(records)
     blobs: list[bytes | None] = [to_blob(r.sparse) for r in records]  # type: ignore[arg-type]
-    return Prepared(legs, terms, blobs, [arrays_of(b) for b in blobs])  # type: ignore[arg-type]
+    return Prepared(legs, words, blobs, [arrays_of(b) for b in blobs])  # type: ignore[arg-type]
 
 

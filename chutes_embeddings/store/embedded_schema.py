@@ -4,9 +4,14 @@
 ``sparse_model``: the sparse encoder, or NULL) and ``records`` a record's sparse vector
 (``sparse``: ``sparse.to_blob``, or NULL) and, for a document's chunk, its document
 (``document_id``, ``chunk``, ``span_start``, ``span_end``; NULL for a plain record, indexed by
-document). A store from before the legs is migrated on open, in
-one transaction: the columns are added and every collection gets a lexical leg in the configured
-language, its FTS5 index filled from its records (``embedded_lexical.backfill``).
+document). The lexical index lives in memory and in the snapshots, derived from the texts
+(``lexical_index``), so SQLite holds no term lists.
+
+An older store is migrated on open, in one transaction: a store from before the legs gets the
+columns and every collection a lexical leg in the configured language; a store from before
+documents gets the document columns (every record a plain one); the FTS5 tables (``lex_<hash>``)
+that stores from before the in-memory lexical index kept are dropped. Either way each lexical
+index is built from the texts when its collection is first loaded.
 """
 
 from __future__ import annotations
@@ -14,8 +19,6 @@ from __future__ import annotations
 import sqlite3
 
 from loguru import logger
-
-from . import embedded_lexical
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -64,6 +67,7 @@ def open_schema(db: sqlite3.Connection, lexical_language: str) -> None:
         db.execute(_DOCUMENT_INDEX)
         if "lexical" not in _columns(db, "collections"):
             _add_legs(db, lexical_language)
+        _drop_fts5(db)
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -75,5 +79,14 @@ def _add_legs(db: sqlite3.Connection, language: str) -> None:
     db.execute("ALTER TABLE collections ADD COLUMN sparse_model TEXT")
     db.execute("UPDATE collections SET lexical = ?", (language,))
     for (name,) in db.execute("SELECT name FROM collections ORDER BY name").fetchall():
-        filled = embedded_lexical.backfill(db, name, language)
-        logger.info("gave collection {} a lexical leg ({}): {} records indexed", name, language, filled)
+        logger.info("gave collection {} a lexical leg ({})", name, language)
+
+
+def _drop_fts5(db: sqlite3.Connection) -> None:
+    """Drop the FTS5 tables that held the lexical leg before ``LexicalIndex`` (their shadow tables go with them)."""
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'lex\\_%' "
+                                       "ESCAPE '\\' AND sql LIKE 'CREATE VIRTUAL TABLE%fts5%'")]
+    for table in tables:
+        db.execute(f'DROP TABLE "{table}"')
+    if tables:
+        logger.info("dropped {} FTS5 tables of the former lexical leg (now held in memory)", len(tables))

@@ -1,8 +1,9 @@
 """The saved form of a collection's search index: one ``.npz`` file per collection beside the database.
 
 A snapshot holds the ``VectorIndex`` arrays (rows, metadata columns, IVF centroids and each row's
-list) and a state: the format, the collection version it reflects, the collection's ``created_at``
-(so the file of a dropped namesake is never loaded) and the dimension. It is a cache: SQLite holds
+list), a lexical leg's ``LexicalIndex`` arrays (``lex_*``) and a state: the format, the collection
+version it reflects, the collection's ``created_at`` (so the file of a dropped namesake is never
+loaded) and the dimension. It is a cache: SQLite holds
 everything, so a missing, stale or unreadable snapshot costs a rebuild, never data. It is written
 to a temporary file, fsync'd and renamed, and the rename is made durable before the caller prunes
 the change log that the snapshot replaces.
@@ -35,8 +36,9 @@ def snapshot_path(directory: Path, name: str) -> Path:
 
 
 def read_snapshot(path: Path, name: str, dimension: int, version: int, created_at: float,
-                  index_options: dict[str, Any]) -> tuple[VectorIndex, int] | None:
-    """The saved index and the collection version it reflects, or ``None`` when none is usable.
+                  index_options: dict[str, Any]) -> tuple[VectorIndex, int, dict[str, np.ndarray]] | None:
+    """The saved index, the collection version it reflects and the lexical index's arrays (``lex_*``,
+    for ``LexicalIndex.restore``; empty if it has none), or ``None`` when none is usable.
 
     Args:
         path: the snapshot file.
@@ -55,11 +57,12 @@ def read_snapshot(path: Path, name: str, dimension: int, version: int, created_a
                     or not 0 <= state.get("version", -1) <= version or state.get("dimension") != dimension):
                 return None
             vectors = VectorIndex.restore(dimension, data, **index_options)
+            lexical = {key: data[key] for key in data.files if key.startswith("lex_")}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         logger.warning("the saved index of collection {} is unreadable ({}); rebuilding it from SQLite",
                        name, type(exc).__name__)
         return None
-    return vectors, state["version"]
+    return vectors, state["version"], lexical
 
 
 def write_snapshot(path: Path, arrays: dict[str, np.ndarray], version: int, created_at: float, dimension: int) -> None:

@@ -283,11 +283,13 @@ class VectorIndex:
         """The index ``snapshot`` saved (``arrays``: a mapping such as an open ``.npz``); an IVF
         index comes back at once, its vectors put in their saved lists without a search."""
         index = cls(dimension, **options)
-        rids = np.asarray(arrays["rids"], dtype=np.int64)
+        rids = np.require(arrays["rids"], np.int64, ["C", "W"])
         n = len(rids)
-        index._grow(n)
-        index._matrix[:n] = arrays["vectors"]
-        index._rids[:n] = rids
+        # the arrays as read from the file, without a second copy: on this sandbox's page faults
+        # a fresh 1.5 GB matrix cost more than the read (docs/benchmarks.md); the first write grows them
+        index._matrix = np.require(arrays["vectors"], np.float32, ["C", "W"]).reshape(n, dimension)
+        index._rids = rids
+        index._assign = np.full(n, -1, dtype=np.int64)
         index._pos = dict(zip(rids.tolist(), range(n)))
         index._n = n
         index._max_rid = int(rids.max()) if n else -1
