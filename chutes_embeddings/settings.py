@@ -80,6 +80,10 @@ class Settings:
     # 0.84 at 400, 0.94 at 1000, for 3x the p50 of 100 (docs/benchmarks.md, "Hybrid search at 1M records").
     pg_ef_search: int = 1000
     pg_filter_ef_search: int = 1000
+    # the HNSW graph a new collection's index is built with (pgvector's defaults are 16 / 64); see
+    # docs/benchmarks.md, "Hybrid search at 1M records", for the recall at 1M each reaches.
+    pg_hnsw_m: int = 32
+    pg_hnsw_ef_construction: int = 128
     ann_threshold: int = 100_000
     ann_nprobe: int = 32
     ann_retrain_growth: float = 2.0
@@ -137,6 +141,11 @@ class Settings:
             if getattr(self, name) < (0 if name in ("cache_size", "tei_port", "rerank_tei_port", "sparse_tei_port")
                                       else 1):
                 raise ValueError(f"EMBEDDINGS_{name.upper()} must be positive, got {getattr(self, name)}")
+        if not 2 <= self.pg_hnsw_m <= 100:  # pgvector's bounds
+            raise ValueError(f"EMBEDDINGS_PG_HNSW_M must be 2..100, got {self.pg_hnsw_m}")
+        if not 2 * self.pg_hnsw_m <= self.pg_hnsw_ef_construction <= 1000:
+            raise ValueError(f"EMBEDDINGS_PG_HNSW_EF_CONSTRUCTION must be 2 x EMBEDDINGS_PG_HNSW_M "
+                             f"({2 * self.pg_hnsw_m})..1000, got {self.pg_hnsw_ef_construction}")
         from .lexical.analyzer import languages
 
         if self.lexical_language not in languages():
@@ -194,7 +203,8 @@ class Settings:
         """Options for ``open_store`` that apply to the configured store."""
         if self.store_url.startswith(("postgresql://", "postgres://")):
             return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size,
-                    "filter_ef_search": self.pg_filter_ef_search, "filter_exact_rows": self.filter_exact_rows}
+                    "filter_ef_search": self.pg_filter_ef_search, "filter_exact_rows": self.filter_exact_rows,
+                    "hnsw_m": self.pg_hnsw_m, "hnsw_ef_construction": self.pg_hnsw_ef_construction}
         return {"ann_threshold": self.ann_threshold, "nprobe": self.ann_nprobe,
                 "retrain_growth": self.ann_retrain_growth, "filter_exact_rows": self.filter_exact_rows,
                 "filter_memory_min_rows": self.filter_memory_min_rows, "lexical_language": self.lexical_language}
