@@ -45,12 +45,16 @@ def _lexeme(term: str) -> str | None:
     return f"'{term}'"
 
 
+def frequencies(language: str, text: str) -> tuple[dict[str, int], int]:
+    """Each term a ``tsvector`` keeps with its tf (capped at ``MAX_POSITION``), and the term count of a text."""
+    terms = analyzer(language).terms(text)
+    return {term: min(tf, MAX_POSITION) for term, tf in Counter(terms).items() if _lexeme(term) is not None}, len(terms)
+
+
 def document(language: str, text: str) -> tuple[str, int]:
     """The ``tsvector`` literal and the term count of a text (see module docstring)."""
-    terms = analyzer(language).terms(text)
-    parts = [f"{lexeme}:{min(tf, MAX_POSITION)}" for term, tf in Counter(terms).items()
-             if (lexeme := _lexeme(term)) is not None]
-    return " ".join(parts), len(terms)
+    tfs, length = frequencies(language, text)
+    return " ".join(f"{_lexeme(term)}:{tf}" for term, tf in tfs.items()), length
 
 
 def search(conn: Any, table: sql.Identifier, docs: int, total_terms: int, terms: Sequence[str], top_k: int,
