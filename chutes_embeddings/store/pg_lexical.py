@@ -36,34 +36,37 @@ MAX_POSITION = 16383  # Postgres: the largest position a lexeme may have (larger
 MAX_LEXEME_BYTES = 2046  # Postgres: "word is too long" beyond this
 
 
-def _lexeme(term: str) -> str | None:
-    # at most 4 bytes a character: only a long term needs encoding to be measured
-    if len(term) * 4 > MAX_LEXEME_BYTES and len(term.encode()) > MAX_LEXEME_BYTES:
-        return None
-    if "'" in term or "\\" in term:
-        term = term.replace("\\", "\\\\").replace("'", "''")
-    return f"'{term}'"
+def _lexeme(term: str) -> str:
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def frequencies(language: str, text: str) -> tuple[dict[str, int], int]:
     """Each term a ``tsvector`` keeps with its tf (capped at ``MAX_POSITION``), and the term count of a text."""
     terms = analyzer(language).terms(text)
-    return {term: min(tf, MAX_POSITION) for term, tf in Counter(terms).items() if _lexeme(term) is not None}, len(terms)
+    tfs = Counter(terms)
+    # per-text checks, not per-term ones (a text has ~100 terms): only a long term (up to 4 bytes a
+    # character) or a huge tf needs the term-by-term pass
+    if max(map(len, tfs), default=0) * 4 > MAX_LEXEME_BYTES or max(tfs.values(), default=0) > MAX_POSITION:
+        return {t: min(tf, MAX_POSITION) for t, tf in tfs.items() if len(t.encode()) <= MAX_LEXEME_BYTES}, len(terms)
+    return tfs, len(terms)
 
 
 def document(language: str, text: str) -> tuple[str, int]:
     """The ``tsvector`` literal and the term count of a text (see module docstring)."""
     tfs, length = frequencies(language, text)
-    return " ".join(f"{_lexeme(term)}:{tf}" for term, tf in tfs.items()), length
+    words = "".join(tfs)
+    if "'" in words or "\\" in words:  # the analyzer's terms are letters and digits: never, so far
+        return " ".join(f"{_lexeme(term)}:{tf}" for term, tf in tfs.items()), length
+    return " ".join(map("'{}':{}".format, tfs, tfs.values())), length
 
 
 def search(conn: Any, table: sql.Identifier, docs: int, total_terms: int, terms: Sequence[str], top_k: int,
            where: Filter) -> list[tuple[str, str, str, float]]:
     """The best ``top_k`` ``(id, text, metadata JSON, score)`` by BM25 among the rows ``where`` allows."""
-    distinct = [t for t in dict.fromkeys(terms) if t and _lexeme(t) is not None]
+    distinct = [t for t in dict.fromkeys(terms) if t and len(t.encode()) <= MAX_LEXEME_BYTES]
     if not distinct or top_k <= 0 or docs <= 0:
         return []
-    query = " | ".join(_lexeme(t) for t in distinct)  # type: ignore[misc]
+    query = " | ".join(_lexeme(t) for t in distinct)
     clause, params = pg_where(where)
     statement = sql.SQL("""
         WITH p AS (SELECT %s::float8 AS docs, %s::float8 AS avgdl),
