@@ -1,7 +1,8 @@
 """The Postgres store: pgvector tables behind a psycopg connection pool, for many instances.
 
 Each collection is a table (named from a hash of the collection name, so any valid name fits
-Postgres' identifier limit) with an HNSW cosine index on the vector and a GIN index on the JSONB
+Postgres' identifier limit) with an HNSW cosine index on the vector (its graph's ``m`` and
+``ef_construction`` as configured when the collection is created: ``hnsw_index``) and a GIN index on the JSONB
 metadata; ``embeddings_collections`` records name, table, model and dimension. Creating and
 dropping collections takes a transaction-scoped advisory lock, so several server processes can
 do it at once. Every write is one transaction, acknowledged after COMMIT. Searches set
