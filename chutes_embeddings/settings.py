@@ -76,12 +76,13 @@ class Settings:
     body_timeout_s: float = 30.0
     torch_threads: int = 0
     store_url: str = ""
-    # pgvector's hnsw.ef_search (its maximum): at 1M vectors of real text with noise, recall@10 0.61 at 100,
-    # 0.84 at 400, 0.94 at 1000, for 3x the p50 of 100 (docs/benchmarks.md, "Hybrid search at 1M records").
-    pg_ef_search: int = 1000
+    # pgvector's hnsw.ef_search: at 1M vectors of real text with noise, on the graph below, recall@10 0.75
+    # at 100, 0.94 at 600, 0.96 at 800, 0.98 at 1000 (its maximum) (docs/benchmarks.md, "Hybrid search at 1M records").
+    pg_ef_search: int = 800
     pg_filter_ef_search: int = 1000
-    # the HNSW graph a new collection's index is built with (pgvector's defaults are 16 / 64); see
-    # docs/benchmarks.md, "Hybrid search at 1M records", for the recall at 1M each reaches.
+    # the HNSW graph a new collection's index is built with: pgvector's defaults (16 / 64) reach recall@10
+    # 0.944 at 1M even at ef_search 1000; these 0.98, for a 4.7x longer index build and 3.3x slower upserts
+    # (docs/benchmarks.md, "Hybrid search at 1M records").
     pg_hnsw_m: int = 32
     pg_hnsw_ef_construction: int = 128
     ann_threshold: int = 100_000

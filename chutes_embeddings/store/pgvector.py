@@ -126,7 +126,7 @@ class PgVectorStore:
 
     kind = "postgres"
 
-    def __init__(self, url: str, ef_search: int = 1000, pool_size: int = 10, filter_ef_search: int = 1000,
+    def __init__(self, url: str, ef_search: int = 800, pool_size: int = 10, filter_ef_search: int = 1000,
                  filter_exact_rows: int = 20_000, hnsw_m: int = 32, hnsw_ef_construction: int = 128) -> None:
         self.ef_search = ef_search
         self.hnsw = hnsw_index(hnsw_m, hnsw_ef_construction)
