@@ -17,10 +17,11 @@ to the first hybrid answer (close the store, reopen it, time until a hybrid sear
 
 ``postgres``: the same texts, metadata and vectors bulk-loaded as ``store_scale --pg-bulk`` does,
 with the lexical columns exactly as the store's upsert writes them (``pg_lexical.document``) and
-its counts in ``embeddings_collections``, then the GIN, HNSW (pgvector's defaults m=16,
-ef_construction=64, as the store builds it) and metadata indexes. Table 1: lexical, dense, hybrid
-and filtered hybrid p50/p99 (``--work-mem`` values to compare). Table 2: dense recall@10 and p50
-against the exact top 10 (numpy) at each ``--ef-search``, queries = Cranfield's 225 queries embedded.
+its counts in ``embeddings_collections``, then the GIN, HNSW (``--hnsw-m``/``--hnsw-ef-construction``,
+by default the store's ``EMBEDDINGS_PG_HNSW_*``, as the store builds it) and metadata indexes.
+Table 1: lexical, dense, hybrid and filtered hybrid p50/p99 (``--work-mem`` values to compare).
+Table 2: dense recall@10 and p50 against the exact top 10 (numpy) at each ``--ef-search``,
+queries = Cranfield's 225 queries embedded.
 
 Vectors of real text (``cranfield_vectors``): Cranfield's 1,400 abstracts (``--cranfield``, a BEIR
 folder) embedded by the bundled model, repeated to ``--size`` with Gaussian noise of ``--sigma``
@@ -35,6 +36,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -46,6 +48,7 @@ import numpy as np
 
 from chutes_embeddings.engine.results import DENSE, HYBRID, LEXICAL, Retrieval
 from chutes_embeddings.lexical.analyzer import analyzer
+from chutes_embeddings.settings import Settings
 from chutes_embeddings.store import Legs, Record, VectorStore
 from chutes_embeddings.store.filters import All
 
@@ -247,7 +250,7 @@ def embedded(args: argparse.Namespace, work: Path) -> None:
 
 
 def pg_bulk(url: str, name: str, model: str, texts: list[str], vectors: np.ndarray, maintenance_mem: str,
-            lexical: bool = True) -> None:
+            lexical: bool = True, hnsw: tuple[int, int] = (32, 128)) -> None:
     """COPY the records with the columns the store's upsert writes, set the lexical counts, then build
     the indexes ``ensure_collection`` creates (same names, same definitions). Without ``lexical``
     the collection has no lexical leg and the rows go by binary COPY (as ``store_scale --pg-bulk``)."""
@@ -255,15 +258,15 @@ def pg_bulk(url: str, name: str, model: str, texts: list[str], vectors: np.ndarr
     from pgvector.psycopg import register_vector
     from psycopg import sql
 
-    from chutes_embeddings.store.pgvector import PgVectorStore, table_name
+    from chutes_embeddings.store.pgvector import PgVectorStore, hnsw_index, table_name
 
     store = PgVectorStore(url)
     store.ensure_collection(name, model, DIM, Legs(lexical="english") if lexical else Legs())
     store.close()
     tbl = table_name(name)
     ident = sql.Identifier(tbl)
-    indexes = {"_lex": "gin (lexical)", "_meta": "gin (metadata jsonb_path_ops)",
-               "_hnsw": "hnsw (embedding vector_cosine_ops)"}
+    indexes = {"_lex": sql.SQL("gin (lexical)"), "_meta": sql.SQL("gin (metadata jsonb_path_ops)"),
+               "_hnsw": hnsw_index(*hnsw)}
     if not lexical:
         del indexes["_lex"]
     with psycopg.connect(url, autocommit=True) as conn:
@@ -285,38 +288,44 @@ def pg_bulk(url: str, name: str, model: str, texts: list[str], vectors: np.ndarr
         conn.execute("SELECT set_config('max_parallel_maintenance_workers', '1', false)")  # 2 cores
         for suffix, how in indexes.items():
             started = time.perf_counter()
-            conn.execute(sql.SQL("CREATE INDEX {} ON {} USING " + how).format(sql.Identifier(tbl + suffix), ident))
-            print(f"  index {suffix[1:]} built in {time.perf_counter() - started:.0f} s", flush=True)
+            conn.execute(sql.SQL("CREATE INDEX {} ON {} USING {}").format(sql.Identifier(tbl + suffix), ident, how))
+            size = conn.execute("SELECT pg_size_pretty(pg_relation_size(%s))", (tbl + suffix,)).fetchone()[0]
+            print(f"  index {suffix[1:]} built in {time.perf_counter() - started:.0f} s ({size}; load average "
+                  f"{os.getloadavg()[0]:.1f})", flush=True)
         conn.execute(sql.SQL("ANALYZE {}").format(ident))
 
 
 def _copy_lexical(conn: Any, ident: Any, texts: list[str], vectors: np.ndarray) -> int:
-    """COPY the records with their lexical columns (``pg_lexical.document``); returns the terms in all."""
+    """COPY the records with their lexical columns (the terms and tfs of ``pg_lexical.document``, in
+    ``tsvector``'s binary form: a binary COPY, as fast as the dense-only load); returns the terms in all."""
     from psycopg import sql
 
     started, terms = time.perf_counter(), 0
-    with conn.cursor().copy(sql.SQL("COPY {} (id, text, metadata, embedding, lexical, lexical_len) FROM STDIN")
-                            .format(ident)) as copy:
-        # the store's own ``document`` per text: the load's bottleneck, so on every core
+    with conn.cursor().copy(sql.SQL("COPY {} (id, text, metadata, embedding, lexical, lexical_len) FROM STDIN "
+                                    "WITH (FORMAT BINARY)").format(ident)) as copy:
+        copy.set_types(["text", "text", "jsonb", "vector", "bytea", "int4"])
         with multiprocessing.get_context("fork").Pool() as pool:
             documents = pool.imap(_document, texts, chunksize=2_000)
             for i, (text, (lexical, length)) in enumerate(zip(texts, documents)):
                 terms += length
-                copy.write_row((f"r{i}", text, json.dumps({"tenth": i % 10}), vectors[i], lexical, length))
+                copy.write_row((f"r{i}", text, {"tenth": i % 10}, vectors[i], lexical, length))
                 if i and i % 100_000 == 0:
                     print(f"  {i:,} rows, {i / (time.perf_counter() - started):,.0f}/s", flush=True)
     return terms
 
 
-def _document(text: str) -> tuple[str, int]:
+def _document(text: str) -> tuple[bytes, int]:
+    """``tsvector``'s binary form (``tsvectorrecv``) of a text's ``pg_lexical`` terms: the count, then
+    each lexeme NUL-terminated with its one position (its tf, weight D); and the term count."""
     from chutes_embeddings.store import pg_lexical
 
-    return pg_lexical.document("english", text)
+    tfs, length = pg_lexical.frequencies("english", text)
+    return struct.pack("!i", len(tfs)) + b"".join(
+        term.encode() + struct.pack("!xHH", 1, tf) for term, tf in tfs.items()), length
 
 
 def postgres(args: argparse.Namespace, work: Path) -> None:
     from chutes_embeddings.engine.startup import start_engine
-    from chutes_embeddings.settings import Settings
     from chutes_embeddings.store.pgvector import PgVectorStore
     from chutes_embeddings.store.service import StoreService
 
@@ -329,7 +338,8 @@ def postgres(args: argparse.Namespace, work: Path) -> None:
         engine = start_engine(Settings.from_env(NO_CACHE))
         name = "hybrid_scale"
         if not args.reuse:
-            pg_bulk(url, name, engine.model_id, texts, vectors, args.pg_maintenance_mem, not args.dense_only)
+            pg_bulk(url, name, engine.model_id, texts, vectors, args.pg_maintenance_mem, not args.dense_only,
+                    (args.hnsw_m, args.hnsw_ef_construction))
         del texts
         gc.collect()
         truth = exact_top(vectors, cran_queries)
@@ -344,25 +354,28 @@ def postgres(args: argparse.Namespace, work: Path) -> None:
                 len(cran_queries))
             recall = np.mean([len({int(h[1:]) for h in got} & set(want.tolist())) / 10
                               for got, want in zip(found[5:], truth)])
-            recall_rows.append(f"| {ef} | {recall:.3f} | {timing[0]:.1f} / {timing[1]:.1f} |")
+            recall_rows.append(f"| {ef} | {recall:.3f} | {timing[0]:.1f} / {timing[1]:.1f} | "
+                               f"{os.getloadavg()[0]:.1f} |")
             print(recall_rows[-1], flush=True)
         store.close()
         if args.dense_only:
             engine.close()
             print("\n".join(recall_rows))
             return
-        head = "| work_mem | " + " | ".join(MODES) + " |\n|---|" + "---|" * len(MODES)
+        head = "| work_mem | " + " | ".join(MODES) + " | load |\n|---|" + "---|" * (len(MODES) + 1)
         rows = []
         for work_mem in args.work_mem.split(","):
             sep = "&" if "?" in url else "?"
             store = PgVectorStore(url + (f"{sep}options=-c%20work_mem%3D{work_mem}" if work_mem != "default" else ""))
-            rows.append(line(work_mem, service_modes(StoreService(engine, store), name, queries, args.queries)))
+            rows.append(line(work_mem, service_modes(StoreService(engine, store), name, queries, args.queries))
+                        + f" {os.getloadavg()[0]:.1f} |")
             print(rows[-1], flush=True)
             store.close()
         print(head + "\n" + "\n".join(rows), flush=True)
         engine.close()
         print(f"recall@10 on {args.size:,} vectors (mean cosine to their abstract {cosine:.3f}), "
-              f"{len(cran_queries)} Cranfield queries\n| ef_search | recall@10 | p50 / p99 ms |\n|---|---|---|\n"
+              f"{len(cran_queries)} Cranfield queries\n| ef_search | recall@10 | p50 / p99 ms | load |\n"
+              "|---|---|---|---|\n"
               + "\n".join(recall_rows), flush=True)
     finally:
         if not args.pg_url and not args.keep:
@@ -397,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ef-search", default="40,100,200,400")
     parser.add_argument("--work-mem", default="default,64MB", help="postgres: work_mem values to time")
     parser.add_argument("--pg-maintenance-mem", default="4GB")
+    parser.add_argument("--hnsw-m", type=int, default=Settings.pg_hnsw_m, help="postgres: the HNSW index's m")
+    parser.add_argument("--hnsw-ef-construction", type=int, default=Settings.pg_hnsw_ef_construction,
+                        help="postgres: the HNSW index's ef_construction")
     parser.add_argument("--pg-url", default="", help="postgres: use this server instead of starting one")
     parser.add_argument("--reuse", action="store_true", help="postgres: the collection is already loaded")
     parser.add_argument("--dense-only", action="store_true",

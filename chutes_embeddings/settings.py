@@ -86,10 +86,15 @@ class Settings:
     body_timeout_s: float = 30.0
     torch_threads: int = 0
     store_url: str = ""
-    # pgvector's hnsw.ef_search (its maximum): at 1M vectors of real text with noise, recall@10 0.61 at 100,
-    # 0.84 at 400, 0.94 at 1000, for 3x the p50 of 100 (docs/benchmarks.md, "Hybrid search at 1M records").
-    pg_ef_search: int = 1000
+    # pgvector's hnsw.ef_search: at 1M vectors of real text with noise, on the graph below, recall@10 0.75
+    # at 100, 0.94 at 600, 0.96 at 800, 0.98 at 1000 (its maximum) (docs/benchmarks.md, "Hybrid search at 1M records").
+    pg_ef_search: int = 800
     pg_filter_ef_search: int = 1000
+    # the HNSW graph a new collection's index is built with: pgvector's defaults (16 / 64) reach recall@10
+    # 0.944 at 1M even at ef_search 1000; these 0.98, for a 4.7x longer index build and 3.3x slower upserts
+    # (docs/benchmarks.md, "Hybrid search at 1M records").
+    pg_hnsw_m: int = 32
+    pg_hnsw_ef_construction: int = 128
     ann_threshold: int = 100_000
     ann_nprobe: int = 32
     ann_retrain_growth: float = 2.0
@@ -148,6 +153,11 @@ class Settings:
             if getattr(self, name) < (0 if name in ("cache_size", "tei_port", "rerank_tei_port", "sparse_tei_port",
                                                     "window_overlap") else 1):
                 raise ValueError(f"EMBEDDINGS_{name.upper()} must be positive, got {getattr(self, name)}")
+        if not 2 <= self.pg_hnsw_m <= 100:  # pgvector's bounds
+            raise ValueError(f"EMBEDDINGS_PG_HNSW_M must be 2..100, got {self.pg_hnsw_m}")
+        if not 2 * self.pg_hnsw_m <= self.pg_hnsw_ef_construction <= 1000:
+            raise ValueError(f"EMBEDDINGS_PG_HNSW_EF_CONSTRUCTION must be 2 x EMBEDDINGS_PG_HNSW_M "
+                             f"({2 * self.pg_hnsw_m})..1000, got {self.pg_hnsw_ef_construction}")
         from .lexical.analyzer import languages
 
         if self.lexical_language not in languages():
@@ -205,7 +215,8 @@ class Settings:
         """Options for ``open_store`` that apply to the configured store."""
         if self.store_url.startswith(("postgresql://", "postgres://")):
             return {"ef_search": self.pg_ef_search, "pool_size": self.pg_pool_size,
-                    "filter_ef_search": self.pg_filter_ef_search, "filter_exact_rows": self.filter_exact_rows}
+                    "filter_ef_search": self.pg_filter_ef_search, "filter_exact_rows": self.filter_exact_rows,
+                    "hnsw_m": self.pg_hnsw_m, "hnsw_ef_construction": self.pg_hnsw_ef_construction}
         return {"ann_threshold": self.ann_threshold, "nprobe": self.ann_nprobe,
                 "retrain_growth": self.ann_retrain_growth, "filter_exact_rows": self.filter_exact_rows,
                 "filter_memory_min_rows": self.filter_memory_min_rows, "lexical_language": self.lexical_language}

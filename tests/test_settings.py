@@ -27,7 +27,8 @@ def test_reads_prefixed_variables_with_types():
 
 @pytest.mark.parametrize("env", [{"EMBEDDINGS_DEVICE": "tpu"}, {"EMBEDDINGS_CACHE_SIZE": "many"},
                                  {"EMBEDDINGS_MAX_QUEUE": "0"}, {"EMBEDDINGS_BACKEND": "tensorrt"},
-                                 {"EMBEDDINGS_LOG_JSON": "maybe"}])
+                                 {"EMBEDDINGS_LOG_JSON": "maybe"}, {"EMBEDDINGS_PG_HNSW_M": "1"},
+                                 {"EMBEDDINGS_PG_HNSW_EF_CONSTRUCTION": "40"}])  # pgvector: >= 2 x m (32)
 def test_bad_values_are_refused_with_the_variable_name(env):
     with pytest.raises(ValueError) as err:
         Settings.from_env(env)

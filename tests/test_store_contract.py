@@ -678,7 +678,8 @@ def test_bm25_scores_equal_bm25s_on_a_hand_made_corpus(store, name):
     corpus = ["The cat sat on the mat", "Dogs chase cats in the garden garden garden",
               "A bird sings in the morning", "Cats and dogs are friends", "The garden is green in spring",
               "Morning coffee with a cat", "Fish swim in the river", "Quantum physics of small particles",
-              "The river flows past the old mill", "Green tea in the morning sun"]
+              "The river flows past the old mill", "Green tea in the morning sun",
+              "garden " * 300 + "wall"]  # a tf over 256, the positions Postgres keeps a lexeme
     add_texts(store, name, corpus)
     tokens = [TERMS(t) for t in corpus]
     reference = bm25s.BM25(method="robertson", k1=1.2, b=0.75)

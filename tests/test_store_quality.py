@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+import psycopg
 import pytest
 
 from bench.corpus import sentences
 from chutes_embeddings.store import Record
 from chutes_embeddings.store.embedded import EmbeddedStore
 from chutes_embeddings.store.filters import All
-from chutes_embeddings.store.pgvector import PgVectorStore
+from chutes_embeddings.store.pgvector import PgVectorStore, table_name
 
 N, QUERIES, K = 10_000, 100, 10
 NO_FILTER = All()
@@ -48,10 +49,15 @@ def test_embedded_store_returns_the_true_top_k(real, tmp_path):
 
 def test_postgres_hnsw_recall_at_10(real, pg_url):
     texts, corpus, queries = real
-    store = PgVectorStore(pg_url, ef_search=100)  # a floor: EMBEDDINGS_PG_EF_SEARCH defaults higher (1000)
+    # a floor: EMBEDDINGS_PG_EF_SEARCH defaults higher; a graph of other than the default m/ef_construction
+    store = PgVectorStore(pg_url, ef_search=100, hnsw_m=24, hnsw_ef_construction=100)
     name = "quality_" + uuid.uuid4().hex[:8]
     try:
         _load(store, name, texts, corpus)
+        with psycopg.connect(pg_url) as conn:
+            index = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+                                 (table_name(name) + "_hnsw",)).fetchone()[0]
+        assert "m='24'" in index and "ef_construction='100'" in index, index
         recall = _recall(store, name, corpus, queries)
         print(f"pgvector HNSW recall@10 on {N} real embeddings, ef_search=100: {recall:.3f}")
         assert recall >= 0.95

@@ -2,14 +2,16 @@
 
 - A record's ``lexical`` column holds its analyzed terms (``lexical.analyzer``, the same terms as
   the embedded store's FTS5 index), written as a ``tsvector`` literal so Postgres keeps each term
-  exactly (no parser, no dictionary); each term's positions are 1..tf, so the positions count its
-  term frequency (Postgres keeps at most 256 positions a lexeme: tf is capped there, and a term
-  longer than a lexeme may be, 2,046 bytes, is left out). ``lexical_len`` holds the number of terms.
+  exactly (no parser, no dictionary); each term has one position, its term frequency (``'term':tf``:
+  the search reads tf as the term's last position, which is also tf in the ``1..tf`` position lists
+  that earlier versions wrote, so their rows score alike). A position is at most 16,383 in Postgres,
+  so tf is capped there, and a term longer than a lexeme may be, 2,046 bytes, is left out.
+  ``lexical_len`` holds the number of terms.
 - ``embeddings_collections`` keeps N (``lex_docs``) and the total length (``lex_terms``) of each
   collection, changed in the transaction of every write (writers of a collection with a lexical
   leg lock its row there, so the counts never race).
 - A query finds its candidates through the GIN index (``lexical @@ 't1' | 't2' ...``), takes each
-  candidate's tf of the query terms from its positions, counts each term's document frequency
+  candidate's tf of the query terms from their positions, counts each term's document frequency
   over the candidates (every document holding a query term is one), and scores BM25 exactly as
   SQLite FTS5's ``bm25()`` does (k1 = 1.2, b = 0.75, idf ``ln((N - n + 0.5) / (n + 0.5))``, at
   least 1e-6), so both stores rank and score alike. The filter is evaluated on the candidates
@@ -30,34 +32,41 @@ from .filters import Filter
 from .pg_filters import pg_where
 
 K1, B = 1.2, 0.75
-MAX_POSITIONS = 256  # Postgres: positions kept per lexeme
+MAX_POSITION = 16383  # Postgres: the largest position a lexeme may have (larger ones are clamped)
 MAX_LEXEME_BYTES = 2046  # Postgres: "word is too long" beyond this
 
 
-def _lexeme(term: str) -> str | None:
-    if len(term.encode()) > MAX_LEXEME_BYTES:
-        return None
+def _lexeme(term: str) -> str:
     return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def frequencies(language: str, text: str) -> tuple[dict[str, int], int]:
+    """Each term a ``tsvector`` keeps with its tf (capped at ``MAX_POSITION``), and the term count of a text."""
+    terms = analyzer(language).terms(text)
+    tfs = Counter(terms)
+    # per-text checks, not per-term ones (a text has ~100 terms): only a long term (up to 4 bytes a
+    # character) or a huge tf needs the term-by-term pass
+    if max(map(len, tfs), default=0) * 4 > MAX_LEXEME_BYTES or max(tfs.values(), default=0) > MAX_POSITION:
+        return {t: min(tf, MAX_POSITION) for t, tf in tfs.items() if len(t.encode()) <= MAX_LEXEME_BYTES}, len(terms)
+    return tfs, len(terms)
 
 
 def document(language: str, text: str) -> tuple[str, int]:
     """The ``tsvector`` literal and the term count of a text (see module docstring)."""
-    terms = analyzer(language).terms(text)
-    parts = []
-    for term, tf in Counter(terms).items():
-        lexeme = _lexeme(term)
-        if lexeme is not None:
-            parts.append(f"{lexeme}:{','.join(str(p) for p in range(1, min(tf, MAX_POSITIONS) + 1))}")
-    return " ".join(parts), len(terms)
+    tfs, length = frequencies(language, text)
+    words = "".join(tfs)
+    if "'" in words or "\\" in words:  # the analyzer's terms are letters and digits: never, so far
+        return " ".join(f"{_lexeme(term)}:{tf}" for term, tf in tfs.items()), length
+    return " ".join(map("'{}':{}".format, tfs, tfs.values())), length
 
 
 def search(conn: Any, table: sql.Identifier, docs: int, total_terms: int, terms: Sequence[str], top_k: int,
            where: Filter) -> list[tuple[str, str, str, float]]:
     """The best ``top_k`` ``(id, text, metadata JSON, score)`` by BM25 among the rows ``where`` allows."""
-    distinct = [t for t in dict.fromkeys(terms) if t and _lexeme(t) is not None]
+    distinct = [t for t in dict.fromkeys(terms) if t and len(t.encode()) <= MAX_LEXEME_BYTES]
     if not distinct or top_k <= 0 or docs <= 0:
         return []
-    query = " | ".join(_lexeme(t) for t in distinct)  # type: ignore[misc]
+    query = " | ".join(_lexeme(t) for t in distinct)
     clause, params = pg_where(where)
     statement = sql.SQL("""
         WITH p AS (SELECT %s::float8 AS docs, %s::float8 AS avgdl),
@@ -67,7 +76,7 @@ def search(conn: Any, table: sql.Identifier, docs: int, total_terms: int, terms:
             FROM {table} WHERE lexical @@ %s::tsquery),
         tf AS (
             SELECT cand.id, cand.updated_at, cand.lexical_len, cand.allowed, u.lexeme,
-                   cardinality(u.positions) AS tf
+                   u.positions[cardinality(u.positions)] AS tf
             FROM cand CROSS JOIN LATERAL unnest(cand.hits) AS u),
         df AS (SELECT lexeme, count(*) AS n FROM tf GROUP BY lexeme),
         scored AS (

@@ -1,7 +1,8 @@
 """The Postgres store: pgvector tables behind a psycopg connection pool, for many instances.
 
 Each collection is a table (named from a hash of the collection name, so any valid name fits
-Postgres' identifier limit) with an HNSW cosine index on the vector and a GIN index on the JSONB
+Postgres' identifier limit) with an HNSW cosine index on the vector (its graph's ``m`` and
+``ef_construction`` as configured when the collection is created: ``hnsw_index``) and a GIN index on the JSONB
 metadata; ``embeddings_collections`` records name, table, model and dimension. Creating and
 dropping collections takes a transaction-scoped advisory lock, so several server processes can
 do it at once. Every write is one transaction, acknowledged after COMMIT. Searches set
@@ -89,6 +90,12 @@ class PgCollection(NamedTuple):
             sql.SQL("sparse" if self.sparse_model else "NULL"))
 
 
+def hnsw_index(m: int, ef_construction: int) -> sql.Composable:
+    """The HNSW index's method and definition, as ``CREATE INDEX ... USING`` takes it."""
+    return sql.SQL("hnsw (embedding vector_cosine_ops) WITH (m = {}, ef_construction = {})").format(
+        sql.Literal(m), sql.Literal(ef_construction))
+
+
 def _record(row: tuple, name: str) -> Record:
     """A ``Record`` of a row of ``PgCollection.columns``."""
     rec_id, text, meta, vec, sparse = row[:5]
@@ -112,6 +119,7 @@ class PgVectorStore(PgDocuments):
         pool_size: connections in the pool at most.
         filter_ef_search: HNSW candidates per filtered search (iterative scan).
         filter_exact_rows: at most this many rows allowed by a filter (the planner's estimate), search is exact.
+        hnsw_m, hnsw_ef_construction: the HNSW graph of a new collection's index (``hnsw_index``).
 
     Raises:
         BackendUnavailable: Postgres cannot be reached.
@@ -119,9 +127,10 @@ class PgVectorStore(PgDocuments):
 
     kind = "postgres"
 
-    def __init__(self, url: str, ef_search: int = 1000, pool_size: int = 10, filter_ef_search: int = 1000,
-                 filter_exact_rows: int = 20_000) -> None:
+    def __init__(self, url: str, ef_search: int = 800, pool_size: int = 10, filter_ef_search: int = 1000,
+                 filter_exact_rows: int = 20_000, hnsw_m: int = 32, hnsw_ef_construction: int = 128) -> None:
         self.ef_search = ef_search
+        self.hnsw = hnsw_index(hnsw_m, hnsw_ef_construction)
         self.filter_ef_search = filter_ef_search
         self.filter_exact_rows = filter_exact_rows
         try:
@@ -210,8 +219,8 @@ class PgVectorStore(PgDocuments):
             if created and legs.lexical:
                 conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (lexical)")
                              .format(sql.Identifier(tbl + "_lex"), ident))
-            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding vector_cosine_ops)")
-                         .format(sql.Identifier(tbl + "_hnsw"), ident))
+            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING {}")
+                         .format(sql.Identifier(tbl + "_hnsw"), ident, self.hnsw))
             conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (metadata jsonb_path_ops)")
                          .format(sql.Identifier(tbl + "_meta"), ident))
 
