@@ -9,6 +9,7 @@ and the typed results of ``results``; each dialect shapes them into its own answ
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any, Sequence
 
@@ -22,7 +23,8 @@ from . import similarity
 from .cluster import cluster as run_clustering
 from .embedding import EmbeddingPipeline
 from .hybrid import Candidates, candidates_by_leg, first_stage, legs_for
-from .reranking import RerankService
+from .models import ModelRegistry
+from .reranking import BiEncoderReranker, RerankService
 from .results import (
     DENSE,
     EMBEDDER,
@@ -37,6 +39,7 @@ from .results import (
     EngineHealth,
     EngineInfo,
     Hit,
+    ModelReport,
     Ranking,
     Reranked,
     RerankOptions,
@@ -78,21 +81,75 @@ class Engine:
         max_clusters: the most clusters ``cluster`` chooses among without ``n_clusters``.
         sparse: the sparse encoder's pipeline, or None when no sparse model is configured.
         lexical_language: the analyzer of a corpus search's lexical leg (``lexical.analyzer``).
+        models: every served model by name (``engine.models``), the three above its kinds' defaults;
+            None: those three are the only ones.
+
+    ``using(kind, name)`` is an engine whose model of ``kind`` is the one a request named: every verb
+    and property (``dimension``, ``prompts``, ``model_id``) then answers for that model.
     """
 
     def __init__(self, embedder: EmbeddingPipeline, reranker: RerankService, limits: dict[str, Any] | None = None,
                  max_clusters: int = 20, sparse: SparsePipeline | None = None, *,
-                 lexical_language: str = "english") -> None:
+                 lexical_language: str = "english", models: ModelRegistry | None = None) -> None:
         self.embedder = embedder
         self.reranker = reranker
         self.sparse = sparse
+        self.models = models or ModelRegistry.of_services(
+            embedder=embedder, reranker=None if isinstance(reranker, BiEncoderReranker) else reranker, sparse=sparse)
         self.limits = dict(limits or {})
         self.max_clusters = max_clusters
         self.analyzer = analyzer(lexical_language)
         self.started_at = time.time()
-        self._admission = {EMBEDDER: embedder.check_admission, RERANKER: reranker.check_admission,
+        self._admit()
+
+    def _admit(self) -> None:
+        self._admission = {EMBEDDER: self.embedder.check_admission, RERANKER: self.reranker.check_admission,
                            # without a model the verb answers NotConfigured: nothing queues
-                           SPARSE: sparse.check_admission if sparse is not None else lambda: None}
+                           SPARSE: self.sparse.check_admission if self.sparse is not None else lambda: None}
+
+    def using(self, kind: str, name: str | None, route: str = "this route") -> "Engine":
+        """This engine with the model of ``kind`` (``EMBEDDER``, ``RERANKER``, ``SPARSE``) that ``name``
+        picks (None: the kind's default, ``self``); the other kinds' models stay the defaults. A
+        cheap view: the models, their batchers and caches are shared.
+
+        Without a cross-encoder, a rerank names an embedder (or any name): the bi-encoder stand-in
+        over that embedder; an embedder view's stand-in uses that embedder.
+
+        Raises:
+            InvalidInput: the name is a model of another kind.
+            NotFound: no model of the kind has that name (the message lists the served ones).
+            BackendUnavailable: the named model failed to load.
+            NotConfigured: a sparse model named where none is configured.
+        """
+        if name is None:
+            return self
+        if kind == RERANKER and isinstance(self.reranker, BiEncoderReranker):
+            default, found = self.models.default(RERANKER), self.models.find(name)
+            if default is None and found is not None and found.kind == EMBEDDER:
+                return self._view(reranker=self._stand_in(self.models.resolve(EMBEDDER, name, route).service))
+            if default is None or (found is default or (found is None and len(self.models.of_kind(RERANKER)) == 1)):
+                return self  # the stand-in answers any name (as a kind's only model does), and a failed default's
+        if kind == SPARSE and self.sparse is None:
+            self.embed_sparse([])  # raises NotConfigured naming the setting
+        service = self.models.resolve(kind, name, route).service
+        if kind == EMBEDDER:
+            if service is self.embedder:
+                return self
+            reranker = self._stand_in(service) if isinstance(self.reranker, BiEncoderReranker) else self.reranker
+            return self._view(embedder=service, reranker=reranker)
+        current = self.reranker if kind == RERANKER else self.sparse
+        return self if service is current else self._view(**{kind: service})
+
+    def _view(self, **services: Any) -> "Engine":
+        view = copy.copy(self)
+        for attr, service in services.items():
+            setattr(view, attr, service)
+        view._admit()
+        return view
+
+    @staticmethod
+    def _stand_in(embedder: EmbeddingPipeline) -> BiEncoderReranker:
+        return BiEncoderReranker(embedder)
 
     @property
     def model_id(self) -> str:
@@ -128,11 +185,9 @@ class Engine:
         return self.sparse.vocab_size if self.sparse is not None else None
 
     def close(self) -> None:
-        """Stop the batchers and the model services."""
-        if self.sparse is not None:
-            self.sparse.close()
+        """Stop the batchers and the model services (every served model's)."""
         self.reranker.close()
-        self.embedder.close()
+        self.models.close()
 
     def check_admission(self, models: Sequence[str]) -> None:
         """Raise ``Overloaded`` now if any of ``models`` (``EMBEDDER``, ``RERANKER``, ``SPARSE``) would refuse
@@ -345,7 +400,30 @@ class Engine:
             status = "overloaded"
             reasons.append(f"the queue needs about {queue.estimated_wait_s:.1f} s of model time to drain (more than "
                            f"{queue.max_queue_wait_s:g} s): new work is refused with 429")
-        return EngineHealth(status, embedder, reranker, self.dimension, reasons, sparse)
+        for model in self.models.models:
+            if model.service is None:
+                status = "degraded" if status == "ok" else status
+                reasons.append(f"the {model.kind} {model.name!r} failed to load ({model.error}): its requests get "
+                               "503; the other models serve")
+            elif model.service not in (self.embedder, self.reranker, self.sparse):
+                state = model.service.describe()
+                if state.tei_serving is False:
+                    status = "degraded" if status == "ok" else status
+                    reasons.append(f"the TEI of the {model.kind} {model.name!r} is not serving; its local model "
+                                   "answers")
+                if state.batching is not None and state.batching.overloaded:
+                    status = "overloaded"
+                    reasons.append(f"the queue of the {model.kind} {model.name!r} is full: its new work is refused "
+                                   "with 429")
+        return EngineHealth(status, embedder, reranker, self.dimension, reasons, sparse, self.served_models())
+
+    def served_models(self) -> list[ModelReport]:
+        """Every configured model: its name, kind, whether it is its kind's default, and its state
+        (None with the error when it failed to load)."""
+        defaults = {kind: self.models.default(kind) for kind in (EMBEDDER, RERANKER, SPARSE)}
+        return [ModelReport(m.name, m.kind, defaults[m.kind] is m, m.spec.names(),
+                            m.service.describe() if m.service is not None else None, m.error)
+                for m in self.models.models]
 
     def is_healthy(self) -> bool:
         """Whether the embedder can answer now."""
@@ -358,5 +436,5 @@ class Engine:
             pooling=self.embedder.backend.default_pooling, poolings=tuple(POOLINGS), cache=self.embedder.cache.stats(),
             batch_wait_ms=self.embedder.settings.batch_wait_ms, limits=dict(self.limits), version=__version__,
             started_at=self.started_at, sparse=self.sparse.describe() if self.sparse is not None else None,
-            prompts=self.prompts, default_prompt_name=self.default_prompt_name,
+            prompts=self.prompts, default_prompt_name=self.default_prompt_name, models=self.served_models(),
         )
