@@ -422,7 +422,8 @@ class Engine:
         (None with the error when it failed to load)."""
         defaults = {kind: self.models.default(kind) for kind in (EMBEDDER, RERANKER, SPARSE)}
         return [ModelReport(m.name, m.kind, defaults[m.kind] is m, m.spec.names(),
-                            m.service.describe() if m.service is not None else None, m.error)
+                            m.service.describe() if m.service is not None else None, m.error,
+                            m.service.dimension if m.service is not None and m.kind == EMBEDDER else None)
                 for m in self.models.models]
 
     def is_healthy(self) -> bool:

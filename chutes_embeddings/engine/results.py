@@ -266,6 +266,7 @@ class ModelReport:
     names: tuple[str, ...]
     state: ModelState | None
     error: str | None = None
+    dimension: int | None = None  # an embedder's
 
 
 @dataclass(frozen=True)
