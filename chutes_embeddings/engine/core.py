@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import __version__
-from ..errors import InvalidInput, NotConfigured
+from ..errors import Conflict, InvalidInput, NotConfigured
 from ..lexical.analyzer import analyzer
 from ..lexical.memory import bm25_matches
 from . import similarity
@@ -139,6 +139,27 @@ class Engine:
             return self._view(embedder=service, reranker=reranker)
         current = self.reranker if kind == RERANKER else self.sparse
         return self if service is current else self._view(**{kind: service})
+
+    def for_collection(self, collection: str, stored: str, requested: str | None) -> "Engine":
+        """The engine that searches a stored collection of model ``stored``: the embedder the request
+        names (``requested``), which must be that model, else the served embedder of that name, else
+        this one (whose search then says the collection is another model's).
+
+        Raises:
+            Conflict: ``requested`` names another model than the collection's.
+            NotFound, InvalidInput, BackendUnavailable: as ``using``.
+        """
+        if requested is not None:
+            chosen = self.using(EMBEDDER, requested, "POST /store/search")
+            if chosen.model_id != stored:
+                raise Conflict(f"collection {collection!r} holds vectors of {stored!r}; the request names "
+                               f"{chosen.model_id!r}: search it with its own model (or name none)", field="model",
+                               limit=stored)
+            return chosen
+        found = self.models.find(stored)
+        if found is None or found.kind != EMBEDDER or found.service is None:
+            return self
+        return self.using(EMBEDDER, stored)
 
     def _view(self, **services: Any) -> "Engine":
         view = copy.copy(self)

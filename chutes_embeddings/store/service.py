@@ -8,6 +8,7 @@ operation for the metrics. The native dialect shapes its results.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from contextlib import contextmanager
@@ -148,15 +149,19 @@ class StoreService:
 
     def add(self, collection: str, texts: Sequence[str], ids: Sequence[str] | None,
             metadata: dict[str, Any] | Sequence[dict[str, Any]] | None,
-            vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None) -> Added:
+            vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None,
+            model: str | None = None) -> Added:
         """Upsert texts (ids default to a hash of the text); returns after the store commits.
 
         With ``vectors`` (one per text) the caller's vectors are stored as given (normalised) and
         the collection is one of ``vector_model``'s (default ``external``) at their dimension;
         without, the server embeds the texts (with the model's document prompt, when it defines
         one: ``engine.prompts``). A collection refuses vectors of another model or
-        dimension (409).
+        dimension (409). ``model``: the served embedder that embeds (None: the default).
         """
+        engine = self.engine.using(EMBEDDER, model, "POST /store/add")
+        if engine is not self.engine:
+            return self._with(engine).add(collection, texts, ids, metadata, vectors, vector_model)
         if ids is not None and len(ids) != len(texts):
             raise InvalidInput(f"ids has {len(ids)} entries for {len(texts)} texts; send one id per text",
                                field="ids", limit=len(texts))
@@ -186,7 +191,7 @@ class StoreService:
     def search(self, collection: str, query: str | None, top_k: int, filter_metadata: dict[str, Any] | None,
                threshold: float | None, query_vector: Sequence[float] | None = None, *, rerank: bool = False,
                rerank_candidates: int = 50, retrieval: Retrieval = Retrieval(),
-               query_sparse: SparseVector | None = None) -> Found:
+               query_sparse: SparseVector | None = None, query_model: str | None = None) -> Found:
         """The best matches of one query (a text the server embeds, or the caller's vectors).
 
         ``retrieval.mode`` picks the legs (``engine.hybrid``): ``dense`` (the collection's vectors,
@@ -213,6 +218,11 @@ class StoreService:
                                field="rerank")
         where = parse_filter(filter_metadata)
         model, dimension = self.store.model_of(collection)  # NotFound (404) for an unknown collection
+        engine = self.engine.for_collection(collection, model, query_model)  # Conflict: another model named
+        if engine is not self.engine:  # another served embedder's collection: searched with that embedder
+            return self._with(engine).search(collection, query, top_k, filter_metadata, threshold, query_vector,
+                                             rerank=rerank, rerank_candidates=rerank_candidates,
+                                             retrieval=retrieval, query_sparse=query_sparse)
         # a dense search (the default) needs no legs: no second lookup on its path
         stored_legs = self.store.legs(collection) if retrieval.mode != DENSE else Legs()
         legs = legs_for(retrieval.mode, collection_legs(stored_legs), f"collection {collection!r}")
@@ -259,6 +269,12 @@ class StoreService:
         else:
             ranking = Ranking(hits, None, retrieval.mode, skipped)
         return Found(ranking, records, model)
+
+    def _with(self, engine: Engine) -> "StoreService":
+        """This service over ``engine`` (an ``Engine.using`` view: another served embedder)."""
+        view = copy.copy(self)
+        view.engine = engine
+        return view
 
     def _query_vector(self, collection: str, model: str, dimension: int, query: str | None,
                       query_vector: Sequence[float] | None) -> np.ndarray:

@@ -268,7 +268,7 @@ def _service_info(state: ModelState, items_run: str) -> dict[str, Any]:
 def store_add(store: Any, request: Any) -> dict[str, Any]:
     """``POST /store/add``: upsert texts; answered after the store has committed them."""
     added = store.add(request.collection, request.texts, request.ids, request.metadata, request.vectors,
-                      request.vector_model)
+                      request.vector_model, model=request.model)
     return {"collection": request.collection, "added_count": added.added, "ids": added.ids,
             "total_in_collection": added.total}
 
@@ -285,7 +285,7 @@ def store_search(store: Any, request: Any) -> dict[str, Any]:
     found = store.search(request.collection, request.query, request.top_k, request.filter_metadata,
                          request.threshold, request.query_vector, rerank=request.rerank,
                          rerank_candidates=request.rerank_candidates, retrieval=request.retrieval(),
-                         query_sparse=_sparse_query(request.query_sparse))
+                         query_sparse=_sparse_query(request.query_sparse), query_model=request.model)
     records = [found.records[h.index] for h in found.ranking.hits]
     results = [{"id": r.id, "text": r.text, "score": h.score, "rank": h.rank, "metadata": r.metadata,
                 **_hit_extras(h)} for h, r in zip(found.ranking.hits, records)]
