@@ -77,7 +77,7 @@ def install_boundary(app: Any, routes: RouteTable) -> None:
         if settings().local_server:  # the guard parses and hands on the body (guard.hand_on)
             app.user_middleware = [m for m in app.user_middleware if not _is_sdk_dev_middleware(m.cls)]
         return RequestGuard(build(), lambda: app.routes, settings, admission, routes.dialect, observe,
-                            lambda path: path in routes.token_gets)
+                            lambda path: path in routes.token_gets, routes.tei_model_route)
 
     app.build_middleware_stack = build_stack
 
