@@ -280,12 +280,14 @@ class Settings:
 
     @cached_property
     def model_specs(self) -> tuple[ModelSpec, ...]:
-        """Every served model, each kind's default first: ``EMBEDDINGS_MODELS``' entries, with the
-        one-model variables as the default of a kind the list leaves out.
+        """Every served model, each kind's default first: a one-model variable that is set
+        (``EMBEDDINGS_MODEL`` other than the bundled default, ``EMBEDDINGS_RERANK_MODEL``,
+        ``EMBEDDINGS_SPARSE_MODEL``) names its kind's default, then ``EMBEDDINGS_MODELS``' entries of
+        that kind follow in order (an entry of the same model id gives the default its options);
+        with none set, the list's first of the kind is the default.
 
         Raises:
-            ValueError: a bad entry; a one-model variable naming another model than the list's first
-                of its kind (which would be the default?); a served name or alias claimed twice.
+            ValueError: a bad entry; a served name or alias claimed twice.
         """
         listed = parse_models(self.models)
         one_model = {"embedder": (self.model, self.model_revision, self.tei_port),
@@ -295,12 +297,11 @@ class Settings:
         for kind in KINDS:
             of_kind = [s for s in listed if s.kind == kind]
             model, revision, port = one_model[kind]
-            unset = not model or (kind == "embedder" and model == default_model())
-            if of_kind and not unset and model != of_kind[0].model:
-                raise ValueError(f"{KIND_VARIABLES[kind]}={model!r} and {MODELS_VARIABLE} (whose first {kind} is "
-                                 f"{of_kind[0].model!r}) both name the default {kind}: set one of them")
-            if not of_kind and model:
-                of_kind = [ModelSpec(model, kind, revision=revision, tei_port=port)]
+            unset = not model or (kind == "embedder" and model == default_model() and of_kind)
+            if not unset:
+                same = [s for s in of_kind if s.model == model]
+                default = same[0] if same else ModelSpec(model, kind, revision=revision, tei_port=port)
+                of_kind = [default, *(s for s in of_kind if s is not default)]
             specs.extend(of_kind)
         claimed: dict[str, str] = {}
         for spec in specs:

