@@ -17,7 +17,7 @@ import pytest
 from chutes_embeddings.backends import factory
 from chutes_embeddings.backends.factory import BuiltService
 from chutes_embeddings.backends.protocols import BatchingProfile
-from chutes_embeddings.engine.models import ModelRegistry, ServedModel
+from chutes_embeddings.engine.models import ModelEntry, ModelRegistry
 from chutes_embeddings.errors import BackendUnavailable, InvalidInput, NotFound
 from chutes_embeddings.settings import ModelSpec, Settings, parse_models
 from tests.fakes import FakeEmbedder, FakePairTokenizer, FakeReranker
@@ -71,7 +71,7 @@ def test_a_bad_list_fails_start_up_naming_the_variable(env, named):
 
 # --- names -------------------------------------------------------------------------------------------
 def _registry(*specs: ModelSpec, failed: str | None = None) -> ModelRegistry:
-    return ModelRegistry([ServedModel(s, None if s.served_name == failed else object(),
+    return ModelRegistry([ModelEntry(s, None if s.served_name == failed else object(),
                                       "OSError: no such file" if s.served_name == failed else None) for s in specs])
 
 

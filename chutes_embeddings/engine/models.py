@@ -30,7 +30,7 @@ ANY_NAME = "*"  # the alias of a model that answers names no model claims
 
 
 @dataclass
-class ServedModel:
+class ModelEntry:
     """One configured model: its spec, its service (None when it failed to load) and why it failed."""
 
     spec: ModelSpec
@@ -49,13 +49,13 @@ class ServedModel:
 class ModelRegistry:
     """The configured models, each kind's default first (see module docstring)."""
 
-    def __init__(self, models: list[ServedModel]) -> None:
+    def __init__(self, models: list[ModelEntry]) -> None:
         self.models = list(models)
-        self._exact: dict[str, ServedModel] = {}
+        self._exact: dict[str, ModelEntry] = {}
         for model in self.models:
             for name in model.spec.names():
                 self._exact.setdefault(name, model)
-        loose: dict[str, list[ServedModel]] = {}
+        loose: dict[str, list[ModelEntry]] = {}
         for model in self.models:
             for name in model.spec.loose_names():
                 if name not in self._exact:
@@ -66,22 +66,22 @@ class ModelRegistry:
     def of_services(cls, **services: Any) -> "ModelRegistry":
         """A registry of one model per kind (``embedder=``, ``reranker=``, ``sparse=``; None: none),
         each named by its ``model_id``: what an engine built around given services serves."""
-        return cls([ServedModel(ModelSpec(s.model_id, kind, name=s.model_id), s)
+        return cls([ModelEntry(ModelSpec(s.model_id, kind, name=s.model_id), s)
                     for kind, s in services.items() if s is not None])
 
-    def of_kind(self, kind: str) -> list[ServedModel]:
+    def of_kind(self, kind: str) -> list[ModelEntry]:
         """The models of ``kind``, its default first."""
         return [m for m in self.models if m.kind == kind]
 
-    def default(self, kind: str) -> ServedModel | None:
+    def default(self, kind: str) -> ModelEntry | None:
         """The kind's default model (None: none configured)."""
         return next(iter(self.of_kind(kind)), None)
 
-    def find(self, name: str) -> ServedModel | None:
+    def find(self, name: str) -> ModelEntry | None:
         """The model a name picks, of any kind (None: no model has that name)."""
         return self._exact.get(name) or self._loose.get(name)
 
-    def resolve(self, kind: str, name: str | None, route: str = "this route") -> ServedModel:
+    def resolve(self, kind: str, name: str | None, route: str = "this route") -> ModelEntry:
         """The model of ``kind`` that ``name`` picks (see module docstring).
 
         Raises:

@@ -15,7 +15,7 @@ from ..backends.factory import BuiltService, build_service, tei_binary, wait_for
 from ..settings import KIND_VARIABLES, ModelSpec, Settings
 from .core import Engine
 from .embedding import EmbeddingPipeline
-from .models import ModelRegistry, ServedModel
+from .models import ModelEntry, ModelRegistry
 from .prompts import ModelPrompts
 from .reranking import BiEncoderReranker, RerankPipeline, RerankService
 from .results import EMBEDDER, RERANKER, SPARSE
@@ -53,7 +53,7 @@ def start_engine(settings: Settings, limits: dict[str, Any] | None = None, model
     binary = tei_binary(settings)
     specs = settings.model_specs
     given = {EMBEDDER: model, RERANKER: reranker_model, SPARSE: sparse_model}
-    served: list[ServedModel] = []
+    served: list[ModelEntry] = []
     try:
         with ThreadPoolExecutor(min(MAX_CONCURRENT_LOADS, len(specs)), thread_name_prefix="load") as pool:
             loads = [pool.submit(_load, settings, binary, spec, given.pop(spec.kind, None)) for spec in specs]
@@ -91,16 +91,16 @@ def start_engine(settings: Settings, limits: dict[str, Any] | None = None, model
     return engine
 
 
-def _load(settings: Settings, binary: str | None, spec: ModelSpec, model: Any) -> ServedModel:
+def _load(settings: Settings, binary: str | None, spec: ModelSpec, model: Any) -> ModelEntry:
     """One model's service, or its error (logged; the other models go on loading)."""
     try:
         own = spec.settings_for(settings)
-        return ServedModel(spec, _pipeline(own, spec.kind, build_service(spec.kind, own, binary, model, spec)))
+        return ModelEntry(spec, _pipeline(own, spec.kind, build_service(spec.kind, own, binary, model, spec)))
     except Exception as exc:
         logger.opt(exception=exc).error(
             "the {} {!r} could not be loaded ({}: {}); its requests get 503 until the service restarts with a "
             "model that loads", spec.kind, spec.served_name, type(exc).__name__, exc)
-        return ServedModel(spec, None, f"{type(exc).__name__}: {exc}")
+        return ModelEntry(spec, None, f"{type(exc).__name__}: {exc}")
 
 
 def _pipeline(settings: Settings, kind: str, built: BuiltService) -> Any:
