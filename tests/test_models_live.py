@@ -66,6 +66,11 @@ def test_each_dialects_client_picks_the_model_it_names(live_server, reference, m
     native = httpx.post(f"{live_server}/embed", json={"inputs": TEXTS, "model": CLS_MODEL_NAME}, timeout=60).json()
     assert native["model"] == CLS_MODEL_NAME
     assert_same(native["embeddings"], want)
+    # no cross-encoder here: a rerank naming an embedder is scored by that embedder's cosine (Jina's shape)
+    jina = httpx.post(f"{live_server}/v1/rerank", json={"model": CLS_MODEL_NAME, "query": "a cat on a mat",
+                                                        "documents": ["stocks fell", "The cat sat on the mat."]},
+                      timeout=60).json()
+    assert jina["model"] == CLS_MODEL_NAME and jina["results"][0]["index"] == 1
     info = httpx.get(f"{live_server}/tei/{CLS_MODEL_NAME}/info", timeout=60).json()
     assert info["model_id"] == CLS_MODEL_NAME and info["model_type"]["embedding"]["pooling"] == "cls"
 
