@@ -123,19 +123,19 @@ class Engine:
         """
         if name is None:
             return self
-        if kind == RERANKER and isinstance(self.reranker, BiEncoderReranker):
-            default, found = self.models.default(RERANKER), self.models.find(name)
-            if default is None and found is not None and found.kind == EMBEDDER:
-                return self._view(reranker=self._stand_in(self.models.resolve(EMBEDDER, name, route).service))
-            if default is None or (found is default or (found is None and len(self.models.of_kind(RERANKER)) == 1)):
-                return self  # the stand-in answers any name (as a kind's only model does), and a failed default's
+        if kind == RERANKER and isinstance(self.reranker, BiEncoderReranker):  # no cross-encoder serves
+            found = self.models.find(name)
+            if found is not None and found.kind == EMBEDDER:  # that embedder's cosine
+                return self._view(reranker=BiEncoderReranker(self.models.resolve(EMBEDDER, name, route).service))
+            if (found is None or found.service is None) and len(self.models.of_kind(RERANKER)) <= 1:
+                return self  # the stand-in answers any name, as a kind's only model does
         if kind == SPARSE and self.sparse is None:
             self.embed_sparse([])  # raises NotConfigured naming the setting
         service = self.models.resolve(kind, name, route).service
         if kind == EMBEDDER:
             if service is self.embedder:
                 return self
-            reranker = self._stand_in(service) if isinstance(self.reranker, BiEncoderReranker) else self.reranker
+            reranker = BiEncoderReranker(service) if isinstance(self.reranker, BiEncoderReranker) else self.reranker
             return self._view(embedder=service, reranker=reranker)
         current = self.reranker if kind == RERANKER else self.sparse
         return self if service is current else self._view(**{kind: service})
@@ -167,10 +167,6 @@ class Engine:
             setattr(view, attr, service)
         view._admit()
         return view
-
-    @staticmethod
-    def _stand_in(embedder: EmbeddingPipeline) -> BiEncoderReranker:
-        return BiEncoderReranker(embedder)
 
     @property
     def model_id(self) -> str:
@@ -207,8 +203,9 @@ class Engine:
 
     def close(self) -> None:
         """Stop the batchers and the model services (every served model's)."""
-        self.reranker.close()
         self.models.close()
+        if all(m.service is not self.reranker for m in self.models.models):
+            self.reranker.close()  # the bi-encoder stand-in: nothing of its own
 
     def check_admission(self, models: Sequence[str]) -> None:
         """Raise ``Overloaded`` now if any of ``models`` (``EMBEDDER``, ``RERANKER``, ``SPARSE``) would refuse
