@@ -10,9 +10,10 @@ costs a forward pass. Measured in one run, so the ratios compare on a busy machi
 
 - start-up: process start to ``/health`` 200, one model against two (after a warm-up start that
   leaves both ONNX exports in the cache, as a restarted node has them);
-- throughput: texts/s through ``/embed/batch`` from ``--clients`` concurrent clients, for A served
-  alone, then A and B each used alone on the two-model server, then both at once (each with the
-  same clients as alone; their sum is the figure to compare).
+- throughput: texts/s through ``/embed/batch`` from ``--clients`` concurrent clients, with a
+  one-model and a two-model server both up and driven one at a time, in ``--rounds`` rounds of: A
+  served alone, A and B each used alone on the two-model server, both at once (each with the same
+  clients as alone; their sum is the figure to compare). Each ratio is taken within its round.
 """
 
 from __future__ import annotations
@@ -82,14 +83,16 @@ def together(url: str, texts: list[str], clients: int, models: list[str]) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="600 texts per measurement, one start-up of each")
-    parser.add_argument("--texts", type=int, default=1600)
+    parser.add_argument("--quick", action="store_true", help="200 texts per measurement, one start-up and round")
+    parser.add_argument("--texts", type=int, default=800)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the throughput cases (medians kept)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--starts", type=int, default=3, help="start-ups of each server (the median is kept)")
     parser.add_argument("--json", type=Path, default=Path("bench/models-last-run.json"))
     args = parser.parse_args()
-    n = 600 if args.quick else args.texts
+    n = 200 if args.quick else args.texts
     starts = 1 if args.quick else args.starts
+    args.rounds = 1 if args.quick else args.rounds
     work = Path(tempfile.mkdtemp(prefix="bench-models-"))
     folder = work / "cls"
     folder.mkdir()
@@ -103,48 +106,63 @@ def main() -> None:
     servers = {"one": dict(base), "two": {**base, "EMBEDDINGS_MODELS": f"'{a_name}'; '{folder}' name={CLS_NAME}"}}
     texts = mixed_sentences(n, seed=7)
 
-    def measure(name: str, url: str) -> dict[str, Any]:
-        models = [None] if name == "one" else [a_name, CLS_NAME]
-        for model in models:
-            throughput(url, texts[:64], args.clients, model)  # warm each runtime up
-        alone = {str(m): throughput(url, texts, args.clients, m) for m in models}
-        return {"alone": alone, **({"both": together(url, texts, args.clients, models)} if name == "two" else {})}
-
     times: dict[str, list[float]] = {"one": [], "two": []}
-    measured: dict[str, dict[str, Any]] = {}
+    rounds: list[dict[str, float]] = []
     with open(work / "servers.log", "ab") as log:
         start(servers["two"], log)[0].stop()  # warm-up: both ONNX exports into the cache
-        for i in range(starts):  # interleaved, so a busy spell of the machine falls on both
+        for _ in range(starts):  # interleaved, so a busy spell of the machine falls on both
             for name, env in servers.items():
                 server, seconds = start(env, log)
                 times[name].append(seconds)
-                try:
-                    if i == 0:
-                        measured[name] = measure(name, server.url)
-                finally:
-                    server.stop()
-    alone = measured["one"]["alone"]["None"]
-    side, both = measured["two"]["alone"], measured["two"]["both"]
+                server.stop()
+        one = start(servers["one"], log)[0]
+        try:
+            two = start(servers["two"], log)[0]
+        except BaseException:
+            one.stop()
+            raise
+        try:  # both servers up, driven one at a time: each round measures every case, in turn
+            for model, url in ((None, one.url), (a_name, two.url), (CLS_NAME, two.url)):
+                throughput(url, texts[:64], args.clients, model)  # warm each runtime up
+            for _ in range(args.rounds):
+                row = {"alone": throughput(one.url, texts, args.clients, None),
+                       "a": throughput(two.url, texts, args.clients, a_name),
+                       "b": throughput(two.url, texts, args.clients, CLS_NAME)}
+                both = together(two.url, texts, args.clients, [a_name, CLS_NAME])
+                rounds.append({**row, "both_a": both[a_name], "both_b": both[CLS_NAME]})
+        finally:
+            one.stop()
+            two.stop()
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
+    def ratio(key: str) -> float:  # within each round, then the median: a busy spell hits both sides
+        return statistics.median(r[key] / r["alone"] for r in rounds)
+
+    for r in rounds:
+        r["both"] = r["both_a"] + r["both_b"]
+    alone = median("alone")
     start_one, start_two = statistics.median(times["one"]), statistics.median(times["two"])
-    a, b = side[a_name], side[CLS_NAME]
     rows = [
         ("A served alone", f"{alone:.0f} texts/s", "1.00", "baseline"),
-        ("A beside B, used alone", f"{a:.0f} texts/s", f"{a / alone:.2f}", ">= 0.9"),
-        ("B beside A, used alone", f"{b:.0f} texts/s", f"{b / alone:.2f}", ">= 0.9"),
-        ("A and B at once (sum)", f"{sum(both.values()):.0f} texts/s "
-         f"({both[a_name]:.0f} + {both[CLS_NAME]:.0f})", f"{sum(both.values()) / alone:.2f}", ">= 0.9"),
+        ("A beside B, used alone", f"{median('a'):.0f} texts/s", f"{ratio('a'):.2f}", ">= 0.9"),
+        ("B beside A, used alone", f"{median('b'):.0f} texts/s", f"{ratio('b'):.2f}", ">= 0.9"),
+        ("A and B at once (sum)", f"{median('both'):.0f} texts/s ({median('both_a'):.0f} + {median('both_b'):.0f})",
+         f"{ratio('both'):.2f}", ">= 0.9"),
         ("start-up, one model", f"{start_one:.1f} s", "1.00", "baseline"),
         ("start-up, two models", f"{start_two:.1f} s", f"{start_two / start_one:.2f}", "<= 1.3"),
     ]
-    print(f"\n{machine()}; {n} texts per measurement, {args.clients} clients per model, batches of 32, cache off;"
+    print(f"\n{machine()}; {n} texts per measurement, {args.clients} clients per model, batches of 32, cache off, "
+          f"{args.rounds} rounds (medians; ratios within a round, then their median);"
           f" start-ups: median of {starts} ({', '.join(f'{t:.1f}' for t in times['one'])} s one; "
           f"{', '.join(f'{t:.1f}' for t in times['two'])} s two)\n")
     print("| measurement | result | ratio to baseline | target |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": machine(), "texts": n, "clients": args.clients, "alone": alone,
-                                     "side": side, "both": both, "startup": times}, indent=2))
+    args.json.write_text(json.dumps({"machine": machine(), "texts": n, "clients": args.clients, "rounds": rounds,
+                                     "startup": times}, indent=2))
 
 
 if __name__ == "__main__":

@@ -252,3 +252,23 @@ def test_a_collection_keeps_its_model_and_refuses_another_at_search(models_call)
     status, same = models_call("POST", "/store/search", {"collection": "large-docs", "query": "cat",
                                                          "model": "large"})
     assert status == 200 and same["results"][0]["text"] == "a cat"
+
+
+def test_without_a_cross_encoder_a_rerank_is_the_cosine_of_the_embedder_it_names(tmp_path):
+    from chutes_embeddings.engine.core import Engine
+    from chutes_embeddings.engine.embedding import EmbeddingPipeline
+    from tests.fakes import fake_engine
+
+    settings = Settings(data_dir=str(tmp_path))
+    base = fake_engine(settings, cross_encoder=False, sparse=False)
+    other = FakeEmbedder(dimension=16, model_id="other")
+    entries = [ModelEntry(ModelSpec("fake/hashed-tokens"), base.embedder),
+               ModelEntry(ModelSpec("other"), EmbeddingPipeline(settings, other, other.tokenizer, BatchingProfile())),
+               ModelEntry(ModelSpec("ce", "reranker"), None, "OSError: gone")]  # the default cross-encoder failed
+    engine = Engine(base.embedder, base.reranker, models=ModelRegistry(entries))
+    try:
+        assert engine.using("reranker", "other").rerank("a cat", ["a cat", "stocks"]).reranker.model == "other"
+        assert engine.using("reranker", "rerank-v3.5") is engine and engine.using("reranker", "ce") is engine
+        assert engine.using("embedder", "other").reranker.describe().model == "other"  # its own cosine
+    finally:
+        engine.close()
