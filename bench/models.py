@@ -101,9 +101,13 @@ def main() -> None:
 
     a_name = default_model()
     # admission off in effect (a 60 s queue): the clients measure throughput, not the 429 policy
-    base = {"EMBEDDINGS_DATA_DIR": str(work / "data"), "EMBEDDINGS_LOG_LEVEL": "WARNING", "EMBEDDINGS_CACHE_SIZE": "0",
-            "EMBEDDINGS_TEI_BINARY": "", "HF_HUB_OFFLINE": "1", "EMBEDDINGS_MAX_QUEUE_WAIT_S": "60"}
-    servers = {"one": dict(base), "two": {**base, "EMBEDDINGS_MODELS": f"'{a_name}'; '{folder}' name={CLS_NAME}"}}
+    # one ONNX export cache; a data folder each (the embedded store admits one process)
+    base = {"EMBEDDINGS_MODEL_CACHE_DIR": str(work / "models"), "EMBEDDINGS_LOG_LEVEL": "WARNING",
+            "EMBEDDINGS_CACHE_SIZE": "0", "EMBEDDINGS_TEI_BINARY": "", "HF_HUB_OFFLINE": "1",
+            "EMBEDDINGS_MAX_QUEUE_WAIT_S": "60"}
+    servers = {"one": {**base, "EMBEDDINGS_DATA_DIR": str(work / "data-one")},
+               "two": {**base, "EMBEDDINGS_DATA_DIR": str(work / "data-two"),
+                       "EMBEDDINGS_MODELS": f"'{a_name}'; '{folder}' name={CLS_NAME}"}}
     texts = mixed_sentences(n, seed=7)
 
     times: dict[str, list[float]] = {"one": [], "two": []}
