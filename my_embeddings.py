@@ -357,12 +357,12 @@ async def tei_health(self: Any) -> Response:
 # server only (Chutes routes fixed paths), are these.
 async def tei_model_info(model: str) -> Any:
     """TEI's ``GET /info`` of the served embedder ``model`` (``/tei/{model}/info``)."""
-    return run_cord(lambda engine: tei.info(engine.using(EMBEDDER, model, "GET /tei/{model}/info")), chute.engine)
+    return run_cord(partial(tei.model_info, model=model), chute.engine)
 
 
 async def tei_model_health(model: str) -> Response:
     """TEI's ``GET /health`` of the served embedder ``model``: an empty 200 while it can embed."""
-    run_cord(lambda engine: tei.health(engine.using(EMBEDDER, model, "GET /tei/{model}/health")), chute.engine)
+    run_cord(partial(tei.model_health, model=model), chute.engine)
     return Response(status_code=200, media_type="text/plain")
 
 

@@ -287,7 +287,7 @@ class Settings:
         with none set, the list's first of the kind is the default.
 
         Raises:
-            ValueError: a bad entry; a served name or alias claimed twice.
+            ValueError: a bad entry; a served name or alias claimed twice within a kind.
         """
         listed = parse_models(self.models)
         one_model = {"embedder": (self.model, self.model_revision, self.tei_port),
@@ -303,13 +303,14 @@ class Settings:
                 default = same[0] if same else ModelSpec(model, kind, revision=revision, tei_port=port)
                 of_kind = [default, *(s for s in of_kind if s is not default)]
             specs.extend(of_kind)
-        claimed: dict[str, str] = {}
+        claimed: dict[tuple[str, str], str] = {}  # (kind, name): a route wants one kind, so kinds may share one
         for spec in specs:
             for name in spec.names():
-                if name in claimed:
-                    raise ValueError(f"{MODELS_VARIABLE}: the name {name!r} is claimed by {claimed[name]!r} and by "
-                                     f"{spec.model!r}; give one of them another name= or alias")
-                claimed[name] = spec.model
+                if (spec.kind, name) in claimed:
+                    raise ValueError(f"{MODELS_VARIABLE}: the {spec.kind} name {name!r} is claimed by "
+                                     f"{claimed[spec.kind, name]!r} and by {spec.model!r}; give one of them another "
+                                     "name= or alias")
+                claimed[spec.kind, name] = spec.model
         # the one-model fields name each kind's default, for code that serves one model of a kind
         for kind, attr in (("embedder", "model"), ("reranker", "rerank_model"), ("sparse", "sparse_model")):
             first = next((s for s in specs if s.kind == kind), None)

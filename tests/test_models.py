@@ -107,6 +107,12 @@ def test_a_model_of_another_kind_is_a_422_and_a_failed_one_a_503_naming_it():
     assert "'b'" in down.value.message and "no such file" in down.value.message
 
 
+def test_kinds_may_share_a_name_and_a_route_picks_its_own_kind():
+    specs = Settings.from_env({"EMBEDDINGS_MODELS": "org/m; org/m kind=sparse"}).model_specs
+    registry = _registry(*specs)
+    assert registry.resolve("sparse", "org/m").kind == "sparse" and registry.resolve("embedder", "m").kind == "embedder"
+
+
 def test_a_loose_name_two_models_share_picks_neither():
     registry = _registry(ModelSpec("x/same", name="one"), ModelSpec("y/same", name="two"))
     with pytest.raises(NotFound):
@@ -166,6 +172,9 @@ def test_each_route_embeds_with_the_model_it_names(models_call):
     assert status == 200 and len(tei[0]) == 32
     status, default = models_call("POST", "/tei/embed", {"inputs": "a cat"})
     assert status == 200 and len(default[0]) == 16
+    status, root = models_call("POST", "/tei/large", {"inputs": "a cat"})  # TEI's root under a model's prefix
+    assert status == 200 and len(root[0]) == 32
+    assert models_call("POST", "/tei/no-such-model", {"inputs": "a cat"})[0] == 404
     status, cohere = models_call("POST", "/v2/embed", {"model": "large", "texts": ["a cat"],
                                                        "input_type": "search_query"})
     assert status == 200 and len(cohere["embeddings"]["float"][0]) == 32

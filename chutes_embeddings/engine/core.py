@@ -9,21 +9,20 @@ and the typed results of ``results``; each dialect shapes them into its own answ
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
 from .. import __version__
-from ..errors import Conflict, InvalidInput, NotConfigured
+from ..errors import InvalidInput, NotConfigured
 from ..lexical.analyzer import analyzer
 from ..lexical.memory import bm25_matches
 from . import similarity
 from .cluster import cluster as run_clustering
 from .embedding import EmbeddingPipeline
 from .hybrid import Candidates, candidates_by_leg, first_stage, legs_for
-from .models import ModelRegistry
+from .models import ModelRegistry, choose, for_collection
 from .reranking import BiEncoderReranker, RerankService
 from .results import (
     DENSE,
@@ -109,64 +108,12 @@ class Engine:
 
     def using(self, kind: str, name: str | None, route: str = "this route") -> "Engine":
         """This engine with the model of ``kind`` (``EMBEDDER``, ``RERANKER``, ``SPARSE``) that ``name``
-        picks (None: the kind's default, ``self``); the other kinds' models stay the defaults. A
-        cheap view: the models, their batchers and caches are shared.
-
-        Without a cross-encoder, a rerank names an embedder (or any name): the bi-encoder stand-in
-        over that embedder; an embedder view's stand-in uses that embedder.
-
-        Raises:
-            InvalidInput: the name is a model of another kind.
-            NotFound: no model of the kind has that name (the message lists the served ones).
-            BackendUnavailable: the named model failed to load.
-            NotConfigured: a sparse model named where none is configured.
-        """
-        if name is None:
-            return self
-        if kind == RERANKER and isinstance(self.reranker, BiEncoderReranker):  # no cross-encoder serves
-            found = self.models.find(name)
-            if found is not None and found.kind == EMBEDDER:  # that embedder's cosine
-                return self._view(reranker=BiEncoderReranker(self.models.resolve(EMBEDDER, name, route).service))
-            if (found is None or found.service is None) and len(self.models.of_kind(RERANKER)) <= 1:
-                return self  # the stand-in answers any name, as a kind's only model does
-        if kind == SPARSE and self.sparse is None:
-            self.embed_sparse([])  # raises NotConfigured naming the setting
-        service = self.models.resolve(kind, name, route).service
-        if kind == EMBEDDER:
-            if service is self.embedder:
-                return self
-            reranker = BiEncoderReranker(service) if isinstance(self.reranker, BiEncoderReranker) else self.reranker
-            return self._view(embedder=service, reranker=reranker)
-        current = self.reranker if kind == RERANKER else self.sparse
-        return self if service is current else self._view(**{kind: service})
+        picks (None: the kind's default): ``models.choose`` (its docstring says how, and what it raises)."""
+        return choose(self, kind, name, route)
 
     def for_collection(self, collection: str, stored: str, requested: str | None) -> "Engine":
-        """The engine that searches a stored collection of model ``stored``: the embedder the request
-        names (``requested``), which must be that model, else the served embedder of that name, else
-        this one (whose search then says the collection is another model's).
-
-        Raises:
-            Conflict: ``requested`` names another model than the collection's.
-            NotFound, InvalidInput, BackendUnavailable: as ``using``.
-        """
-        if requested is not None:
-            chosen = self.using(EMBEDDER, requested, "POST /store/search")
-            if chosen.model_id != stored:
-                raise Conflict(f"collection {collection!r} holds vectors of {stored!r}; the request names "
-                               f"{chosen.model_id!r}: search it with its own model (or name none)", field="model",
-                               limit=stored)
-            return chosen
-        found = self.models.find(stored)
-        if found is None or found.kind != EMBEDDER or found.service is None:
-            return self
-        return self.using(EMBEDDER, stored)
-
-    def _view(self, **services: Any) -> "Engine":
-        view = copy.copy(self)
-        for attr, service in services.items():
-            setattr(view, attr, service)
-        view._admit()
-        return view
+        """The engine that searches a stored collection of model ``stored`` (``models.for_collection``)."""
+        return for_collection(self, collection, stored, requested)
 
     @property
     def model_id(self) -> str:
@@ -418,31 +365,15 @@ class Engine:
             status = "overloaded"
             reasons.append(f"the queue needs about {queue.estimated_wait_s:.1f} s of model time to drain (more than "
                            f"{queue.max_queue_wait_s:g} s): new work is refused with 429")
-        for model in self.models.models:
-            if model.service is None:
-                status = "degraded" if status == "ok" else status
-                reasons.append(f"the {model.kind} {model.name!r} failed to load ({model.error}): its requests get "
-                               "503; the other models serve")
-            elif model.service not in (self.embedder, self.reranker, self.sparse):
-                state = model.service.describe()
-                if state.tei_serving is False:
-                    status = "degraded" if status == "ok" else status
-                    reasons.append(f"the TEI of the {model.kind} {model.name!r} is not serving; its local model "
-                                   "answers")
-                if state.batching is not None and state.batching.overloaded:
-                    status = "overloaded"
-                    reasons.append(f"the queue of the {model.kind} {model.name!r} is full: its new work is refused "
-                                   "with 429")
+        for problem, reason in self.models.problems(skip=(self.embedder, self.reranker, self.sparse)):
+            status = problem if status == "ok" or problem == "overloaded" else status
+            reasons.append(reason)
         return EngineHealth(status, embedder, reranker, self.dimension, reasons, sparse, self.served_models())
 
     def served_models(self) -> list[ModelReport]:
         """Every configured model: its name, kind, whether it is its kind's default, and its state
         (None with the error when it failed to load)."""
-        defaults = {kind: self.models.default(kind) for kind in (EMBEDDER, RERANKER, SPARSE)}
-        return [ModelReport(m.name, m.kind, defaults[m.kind] is m, m.spec.names(),
-                            m.service.describe() if m.service is not None else None, m.error,
-                            m.service.dimension if m.service is not None and m.kind == EMBEDDER else None)
-                for m in self.models.models]
+        return self.models.reports()
 
     def is_healthy(self) -> bool:
         """Whether the embedder can answer now."""

@@ -160,6 +160,16 @@ def health(engine: Any) -> None:
         raise BackendUnavailable("unhealthy")
 
 
+def model_info(engine: Any, model: str) -> dict[str, Any]:
+    """``GET /tei/{model}/info``: ``info`` of the served embedder ``model``."""
+    return info(engine.using(EMBEDDER, model, "GET /tei/{model}/info"))
+
+
+def model_health(engine: Any, model: str) -> None:
+    """``GET /tei/{model}/health``: ``health`` of the served embedder ``model``."""
+    health(engine.using(EMBEDDER, model, "GET /tei/{model}/health"))
+
+
 def render_error(err: EmbeddingsError) -> tuple[int, Any]:
     """TEI's ``{"error", "error_type"}`` with TEI's status for the same failure."""
     if isinstance(err, InvalidInput):
