@@ -119,7 +119,7 @@ def check_parity(http: httpx.Client, report: Report, no_tei: bool) -> None:
         body = {"inputs": PARITY_TEXTS, "model": spec.served_name}
         served = np.asarray(http.post("/embed", json=body).json()["embeddings"], dtype=np.float32)
         cos = cosines(served, reference_vectors(PARITY_TEXTS, spec=spec))
-        report.check(f"parity: {spec.served_name} on {who} vs SentenceTransformer.encode", float(cos.min()) >= 0.999,
+        report.check(f"parity: {who} vs SentenceTransformer.encode: {spec.served_name}", float(cos.min()) >= 0.999,
                      f"cosine min {cos.min():.5f}, mean {cos.mean():.5f} over {len(PARITY_TEXTS)} texts")
     ref = reference_vectors(PARITY_TEXTS)
     if no_tei:
