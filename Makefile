@@ -64,10 +64,15 @@ test-fast: install-fast
 
 # STORE_SIZES=100000,1000000 for the full store table of docs/benchmarks.md (1M: ~15 min, more with postgres)
 STORE_SIZES ?= 100000
+# MODELS=1: only the several-models benchmark (two embedders side by side against one; bench/models.py)
 bench: install
+ifdef MODELS
+	HF_HUB_OFFLINE=1 $(PY) -m bench.models
+else
 	HF_HUB_OFFLINE=1 $(PY) -m bench
 	HF_HUB_OFFLINE=1 $(PY) -m bench.store_scale --sizes $(STORE_SIZES) --stores embedded,postgres --pg-bulk --http
 	HF_HUB_OFFLINE=1 $(PY) -m bench.retrieval $(RETRIEVAL_ARGS) --peer --skip-missing
+endif
 
 # This service against Infinity 0.0.78 on this machine (Infinity gets its own venv under .bench/).
 bench-peers: install

@@ -23,11 +23,22 @@ embedder. Small on purpose: when its TEI is down the local ``CrossEncoder`` fall
 about 12x slower. Set ``EMBEDDINGS_RERANK_MODEL`` in the chute's environment for another (e.g.
 ``BAAI/bge-reranker-v2-m3`` for multilingual text), or to an empty value for none.
 
+Several models on one node (README, "Several models"): set ``CHUTE_EMBEDDINGS_MODELS`` when the image
+is built and it becomes the chute's ``EMBEDDINGS_MODELS``, each model with its own TEI on the GPU,
+e.g. a two-model chute (the bundled English MiniLM as the default, a multilingual one beside it)::
+
+    CHUTE_EMBEDDINGS_MODELS="sentence-transformers/all-MiniLM-L6-v2; intfloat/multilingual-e5-small name=e5" \
+        chutes build my_embeddings:chute --wait && chutes deploy my_embeddings:chute
+
+(bump ``IMAGE_TAG`` first). ``DEFAULT_RERANK_MODEL`` stays the default reranker; size the node by the
+README's "Sizing a node" (about 1 GB of GPU memory per small model, an estimate: not measured here).
+
 Bump ``IMAGE_TAG`` for every change: a name+tag can be built once.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from chutes.image import Image
@@ -67,6 +78,11 @@ IMAGE_ENV = {
     "EMBEDDINGS_TEI_BINARY": "text-embeddings-router",
     "EMBEDDINGS_RERANK_MODEL": DEFAULT_RERANK_MODEL,
 }
+# The chute's EMBEDDINGS_MODELS (see the module docstring), quoted for the Dockerfile's ENV (the
+# builder does not quote, and the value has spaces); unset: one embedder and the reranker.
+MODELS = os.environ.get("CHUTE_EMBEDDINGS_MODELS", "")
+if MODELS:
+    IMAGE_ENV["EMBEDDINGS_MODELS"] = json.dumps(MODELS)
 
 # What the engine needs on a GPU node (torch from PyPI is the CUDA build there).
 SERVER_REQUIREMENTS = [

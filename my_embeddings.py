@@ -352,6 +352,24 @@ async def tei_health(self: Any) -> Response:
     return Response(status_code=200, media_type="text/plain")
 
 
+# TEI's routes for another served embedder, under its prefix: the POST routes are rewritten by the
+# request guard (``/tei/{model}/embed`` is ``/tei/embed`` with that model); its GETs, on the local
+# server only (Chutes routes fixed paths), are these.
+async def tei_model_info(model: str) -> Any:
+    """TEI's ``GET /info`` of the served embedder ``model`` (``/tei/{model}/info``)."""
+    return run_cord(partial(tei.model_info, model=model), chute.engine)
+
+
+async def tei_model_health(model: str) -> Response:
+    """TEI's ``GET /health`` of the served embedder ``model``: an empty 200 while it can embed."""
+    run_cord(partial(tei.model_health, model=model), chute.engine)
+    return Response(status_code=200, media_type="text/plain")
+
+
+chute.add_api_route("/tei/{model:path}/info", tei_model_info, methods=["GET"], include_in_schema=False)
+chute.add_api_route("/tei/{model:path}/health", tei_model_health, methods=["GET"], include_in_schema=False)
+
+
 # --- operations ---------------------------------------------------------------------------------
 @_get("/metrics", None, media_type="text/plain; version=0.0.4")
 async def metrics(self: Any) -> Response:

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field, fields
+import shlex
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Mapping
@@ -31,6 +33,131 @@ def _default_data_dir() -> str:
     return str(Path(base) / "chutes-embeddings")
 
 
+# The kinds of model a service serves, and the one-model variable of each (its default's).
+KINDS = ("embedder", "reranker", "sparse")
+KIND_VARIABLES = {"embedder": "EMBEDDINGS_MODEL", "reranker": "EMBEDDINGS_RERANK_MODEL",
+                  "sparse": "EMBEDDINGS_SPARSE_MODEL"}
+MODELS_VARIABLE = "EMBEDDINGS_MODELS"
+_POOLINGS = ("cls", "mean", "max", "mean_sqrt_len", "lasttoken", "weightedmean")  # engine.vectors.POOLINGS
+_SPEC_KEYS = ("kind", "name", "aliases", "pooling", "max_tokens", "runtime", "revision", "tei_port")
+
+
+def display_name(model: str) -> str:
+    """The name callers see for a configured model: the hub id for the packaged model, else what
+    was configured."""
+    return PACKAGED_MODEL_HUB_ID if model == default_model() else model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One served model, as ``EMBEDDINGS_MODELS`` names it (README, "Several models").
+
+    ``name`` is the served name (answers' ``model``, ``/v1/models``, what requests pick it by; by
+    default the model id, the hub id for the packaged model); ``aliases`` are more names it answers
+    to. ``pooling``, ``max_tokens`` and ``runtime`` override the model's own pooling, its token limit
+    (lower only) and ``EMBEDDINGS_BACKEND`` for this model; ``tei_port`` 0 is a free loopback port.
+    """
+
+    model: str
+    kind: str = "embedder"
+    name: str = ""
+    aliases: tuple[str, ...] = ()
+    pooling: str | None = None
+    max_tokens: int | None = None
+    runtime: str | None = None
+    revision: str | None = None
+    tei_port: int = 0
+
+    def __post_init__(self) -> None:
+        where = f"{MODELS_VARIABLE} entry {self.model!r}"
+        if not self.model:
+            raise ValueError(f"{MODELS_VARIABLE}: an entry has no model id")
+        if self.kind not in KINDS:
+            raise ValueError(f"{where}: kind={self.kind!r}, expected one of {KINDS}")
+        if self.pooling is not None and (self.kind != "embedder" or self.pooling not in _POOLINGS):
+            raise ValueError(f"{where}: pooling={self.pooling!r}, expected one of {_POOLINGS} (embedders only)")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"{where}: max_tokens must be positive, got {self.max_tokens}")
+        if self.runtime is not None and self.runtime not in _CHOICES["backend"]:
+            raise ValueError(f"{where}: runtime={self.runtime!r}, expected one of {_CHOICES['backend']}")
+        if self.tei_port < 0:
+            raise ValueError(f"{where}: tei_port must be 0 or a port, got {self.tei_port}")
+
+    @property
+    def served_name(self) -> str:
+        """The name answers and ``/v1/models`` give this model."""
+        return self.name or display_name(self.model)
+
+    def names(self) -> tuple[str, ...]:
+        """The names a request may pick this model by, each once: its served name and aliases."""
+        return tuple(dict.fromkeys((self.served_name, *self.aliases)))
+
+    def loose_names(self) -> tuple[str, ...]:
+        """Names it also answers to while no other model claims them: the configured id (a folder,
+        for a local model) and the served name's last part (``all-MiniLM-L6-v2``)."""
+        return tuple(n for n in dict.fromkeys((self.model, self.served_name.rsplit("/", 1)[-1]))
+                     if n not in self.names())
+
+    def settings_for(self, base: "Settings") -> "Settings":
+        """``base`` with this model as the one model of its kind (what the backend factory reads)."""
+        if self.kind == "embedder":
+            return replace(base, models="", model=self.model, model_revision=self.revision,
+                           backend=self.runtime or base.backend, tei_port=self.tei_port)
+        if self.kind == "reranker":
+            return replace(base, models="", rerank_model=self.model, rerank_model_revision=self.revision,
+                           rerank_tei_port=self.tei_port)
+        return replace(base, models="", sparse_model=self.model, sparse_model_revision=self.revision,
+                       sparse_tei_port=self.tei_port)
+
+
+def parse_models(raw: str) -> tuple[ModelSpec, ...]:
+    """``EMBEDDINGS_MODELS`` read: a JSON list of objects (``{"model": ..., "kind": ..., ...}``), or
+    the compact form: entries separated by ``;`` or new lines, each a model id followed by
+    ``key=value`` words (shell quoting; ``aliases`` comma-separated), e.g.
+    ``BAAI/bge-small-en-v1.5 name=bge; cross-encoder/ms-marco-MiniLM-L-6-v2 kind=reranker``.
+
+    Raises:
+        ValueError: bad JSON, an unknown key, a value of the wrong type (names the variable).
+    """
+    raw = raw.strip()
+    if not raw:
+        return ()
+    if raw.startswith("["):
+        try:
+            entries = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{MODELS_VARIABLE}: not valid JSON ({exc})") from None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ValueError(f"{MODELS_VARIABLE}: expected a JSON list of objects")
+    else:
+        entries = []
+        for line in raw.replace("\n", ";").split(";"):
+            words = shlex.split(line)
+            if words:
+                options = dict(w.split("=", 1) if "=" in w else (w, "") for w in words[1:])
+                entries.append({"model": words[0], **options})
+    return tuple(_spec(entry) for entry in entries)
+
+
+def _spec(entry: dict) -> ModelSpec:
+    unknown = sorted(set(entry) - {"model", *_SPEC_KEYS})
+    if unknown:
+        raise ValueError(f"{MODELS_VARIABLE} entry {entry.get('model')!r}: unknown key(s) {unknown}, "
+                         f"expected {('model', *_SPEC_KEYS)}")
+    values = dict(entry)
+    try:
+        for key in ("max_tokens", "tei_port"):
+            if key in values and values[key] is not None:
+                values[key] = int(values[key])
+        aliases = values.get("aliases", ())
+        values["aliases"] = tuple(a for a in (aliases.split(",") if isinstance(aliases, str) else aliases) if a)
+        return ModelSpec(**{k: v for k, v in values.items() if v is not None})
+    except (TypeError, ValueError) as exc:
+        if str(exc).startswith(MODELS_VARIABLE):
+            raise
+        raise ValueError(f"{MODELS_VARIABLE} entry {entry.get('model')!r}: {exc}") from None
+
+
 _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "backend": ("auto", "torch", "onnx"),
@@ -45,6 +172,9 @@ class Settings:
     """Every tunable of the service. Field names map to ``EMBEDDINGS_<NAME>`` variables."""
 
     model: str = field(default_factory=default_model)
+    # Several models (``ModelSpec``, ``parse_models``): the first of each kind is its default, and
+    # names it in ``model`` / ``rerank_model`` / ``sparse_model`` (see ``model_specs``).
+    models: str = ""
     model_revision: str | None = None
     device: str = "auto"
     backend: str = "auto"
@@ -163,10 +293,51 @@ class Settings:
         if self.lexical_language not in languages():
             raise ValueError(f"EMBEDDINGS_LEXICAL_LANGUAGE={self.lexical_language!r}: expected one of "
                              f"{', '.join(languages())}")
+        _ = self.model_specs  # parsed and checked here, so a bad list fails start-up
         access = self.access  # parsed here, so a bad entry fails start-up
         if self.require_token_for_compute and not access.enabled:
             raise ValueError("EMBEDDINGS_REQUIRE_TOKEN_FOR_COMPUTE is set but no token is configured "
                              "(EMBEDDINGS_STORE_TOKENS or EMBEDDINGS_STORE_TOKENS_FILE)")
+
+    @cached_property
+    def model_specs(self) -> tuple[ModelSpec, ...]:
+        """Every served model, each kind's default first: a one-model variable that is set
+        (``EMBEDDINGS_MODEL`` other than the bundled default, ``EMBEDDINGS_RERANK_MODEL``,
+        ``EMBEDDINGS_SPARSE_MODEL``) names its kind's default, then ``EMBEDDINGS_MODELS``' entries of
+        that kind follow in order (an entry of the same model id gives the default its options);
+        with none set, the list's first of the kind is the default.
+
+        Raises:
+            ValueError: a bad entry; a served name or alias claimed twice within a kind.
+        """
+        listed = parse_models(self.models)
+        one_model = {"embedder": (self.model, self.model_revision, self.tei_port),
+                     "reranker": (self.rerank_model, self.rerank_model_revision, self.rerank_tei_port),
+                     "sparse": (self.sparse_model, self.sparse_model_revision, self.sparse_tei_port)}
+        specs: list[ModelSpec] = []
+        for kind in KINDS:
+            of_kind = [s for s in listed if s.kind == kind]
+            model, revision, port = one_model[kind]
+            unset = not model or (kind == "embedder" and model == default_model() and of_kind)
+            if not unset:
+                same = [s for s in of_kind if s.model == model]
+                default = same[0] if same else ModelSpec(model, kind, revision=revision, tei_port=port)
+                of_kind = [default, *(s for s in of_kind if s is not default)]
+            specs.extend(of_kind)
+        claimed: dict[tuple[str, str], str] = {}  # (kind, name): a route wants one kind, so kinds may share one
+        for spec in specs:
+            for name in spec.names():
+                if (spec.kind, name) in claimed:
+                    raise ValueError(f"{MODELS_VARIABLE}: the {spec.kind} name {name!r} is claimed by "
+                                     f"{claimed[spec.kind, name]!r} and by {spec.model!r}; give one of them another "
+                                     "name= or alias")
+                claimed[spec.kind, name] = spec.model
+        # the one-model fields name each kind's default, for code that serves one model of a kind
+        for kind, attr in (("embedder", "model"), ("reranker", "rerank_model"), ("sparse", "sparse_model")):
+            first = next((s for s in specs if s.kind == kind), None)
+            if first is not None and getattr(self, attr) != first.model:
+                object.__setattr__(self, attr, first.model)
+        return tuple(specs)
 
     @cached_property
     def access(self) -> StoreAccess:

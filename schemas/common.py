@@ -91,6 +91,8 @@ Dimensions = Annotated[int, Field(ge=1, le=INT64_MAX)]  # at most the model's di
 PromptName = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=256)] | None, Field(description=(
     "a prompt of the model's sentence-transformers config (GET /info lists them), prepended to every text; "
     "unset: the model's default prompt, if it has one"))]
+ModelName = Annotated[Annotated[str, StringConstraints(min_length=1, max_length=256)] | None, Field(description=(
+    "the served model that answers (GET /v1/models lists them); unset: the default of the route's kind"))]
 EmbeddingTypes = Annotated[list[EmbeddingType], Field(min_length=1, max_length=6, description=(
     "the forms of each vector to answer (engine/quantize.py): float, int8 and uint8 (over the fixed range "
     "[-5/sqrt(d), 5/sqrt(d)] of unit vectors), binary and ubinary (signs packed 8 a byte), base64 (float32 bytes)"))]
@@ -228,3 +230,4 @@ class LaxRequest(LaxObject):
     # an extra body field (the OpenAI SDK's ``extra_body={"token": ...}``).
     access: ClassVar[Access] = COMPUTE
     token: StoreToken | None = None
+    model: ModelName = None  # TEI's routes: the model of the /tei/{model}/... prefix (http/guard.py)

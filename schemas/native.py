@@ -29,6 +29,7 @@ from .common import (
     Dimensions,
     EmbeddingTypes,
     Fusion,
+    ModelName,
     Pooling,
     PromptName,
     RerankCandidates,
@@ -54,6 +55,7 @@ class EmbedRequest(StrictRequest):
     """POST /embed: one text (answered with one vector) or a list of texts."""
 
     # a bare string is read as a list of one (``_accept_single_string``); the schema says both
+    model: ModelName = None
     inputs: Annotated[EmbedTexts, WithJsonSchema(TypeAdapter(Text | EmbedTexts).json_schema())]
     normalize: bool = True
     truncate: bool = True
@@ -84,6 +86,7 @@ class EmbedRequest(StrictRequest):
 class EmbedBatchRequest(StrictRequest):
     """POST /embed/batch."""
 
+    model: ModelName = None
     texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_BATCH_TEXTS)]
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = DEFAULT_BATCH_SIZE
     normalize: bool = True
@@ -96,6 +99,7 @@ class EmbedBatchRequest(StrictRequest):
 class SimilarityRequest(StrictRequest):
     """POST /similarity: one source text against many targets."""
 
+    model: ModelName = None
     source_text: Text
     target_texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_SIMILARITY_TARGETS)]
     normalize: bool = True
@@ -105,6 +109,7 @@ class RerankRequest(StrictRequest):
     """POST /rerank: order texts by relevance to a query (a cross-encoder's scores when one is
     configured; ``raw_scores``: its logits rather than its activation)."""
 
+    model: ModelName = None
     query: Text
     texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_RERANK_TEXTS)]
     top_k: Annotated[int, Field(ge=1, le=MAX_RERANK_TEXTS)] | None = None
@@ -135,6 +140,7 @@ class RetrievalRequest(StrictRequest):
 class SearchRequest(RetrievalRequest):
     """POST /search: the top matches of a query in a corpus sent with it."""
 
+    model: ModelName = None
     query: Text
     corpus: Annotated[list[Text], Field(min_length=1, max_length=MAX_SEARCH_CORPUS)]
     top_k: Annotated[int, Field(ge=1, le=MAX_SEARCH_TOP_K)] = DEFAULT_SEARCH_TOP_K
@@ -146,6 +152,7 @@ class SearchRequest(RetrievalRequest):
 class ClusterRequest(StrictRequest):
     """POST /cluster: group texts by meaning."""
 
+    model: ModelName = None
     texts: Annotated[list[Text], Field(min_length=MIN_CLUSTER_TEXTS, max_length=MAX_CLUSTER_TEXTS)]
     n_clusters: Annotated[int, Field(ge=MIN_CLUSTERS, le=MAX_CLUSTERS)] | None = None
     method: ClusterMethod = "kmeans"
@@ -275,6 +282,24 @@ class HealthQueue(BaseModel):
     estimated_wait_s: float
 
 
+class ServedModelState(BaseModel):
+    """One configured model in /health and /info (``status`` failed: it did not load, ``error`` says why,
+    and its requests get 503 while the others serve)."""
+
+    name: str
+    kind: Literal["embedder", "reranker", "sparse"]
+    default: bool  # its kind's default: what a request naming no model gets
+    status: Literal["ready", "failed"]
+    names: list[str]  # what a request's ``model`` may say to pick it
+    backend: str | None = None  # tei or local; None when it failed
+    runtime: str | None = None
+    max_input_tokens: int | None = None
+    dimension: int | None = None  # an embedder's vectors
+    queue: HealthQueue | None = None
+    tei: dict[str, Any] | None = None  # /info only
+    error: str | None = None
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok", "degraded", "overloaded"]
     backend: Literal["tei", "local"]
@@ -284,6 +309,7 @@ class HealthResponse(BaseModel):
     reranker: Reranker
     reasons: list[str]
     sparse: SparseModel | None = None
+    models: list[ServedModelState] = []  # every configured model, each kind's default first
 
 
 class InfoResponse(BaseModel):
@@ -305,6 +331,7 @@ class InfoResponse(BaseModel):
     prompts: dict[str, str] = {}  # the model's prompts: name -> the text prepended
     default_prompt_name: str | None = None  # applied when a request names none
     retrieval_prompts: dict[Literal["query", "document"], str | None] = {}  # a search's prompts (None: the default)
+    models: list[ServedModelState] = []  # every configured model, each kind's default first
 
 
 class ErrorBody(BaseModel):

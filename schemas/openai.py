@@ -49,6 +49,9 @@ class OpenAIModel(BaseModel):
     object: Literal["model"]
     created: int
     owned_by: str
+    kind: Literal["embedder", "reranker", "sparse"]  # ours, beside OpenAI's fields
+    default: bool  # the default of its kind: what a request naming no model gets
+    status: Literal["ready", "failed"]  # failed: it did not load, its requests get 503
 
 
 class OpenAIModelsResponse(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .common import MAX_EMBED_INPUTS, StrictRequest, text_inputs
+from .common import MAX_EMBED_INPUTS, ModelName, StrictRequest, text_inputs
 
 
 class SparseEmbedRequest(StrictRequest):
@@ -17,6 +17,7 @@ class SparseEmbedRequest(StrictRequest):
     ``truncation_direction`` ``left`` its end); false makes such a text an error.
     """
 
+    model: ModelName = None
     inputs: text_inputs("inputs", MAX_EMBED_INPUTS)  # type: ignore[valid-type]
     truncate: bool = True
     truncation_direction: Literal["right", "left"] = "right"

@@ -23,6 +23,7 @@ from .common import (
     CollectionName,
     Metadata,
     MetadataFilter,
+    ModelName,
     RecordId,
     RerankCandidates,
     SearchMode,
@@ -73,6 +74,7 @@ class StoreAddRequest(StrictRequest):
     metadata: Metadata | list[Metadata] | None = None
     vectors: Annotated[list[Vector], Field(min_length=1, max_length=MAX_STORE_ADD_TEXTS)] | None = None
     vector_model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    model: ModelName = None  # the served embedder that embeds the texts (a new collection keeps it)
     documents: Annotated[list[StoreDocument], Field(min_length=1, max_length=MAX_STORE_ADD_DOCUMENTS)] | None = None
     chunking: ChunkingOption | None = None
 
@@ -111,6 +113,7 @@ class StoreSearchRequest(RetrievalRequest):
     query: Text | None = None
     query_vector: Vector | None = None
     query_sparse: SparseQuery | None = None
+    model: ModelName = None  # must be the collection's model (unset: the collection's, when served here)
     top_k: Annotated[int, Field(ge=1, le=MAX_STORE_TOP_K)] = DEFAULT_STORE_TOP_K
     filter_metadata: MetadataFilter | None = None
     threshold: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None

@@ -32,9 +32,11 @@ from typing import Any
 import pytest
 
 from tests.helpers import (
+    CLS_MODEL_NAME,
     ROOT,
     Call,
     build_tiny_cross_encoder,
+    cls_model_folder,
     fake_chute,
     loopback_client,
     make_call,
@@ -226,13 +228,25 @@ def live_server_dir(tmp_path_factory: Any) -> Path:
 
 
 @pytest.fixture(scope="session")
-def live_server(live_server_dir: Path) -> str:
+def cls_model_path(tmp_path_factory: Any) -> str:
+    """The bundled model's weights with CLS pooling (``helpers.cls_model_folder``): a second model."""
+    return str(cls_model_folder(tmp_path_factory.mktemp("cls-model")))
+
+
+@pytest.fixture(scope="session")
+def live_server(live_server_dir: Path, cls_model_path: str) -> str:
     """One real local server for the session (``chutes run``, as ``make serve`` starts it)."""
     # a short body timeout so the slow-body test need not wait the default 30 s; the default log
     # level, as a user runs it (the tests' own processes log at WARNING)
     # with the SPLADE test model, so that the sparse routes (and hybrid search) are live too
+    # two embedders: the bundled model, the default, answering any name no model claims (the compat
+    # tests send their clients' own model names), and its CLS-pooled copy (torch: no second export)
+    from chutes_embeddings.settings import default_model
+
+    models = f"'{default_model()}' aliases=*; '{cls_model_path}' name={CLS_MODEL_NAME} runtime=torch"
     with running_server(live_server_dir, {"EMBEDDINGS_BODY_TIMEOUT_S": "2", "EMBEDDINGS_LOG_LEVEL": "INFO",
-                                          "EMBEDDINGS_SPARSE_MODEL": sparse_test_model()}) as url:
+                                          "EMBEDDINGS_SPARSE_MODEL": sparse_test_model(),
+                                          "EMBEDDINGS_MODELS": models}) as url:
         yield url
 
 

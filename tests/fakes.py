@@ -61,6 +61,9 @@ class FakeTokenizer:
         vocab_size: ids are hashed into ``[1000, vocab_size)``.
     """
 
+    prompts: dict[str, str] = {}  # as a loaded model whose config defines no prompts
+    default_prompt_name: str | None = None
+
     def __init__(self, max_input_tokens: int = 32, vocab_size: int = 30_522) -> None:
         if max_input_tokens < 3:
             raise ValueError("max_input_tokens must leave room for a token between [CLS] and [SEP]")

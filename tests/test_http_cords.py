@@ -117,6 +117,10 @@ def test_health_and_info(call, chute_app):
             "note": "no EMBEDDINGS_RERANK_MODEL configured: scored by the embedding model's cosine",
         },
         "sparse": None,  # no EMBEDDINGS_SPARSE_MODEL in the session chute
+        "models": [{"name": "sentence-transformers/all-MiniLM-L6-v2", "kind": "embedder", "default": True,
+                    "status": "ready", "names": ["sentence-transformers/all-MiniLM-L6-v2"], "backend": "local",
+                    "runtime": body["models"][0]["runtime"], "max_input_tokens": 256, "dimension": 384,
+                    "queue": {"depth": 0, "estimated_wait_s": 0.0}}],
     }
     status, body = call("GET", "/info")
     assert status == 200

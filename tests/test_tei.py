@@ -158,7 +158,9 @@ def test_default_tei_port_is_a_free_one_per_instance(tmp_path, shared, engine):
 
 
 def test_launched_on_loopback_with_explicit_flags_and_a_scrubbed_environment(shared):
-    start = next(ev for ev in shared.standin.events() if ev.get("event") == "start")
+    model = shared.engine.embedder.settings.model  # the embedder's TEI (the models' TEIs start side by side)
+    start = next(ev for ev in shared.standin.events()
+                 if ev.get("event") == "start" and ev["argv"][ev["argv"].index("--model-id") + 1] == model)
     argv = start["argv"]
     assert argv[argv.index("--hostname") + 1] == "127.0.0.1"
     assert shared.engine.embedder.backend.primary.base_url == f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"

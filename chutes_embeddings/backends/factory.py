@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from loguru import logger
 
-from ..settings import Settings
+from ..settings import ModelSpec, Settings
 from .failover import FailoverEmbedder, FailoverReranker, FailoverService, FailoverSparseEncoder
 from .protocols import BatchingProfile, ModelService
 
@@ -59,12 +59,34 @@ def _profile(device: str, binary: str | None, tei_batch_tokens: int) -> Batching
     return BatchingProfile(1, GPU_BATCH_OVERHEAD_TOKENS if device != "cpu" else None)
 
 
-def build_embedder(settings: Settings, binary: str | None, model: Any = None) -> BuiltService:
-    """The embedding backend for ``settings`` (``model``: an already loaded ``LoadedModel``)."""
+def _built(load: Callable[[], Any]) -> Any:
+    """A local model loaded while no other is (``local.MODEL_BUILD_LOCK``: models load side by side)."""
+    from .local import MODEL_BUILD_LOCK
+
+    with MODEL_BUILD_LOCK:
+        return load()
+
+
+def _as_specified(model: Any, spec: ModelSpec | None) -> Any:
+    """The loaded model with ``spec``'s served name, pooling and (lower) token limit."""
+    if spec is not None:
+        if spec.name:
+            model.model_id = spec.name
+        if spec.pooling:
+            model.default_pooling = spec.pooling
+        if spec.max_tokens:
+            model.max_input_tokens = min(model.max_input_tokens, spec.max_tokens)
+    return model
+
+
+def build_embedder(settings: Settings, binary: str | None, model: Any = None,
+                   spec: ModelSpec | None = None) -> BuiltService:
+    """The embedding backend for ``settings`` (``model``: an already loaded ``LoadedModel``;
+    ``spec``: the served name, pooling and token limit it is served with)."""
     from .local import LoadedModel, build_local_backend
     from .tei import TeiBackend
 
-    model = model or LoadedModel(settings, _local_device(settings, binary))
+    model = _as_specified(model or _built(lambda: LoadedModel(settings, _local_device(settings, binary))), spec)
     local = build_local_backend(settings, model)
     service: ModelService = local
     if binary is not None:
@@ -72,18 +94,19 @@ def build_embedder(settings: Settings, binary: str | None, model: Any = None) ->
                               lambda url: TeiBackend(url, model_id=local.model_id, dimension=local.dimension,
                                                      max_input_tokens=local.max_input_tokens,
                                                      default_pooling=local.default_pooling),
-                              FailoverEmbedder)
+                              FailoverEmbedder, pooling=spec.pooling if spec is not None else None)
     return BuiltService(service, _profile(model.device, binary, settings.max_batch_tokens), model)
 
 
-def build_reranker(settings: Settings, binary: str | None, model: Any = None) -> BuiltService:
+def build_reranker(settings: Settings, binary: str | None, model: Any = None,
+                   spec: ModelSpec | None = None) -> BuiltService:
     """The cross-encoder service for ``settings.rerank_model`` (``model``: an already loaded
-    ``LoadedReranker``)."""
+    ``LoadedReranker``; ``spec``: its served name and token limit)."""
     from .cross_encoder import LoadedReranker, LocalReranker, build_rerank_runner
     from .tei import TeiReranker
 
-    model = model or LoadedReranker(settings.rerank_model, _local_device(settings, binary),
-                                    settings.rerank_model_revision)
+    model = _as_specified(model or _built(lambda: LoadedReranker(settings.rerank_model, _local_device(settings, binary),
+                                                                 settings.rerank_model_revision)), spec)
     local = LocalReranker(model, *build_rerank_runner(model, settings))
     service: ModelService = local
     if binary is not None:
@@ -95,14 +118,16 @@ def build_reranker(settings: Settings, binary: str | None, model: Any = None) ->
     return BuiltService(service, _profile(model.device, binary, settings.rerank_max_batch_tokens), model)
 
 
-def build_sparse(settings: Settings, binary: str | None, model: Any = None) -> BuiltService:
+def build_sparse(settings: Settings, binary: str | None, model: Any = None,
+                 spec: ModelSpec | None = None) -> BuiltService:
     """The SPLADE service for ``settings.sparse_model`` (``model``: an already loaded
-    ``LoadedSparseEncoder``); its TEI is launched with ``--pooling splade``."""
+    ``LoadedSparseEncoder``; ``spec``: its served name and token limit); its TEI is launched with
+    ``--pooling splade``."""
     from .sparse import LoadedSparseEncoder, LocalSparseEncoder
     from .tei import TeiSparseEncoder
 
-    model = model or LoadedSparseEncoder(settings.sparse_model, _local_device(settings, binary),
-                                         settings.sparse_model_revision)
+    model = _as_specified(model or _built(lambda: LoadedSparseEncoder(
+        settings.sparse_model, _local_device(settings, binary), settings.sparse_model_revision)), spec)
     local = LocalSparseEncoder(model)
     service: ModelService = local
     if binary is not None:
@@ -120,10 +145,12 @@ BUILDERS: dict[str, Callable[..., BuiltService]] = {"embedder": build_embedder, 
                                                     "sparse": build_sparse}
 
 
-def build_service(kind: str, settings: Settings, binary: str | None, model: Any = None) -> BuiltService:
+def build_service(kind: str, settings: Settings, binary: str | None, model: Any = None,
+                  spec: ModelSpec | None = None) -> BuiltService:
     """The model service of ``kind`` ("embedder", "reranker", "sparse") for ``settings``; ``model``:
-    its already loaded local model, to reuse."""
-    return BUILDERS[kind](settings, binary, model)
+    its already loaded local model, to reuse; ``spec``: the entry of ``EMBEDDINGS_MODELS`` it serves
+    (``settings`` is then ``spec.settings_for(...)``)."""
+    return BUILDERS[kind](settings, binary, model, spec)
 
 
 def _supervised(settings: Settings, binary: str, model: str, revision: str | None, port: int, local: Any,

@@ -25,6 +25,13 @@ _FORWARD_LOCKS: dict[str, threading.Lock] = {}
 _FORWARD_LOCKS_GUARD = threading.Lock()
 
 
+# Building a torch model (transformers initialises weights on the "meta" device by patching torch
+# process-wide) and exporting one to ONNX (the tracer's and warnings' global state) are not safe in
+# two threads at once: models that load side by side take turns here (a model built beside another
+# one got meta tensors: "Cannot copy out of meta tensor"). Their other start-up work overlaps.
+MODEL_BUILD_LOCK = threading.RLock()
+
+
 def forward_lock(device: str) -> threading.Lock:
     """The lock every local forward pass on ``device`` holds, the embedder's and the reranker's
     alike: each runtime is sized to all the cores, so two passes at once would only fight for them."""

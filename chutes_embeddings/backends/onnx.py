@@ -91,6 +91,8 @@ def export_module(network: object, sample: dict[str, np.ndarray], output: str, t
     (``last_hidden_state`` of an encoder, ``logits`` of a classifier)."""
     import torch
 
+    from .local import MODEL_BUILD_LOCK
+
     names = list(sample)
 
     class Wrapper(torch.nn.Module):
@@ -104,7 +106,7 @@ def export_module(network: object, sample: dict[str, np.ndarray], output: str, t
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     device = next(network.parameters()).device  # type: ignore[attr-defined]
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with MODEL_BUILD_LOCK, tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         tmp_file = Path(tmp) / target.name
         dynamic = {k: {0: "batch", 1: "tokens"} for k in names}
         dynamic[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "tokens"}

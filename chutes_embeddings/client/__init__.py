@@ -19,12 +19,15 @@ before it (``err.partial``), which ``embed_batch(..., resume_from=err.partial)``
     >>> client = EmbeddingsClient("http://127.0.0.1:8000")
     >>> client.embed("hello")["dimension"]
     384
+
+``EmbeddingsClient(url, model="minilm-cls")`` names one of a service's several models (``GET
+/v1/models``) in every embedding, search and store request (``rerank_model=``: in ``rerank``).
 """
 
 from ..errors import EmbeddingsConnectionError, EmbeddingsTimeout
 from .aio import AsyncEmbeddingsClient
-from .base import shift_text_indices
+from .base import served_model, shift_text_indices
 from .sync import EmbeddingsClient
 
 __all__ = ["AsyncEmbeddingsClient", "EmbeddingsClient", "EmbeddingsConnectionError", "EmbeddingsTimeout",
-           "shift_text_indices"]
+           "served_model", "shift_text_indices"]

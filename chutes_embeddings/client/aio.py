@@ -19,8 +19,10 @@ class AsyncEmbeddingsClient(ClientBase):
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0,
                  max_retries: int = 10, backoff_s: float = 0.5, transport: httpx.AsyncBaseTransport | None = None,
-                 max_concurrency: int = 4, retry_budget_s: float = 60.0, store_token: str | None = None) -> None:
-        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s, store_token)
+                 max_concurrency: int = 4, retry_budget_s: float = 60.0, store_token: str | None = None,
+                 model: str | None = None, rerank_model: str | None = None) -> None:
+        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s, store_token,
+                         model, rerank_model)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=timeout,
                                        transport=transport)
         self.max_concurrency = max_concurrency

@@ -7,7 +7,8 @@ retried is read from the error classes (``retryable``, ``acted_on`` in ``chutes_
 A store access token (``store_token``, see ``chutes_embeddings/access.py``) is given once, at
 construction, and sent as the ``token`` field of every request body: on Chutes the gateway forwards
 the body and none of the caller's headers. ``api_key`` is the platform's key, sent as a header for
-the gateway.
+the gateway. ``model`` (and ``rerank_model``), also given once, pick one of the service's models
+(``GET /v1/models``) for every request that uses an embedder (a reranker); unset, the default.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from ..access import TOKEN_FIELD
 from ..errors import EmbeddingsConnectionError, EmbeddingsError, EmbeddingsTimeout, for_status
 
 MAX_BACKOFF_S = 8.0
+# The routes whose ``model`` names an embedder, and those whose names a reranker.
+EMBEDDER_PATHS = frozenset({"/embed", "/embed/batch", "/similarity", "/search", "/cluster", "/store/add",
+                            "/store/search"})
+RERANKER_PATHS = frozenset({"/rerank"})
 _TEXT_INDEX = re.compile(r"\btexts\[(\d+)\]")
 _DOCUMENT_INDEX = re.compile(r"\bdocuments\[(\d+)\]")
 # a document's text travels as JSON: at most this many bytes a character, escapes included
@@ -41,6 +46,13 @@ class Call:
 
 def _drop_none(**kwargs: Any) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def served_model(info: dict[str, Any], wanted: str | None) -> str:
+    """The served name of the model ``wanted`` names, read from ``GET /info`` (its ``models``); the
+    default embedder's for None or a name no model claims (the default may answer it: ``*``)."""
+    found = (m["name"] for m in info.get("models", ()) if wanted is not None and wanted in m["names"])
+    return next(found, info["model"])
 
 
 def may_retry(exc: BaseException, idempotent: bool) -> bool:
@@ -97,8 +109,12 @@ class ClientBase:
         backoff_s: float = 0.5,
         retry_budget_s: float = 60.0,
         store_token: str | None = None,
+        model: str | None = None,
+        rerank_model: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.rerank_model = rerank_model
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._store_token = store_token  # never in a repr, a log line or an error message
         self.timeout = timeout
@@ -124,10 +140,15 @@ class ClientBase:
         return min(self.backoff_s * 2 ** (state.attempt_number - 1), MAX_BACKOFF_S)
 
     def _body(self, call: Call) -> dict[str, Any] | None:
-        """The JSON body ``call`` sends: its own, with the store token when the client has one."""
-        if self._store_token is None or call.json is None:
-            return call.json
-        return {**call.json, TOKEN_FIELD: self._store_token}
+        """The JSON body ``call`` sends: its own, with the client's model for its route and the store
+        token when the client has them."""
+        if call.json is None:
+            return None
+        model = self.model if call.path in EMBEDDER_PATHS else None
+        model = self.rerank_model if call.path in RERANKER_PATHS else model
+        extra = {**({"model": model} if model and "model" not in call.json else {}),
+                 **({TOKEN_FIELD: self._store_token} if self._store_token is not None else {})}
+        return {**call.json, **extra} if extra else call.json
 
     def _store_collections(self) -> Call:
         # a GET has no body, and on Chutes no header of the caller's arrives: with a token, POST it

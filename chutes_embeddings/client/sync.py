@@ -24,12 +24,16 @@ class EmbeddingsClient(ClientBase):
         transport: an httpx transport (tests inject ``httpx.MockTransport``).
         retry_budget_s: no retry starts once waiting for it would pass this many seconds.
         store_token: the service's store access token, sent in every request body (``token``).
+        model: the served embedder every embedding, search and store request names (unset: the default).
+        rerank_model: the served reranker ``rerank`` names (unset: the default).
     """
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0,
                  max_retries: int = 10, backoff_s: float = 0.5, transport: httpx.BaseTransport | None = None,
-                 retry_budget_s: float = 60.0, store_token: str | None = None) -> None:
-        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s, store_token)
+                 retry_budget_s: float = 60.0, store_token: str | None = None,
+                 model: str | None = None, rerank_model: str | None = None) -> None:
+        super().__init__(base_url, api_key, timeout, max_retries, backoff_s, retry_budget_s, store_token,
+                         model, rerank_model)
         self._http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport)
 
     def __enter__(self) -> "EmbeddingsClient":

@@ -22,7 +22,8 @@ from . import similarity
 from .cluster import cluster as run_clustering
 from .embedding import EmbeddingPipeline
 from .hybrid import Candidates, candidates_by_leg, first_stage, legs_for
-from .reranking import RerankService
+from .models import ModelRegistry, choose, for_collection
+from .reranking import BiEncoderReranker, RerankService
 from .results import (
     DENSE,
     EMBEDDER,
@@ -37,6 +38,7 @@ from .results import (
     EngineHealth,
     EngineInfo,
     Hit,
+    ModelReport,
     Ranking,
     Reranked,
     RerankOptions,
@@ -78,21 +80,40 @@ class Engine:
         max_clusters: the most clusters ``cluster`` chooses among without ``n_clusters``.
         sparse: the sparse encoder's pipeline, or None when no sparse model is configured.
         lexical_language: the analyzer of a corpus search's lexical leg (``lexical.analyzer``).
+        models: every served model by name (``engine.models``), the three above its kinds' defaults;
+            None: those three are the only ones.
+
+    ``using(kind, name)`` is an engine whose model of ``kind`` is the one a request named: every verb
+    and property (``dimension``, ``prompts``, ``model_id``) then answers for that model.
     """
 
     def __init__(self, embedder: EmbeddingPipeline, reranker: RerankService, limits: dict[str, Any] | None = None,
                  max_clusters: int = 20, sparse: SparsePipeline | None = None, *,
-                 lexical_language: str = "english") -> None:
+                 lexical_language: str = "english", models: ModelRegistry | None = None) -> None:
         self.embedder = embedder
         self.reranker = reranker
         self.sparse = sparse
+        self.models = models or ModelRegistry.of_services(
+            embedder=embedder, reranker=None if isinstance(reranker, BiEncoderReranker) else reranker, sparse=sparse)
         self.limits = dict(limits or {})
         self.max_clusters = max_clusters
         self.analyzer = analyzer(lexical_language)
         self.started_at = time.time()
-        self._admission = {EMBEDDER: embedder.check_admission, RERANKER: reranker.check_admission,
+        self._admit()
+
+    def _admit(self) -> None:
+        self._admission = {EMBEDDER: self.embedder.check_admission, RERANKER: self.reranker.check_admission,
                            # without a model the verb answers NotConfigured: nothing queues
-                           SPARSE: sparse.check_admission if sparse is not None else lambda: None}
+                           SPARSE: self.sparse.check_admission if self.sparse is not None else lambda: None}
+
+    def using(self, kind: str, name: str | None, route: str = "this route") -> "Engine":
+        """This engine with the model of ``kind`` (``EMBEDDER``, ``RERANKER``, ``SPARSE``) that ``name``
+        picks (None: the kind's default): ``models.choose`` (its docstring says how, and what it raises)."""
+        return choose(self, kind, name, route)
+
+    def for_collection(self, collection: str, stored: str, requested: str | None) -> "Engine":
+        """The engine that searches a stored collection of model ``stored`` (``models.for_collection``)."""
+        return for_collection(self, collection, stored, requested)
 
     @property
     def model_id(self) -> str:
@@ -128,11 +149,10 @@ class Engine:
         return self.sparse.vocab_size if self.sparse is not None else None
 
     def close(self) -> None:
-        """Stop the batchers and the model services."""
-        if self.sparse is not None:
-            self.sparse.close()
-        self.reranker.close()
-        self.embedder.close()
+        """Stop the batchers and the model services (every served model's)."""
+        self.models.close()
+        if all(m.service is not self.reranker for m in self.models.models):
+            self.reranker.close()  # the bi-encoder stand-in: nothing of its own
 
     def check_admission(self, models: Sequence[str]) -> None:
         """Raise ``Overloaded`` now if any of ``models`` (``EMBEDDER``, ``RERANKER``, ``SPARSE``) would refuse
@@ -345,7 +365,15 @@ class Engine:
             status = "overloaded"
             reasons.append(f"the queue needs about {queue.estimated_wait_s:.1f} s of model time to drain (more than "
                            f"{queue.max_queue_wait_s:g} s): new work is refused with 429")
-        return EngineHealth(status, embedder, reranker, self.dimension, reasons, sparse)
+        for problem, reason in self.models.problems(skip=(self.embedder, self.reranker, self.sparse)):
+            status = problem if status == "ok" or problem == "overloaded" else status
+            reasons.append(reason)
+        return EngineHealth(status, embedder, reranker, self.dimension, reasons, sparse, self.served_models())
+
+    def served_models(self) -> list[ModelReport]:
+        """Every configured model: its name, kind, whether it is its kind's default, and its state
+        (None with the error when it failed to load)."""
+        return self.models.reports()
 
     def is_healthy(self) -> bool:
         """Whether the embedder can answer now."""
@@ -358,5 +386,5 @@ class Engine:
             pooling=self.embedder.backend.default_pooling, poolings=tuple(POOLINGS), cache=self.embedder.cache.stats(),
             batch_wait_ms=self.embedder.settings.batch_wait_ms, limits=dict(self.limits), version=__version__,
             started_at=self.started_at, sparse=self.sparse.describe() if self.sparse is not None else None,
-            prompts=self.prompts, default_prompt_name=self.default_prompt_name,
+            prompts=self.prompts, default_prompt_name=self.default_prompt_name, models=self.served_models(),
         )

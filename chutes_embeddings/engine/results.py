@@ -267,6 +267,21 @@ class EngineHealth:
     dimension: int
     reasons: list[str] = field(default_factory=list)
     sparse: ModelState | None = None  # None: no sparse model configured
+    models: list["ModelReport"] = field(default_factory=list)  # every configured model
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """One configured model as /health, /info and /v1/models list it: ``state`` None when it failed
+    to load (``error`` says why)."""
+
+    name: str
+    kind: str  # embedder, reranker or sparse (the configured kind; ``state.kind`` is what it is)
+    default: bool
+    names: tuple[str, ...]
+    state: ModelState | None
+    error: str | None = None
+    dimension: int | None = None  # an embedder's
 
 
 @dataclass(frozen=True)
@@ -287,3 +302,4 @@ class EngineInfo:
     sparse: ModelState | None = None  # None: no sparse model configured
     prompts: dict[str, str] = field(default_factory=dict)  # the embedding model's: name -> text
     default_prompt_name: str | None = None
+    models: list[ModelReport] = field(default_factory=list)  # every configured model

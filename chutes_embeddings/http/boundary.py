@@ -17,7 +17,7 @@ from ..errors import EmbeddingsError, for_status
 from ..settings import Settings
 from .cords import ServiceHTTPException
 from .guard import RequestGuard, error_response, internal_error
-from .routes import RouteTable
+from .routes import TEI_PREFIX, RouteTable
 
 
 def _error_from_http(exc: StarletteHTTPException) -> EmbeddingsError:
@@ -73,11 +73,20 @@ def install_boundary(app: Any, routes: RouteTable) -> None:
         if metrics is not None:
             metrics.observe_request(routes.route_label(path), method, status, seconds)
 
+    def model_route(method: str, path: str) -> tuple[str, str] | None:
+        """``/tei/{model}/embed`` as ``(/tei/embed, model)``; ``/tei/{model}`` (TEI's root) only for a
+        name a model has, so that any other ``/tei/<path>`` stays a 404."""
+        found = routes.tei_model_route(method, path)
+        engine = getattr(app, "engine", None)
+        if found is not None and found[0] == TEI_PREFIX and (engine is None or engine.models.find(found[1]) is None):
+            return None
+        return found
+
     def build_stack() -> RequestGuard:
         if settings().local_server:  # the guard parses and hands on the body (guard.hand_on)
             app.user_middleware = [m for m in app.user_middleware if not _is_sdk_dev_middleware(m.cls)]
         return RequestGuard(build(), lambda: app.routes, settings, admission, routes.dialect, observe,
-                            lambda path: path in routes.token_gets)
+                            lambda path: path in routes.token_gets, model_route)
 
     app.build_middleware_stack = build_stack
 

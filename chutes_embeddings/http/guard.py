@@ -26,6 +26,9 @@ authentication in front of it:
   hand it (``request.state.decrypted``): ``install_boundary`` leaves that middleware out of the
   local server's stack, the costliest layer of a request there (docs/benchmarks.md, "The cost of
   one request");
+- a TEI route under a model's prefix, ``POST /tei/{model}/embed`` (or ``/tei/{model}``, TEI's root),
+  is the route ``/tei/embed`` with ``model`` set in the body handed on: TEI's clients take a URL and
+  send no model (on Chutes, whose gateway routes fixed paths only, a body's ``model`` picks it);
 - with store tokens configured, ``Authorization: Bearer <token>`` is a store token (``access.py``):
   the body handed on gets it as its ``token`` field unless the body has one (the body's wins: an
   OpenAI SDK sends its api_key as a bearer token whatever ``extra_body`` says), and a GET that
@@ -101,13 +104,17 @@ class RequestGuard:
         dialect_for: the dialect a path speaks (its errors are rendered in that dialect's shape).
         observe: called once per answered request with (method, path, status, seconds).
         takes_token: whether a GET to this path takes a token (local server: from its header).
+        model_route: ``(route, model)`` for a path under a model's prefix (``/tei/{model}/embed``),
+            else None.
     """
 
     def __init__(self, app: ASGIApp, routes: Callable[[], list[Any]], settings: Callable[[], Settings],
                  admission: Callable[[str], None], dialect_for: Callable[[str], Dialect],
                  observe: Callable[[str, str, int, float], None],
-                 takes_token: Callable[[str], bool] = lambda path: False) -> None:
+                 takes_token: Callable[[str], bool] = lambda path: False,
+                 model_route: Callable[[str, str], tuple[str, str] | None] = lambda method, path: None) -> None:
         self.app = app
+        self.model_route = model_route
         self.takes_token = takes_token
         self.routes = routes
         self.settings = settings
@@ -150,10 +157,15 @@ class RequestGuard:
     async def _screen(self, scope: Scope, receive: Receive, settings: Settings, state: "_BodyState") -> Receive | None:
         """Check the request; return the ``receive`` the app should use (None: client gone)."""
         method, path = scope["method"], scope["path"]
+        prefixed = None
         if settings.local_server:
             if host_name(_header(scope, b"host") or "") not in LOOPBACK_HOSTS:
                 raise Forbidden("the local server answers loopback host names only (localhost, 127.0.0.1, [::1])",
                                 field="Host", limit=list(LOOPBACK_HOSTS))
+            prefixed = self.model_route(method, path)
+            if prefixed is not None:  # /tei/{model}/embed: the route /tei/embed for that model
+                path = scope["path"] = prefixed[0]
+                scope["raw_path"] = path.encode()
             self._match_route(scope, path, method)
         if method not in BODY_METHODS:
             if settings.local_server:
@@ -187,6 +199,8 @@ class RequestGuard:
             if not isinstance(parsed, dict):  # every request is an object; the SDK reads a falsy body
                 # (null, "", 0, false, []) as no body, which a route of optional fields would take
                 raise InvalidInput(f"the body must be a JSON object, not {_json_kind(parsed)}", field="body")
+            if prefixed is not None:
+                parsed = {**parsed, "model": prefixed[1]}
             hand_on(scope, with_bearer_token(parsed, scope) if settings.access.enabled else parsed)
         return _replay(body, receive)
 

@@ -33,6 +33,11 @@ from the engine, so they cost nothing per request: queue, cache, TEI and failove
 | ``embeddings_sparse_queue_size`` | gauge | texts waiting for the sparse encoder |
 | ``embeddings_sparse_requests_refused_total`` | counter | sparse requests refused at admission (429) |
 | ``embeddings_sparse_tei_restarts_total``, ``embeddings_sparse_failovers_total`` | counter | the sparse model's TEI |
+| ``embeddings_model_info{model,kind,backend,runtime,status}`` | gauge | 1 per configured model (ready, failed) |
+| ``embeddings_model_queue_size{model,kind}`` | gauge | items waiting for that model |
+| ``embeddings_model_items_total{model,kind}`` | counter | texts (pairs) that model ran |
+| ``embeddings_model_requests_refused_total{model,kind}`` | counter | its requests refused at admission (429) |
+| ``embeddings_model_tei_restarts_total``, ``embeddings_model_failovers_total`` ``{model,kind}`` | counter | its TEI |
 | ``embeddings_store_operations_total{op,status}`` | counter | vector store operations |
 | ``embeddings_store_operation_duration_seconds{op}`` | histogram | vector store operation time |
 """
@@ -138,6 +143,36 @@ class _EngineState:
         yield from self._reranker(state.reranker)
         if state.sparse is not None:
             yield from self._sparse(state.sparse)
+        yield from self._models(state.models)
+
+    @staticmethod
+    def _models(reports: Sequence[Any]) -> Iterator[Metric]:
+        """Every configured model, labelled by its name and kind (the unlabelled families above are
+        each kind's default's, as TEI's describe its one model)."""
+        labels = ["model", "kind"]
+        info = GaugeMetricFamily("embeddings_model_info", "1 per configured model",
+                                 labels=[*labels, "backend", "runtime", "status"])
+        queue = GaugeMetricFamily("embeddings_model_queue_size", "items waiting for the model", labels=labels)
+        items = CounterMetricFamily("embeddings_model_items", "texts (pairs) the model ran", labels=labels)
+        refused = CounterMetricFamily("embeddings_model_requests_refused", "its requests refused at admission (429)",
+                                      labels=labels)
+        restarts = CounterMetricFamily("embeddings_model_tei_restarts", "restarts of its TEI", labels=labels)
+        failovers = CounterMetricFamily("embeddings_model_failovers", "its TEI calls answered by its local model",
+                                        labels=labels)
+        for report in reports:
+            state, names = report.state, [report.name, report.kind]
+            info.add_metric([*names, state.backend if state else "", state.runtime if state else "",
+                             "ready" if state else "failed"], 1)
+            if state is None:
+                continue
+            if state.batching is not None:
+                queue.add_metric(names, state.batching.queue_depth)
+                items.add_metric(names, state.batching.items_run)
+                refused.add_metric(names, state.batching.refused)
+            if state.tei is not None:
+                restarts.add_metric(names, state.tei.get("restarts", 0))
+                failovers.add_metric(names, state.tei.get("failovers", 0))
+        yield from (info, queue, items, refused, restarts, failovers)
 
     @staticmethod
     def _reranker(reranker: ModelState) -> Iterator[Metric]:

@@ -13,6 +13,8 @@ from typing import Any
 
 from .dialects import Dialect, native
 
+TEI_PREFIX = "/tei"  # TEI's routes; ``/tei/{model}/...``: the same for another served model
+
 
 @dataclass(frozen=True)
 class Route:
@@ -67,6 +69,20 @@ class RouteTable:
         segment = _first_segment(path)
         owners = Counter(r.dialect for r in self.routes if _first_segment(r.path) == segment and "/" in r.path[1:])
         return owners.most_common(1)[0][0] if owners else native
+
+    def tei_model_route(self, method: str, path: str) -> tuple[str, str] | None:
+        """A TEI route under a model's prefix, ``/tei/{model}/embed`` (``/tei/{model}``: TEI's root),
+        as ``(/tei/embed, model)``; None for any other path (a declared one included)."""
+        if method != "POST" or not path.startswith(TEI_PREFIX + "/") or path in self.dialects:
+            return None
+        tei = [r.path[len(TEI_PREFIX):] for r in self.routes
+               if r.method == "POST" and (r.path + "/").startswith(TEI_PREFIX + "/")]
+        suffixes = sorted(tei, key=len, reverse=True)
+        for suffix in suffixes:
+            model = path[len(TEI_PREFIX) + 1 : len(path) - len(suffix)]
+            if path.endswith(suffix) and model and not model.endswith("/"):
+                return TEI_PREFIX + suffix, model
+        return None
 
     def route_label(self, path: str) -> str:
         """``path`` as a metrics label: a declared public path, else ``other`` (bounded cardinality)."""

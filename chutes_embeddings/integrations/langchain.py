@@ -29,7 +29,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from ..client import AsyncEmbeddingsClient, EmbeddingsClient
+from ..client import AsyncEmbeddingsClient, EmbeddingsClient, served_model
 from ..errors import NotFound
 
 
@@ -40,21 +40,23 @@ class ChutesEmbeddings(Embeddings):
         base_url: e.g. ``http://127.0.0.1:8000`` or the chute's URL.
         api_key: sent as a bearer token (the platform's key).
         store_token: the service's access token, where it requires one for every route.
+        model: which of the service's embedders (``GET /v1/models``); None: its default.
         **client_options: passed to ``EmbeddingsClient`` (``timeout``, ``max_retries``, ...).
     """
 
     def __init__(self, base_url: str, api_key: str | None = None, *, store_token: str | None = None,
-                 **client_options: Any) -> None:
+                 model: str | None = None, **client_options: Any) -> None:
         self._args = (base_url, api_key)
-        self._options = {**client_options, "store_token": store_token}
+        self._options = {**client_options, "store_token": store_token, "model": model}
         self._client = EmbeddingsClient(base_url, api_key, **self._options)
+        self._wanted = model
         self._model: str | None = None
 
     @property
     def model(self) -> str:
         """The served model's id (what a vector store records for these vectors)."""
         if self._model is None:
-            self._model = self._client.info()["model"]
+            self._model = served_model(self._client.info(), self._wanted)
         return self._model
 
     def _async(self) -> AsyncEmbeddingsClient:
@@ -100,15 +102,18 @@ class ChutesVectorStore(VectorStore):
         embedding: embed on the caller's side and send vectors; None lets the server embed.
         api_key: sent as a bearer token (the platform's key).
         store_token: the service's store access token (README, "Sharing a chute"), sent in every body.
+        model: the served embedder that embeds on the server's side (None: the default; a search
+            of an existing collection uses the collection's own model).
         **client_options: passed to ``EmbeddingsClient``.
     """
 
     def __init__(self, base_url: str, collection: str, embedding: Embeddings | None = None,
-                 api_key: str | None = None, *, store_token: str | None = None, **client_options: Any) -> None:
+                 api_key: str | None = None, *, store_token: str | None = None, model: str | None = None,
+                 **client_options: Any) -> None:
         self.collection = collection
         self._embedding = embedding
         self._args = (base_url, api_key)
-        self._options = {**client_options, "store_token": store_token}
+        self._options = {**client_options, "store_token": store_token, "model": model}
         self._client = EmbeddingsClient(base_url, api_key, **self._options)
         self._add_limit: int | None = None
 
@@ -336,12 +341,13 @@ class ChutesRerank(BaseDocumentCompressor):
     # the service's access token, where it requires one for every route: never serialised nor shown
     store_token: str | None = Field(default=None, repr=False, exclude=True)
     top_n: int | None = 3
+    model: str | None = None  # which of the service's rerankers (None: its default)
     client_options: dict[str, Any] = Field(default_factory=dict)
     _per_call: int | None = PrivateAttr(default=None)
 
     def _client_args(self) -> dict[str, Any]:
         return {"base_url": self.base_url, "api_key": self.api_key, "store_token": self.store_token,
-                **self.client_options}
+                "rerank_model": self.model, **self.client_options}
 
     def _parts(self, documents: Sequence[Document], client: EmbeddingsClient) -> list[slice]:
         """Calls of at most the service's ``max_rerank_texts`` (each pair is scored on its own, so

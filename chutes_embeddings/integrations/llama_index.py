@@ -44,7 +44,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from ..client import AsyncEmbeddingsClient, EmbeddingsClient
+from ..client import AsyncEmbeddingsClient, EmbeddingsClient, served_model
 from ..errors import NotFound
 
 _OPERATORS = {FilterOperator.EQ: "$eq", FilterOperator.NE: "$ne", FilterOperator.GT: "$gt",
@@ -89,20 +89,25 @@ def _restrict(where: dict[str, Any] | None, key: str, values: Sequence[str] | No
 
 class ChutesEmbedding(BaseEmbedding):
     """LlamaIndex embeddings served by the service; ``model_name`` is the served model's id.
-    ``store_token``: the service's access token, where it requires one for every route."""
+    ``store_token``: the service's access token, where it requires one for every route; ``model``:
+    which of the service's embedders (``GET /v1/models``; None: its default)."""
 
     base_url: str
     api_key: Optional[str] = None
     # the store access token: never serialised (a persisted index config) nor in a repr
     store_token: Optional[str] = Field(default=None, repr=False, exclude=True)
+    model: Optional[str] = None
     _client: EmbeddingsClient = PrivateAttr()
 
     def __init__(self, base_url: str, api_key: Optional[str] = None, store_token: Optional[str] = None,
-                 **kwargs: Any) -> None:
-        client = EmbeddingsClient(base_url, api_key, store_token=store_token)
-        kwargs.setdefault("model_name", client.info()["model"])
-        super().__init__(base_url=base_url, api_key=api_key, store_token=store_token, **kwargs)
+                 model: Optional[str] = None, **kwargs: Any) -> None:
+        client = EmbeddingsClient(base_url, api_key, store_token=store_token, model=model)
+        kwargs.setdefault("model_name", served_model(client.info(), model))
+        super().__init__(base_url=base_url, api_key=api_key, store_token=store_token, model=model, **kwargs)
         self._client = client
+
+    def _async(self) -> AsyncEmbeddingsClient:
+        return AsyncEmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token, model=self.model)
 
     def _get_query_embedding(self, query: str) -> List[float]:
         return self._client.embed(query)["embeddings"]
@@ -114,14 +119,14 @@ class ChutesEmbedding(BaseEmbedding):
         return self._client.embed_batch(texts)
 
     async def _aget_query_embedding(self, query: str) -> List[float]:
-        async with AsyncEmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token) as client:
+        async with self._async() as client:
             return (await client.embed(query))["embeddings"]
 
     async def _aget_text_embedding(self, text: str) -> List[float]:
         return await self._aget_query_embedding(text)
 
     async def _aget_text_embeddings(self, texts: List[str]) -> List[List[float]]:
-        async with AsyncEmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token) as client:
+        async with self._async() as client:
             return await client.embed_batch(texts)
 
 
@@ -140,6 +145,8 @@ class ChutesVectorStore(BasePydanticVectorStore):
         store_token: the service's store access token (README, "Sharing a chute"), sent in every body.
         vector_model: what made the nodes' vectors (default: the served model's id, right when the
             index embeds with ``ChutesEmbedding``).
+        model: the served embedder that embeds on the server's side, ``ChutesEmbedding``'s ``model``
+            (None: the default; a search of an existing collection uses the collection's own model).
     """
 
     stores_text: bool = True
@@ -150,13 +157,15 @@ class ChutesVectorStore(BasePydanticVectorStore):
     # the store access token: never serialised (a persisted index config) nor in a repr
     store_token: Optional[str] = Field(default=None, repr=False, exclude=True)
     vector_model: Optional[str] = None
+    model: Optional[str] = None
     _client: EmbeddingsClient = PrivateAttr()
 
     def __init__(self, base_url: str, collection: str, api_key: Optional[str] = None,
-                 vector_model: Optional[str] = None, store_token: Optional[str] = None, **kwargs: Any) -> None:
-        client = EmbeddingsClient(base_url, api_key, store_token=store_token)
+                 vector_model: Optional[str] = None, store_token: Optional[str] = None,
+                 model: Optional[str] = None, **kwargs: Any) -> None:
+        client = EmbeddingsClient(base_url, api_key, store_token=store_token, model=model)
         super().__init__(base_url=base_url, collection=collection, api_key=api_key, store_token=store_token,
-                         vector_model=vector_model or client.info()["model"], **kwargs)
+                         vector_model=vector_model or served_model(client.info(), model), model=model, **kwargs)
         self._client = client
 
     @property
@@ -164,7 +173,7 @@ class ChutesVectorStore(BasePydanticVectorStore):
         return self._client
 
     def _async(self) -> AsyncEmbeddingsClient:
-        return AsyncEmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token)
+        return AsyncEmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token, model=self.model)
 
     # --- request parts shared by the sync and async methods ------------------------------------
     @staticmethod
@@ -358,6 +367,7 @@ class ChutesRerank(BaseNodePostprocessor):
     # the store access token: never serialised (a persisted index config) nor in a repr
     store_token: Optional[str] = Field(default=None, repr=False, exclude=True)
     top_n: int = 3
+    model: Optional[str] = None  # which of the service's rerankers (None: its default)
 
     @classmethod
     def class_name(cls) -> str:
@@ -369,7 +379,8 @@ class ChutesRerank(BaseNodePostprocessor):
             raise ValueError("ChutesRerank needs the query (a QueryBundle)")
         if not nodes:
             return []
-        with EmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token) as client:
+        with EmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token,
+                              rerank_model=self.model) as client:
             per_call = int(client.info()["limits"]["max_rerank_texts"])
             scored: list[tuple[float, int]] = []
             for start in range(0, len(nodes), per_call):

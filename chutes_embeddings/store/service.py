@@ -8,10 +8,11 @@ operation for the metrics. The native dialect shapes its results.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -24,47 +25,11 @@ from ..engine.results import DENSE, HYBRID, LEXICAL, SPARSE, Hit, Ranking, Retri
 from ..errors import Conflict, InvalidInput, naming
 from ..lexical.analyzer import analyzer
 from . import CollectionInfo, Legs, Record, SparseVector, VectorStore
+from .answers import Added, Deleted, Found, Got
 from .filters import Filter, parse_filter
 from .metadata import encode_metadata
 
 EXTERNAL_MODEL = "external"  # what a collection of callers' vectors records when they name no model
-
-
-@dataclass(frozen=True)
-class Added:
-    """What an upsert did: the distinct records written, their ids in input order, the new size,
-    and (documents) each document's id and chunk count."""
-
-    added: int
-    ids: list[str]
-    total: int
-    documents: list[tuple[str, int]] | None = None
-
-
-@dataclass(frozen=True)
-class Found:
-    """A search's hits (``Hit.index`` points into ``records``), and the collection's model."""
-
-    ranking: Ranking
-    records: list[Record]
-    model: str
-    other_chunks: list[int] | None = None  # grouped by document: each hit's document's other matching chunks
-
-
-@dataclass(frozen=True)
-class Got:
-    """Records fetched, and the asked ids that were not there."""
-
-    records: list[Record]
-    missing_ids: list[str]
-
-
-@dataclass(frozen=True)
-class Deleted:
-    """How many records went, and how many are left."""
-
-    deleted: int
-    total: int
 
 
 def _caller_vectors(vectors: Sequence[Sequence[float]], expected: int, field: str = "vectors") -> np.ndarray:
@@ -155,15 +120,19 @@ class StoreService:
 
     def add(self, collection: str, texts: Sequence[str], ids: Sequence[str] | None,
             metadata: dict[str, Any] | Sequence[dict[str, Any]] | None,
-            vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None) -> Added:
+            vectors: Sequence[Sequence[float]] | None = None, vector_model: str | None = None,
+            model: str | None = None) -> Added:
         """Upsert texts (ids default to a hash of the text); returns after the store commits.
 
         With ``vectors`` (one per text) the caller's vectors are stored as given (normalised) and
         the collection is one of ``vector_model``'s (default ``external``) at their dimension;
         without, the server embeds the texts (with the model's document prompt, when it defines
         one: ``engine.prompts``). A collection refuses vectors of another model or
-        dimension (409).
+        dimension (409). ``model``: the served embedder that embeds (None: the default).
         """
+        engine = self.engine.using(EMBEDDER, model, "POST /store/add")
+        if engine is not self.engine:
+            return self._with(engine).add(collection, texts, ids, metadata, vectors, vector_model)
         if ids is not None and len(ids) != len(texts):
             raise InvalidInput(f"ids has {len(ids)} entries for {len(texts)} texts; send one id per text",
                                field="ids", limit=len(texts))
@@ -201,7 +170,8 @@ class StoreService:
         self._chunker = self._chunker or ingest.chunker_of(self.engine)
         return self._chunker
 
-    def add_documents(self, collection: str, documents: Sequence[Document], chunking: Chunking | None = None) -> Added:
+    def add_documents(self, collection: str, documents: Sequence[Document], chunking: Chunking | None = None,
+                      model: str | None = None) -> Added:
         """Store each document as its chunks (``documents.chunking``), embedded as ``add`` embeds
         texts, each chunk with the document's metadata; a document already stored has all its
         chunks replaced, in the same transaction. Returns after the store commits.
@@ -211,7 +181,12 @@ class StoreService:
                 limit), a document id twice, bad metadata, more chunks than a request may embed
                 (``max_store_add_chunks``), or ids colliding within the request.
             Conflict: a document id that is a stored record's id, or a collection of another model.
+
+        ``model``: the served embedder that embeds and whose tokenizer cuts (None: the default).
         """
+        engine = self.engine.using(EMBEDDER, model, "POST /store/add")
+        if engine is not self.engine:
+            return self._with(engine).add_documents(collection, documents, chunking)
         pieces = ingest.chunked(self.chunker(), documents, chunking or Chunking(),
                                 self.engine.limits.get("max_store_add_chunks"))
         sparse_model = self._writable(collection, self.engine.model_id, self.engine.dimension)
@@ -227,7 +202,8 @@ class StoreService:
     def search(self, collection: str, query: str | None, top_k: int, filter_metadata: dict[str, Any] | None,
                threshold: float | None, query_vector: Sequence[float] | None = None, *, rerank: bool = False,
                rerank_candidates: int = 50, retrieval: Retrieval = Retrieval(),
-               query_sparse: SparseVector | None = None, group_by: str | None = None) -> Found:
+               query_sparse: SparseVector | None = None, group_by: str | None = None,
+               query_model: str | None = None) -> Found:
         """The best matches of one query (a text the server embeds, or the caller's vectors).
 
         ``retrieval.mode`` picks the legs (``engine.hybrid``): ``dense`` (the collection's vectors,
@@ -257,6 +233,11 @@ class StoreService:
                                field="rerank")
         where = parse_filter(filter_metadata)
         model, dimension = self.store.model_of(collection)  # NotFound (404) for an unknown collection
+        engine = self.engine.for_collection(collection, model, query_model)  # Conflict: another model named
+        if engine is not self.engine:  # another served embedder's collection: searched with that embedder
+            return self._with(engine).search(collection, query, top_k, filter_metadata, threshold, query_vector,
+                                             rerank=rerank, rerank_candidates=rerank_candidates,
+                                             retrieval=retrieval, query_sparse=query_sparse, group_by=group_by)
         # a dense search (the default) needs no legs: no second lookup on its path
         stored_legs = self.store.legs(collection) if retrieval.mode != DENSE else Legs()
         legs = legs_for(retrieval.mode, collection_legs(stored_legs), f"collection {collection!r}")
@@ -310,6 +291,13 @@ class StoreService:
         keys = [("document", r.chunk.document_id) if r.chunk else ("record", r.id) for r in records]
         best, others = grouping.by_document(ranking.hits, keys, top_k)
         return Found(replace(ranking, hits=best), records, model, others)
+
+    def _with(self, engine: Engine) -> "StoreService":
+        """This service over ``engine`` (an ``Engine.using`` view: another served embedder)."""
+        view = copy.copy(self)
+        view.engine = engine
+        view._chunker = None  # the chunker is the embedder's: its tokenizer, window and prompt
+        return view
 
     def _query_vector(self, collection: str, model: str, dimension: int, query: str | None,
                       query_vector: Sequence[float] | None) -> np.ndarray:

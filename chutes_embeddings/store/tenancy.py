@@ -26,7 +26,8 @@ from . import CollectionInfo
 from .names import NAMESPACE_SEPARATOR, SEGMENT
 
 if TYPE_CHECKING:  # the chute file imports this module before start-up loads numpy and the engine
-    from .service import Added, Deleted, Found, Got, StoreService
+    from .answers import Added, Deleted, Found, Got
+    from .service import StoreService
 
 
 class NamespacedStore:

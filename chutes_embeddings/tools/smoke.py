@@ -8,10 +8,11 @@ Run inside the built image on a GPU node, or on any GPU box with ``text-embeddin
 
 It starts the service as ``chutes run --dev`` does, on a free loopback port, and checks in order:
 
-1. start-up: ``/health`` answers and reports ``backend: "tei"`` (``--no-tei``: ``"local"``);
-2. parity: the service's vectors against ``SentenceTransformer.encode`` of the same model run
+1. start-up: ``/health`` answers and reports ``backend: "tei"`` (``--no-tei``: ``"local"``), for
+   every configured model (``EMBEDDINGS_MODELS``: each its own TEI);
+2. parity: each embedder's vectors against ``SentenceTransformer.encode`` of the same model run
    here (cosine >= 0.999: TEI serves fp16 on GPUs); with ``--no-tei`` also fp16 against fp32;
-3. rerank: ``/rerank`` orders an obvious case right (and names its reranker when it reports one);
+3. rerank: ``/rerank`` orders an obvious case right with each reranker (and names it);
 4. failover (TEI only): kills TEI with SIGKILL while 16 clients send requests; every request must
    succeed, and TEI must be restarted and serving again within ``--restart-timeout``;
 5. timings: start-up, p50/p99 of single-text ``/embed``, texts/s of ``/embed/batch``.
@@ -70,17 +71,23 @@ class Report:
         return "\n".join(lines)
 
 
-def reference_vectors(texts: list[str], half: bool = False) -> np.ndarray:
-    """``SentenceTransformer.encode`` of the configured model, here (CUDA when there is one)."""
+def configured_models() -> tuple:
+    """Every model the service is configured with (``Settings.model_specs``: each kind's default first)."""
+    from ..settings import Settings
+
+    return Settings.from_env().model_specs
+
+
+def reference_vectors(texts: list[str], half: bool = False, spec: object = None) -> np.ndarray:
+    """``SentenceTransformer.encode`` of a configured model (``spec``; None: the default embedder), here
+    (CUDA when there is one)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from ..settings import Settings
-
-    settings = Settings.from_env()
+    spec = spec or configured_models()[0]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = SentenceTransformer(settings.model, device=device, revision=settings.model_revision,
-                                local_files_only=Path(settings.model).is_dir())
+    model = SentenceTransformer(spec.model, device=device, revision=spec.revision,  # type: ignore[attr-defined]
+                                local_files_only=Path(spec.model).is_dir())  # type: ignore[attr-defined]
     if half:
         model = model.half()
     return np.asarray(model.encode(texts, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32)
@@ -92,13 +99,29 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
+def check_models(http: httpx.Client, report: Report, want: str) -> bool:
+    """Every configured model loaded and served by ``want`` (tei or local), as /health lists them."""
+    ok = True
+    for model in http.get("/health").json().get("models", []):
+        ok &= report.check(f"model {model['name']} ({model['kind']})",
+                           model["status"] == "ready" and model.get("backend") == want,
+                           f"status {model['status']}, backend {model.get('backend')} (want {want})"
+                           + (f": {model['error']}" if model.get("error") else ""))
+    return ok
+
+
 def check_parity(http: httpx.Client, report: Report, no_tei: bool) -> None:
-    served = np.asarray(http.post("/embed", json={"inputs": PARITY_TEXTS}).json()["embeddings"], dtype=np.float32)
-    ref = reference_vectors(PARITY_TEXTS)
-    cos = cosines(served, ref)
     who = "local engine" if no_tei else "TEI"
-    report.check(f"parity: {who} vs SentenceTransformer.encode", float(cos.min()) >= 0.999,
-                 f"cosine min {cos.min():.5f}, mean {cos.mean():.5f} over {len(PARITY_TEXTS)} texts")
+    for spec in [s for s in configured_models() if s.kind == "embedder"]:
+        if spec.pooling is not None:  # served with another pooling than its config's: no reference here
+            report.check(f"parity: {spec.served_name}", True, f"pooling {spec.pooling} set: not compared")
+            continue
+        body = {"inputs": PARITY_TEXTS, "model": spec.served_name}
+        served = np.asarray(http.post("/embed", json=body).json()["embeddings"], dtype=np.float32)
+        cos = cosines(served, reference_vectors(PARITY_TEXTS, spec=spec))
+        report.check(f"parity: {who} vs SentenceTransformer.encode: {spec.served_name}", float(cos.min()) >= 0.999,
+                     f"cosine min {cos.min():.5f}, mean {cos.mean():.5f} over {len(PARITY_TEXTS)} texts")
+    ref = reference_vectors(PARITY_TEXTS)
     if no_tei:
         import torch
 
@@ -112,13 +135,16 @@ def check_parity(http: httpx.Client, report: Report, no_tei: bool) -> None:
 
 
 def check_rerank(http: httpx.Client, report: Report) -> None:
-    body = http.post("/rerank", json={"query": "What is the capital of France?",
-                                      "texts": ["Bread needs flour and water.", "Paris is the capital of France.",
-                                                "The stock market fell."]}).json()
-    best = body["results"][0]["index"] if body.get("results") else None
-    reranker = body.get("reranker") or {"kind": "bi-encoder (no reranker configured)"}
-    report.check("rerank", best == 1, f"best index {best} (expected 1); scored by {reranker.get('kind')}"
-                 + (f" {reranker.get('model')}" if reranker.get("model") else ""))
+    names = [s.served_name for s in configured_models() if s.kind == "reranker"] or [None]
+    for name in names:
+        body = http.post("/rerank", json={"query": "What is the capital of France?", "model": name,
+                                          "texts": ["Bread needs flour and water.", "Paris is the capital of France.",
+                                                    "The stock market fell."]}).json()
+        best = body["results"][0]["index"] if body.get("results") else None
+        reranker = body.get("reranker") or {"kind": "bi-encoder (no reranker configured)"}
+        report.check(f"rerank{f': {name}' if name else ''}", best == 1,
+                     f"best index {best} (expected 1); scored by {reranker.get('kind')}"
+                     + (f" {reranker.get('model')}" if reranker.get("model") else ""))
 
 
 def check_failover(http: httpx.Client, url: str, report: Report, load_s: float, restart_timeout_s: float) -> None:
@@ -224,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             up = report.check("start-up", health["backend"] == want,
                               f"backend {health['backend']} (want {want}), status {health['status']}, "
                               f"local runtime {info['local_runtime']}, model {info['model']}, in {started_s:.1f} s")
+            up = check_models(http, report, want) and up
             checks = [("parity", lambda: check_parity(http, report, args.no_tei)),
                       ("rerank", lambda: check_rerank(http, report))]
             if not args.no_tei:

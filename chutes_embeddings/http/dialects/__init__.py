@@ -14,7 +14,8 @@ dialect each route speaks.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import functools
+from typing import Any, Callable, Protocol
 
 from ...errors import EmbeddingsError
 
@@ -27,3 +28,19 @@ class Dialect(Protocol):
     def render_error(self, err: EmbeddingsError) -> tuple[int, Any]:
         """(HTTP status, JSON body) for a service error, in this dialect's shape."""
         ...
+
+
+def picks(kind: str) -> Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]]:
+    """A dialect function's model choice: it runs with the engine of the model of ``kind``
+    (``engine.results.EMBEDDER``, ``RERANKER``, ``SPARSE``) that the request's ``model`` names
+    (``Engine.using``, the one place names resolve; no ``model``: the kind's default)."""
+
+    def wrap(func: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        @functools.wraps(func)
+        def chosen(engine: Any, request: Any) -> Any:
+            return func(engine.using(kind, getattr(request, "model", None), func.__doc__.split(":")[0].strip("`")
+                                     if func.__doc__ else "this route"), request)
+
+        return chosen
+
+    return wrap

@@ -27,8 +27,9 @@ import uuid
 from typing import Any, Sequence
 
 from ...engine.prompts import prompt_for_input_type
-from ...engine.results import EmbedOptions, RerankOptions
+from ...engine.results import EMBEDDER, RERANKER, EmbedOptions, RerankOptions
 from ...errors import EmbeddingsError, InvalidInput, bad_request_status, naming
+from . import picks
 from .native import reranker_summary
 
 name = "cohere"
@@ -53,11 +54,13 @@ def _answer(engine: Any, request: Any, version: str, with_documents: bool) -> tu
     }, ranked.tokens
 
 
+@picks(RERANKER)
 def rerank_v2(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /v2/rerank``: ``{id, results: [{index, relevance_score}], meta}``, best first."""
     return _answer(engine, request, "2", with_documents=False)[0]
 
 
+@picks(RERANKER)
 def rerank_v1(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /v1/rerank``: Cohere v1's and Jina's answer (``document: {text}`` with
     ``return_documents``), with Jina's ``usage``."""
@@ -111,6 +114,7 @@ def _embed(engine: Any, request: Any, version: str) -> tuple[dict[str, Any], Any
     return body, embedded.vectors
 
 
+@picks(EMBEDDER)
 def embed_v2(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /v2/embed``: ``{id, embeddings: {type: [...]}, texts, meta, response_type}`` (float by default)."""
     from ...engine.quantize import by_type
@@ -120,6 +124,7 @@ def embed_v2(engine: Any, request: Any) -> dict[str, Any]:
     return {**body, "embeddings": by_type(vectors, kinds), "response_type": "embeddings_by_type"}
 
 
+@picks(EMBEDDER)
 def embed_v1(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /v1/embed``: ``embeddings_floats`` (a list of vectors), or with ``embedding_types``
     ``embeddings_by_type`` as v2 answers."""

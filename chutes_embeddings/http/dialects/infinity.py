@@ -17,8 +17,9 @@ import time
 import uuid
 from typing import Any
 
-from ...engine.results import RerankOptions
+from ...engine.results import EMBEDDER, RERANKER, SPARSE, RerankOptions
 from ...errors import EmbeddingsError, naming
+from . import picks
 from .openai import embeddings_answer
 
 name = "infinity"
@@ -30,11 +31,13 @@ def _stamp(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+@picks(EMBEDDER)
 def embeddings(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /infinity/embeddings``: OpenAI's answer with Infinity's ``id`` and ``created``."""
     return _stamp(embeddings_answer(engine, request.input, request.dimensions or None, request.encoding_format))
 
 
+@picks(RERANKER)
 def rerank(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /infinity/rerank``: ``{object, results: [{relevance_score, index, document?}], model, usage}``,
     best first, cut to ``top_n``."""
@@ -49,15 +52,13 @@ def rerank(engine: Any, request: Any) -> dict[str, Any]:
 
 
 def models(engine: Any) -> dict[str, Any]:
-    """``GET /infinity/models``: the embedder, and the cross-encoder when one is configured, with
-    Infinity's ``capabilities`` and queue ``stats`` (without a cross-encoder, the embedder reranks)."""
-    state = engine.info()
-    embedder, reranker = state.embedder, state.reranker
-    own_reranker = reranker.batching is not None
-    entries = [(embedder, ["embed"] if own_reranker else ["embed", "rerank"])]
-    if own_reranker:
-        entries.append((reranker, ["rerank"]))
-    return {"object": "list", "data": [_model(m, capabilities, int(state.started_at)) for m, capabilities in entries]}
+    """``GET /infinity/models``: every loaded embedder and cross-encoder, with Infinity's
+    ``capabilities`` and queue ``stats`` (without a cross-encoder, the embedders rerank)."""
+    loaded = [m for m in engine.served_models() if m.state is not None and m.kind != SPARSE]
+    own_reranker = any(m.kind == RERANKER for m in loaded)
+    capabilities = {EMBEDDER: ["embed"] if own_reranker else ["embed", "rerank"], RERANKER: ["rerank"]}
+    created = int(engine.started_at)
+    return {"object": "list", "data": [_model(m.state, capabilities[m.kind], created) for m in loaded]}
 
 
 def _model(state: Any, capabilities: list[str], created: int) -> dict[str, Any]:

@@ -10,13 +10,24 @@ from __future__ import annotations
 from typing import Any
 
 from ...engine.prompts import document_prompt, query_prompt
-from ...engine.results import EmbedOptions, EngineHealth, EngineInfo, ModelState, RerankOptions
+from ...engine.results import (
+    EMBEDDER,
+    RERANKER,
+    SPARSE,
+    EmbedOptions,
+    EngineHealth,
+    EngineInfo,
+    ModelState,
+    RerankOptions,
+)
 from ...errors import EmbeddingsError, naming
+from . import picks
 
 name = "native"
 
 
 # --- engine verbs ---------------------------------------------------------------------------
+@picks(EMBEDDER)
 def embed(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /embed``: one vector for a single text, a list of vectors (with count) for a list.
 
@@ -58,6 +69,7 @@ def _long_input_parts(embedded: Any) -> dict[str, Any]:
     return parts
 
 
+@picks(EMBEDDER)
 def embed_batch(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /embed/batch``: vectors in input order (with ``long_input: windows``, one per window,
     described by ``windows``); ``batch_size`` caps texts per forward pass."""
@@ -72,6 +84,7 @@ def embed_batch(engine: Any, request: Any) -> dict[str, Any]:
             **_long_input_parts(embedded)}
 
 
+@picks(SPARSE)
 def embed_sparse(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /embed/sparse``: one sparse vector (``indices`` ascending, ``values`` > 0) per input,
     in input order, with the model, its vocabulary size (the vectors' dimension) and token usage."""
@@ -84,6 +97,7 @@ def embed_sparse(engine: Any, request: Any) -> dict[str, Any]:
             "usage": {"prompt_tokens": encoded.tokens, "total_tokens": encoded.tokens}}
 
 
+@picks(EMBEDDER)
 def similarity(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /similarity``: every target by its similarity to the source, best first."""
     ranking = engine.similarity(request.source_text, request.target_texts, normalize=request.normalize)
@@ -92,6 +106,7 @@ def similarity(engine: Any, request: Any) -> dict[str, Any]:
     return {"source_text": request.source_text, "results": results, "model": engine.model_id}
 
 
+@picks(RERANKER)
 def rerank(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /rerank``: texts by relevance to the query, best first (the model's activation, or
     the logit with ``raw_scores``)."""
@@ -124,6 +139,7 @@ def _ranking_extras(ranking: Any) -> dict[str, Any]:
     return extras
 
 
+@picks(EMBEDDER)
 def search(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /search``: the best matches of a query in a corpus sent with it."""
     ranking = engine.search(request.query, request.corpus, top_k=request.top_k, threshold=request.threshold,
@@ -136,6 +152,7 @@ def search(engine: Any, request: Any) -> dict[str, Any]:
             **_ranking_extras(ranking)}
 
 
+@picks(EMBEDDER)
 def cluster(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /cluster``: groups of texts, each with its most central text."""
     clustering = engine.cluster(request.texts, n_clusters=request.n_clusters, method=request.method)
@@ -165,7 +182,24 @@ def health(engine: Any) -> dict[str, Any]:
     return {"status": state.status, "backend": state.embedder.backend, "model": state.embedder.model,
             "dimension": state.dimension, "queue": _queue(state.embedder),
             "reranker": reranker, "reasons": state.reasons,
-            "sparse": _sparse_summary(state.sparse, engine.sparse_vocab_size, queue=True)}
+            "sparse": _sparse_summary(state.sparse, engine.sparse_vocab_size, queue=True),
+            "models": [served_model(m) for m in state.models]}
+
+
+def served_model(report: Any, full: bool = False) -> dict[str, Any]:
+    """One configured model as /health (and, with ``full``, /info with its TEI) lists it."""
+    body: dict[str, Any] = {"name": report.name, "kind": report.kind, "default": report.default,
+                            "status": "ready" if report.state is not None else "failed", "names": list(report.names)}
+    if report.state is None:
+        return {**body, "error": report.error}
+    state = report.state
+    body.update(backend=state.backend, runtime=state.runtime, max_input_tokens=state.max_input_tokens,
+                dimension=report.dimension)
+    if state.batching is not None:
+        body["queue"] = _queue(state)
+    if full:
+        body["tei"] = state.tei
+    return body
 
 
 def _queue(state: ModelState) -> dict[str, Any]:
@@ -211,6 +245,7 @@ def info(engine: Any) -> dict[str, Any]:
         "prompts": state.prompts,
         "default_prompt_name": state.default_prompt_name,
         "retrieval_prompts": {"query": query_prompt(state.prompts), "document": document_prompt(state.prompts)},
+        "models": [served_model(m, full=True) for m in state.models],
     }
 
 
@@ -260,10 +295,11 @@ def store_add(store: Any, request: Any) -> dict[str, Any]:
         option = request.chunking
         chunking = Chunking() if option is None else Chunking(option.max_tokens, option.overlap)
         added = store.add_documents(request.collection, [Document(d.id, d.text, d.metadata or {})
-                                                         for d in request.documents], chunking)
+                                                         for d in request.documents], chunking,
+                                    model=request.model)
     else:
         added = store.add(request.collection, request.texts, request.ids, request.metadata, request.vectors,
-                          request.vector_model)
+                          request.vector_model, model=request.model)
     body = {"collection": request.collection, "added_count": added.added, "ids": added.ids,
             "total_in_collection": added.total}
     if added.documents is not None:
@@ -290,7 +326,8 @@ def store_search(store: Any, request: Any) -> dict[str, Any]:
     found = store.search(request.collection, request.query, request.top_k, request.filter_metadata,
                          request.threshold, request.query_vector, rerank=request.rerank,
                          rerank_candidates=request.rerank_candidates, retrieval=request.retrieval(),
-                         query_sparse=_sparse_query(request.query_sparse), group_by=request.group_by)
+                         query_sparse=_sparse_query(request.query_sparse), group_by=request.group_by,
+                         query_model=request.model)
     records = [found.records[h.index] for h in found.ranking.hits]
     results = [{"id": r.id, "text": r.text, "score": h.score, "rank": h.rank, "metadata": r.metadata,
                 **_chunk_fields(r.chunk), **_hit_extras(h)} for h, r in zip(found.ranking.hits, records)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...engine.results import EmbedOptions
+from ...engine.results import EMBEDDER, EmbedOptions
 from ...errors import (
     Conflict,
     EmbeddingsError,
@@ -26,6 +26,7 @@ from ...errors import (
     bad_request_status,
     naming,
 )
+from . import picks
 
 name = "openai"
 OWNED_BY = "chutes-embeddings"
@@ -37,6 +38,7 @@ _ERROR_TYPES: dict[type[EmbeddingsError], str] = {
 }
 
 
+@picks(EMBEDDER)
 def embeddings(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /v1/embeddings``: the texts' vectors (floats or base64), with real token counts."""
     return embeddings_answer(engine, request.input, request.dimensions, request.encoding_format)
@@ -65,20 +67,26 @@ def embeddings_answer(engine: Any, inputs: str | list[str], dimensions: int | No
 
 
 def models(engine: Any) -> dict[str, Any]:
-    """``GET /v1/models``: the one model served (``created``: when this process started)."""
-    return {"object": "list", "data": [_model(engine)]}
+    """``GET /v1/models``: every configured model, each kind's default first (``created``: when this
+    process started; ``kind``, ``default`` and ``status``, ``ready`` or ``failed``, are ours)."""
+    return {"object": "list", "data": [_model(engine, m) for m in engine.served_models()]}
 
 
 def model(engine: Any, model_id: str) -> dict[str, Any]:
-    """``GET /v1/models/{model}`` (the SDK's ``models.retrieve``): the served model, or 404."""
-    if model_id != engine.model_id:
-        raise NotFound(f"the model {model_id!r} does not exist here; this service serves {engine.model_id!r}",
-                       field="model", limit=[engine.model_id])
-    return _model(engine)
+    """``GET /v1/models/{model}`` (the SDK's ``models.retrieve``): the model of that name or alias, or 404
+    listing the served ones."""
+    served = engine.served_models()
+    found = next((m for m in served if model_id in m.names), None)
+    if found is None:
+        names = [m.name for m in served]
+        raise NotFound(f"the model {model_id!r} does not exist here; this service serves {names}",
+                       field="model", limit=names)
+    return _model(engine, found)
 
 
-def _model(engine: Any) -> dict[str, Any]:
-    return {"id": engine.model_id, "object": "model", "created": int(engine.started_at), "owned_by": OWNED_BY}
+def _model(engine: Any, report: Any) -> dict[str, Any]:
+    return {"id": report.name, "object": "model", "created": int(engine.started_at), "owned_by": OWNED_BY,
+            "kind": report.kind, "default": report.default, "status": "ready" if report.state else "failed"}
 
 
 def render_error(err: EmbeddingsError) -> tuple[int, Any]:

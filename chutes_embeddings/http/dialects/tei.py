@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...engine.results import EmbedOptions, RerankOptions
+from ...engine.results import EMBEDDER, RERANKER, SPARSE, EmbedOptions, RerankOptions
 from ...errors import (
     BackendUnavailable,
     EmbeddingsError,
@@ -31,6 +31,7 @@ from ...errors import (
     Overloaded,
     naming,
 )
+from . import picks
 
 name = "tei"
 AUTO_TRUNCATE = True
@@ -45,6 +46,7 @@ def _truncation(request: Any) -> dict[str, Any]:
     return {"truncate": truncate, "truncation_direction": request.truncation_direction.lower()}
 
 
+@picks(EMBEDDER)
 def embed(engine: Any, request: Any) -> list[list[float]]:
     """``POST /tei/embed``: one vector per input, always a list of vectors. TEI has no knob for long
     inputs: an explicit ``truncate: true`` cuts them, otherwise the service's ``long_input`` setting
@@ -56,6 +58,7 @@ def embed(engine: Any, request: Any) -> list[list[float]]:
         return engine.embed(_texts(request.inputs), options).vectors.tolist()
 
 
+@picks(EMBEDDER)
 def embed_all(engine: Any, request: Any) -> list[list[list[float]]]:
     """``POST /tei/embed_all``: every input's token embeddings."""
     with naming("inputs"):
@@ -63,6 +66,7 @@ def embed_all(engine: Any, request: Any) -> list[list[list[float]]]:
                                                         **_truncation(request))]
 
 
+@picks(SPARSE)
 def embed_sparse(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
     """``POST /tei/embed_sparse``: each input's non-zero SPLADE weights as ``{index, value}``,
     indices ascending."""
@@ -74,12 +78,14 @@ def embed_sparse(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
     return [[{"index": i, "value": v} for i, v in zip(vector.indices, vector.values)] for vector in encoded.vectors]
 
 
+@picks(EMBEDDER)
 def tokenize(engine: Any, request: Any) -> list[list[dict[str, Any]]]:
     """``POST /tei/tokenize``: each input's tokens with their character offsets."""
     return engine.tokenize(_texts(request.inputs), add_special_tokens=request.add_special_tokens,
                            prompt_name=request.prompt_name)
 
 
+@picks(EMBEDDER)
 def decode(engine: Any, request: Any) -> list[str]:
     """``POST /tei/decode``: each id sequence as text (one string for one sequence, in a list)."""
     flat = isinstance(request.ids[0], int)
@@ -98,6 +104,7 @@ def is_similarity(body: Any) -> bool:
     return isinstance(body, dict) and isinstance(body.get("inputs"), dict)
 
 
+@picks(EMBEDDER)
 def similarity(engine: Any, request: Any) -> list[float]:
     """``POST /tei/similarity``: each sentence's cosine to the source sentence, in input order
     (every sentence read with ``parameters.prompt_name``)."""
@@ -110,6 +117,7 @@ def similarity(engine: Any, request: Any) -> list[float]:
     return scores
 
 
+@picks(RERANKER)
 def rerank(engine: Any, request: Any) -> list[dict[str, Any]]:
     """``POST /tei/rerank``: every text with its score, best first (TEI has no top_n).
 
@@ -154,6 +162,16 @@ def health(engine: Any) -> None:
     """
     if not engine.is_healthy():
         raise BackendUnavailable("unhealthy")
+
+
+def model_info(engine: Any, model: str) -> dict[str, Any]:
+    """``GET /tei/{model}/info``: ``info`` of the served embedder ``model``."""
+    return info(engine.using(EMBEDDER, model, "GET /tei/{model}/info"))
+
+
+def model_health(engine: Any, model: str) -> None:
+    """``GET /tei/{model}/health``: ``health`` of the served embedder ``model``."""
+    health(engine.using(EMBEDDER, model, "GET /tei/{model}/health"))
 
 
 def render_error(err: EmbeddingsError) -> tuple[int, Any]:
