@@ -180,6 +180,8 @@ class TeiSupervisor:
         self._stopping = threading.Event()
         self._http = httpx.Client(timeout=2.0)
         self._monitor = threading.Thread(target=self._watch, name="tei-supervisor", daemon=True)
+        self._launched = threading.Event()
+        self._launch_error: BaseException | None = None
         self._env = launch.env(os.environ)  # checked once: the cache warning is logged once
 
     @property
@@ -192,9 +194,16 @@ class TeiSupervisor:
         return None if self._proc is None else self._proc.pid
 
     def start(self) -> None:
-        """Launch TEI and start watching it (returns at once; see ``wait_ready``)."""
-        self._spawn(offline=False)
+        """Launch TEI and start watching it (returns once the process is launched; see ``wait_ready``).
+
+        The supervisor's own thread launches it: Linux sends the parent-death signal when the
+        *thread* that forked TEI exits, so a start-up worker thread (models load side by side)
+        would take its TEI down with it the moment it finished.
+        """
         self._monitor.start()
+        self._launched.wait()
+        if self._launch_error is not None:
+            raise self._launch_error
         atexit.register(self.stop)
 
     def wait_ready(self, timeout_s: float) -> bool:
@@ -248,6 +257,13 @@ class TeiSupervisor:
             return False
 
     def _watch(self) -> None:
+        try:
+            self._spawn(offline=False)
+        except BaseException as exc:  # handed to start(), which raises it in the caller's thread
+            self._launch_error = exc
+            return
+        finally:
+            self._launched.set()
         backoff = 1.0
         while not self._stopping.is_set():
             proc = self._proc
