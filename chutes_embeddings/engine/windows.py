@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the request schemas import this module, and the chute file 
 
 TRUNCATE, POOL, WINDOWS = "truncate", "pool", "windows"
 LONG_INPUTS = (TRUNCATE, POOL, WINDOWS)
+ONE_VECTOR = (TRUNCATE, POOL)  # those that answer one vector per text: the choices of similarity, search, cluster
 # How far (in tokens) a cut may move back from the window's full size to fall between two words.
 WORD_BOUNDARY_REACH = 16
 
