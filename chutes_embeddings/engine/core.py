@@ -48,22 +48,9 @@ from .results import (
 )
 from .sparse import SparsePipeline
 from .vectors import POOLINGS
-from .windows import ONE_VECTOR
+from .windows import one_vector
 
 NO_SPARSE_MODEL = "EMBEDDINGS_SPARSE_MODEL"  # the setting that configures the sparse encoder
-
-
-def one_vector(long_input: str | None, window_overlap: int | None) -> EmbedOptions:
-    """The options of a verb that needs one vector per text (similarity, search, cluster): a long
-    text cut (``truncate``) or pooled from its windows (``pool``); None: the service's setting.
-
-    Raises:
-        InvalidInput: ``long_input`` ``windows`` (several vectors per text), naming the choices.
-    """
-    if long_input is not None and long_input not in ONE_VECTOR:
-        raise InvalidInput(f"long_input {long_input!r} is not one of {list(ONE_VECTOR)} here: this verb compares "
-                           "one vector per text", field="long_input", limit=list(ONE_VECTOR))
-    return EmbedOptions(long_input=long_input, window_overlap=window_overlap)
 
 
 def two_stage(reranker: RerankService, query: str, texts: Sequence[str], vector_scores: np.ndarray,
@@ -189,8 +176,7 @@ class Engine:
 
     def embed_queries(self, texts: Sequence[str], options: EmbedOptions = EmbedOptions()) -> Embedded:
         """Search queries' vectors: embedded with the model's query prompt (``prompts.query_prompt``;
-        the default prompt when it has none), as ``SentenceTransformer.encode_query``; the other
-        ``options`` (``long_input``) as given."""
+        the default prompt when it has none), as ``SentenceTransformer.encode_query``; other options as given."""
         return self.embedder.embed(texts, replace(options, prompt_name=self.embedder.model_prompts.query_name))
 
     def embed_sparse(self, texts: Sequence[str], *, truncate: bool = True,
@@ -212,8 +198,7 @@ class Engine:
 
     def embed_documents(self, texts: Sequence[str], options: EmbedOptions = EmbedOptions()) -> Embedded:
         """Searched texts' vectors: embedded with the model's document prompt
-        (``prompts.document_prompt``; the default prompt when it has none); the other ``options``
-        (``long_input``) as given."""
+        (``prompts.document_prompt``; the default prompt when it has none); other options as given."""
         return self.embedder.embed(texts, replace(options, prompt_name=self.embedder.model_prompts.document_name))
 
     def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True, truncation_direction: str = "right",
@@ -241,16 +226,11 @@ class Engine:
                    window_overlap: int | None = None) -> Ranking:
         """Every target by its cosine to the source (dot product when ``normalize`` is False),
         best first; ``Hit.index`` is the target's position. Every text is read with the same
-        prompt (``prompt_name`` as in ``EmbedOptions``).
-
-        Texts over the model's window are cut or pooled from their windows (``long_input``
-        ``truncate`` or ``pool``, ``window_overlap``: as in ``EmbedOptions``; None: the service's
-        setting), so no text is refused for its length.
-
-        Raises:
-            InvalidInput: ``long_input`` ``windows``, or a bad ``window_overlap``.
+        prompt (``prompt_name``), a long one cut or pooled (``long_input`` ``truncate`` or ``pool``,
+        ``window_overlap``: as in ``EmbedOptions``; ``windows`` is ``InvalidInput``), never refused.
         """
-        options = replace(one_vector(long_input, window_overlap), normalize=normalize, prompt_name=prompt_name)
+        options = EmbedOptions(normalize=normalize, prompt_name=prompt_name, long_input=one_vector(long_input),
+                               window_overlap=window_overlap)
         vectors = self.embedder.embed([source, *targets], options).vectors
         row = similarity.scores(vectors[:1], vectors[1:])[0]
         return Ranking([Hit(i, float(row[i]), rank) for rank, i in enumerate(similarity.top_k(row), start=1)])
@@ -278,16 +258,15 @@ class Engine:
         ``hybrid`` (those legs fused, ``engine.hybrid``; ``threshold`` applies to the dense leg).
         With ``rerank`` the best ``rerank_candidates`` of that first stage are reordered by the
         reranker. The dense leg embeds the query with the model's query prompt and the corpus
-        with its document prompt, when it defines them (``embed_queries``, ``embed_documents``),
-        a long query or corpus entry cut or pooled as ``long_input`` says (as in ``similarity``;
-        the lexical and sparse legs read the whole texts whatever it says).
+        with its document prompt, when it defines them (``embed_queries``, ``embed_documents``), each
+        cut or pooled as ``long_input`` says (``similarity``); the other legs read the whole texts.
 
         Raises:
             InvalidInput: a mode the corpus cannot be searched by, a threshold without a dense leg,
                 a query with no searchable terms in ``lexical`` mode, ``long_input`` ``windows``.
             Overloaded: a queue the request needs is full (every one is asked before any work).
         """
-        long = one_vector(long_input, window_overlap)
+        long = EmbedOptions(long_input=one_vector(long_input), window_overlap=window_overlap)
         legs = legs_for(retrieval.mode, self.corpus_legs(), "a corpus search")
         if threshold is not None and DENSE not in legs:
             raise InvalidInput(f"threshold bounds the dense leg's cosine; mode {retrieval.mode!r} has none",
@@ -344,13 +323,14 @@ class Engine:
     def cluster(self, texts: Sequence[str], *, n_clusters: int | None = None, method: str = "kmeans",
                 long_input: str | None = None, window_overlap: int | None = None) -> Clustering:
         """Groups of texts; without ``n_clusters`` the number (up to ``max_clusters``) is chosen
-        by silhouette. Each cluster names its most central text (closest to its mean). A long
-        text is cut or pooled as ``long_input`` says (as in ``similarity``).
+        by silhouette. Each cluster names its most central text (closest to its mean). Long texts:
+        ``long_input`` (``similarity``).
 
         Raises:
             InvalidInput: ``n_clusters`` out of range for these texts, ``long_input`` ``windows``.
         """
-        vectors = self.embedder.embed(texts, one_vector(long_input, window_overlap)).vectors
+        vectors = self.embedder.embed(texts, EmbedOptions(long_input=one_vector(long_input),
+                                                          window_overlap=window_overlap)).vectors
         try:
             result = run_clustering(vectors, method, n_clusters, self.max_clusters)
         except ValueError as exc:

@@ -95,6 +95,16 @@ def cut(index: int, text: str, offsets: Sequence[tuple[int, int]], size: int, ov
             for i, (a, b) in enumerate(bounds)]
 
 
+def one_vector(long_input: str | None) -> str | None:
+    """``long_input`` for a verb that compares one vector per text (similarity, search, cluster):
+    ``truncate``, ``pool`` or None (the service's setting); ``windows`` raises ``InvalidInput``
+    naming the field and the choices."""
+    if long_input is not None and long_input not in ONE_VECTOR:
+        raise InvalidInput(f"long_input {long_input!r} is not one of {list(ONE_VECTOR)} here: this verb compares "
+                           "one vector per text", field="long_input", limit=list(ONE_VECTOR))
+    return long_input
+
+
 def overlap_for(requested: int | None, default: int, most: int, size: int) -> int:
     """The tokens consecutive windows of ``size`` tokens share: ``requested`` (0..``most``, else
     ``InvalidInput`` naming ``window_overlap``) or ``default``, held to half the window."""
