@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema, model_validator
 
 from chutes_embeddings.engine.results import DEFAULT_LEG_CANDIDATES, DEFAULT_RRF_K, Retrieval
-from chutes_embeddings.engine.windows import LONG_INPUTS
+from chutes_embeddings.engine.windows import LONG_INPUTS, ONE_VECTOR
 
 from .common import (
     DEFAULT_BATCH_SIZE,
@@ -43,10 +43,13 @@ from .common import (
 from .sparse import SparseModel
 
 EmbedTexts = Annotated[list[Text], Field(min_length=1, max_length=MAX_EMBED_INPUTS)]
-LongInput = Annotated[Literal[LONG_INPUTS], Field(description=(  # type: ignore[valid-type]
-    "a text over the model's window: truncate (cut it; the service's default unless EMBEDDINGS_LONG_INPUT says "
-    "pool), pool (one vector: the token-weighted mean of its overlapping windows' vectors, normalised) or "
-    "windows (each window's vector and character span)"))]
+_ONE_VECTOR_HELP = ("a text over the model's window: truncate (cut it; the service's default unless "
+                    "EMBEDDINGS_LONG_INPUT says pool), pool (one vector: the token-weighted mean of its overlapping "
+                    "windows' vectors, normalised)")
+LongInput = Annotated[Literal[LONG_INPUTS], Field(  # type: ignore[valid-type]
+    description=_ONE_VECTOR_HELP + " or windows (each window's vector and character span)")]
+# the routes that compare one vector per text take the same option less ``windows``
+OneVectorLongInput = Annotated[Literal[ONE_VECTOR], Field(description=_ONE_VECTOR_HELP)]  # type: ignore[valid-type]
 WindowOverlap = Annotated[int, Field(ge=0, description=(
     "tokens consecutive windows share, 0..half the window (default: EMBEDDINGS_WINDOW_OVERLAP, at most half)"))]
 
@@ -96,7 +99,18 @@ class EmbedBatchRequest(StrictRequest):
     window_overlap: WindowOverlap | None = None
 
 
-class SimilarityRequest(StrictRequest):
+class OneVectorRequest(StrictRequest):
+    """The long-input options of a route that compares one vector per text (README, "Long inputs")."""
+
+    long_input: OneVectorLongInput | None = None
+    window_overlap: WindowOverlap | None = None
+
+    def long_inputs(self) -> dict[str, Any]:
+        """These options as the engine's verbs take them (keywords)."""
+        return {"long_input": self.long_input, "window_overlap": self.window_overlap}
+
+
+class SimilarityRequest(OneVectorRequest):
     """POST /similarity: one source text against many targets."""
 
     model: ModelName = None
@@ -137,7 +151,7 @@ class RetrievalRequest(StrictRequest):
         return Retrieval(self.mode, self.fusion, self.alpha, self.rrf_k, self.leg_candidates)
 
 
-class SearchRequest(RetrievalRequest):
+class SearchRequest(RetrievalRequest, OneVectorRequest):
     """POST /search: the top matches of a query in a corpus sent with it."""
 
     model: ModelName = None
@@ -149,7 +163,7 @@ class SearchRequest(RetrievalRequest):
     rerank_candidates: RerankCandidates = DEFAULT_RERANK_CANDIDATES
 
 
-class ClusterRequest(StrictRequest):
+class ClusterRequest(OneVectorRequest):
     """POST /cluster: group texts by meaning."""
 
     model: ModelName = None

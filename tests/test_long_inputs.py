@@ -9,6 +9,7 @@ text's tokens per window); the model tests compare the served vectors with
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -17,18 +18,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas as S
-from chutes_embeddings.engine.results import EmbedOptions
+from chutes_embeddings import AsyncEmbeddingsClient, EmbeddingsClient
+from chutes_embeddings.engine.cluster import cluster as run_clustering
+from chutes_embeddings.engine.results import EmbedOptions, Retrieval
 from chutes_embeddings.engine.windows import Window, cut, offsets_of
 from chutes_embeddings.errors import InvalidInput, naming
 from chutes_embeddings.http.dialects import cohere, native, openai, tei
 from chutes_embeddings.settings import Settings
 from tests.fakes import FakeTokenizer, fake_engine
+from tests.helpers import app_transport
 
 PARITY = 0.99999
 # 120 words, some long enough for the fake tokenizer to cut into "##" pieces: ~170 tokens
 LONG = " ".join(f"section{i} describes extraordinary measurements, then rests." for i in range(24))
 SHORT = "a short text well within the window"
 POOL, WINDOWS = EmbedOptions(long_input="pool"), EmbedOptions(long_input="windows")
+# two long texts whose first windows are alike and whose rest differ: cut, they are near twins; pooled, not
+OTHER_LONG = LONG[:150] + " ".join(f"chapter{i} recounts ordinary voyages, then sleeps." for i in range(24))
+CLUSTERED = [LONG, OTHER_LONG, SHORT, SHORT + " again"]
 
 
 def cosines(a: Any, b: Any) -> np.ndarray:
@@ -214,6 +221,43 @@ def test_info_reports_the_long_input_limits(fake_call):
         "max_windows_per_text": 128, "max_request_tokens": 131_072, "window_overlap": 32}
 
 
+def one_vector_answers(engine: Any, long_input: str | None) -> dict[str, float]:
+    """What /similarity, /search and /cluster should answer over ``engine``'s vectors of LONG and
+    SHORT (``CLUSTERED`` for the silhouette), each text cut or pooled as ``long_input`` says."""
+    options = EmbedOptions(long_input=long_input)
+    long, short = engine.embed([LONG, SHORT], options).vectors
+    vectors = engine.embed(CLUSTERED, options).vectors
+    return {"cosine": float(long @ short), "silhouette": run_clustering(vectors, "kmeans", 2, 20).silhouette}
+
+
+def test_similarity_search_and_cluster_cut_or_pool_as_asked(fake_call, fakes):
+    for long_input in ("pool", "truncate", None):
+        want = one_vector_answers(fakes, long_input)
+        asked = {"long_input": long_input} if long_input else {}
+        status, ranked = fake_call("POST", "/similarity", {"source_text": LONG, "target_texts": [SHORT], **asked})
+        assert status == 200 and ranked["results"][0]["similarity"] == pytest.approx(want["cosine"], abs=1e-5)
+        status, found = fake_call("POST", "/search", {"query": SHORT, "corpus": [LONG], "mode": "hybrid", **asked})
+        assert status == 200 and found["results"][0]["legs"]["dense"]["score"] == pytest.approx(want["cosine"],
+                                                                                               abs=1e-5)
+        status, grouped = fake_call("POST", "/cluster", {"texts": CLUSTERED, "n_clusters": 2, **asked})
+        assert status == 200 and grouped["silhouette"] == pytest.approx(want["silhouette"], abs=1e-5)
+    assert one_vector_answers(fakes, "pool")["cosine"] != pytest.approx(one_vector_answers(fakes, None)["cosine"],
+                                                                        abs=1e-3), "a long text pools differently"
+    lexical = {"query": "section3 measurements", "corpus": [LONG, SHORT], "mode": "lexical"}
+    assert fake_call("POST", "/search", {**lexical, "long_input": "pool"}) == fake_call("POST", "/search", lexical)
+
+
+@pytest.mark.parametrize("path,body", [("/similarity", {"source_text": LONG, "target_texts": [SHORT]}),
+                                       ("/search", {"query": SHORT, "corpus": [LONG]}),
+                                       ("/cluster", {"texts": CLUSTERED})])
+def test_one_vector_routes_refuse_windows_naming_the_choices(fake_call, path, body):
+    status, refused = fake_call("POST", path, {**body, "long_input": "windows"})
+    assert status == 422 and refused["detail"]["field"] == "long_input"
+    assert "'truncate' or 'pool'" in refused["detail"]["limit"], refused
+    status, refused = fake_call("POST", path, {**body, "long_input": "pool", "window_overlap": 99})
+    assert status == 422 and refused["detail"]["field"] == "window_overlap" and refused["detail"]["limit"] == 15
+
+
 @pytest.fixture
 def pooling_service(tmp_path):
     """An engine whose service setting pools long inputs, with a small token budget."""
@@ -242,6 +286,74 @@ def test_dialects_without_a_knob_follow_the_service_setting(pooling_service, fak
     with pytest.raises(InvalidInput):  # the default service: NONE refuses a long text, as Cohere does
         cohere.embed_v2(fakes, S.CohereV2EmbedRequest(model="any", texts=[LONG], truncate="NONE",
                                                        input_type="search_document"))
+
+
+def test_the_engine_verbs_follow_the_service_setting_unless_asked(fakes, tmp_path):
+    pooled, cut = one_vector_answers(fakes, "pool"), one_vector_answers(fakes, "truncate")
+    pooling_service = fake_engine(Settings(data_dir=str(tmp_path), long_input="pool"))
+    try:
+        for engine, default in ((pooling_service, pooled), (fakes, cut)):
+            assert engine.similarity(LONG, [SHORT]).hits[0].score == pytest.approx(default["cosine"], abs=1e-5)
+            assert engine.cluster(CLUSTERED, n_clusters=2).silhouette == pytest.approx(default["silhouette"],
+                                                                                        abs=1e-5)
+        truncated = pooling_service.similarity(LONG, [SHORT], long_input="truncate").hits[0].score
+    finally:
+        pooling_service.close()
+    assert truncated == pytest.approx(cut["cosine"], abs=1e-5)
+    assert fakes.search(SHORT, [LONG], top_k=1, long_input="pool").hits[0].score == pytest.approx(
+        pooled["cosine"], abs=1e-5)
+    for verb in (lambda: fakes.similarity(LONG, [SHORT], long_input="windows"),
+                 lambda: fakes.search(SHORT, [LONG], top_k=1, long_input="windows", retrieval=Retrieval("lexical")),
+                 lambda: fakes.cluster(CLUSTERED, long_input="windows")):
+        with pytest.raises(InvalidInput) as refused:
+            verb()
+        assert refused.value.field == "long_input" and refused.value.limit == ["truncate", "pool"]
+
+
+def test_the_client_twins_and_the_embeddings_adapters_pass_long_input(fake_client, fakes):
+    transport, pooled = app_transport(fake_client), fakes.embed([SHORT, LONG], POOL).vectors
+    want = one_vector_answers(fakes, "pool")
+
+    def check(windowed: Any, batch: Any, ranked: Any, found: Any, grouped: Any) -> None:
+        assert len(windowed["windows"]) == len(windowed["embeddings"]) > 4 and windowed["windows"][0]["index"] == 0
+        assert cosines(batch, pooled).min() >= PARITY
+        assert ranked["results"][0]["similarity"] == pytest.approx(want["cosine"], abs=1e-5)
+        assert found["results"][0]["score"] == pytest.approx(want["cosine"], abs=1e-5)
+        assert grouped["silhouette"] == pytest.approx(want["silhouette"], abs=1e-5)
+
+    with EmbeddingsClient("http://127.0.0.1", transport=transport) as client:
+        check(client.embed(LONG, long_input="windows", window_overlap=0),
+              client.embed_batch([SHORT, LONG], long_input="pool"),
+              client.similarity(LONG, [SHORT], long_input="pool"), client.search(SHORT, [LONG], long_input="pool"),
+              client.cluster(CLUSTERED, n_clusters=2, long_input="pool"))
+        with pytest.raises(InvalidInput) as refused:  # one vector per text: refused before anything is sent
+            client.embed_batch([LONG], long_input="windows")
+        assert refused.value.field == "long_input" and refused.value.limit == ["truncate", "pool"]
+        with pytest.raises(InvalidInput) as refused:  # the server's refusal
+            client.similarity(LONG, [SHORT], long_input="windows")
+        assert refused.value.field == "long_input"
+
+    async def twin() -> list[Any]:
+        async with AsyncEmbeddingsClient("http://127.0.0.1", transport=transport) as client:
+            return [await client.embed(LONG, long_input="windows", window_overlap=0),
+                    await client.embed_batch([SHORT, LONG], long_input="pool"),
+                    await client.similarity(LONG, [SHORT], long_input="pool"),
+                    await client.search(SHORT, [LONG], long_input="pool"),
+                    await client.cluster(CLUSTERED, n_clusters=2, long_input="pool")]
+
+    check(*asyncio.run(twin()))
+    langchain = pytest.importorskip("chutes_embeddings.integrations.langchain")
+    adapter = langchain.ChutesEmbeddings("http://127.0.0.1", long_input="pool", transport=transport)
+    assert cosines(adapter.embed_documents([SHORT, LONG]), pooled).min() >= PARITY
+    assert cosines(adapter.embed_query(LONG), pooled[1])[0] >= PARITY
+    assert cosines(asyncio.run(adapter.aembed_documents([SHORT, LONG])), pooled).min() >= PARITY
+    default = langchain.ChutesEmbeddings("http://127.0.0.1", transport=transport)  # the server's setting: cut
+    assert cosines(default.embed_query(LONG), fakes.embed([LONG]).vectors)[0] >= PARITY
+    with pytest.raises(InvalidInput):
+        langchain.ChutesEmbeddings("http://127.0.0.1", long_input="windows", transport=transport)
+    llama_index = pytest.importorskip("chutes_embeddings.integrations.llama_index")
+    with pytest.raises(InvalidInput):  # before it asks the server anything
+        llama_index.ChutesEmbedding("http://127.0.0.1:9", long_input="windows")
 
 
 def test_the_token_budget_is_refused_in_each_dialects_shape(pooling_service):
@@ -286,3 +398,17 @@ def test_pooled_and_windowed_vectors_equal_sentence_transformers_over_the_window
     assert cosines(pooled["embeddings"][1], expected)[0] >= PARITY
     status, today = dev_call("POST", "/embed", {"inputs": [SHORT]})
     assert cosines(pooled["embeddings"][0], today["embeddings"][0])[0] >= PARITY
+
+
+def test_similarity_with_pool_compares_the_pooled_vectors(dev_call):
+    query = "what did the committee conclude about turbulence and drag?"
+    status, pooled = dev_call("POST", "/embed", {"inputs": [query, REAL_LONG], "long_input": "pool"})
+    assert status == 200, pooled
+    ranked = {}
+    for long_input in ("pool", "truncate"):
+        status, body = dev_call("POST", "/similarity", {"source_text": query, "target_texts": [REAL_LONG],
+                                                        "long_input": long_input})
+        assert status == 200, body
+        ranked[long_input] = body["results"][0]["similarity"]
+    assert ranked["pool"] == pytest.approx(float(cosines(*pooled["embeddings"])[0]), abs=1e-5)
+    assert abs(ranked["pool"] - ranked["truncate"]) > 1e-3, "the truncated text is not the pooled one"

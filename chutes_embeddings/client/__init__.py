@@ -20,14 +20,18 @@ before it (``err.partial``), which ``embed_batch(..., resume_from=err.partial)``
     >>> client.embed("hello")["dimension"]
     384
 
+``long_input=`` (``embed``, ``embed_batch``, ``similarity``, ``search``, ``cluster``) says what the
+server does with a text over the model's window: ``truncate``, ``pool`` its windows' vectors, or (in
+``embed`` only) answer ``windows``, each with its span (README, "Long inputs"); None: its setting.
+
 ``EmbeddingsClient(url, model="minilm-cls")`` names one of a service's several models (``GET
 /v1/models``) in every embedding, search and store request (``rerank_model=``: in ``rerank``).
 """
 
 from ..errors import EmbeddingsConnectionError, EmbeddingsTimeout
 from .aio import AsyncEmbeddingsClient
-from .base import served_model, shift_text_indices
+from .base import one_vector_each, served_model, shift_text_indices
 from .sync import EmbeddingsClient
 
 __all__ = ["AsyncEmbeddingsClient", "EmbeddingsClient", "EmbeddingsConnectionError", "EmbeddingsTimeout",
-           "served_model", "shift_text_indices"]
+           "one_vector_each", "served_model", "shift_text_indices"]

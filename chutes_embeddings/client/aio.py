@@ -11,7 +11,7 @@ from tenacity import AsyncRetrying
 from tqdm.auto import tqdm
 
 from ..errors import EmbeddingsError
-from .base import Call, ClientBase, shift_text_indices, transport_error
+from .base import Call, ClientBase, one_vector_each, shift_text_indices, transport_error
 
 
 class AsyncEmbeddingsClient(ClientBase):
@@ -47,15 +47,19 @@ class AsyncEmbeddingsClient(ClientBase):
                 return self._decode(response)
 
     async def embed(self, inputs: str | Sequence[str], normalize: bool = True, truncate: bool = True,
-                    pooling: str | None = None) -> dict[str, Any]:
-        """POST /embed. A str gives ``embeddings`` as one vector; a list gives a list of vectors."""
-        return await self._send(self._embed(inputs, normalize, truncate, pooling))
+                    pooling: str | None = None, *, long_input: str | None = None,
+                    window_overlap: int | None = None) -> dict[str, Any]:
+        """Like the sync version."""
+        return await self._send(self._embed(inputs, normalize, truncate, pooling, long_input=long_input,
+                                            window_overlap=window_overlap))
 
     async def embed_batch(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True,
                           progress: bool = False,
-                          resume_from: Sequence[list[float]] | None = None) -> list[list[float]]:
+                          resume_from: Sequence[list[float]] | None = None, *, long_input: str | None = None,
+                          window_overlap: int | None = None) -> list[list[float]]:
         """Like the sync version; up to ``max_concurrency`` chunks are in flight at once. On an
         error, ``err.partial`` holds the vectors of the chunks before the first failed one."""
+        one_vector_each(long_input, "embed_batch")
         limit = self._batch_limit or (await self.info())["limits"]["max_batch_texts"]
         self._batch_limit = limit
         vectors: list[list[float]] = list(resume_from or [])
@@ -64,7 +68,9 @@ class AsyncEmbeddingsClient(ClientBase):
 
             async def one(chunk: Sequence[str]) -> list[list[float]]:
                 async with gate:
-                    body = await self._send(self._embed_batch_chunk(chunk, batch_size, normalize))
+                    body = await self._send(self._embed_batch_chunk(chunk, batch_size, normalize,
+                                                                    long_input=long_input,
+                                                                    window_overlap=window_overlap))
                 bar.update(len(chunk))
                 return body["embeddings"]
 
@@ -78,10 +84,11 @@ class AsyncEmbeddingsClient(ClientBase):
             vectors.extend(part)
         return vectors
 
-    async def similarity(self, source_text: str, target_texts: Sequence[str],
-                         normalize: bool = True) -> dict[str, Any]:
-        """POST /similarity."""
-        return await self._send(self._similarity(source_text, target_texts, normalize))
+    async def similarity(self, source_text: str, target_texts: Sequence[str], normalize: bool = True, *,
+                         long_input: str | None = None, window_overlap: int | None = None) -> dict[str, Any]:
+        """POST /similarity (``long_input``: truncate or pool, as the sync version)."""
+        return await self._send(self._similarity(source_text, target_texts, normalize, long_input=long_input,
+                                                 window_overlap=window_overlap))
 
     async def rerank(self, query: str, texts: Sequence[str], top_k: int | None = None,
                      raw_scores: bool = False) -> dict[str, Any]:
@@ -91,16 +98,19 @@ class AsyncEmbeddingsClient(ClientBase):
     async def search(self, query: str, corpus: Sequence[str], top_k: int = 10, threshold: float | None = None,
                      rerank: bool = False, rerank_candidates: int | None = None, *, mode: str | None = None,
                      fusion: str | None = None, alpha: float | None = None, rrf_k: int | None = None,
-                     leg_candidates: int | None = None) -> dict[str, Any]:
+                     leg_candidates: int | None = None, long_input: str | None = None,
+                     window_overlap: int | None = None) -> dict[str, Any]:
         """POST /search (``mode``: dense, lexical, sparse or hybrid, fused by ``fusion``; ``rerank``: the best
-        ``rerank_candidates`` of that first stage, reordered by the reranker)."""
+        ``rerank_candidates`` of that first stage, reordered by the reranker; ``long_input`` as the sync version)."""
         return await self._send(self._search(query, corpus, top_k, threshold, rerank, rerank_candidates, mode=mode,
-                                             fusion=fusion, alpha=alpha, rrf_k=rrf_k, leg_candidates=leg_candidates))
+                                             fusion=fusion, alpha=alpha, rrf_k=rrf_k, leg_candidates=leg_candidates,
+                                             long_input=long_input, window_overlap=window_overlap))
 
-    async def cluster(self, texts: Sequence[str], n_clusters: int | None = None,
-                      method: str = "kmeans") -> dict[str, Any]:
-        """POST /cluster."""
-        return await self._send(self._cluster(texts, n_clusters, method))
+    async def cluster(self, texts: Sequence[str], n_clusters: int | None = None, method: str = "kmeans", *,
+                      long_input: str | None = None, window_overlap: int | None = None) -> dict[str, Any]:
+        """POST /cluster (``long_input``: truncate or pool, as the sync version)."""
+        return await self._send(self._cluster(texts, n_clusters, method, long_input=long_input,
+                                              window_overlap=window_overlap))
 
     async def health(self) -> dict[str, Any]:
         """GET /health."""

@@ -21,7 +21,7 @@ import httpx
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, stop_any, stop_before_delay
 
 from ..access import TOKEN_FIELD
-from ..errors import EmbeddingsConnectionError, EmbeddingsError, EmbeddingsTimeout, for_status
+from ..errors import EmbeddingsConnectionError, EmbeddingsError, EmbeddingsTimeout, InvalidInput, for_status
 
 MAX_BACKOFF_S = 8.0
 # The routes whose ``model`` names an embedder, and those whose names a reranker.
@@ -32,6 +32,8 @@ _TEXT_INDEX = re.compile(r"\btexts\[(\d+)\]")
 _DOCUMENT_INDEX = re.compile(r"\bdocuments\[(\d+)\]")
 # a document's text travels as JSON: at most this many bytes a character, escapes included
 BODY_BYTES_PER_CHAR = 4
+# the ``long_input`` choices that answer one vector per text (``windows`` answers one per window)
+ONE_VECTOR = ("truncate", "pool")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,16 @@ class Call:
 
 def _drop_none(**kwargs: Any) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def one_vector_each(long_input: str | None, caller: str) -> None:
+    """Refuse ``long_input`` ``windows`` for ``caller``, which answers one vector per text (the client's
+    ``embed`` answers windows, with each one's span), before anything is sent, as the server refuses
+    it on such routes: ``InvalidInput`` naming the field and the choices."""
+    if long_input is not None and long_input not in ONE_VECTOR:
+        raise InvalidInput(f"long_input {long_input!r} is not one of {list(ONE_VECTOR)} for {caller}, which answers "
+                           "one vector per text; the client's embed answers windows with their spans",
+                           field="long_input", limit=list(ONE_VECTOR))
 
 
 def served_model(info: dict[str, Any], wanted: str | None) -> str:
@@ -168,20 +180,23 @@ class ClientBase:
         return body
 
     # request builders shared by both clients ---------------------------------------------
+    # ``long`` below: ``long_input`` and ``window_overlap`` (README, "Long inputs"); None: the server's setting
     @staticmethod
-    def _embed(inputs: str | Sequence[str], normalize: bool, truncate: bool, pooling: str | None) -> Call:
+    def _embed(inputs: str | Sequence[str], normalize: bool, truncate: bool, pooling: str | None,
+               **long: Any) -> Call:
         payload = inputs if isinstance(inputs, str) else list(inputs)
         return Call("POST", "/embed", _drop_none(inputs=payload, normalize=normalize, truncate=truncate,
-                                                 pooling=pooling))
+                                                 pooling=pooling, **long))
 
     @staticmethod
-    def _embed_batch_chunk(texts: Sequence[str], batch_size: int, normalize: bool) -> Call:
-        return Call("POST", "/embed/batch", {"texts": list(texts), "batch_size": batch_size, "normalize": normalize})
+    def _embed_batch_chunk(texts: Sequence[str], batch_size: int, normalize: bool, **long: Any) -> Call:
+        return Call("POST", "/embed/batch", _drop_none(texts=list(texts), batch_size=batch_size, normalize=normalize,
+                                                       **long))
 
     @staticmethod
-    def _similarity(source_text: str, target_texts: Sequence[str], normalize: bool) -> Call:
-        return Call("POST", "/similarity", {"source_text": source_text, "target_texts": list(target_texts),
-                                            "normalize": normalize})
+    def _similarity(source_text: str, target_texts: Sequence[str], normalize: bool, **long: Any) -> Call:
+        return Call("POST", "/similarity", _drop_none(source_text=source_text, target_texts=list(target_texts),
+                                                      normalize=normalize, **long))
 
     @staticmethod
     def _rerank(query: str, texts: Sequence[str], top_k: int | None, raw_scores: bool = False) -> Call:
@@ -196,8 +211,8 @@ class ClientBase:
                                                   **retrieval))
 
     @staticmethod
-    def _cluster(texts: Sequence[str], n_clusters: int | None, method: str) -> Call:
-        return Call("POST", "/cluster", _drop_none(texts=list(texts), n_clusters=n_clusters, method=method))
+    def _cluster(texts: Sequence[str], n_clusters: int | None, method: str, **long: Any) -> Call:
+        return Call("POST", "/cluster", _drop_none(texts=list(texts), n_clusters=n_clusters, method=method, **long))
 
     @staticmethod
     def _store_add(texts: Sequence[str], collection: str, ids: Sequence[str] | None,

@@ -10,7 +10,7 @@ from tenacity import Retrying
 from tqdm.auto import tqdm
 
 from ..errors import EmbeddingsError
-from .base import Call, ClientBase, shift_text_indices, transport_error
+from .base import Call, ClientBase, one_vector_each, shift_text_indices, transport_error
 
 
 class EmbeddingsClient(ClientBase):
@@ -56,38 +56,57 @@ class EmbeddingsClient(ClientBase):
                 return self._decode(response)
 
     def embed(self, inputs: str | Sequence[str], normalize: bool = True, truncate: bool = True,
-              pooling: str | None = None) -> dict[str, Any]:
-        """POST /embed. A str gives ``embeddings`` as one vector; a list gives a list of vectors."""
-        return self._send(self._embed(inputs, normalize, truncate, pooling))
+              pooling: str | None = None, *, long_input: str | None = None,
+              window_overlap: int | None = None) -> dict[str, Any]:
+        """POST /embed. A str gives ``embeddings`` as one vector; a list gives a list of vectors.
+
+        ``long_input`` (None: the server's setting): a text over the model's window cut (``truncate``),
+        pooled from its windows (``pool``; ``usage`` then counts every token embedded), or answered
+        window by window (``windows``): ``embeddings`` has one row per window and ``windows`` says each row's text
+        (``index``) and characters (``start``, ``end``), even for a single str. ``window_overlap``:
+        tokens consecutive windows share (None: the server's setting).
+        """
+        return self._send(self._embed(inputs, normalize, truncate, pooling, long_input=long_input,
+                                      window_overlap=window_overlap))
 
     def embed_batch(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True,
-                    progress: bool = False, resume_from: Sequence[list[float]] | None = None) -> list[list[float]]:
+                    progress: bool = False, resume_from: Sequence[list[float]] | None = None, *,
+                    long_input: str | None = None, window_overlap: int | None = None) -> list[list[float]]:
         """Embed any number of texts through /embed/batch, split to the server's limit, in input order.
 
         Args:
             resume_from: vectors of ``texts[:len(resume_from)]`` from an earlier call (an error's
                 ``partial``); only the rest is sent.
+            long_input: ``truncate`` or ``pool`` a text over the model's window (None: the server's
+                setting); one vector per text, so ``windows`` is ``embed``'s.
+            window_overlap: tokens consecutive windows share (None: the server's setting).
 
         Raises:
+            InvalidInput: ``long_input`` ``windows`` (nothing is sent).
             EmbeddingsError: naming the failing text by its index in ``texts``, with the vectors
                 computed before it in ``err.partial``.
         """
+        one_vector_each(long_input, "embed_batch")
         limit = self._batch_limit or self.info()["limits"]["max_batch_texts"]
         self._batch_limit = limit
         vectors: list[list[float]] = list(resume_from or [])
         with tqdm(total=len(texts), initial=len(vectors), disable=not progress, unit="text") as bar:
             for offset, chunk in self._chunks(texts, limit, len(vectors)):
                 try:
-                    body = self._send(self._embed_batch_chunk(chunk, batch_size, normalize))
+                    body = self._send(self._embed_batch_chunk(chunk, batch_size, normalize, long_input=long_input,
+                                                              window_overlap=window_overlap))
                 except EmbeddingsError as err:
                     raise shift_text_indices(err, offset, vectors) from None
                 vectors.extend(body["embeddings"])
                 bar.update(len(chunk))
         return vectors
 
-    def similarity(self, source_text: str, target_texts: Sequence[str], normalize: bool = True) -> dict[str, Any]:
-        """POST /similarity."""
-        return self._send(self._similarity(source_text, target_texts, normalize))
+    def similarity(self, source_text: str, target_texts: Sequence[str], normalize: bool = True, *,
+                   long_input: str | None = None, window_overlap: int | None = None) -> dict[str, Any]:
+        """POST /similarity (``long_input``: ``truncate`` or ``pool`` a text over the model's window;
+        None: the server's setting)."""
+        return self._send(self._similarity(source_text, target_texts, normalize, long_input=long_input,
+                                           window_overlap=window_overlap))
 
     def rerank(self, query: str, texts: Sequence[str], top_k: int | None = None,
                raw_scores: bool = False) -> dict[str, Any]:
@@ -97,15 +116,21 @@ class EmbeddingsClient(ClientBase):
     def search(self, query: str, corpus: Sequence[str], top_k: int = 10, threshold: float | None = None,
                rerank: bool = False, rerank_candidates: int | None = None, *, mode: str | None = None,
                fusion: str | None = None, alpha: float | None = None, rrf_k: int | None = None,
-               leg_candidates: int | None = None) -> dict[str, Any]:
+               leg_candidates: int | None = None, long_input: str | None = None,
+               window_overlap: int | None = None) -> dict[str, Any]:
         """POST /search (``mode``: dense, lexical, sparse or hybrid, fused by ``fusion``; ``rerank``: the best
-        ``rerank_candidates`` of that first stage, reordered by the reranker)."""
+        ``rerank_candidates`` of that first stage, reordered by the reranker; ``long_input``: ``truncate`` or
+        ``pool`` a long query or corpus text for the dense leg, None: the server's setting)."""
         return self._send(self._search(query, corpus, top_k, threshold, rerank, rerank_candidates, mode=mode,
-                                       fusion=fusion, alpha=alpha, rrf_k=rrf_k, leg_candidates=leg_candidates))
+                                       fusion=fusion, alpha=alpha, rrf_k=rrf_k, leg_candidates=leg_candidates,
+                                       long_input=long_input, window_overlap=window_overlap))
 
-    def cluster(self, texts: Sequence[str], n_clusters: int | None = None, method: str = "kmeans") -> dict[str, Any]:
-        """POST /cluster."""
-        return self._send(self._cluster(texts, n_clusters, method))
+    def cluster(self, texts: Sequence[str], n_clusters: int | None = None, method: str = "kmeans", *,
+                long_input: str | None = None, window_overlap: int | None = None) -> dict[str, Any]:
+        """POST /cluster (``long_input``: ``truncate`` or ``pool`` a text over the model's window;
+        None: the server's setting)."""
+        return self._send(self._cluster(texts, n_clusters, method, long_input=long_input,
+                                        window_overlap=window_overlap))
 
     def health(self) -> dict[str, Any]:
         """GET /health."""

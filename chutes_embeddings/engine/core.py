@@ -10,6 +10,7 @@ and the typed results of ``results``; each dialect shapes them into its own answ
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -47,6 +48,7 @@ from .results import (
 )
 from .sparse import SparsePipeline
 from .vectors import POOLINGS
+from .windows import one_vector
 
 NO_SPARSE_MODEL = "EMBEDDINGS_SPARSE_MODEL"  # the setting that configures the sparse encoder
 
@@ -172,10 +174,10 @@ class Engine:
         """
         return self.embedder.embed(texts, options)
 
-    def embed_queries(self, texts: Sequence[str]) -> Embedded:
+    def embed_queries(self, texts: Sequence[str], options: EmbedOptions = EmbedOptions()) -> Embedded:
         """Search queries' vectors: embedded with the model's query prompt (``prompts.query_prompt``;
-        the default prompt when it has none), as ``SentenceTransformer.encode_query``."""
-        return self.embedder.embed(texts, EmbedOptions(prompt_name=self.embedder.model_prompts.query_name))
+        the default prompt when it has none), as ``SentenceTransformer.encode_query``; other options as given."""
+        return self.embedder.embed(texts, replace(options, prompt_name=self.embedder.model_prompts.query_name))
 
     def embed_sparse(self, texts: Sequence[str], *, truncate: bool = True,
                      truncation_direction: str = "right") -> SparseEmbedded:
@@ -194,10 +196,10 @@ class Engine:
                                 setting=NO_SPARSE_MODEL)
         return self.sparse.encode(texts, truncate=truncate, truncation_direction=truncation_direction)
 
-    def embed_documents(self, texts: Sequence[str]) -> Embedded:
+    def embed_documents(self, texts: Sequence[str], options: EmbedOptions = EmbedOptions()) -> Embedded:
         """Searched texts' vectors: embedded with the model's document prompt
-        (``prompts.document_prompt``; the default prompt when it has none)."""
-        return self.embedder.embed(texts, EmbedOptions(prompt_name=self.embedder.model_prompts.document_name))
+        (``prompts.document_prompt``; the default prompt when it has none); other options as given."""
+        return self.embedder.embed(texts, replace(options, prompt_name=self.embedder.model_prompts.document_name))
 
     def embed_tokens(self, texts: Sequence[str], *, truncate: bool = True, truncation_direction: str = "right",
                      prompt_name: str | None = None) -> list[np.ndarray]:
@@ -220,14 +222,15 @@ class Engine:
         return self.embedder.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def similarity(self, source: str, targets: Sequence[str], *, normalize: bool = True,
-                   prompt_name: str | None = None) -> Ranking:
+                   prompt_name: str | None = None, long_input: str | None = None,
+                   window_overlap: int | None = None) -> Ranking:
         """Every target by its cosine to the source (dot product when ``normalize`` is False),
         best first; ``Hit.index`` is the target's position. Every text is read with the same
-        prompt (``prompt_name`` as in ``EmbedOptions``).
-
-        Texts over the model's limit are cut (``truncate``), so no text is refused for its length.
+        prompt (``prompt_name``), a long one cut or pooled (``long_input`` ``truncate`` or ``pool``,
+        ``window_overlap``: as in ``EmbedOptions``; ``windows`` is ``InvalidInput``), never refused.
         """
-        options = EmbedOptions(normalize=normalize, prompt_name=prompt_name)
+        options = EmbedOptions(normalize=normalize, prompt_name=prompt_name, long_input=one_vector(long_input),
+                               window_overlap=window_overlap)
         vectors = self.embedder.embed([source, *targets], options).vectors
         row = similarity.scores(vectors[:1], vectors[1:])[0]
         return Ranking([Hit(i, float(row[i]), rank) for rank, i in enumerate(similarity.top_k(row), start=1)])
@@ -246,7 +249,8 @@ class Engine:
         return self.reranker.rerank(query, texts, options)
 
     def search(self, query: str, corpus: Sequence[str], *, top_k: int, threshold: float | None = None,
-               rerank: bool = False, rerank_candidates: int = 50, retrieval: Retrieval = Retrieval()) -> Ranking:
+               rerank: bool = False, rerank_candidates: int = 50, retrieval: Retrieval = Retrieval(),
+               long_input: str | None = None, window_overlap: int | None = None) -> Ranking:
         """The best ``top_k`` corpus entries for the query (``Hit.index``: the corpus position).
 
         ``retrieval.mode`` picks the legs: ``dense`` (cosine; ``threshold`` drops hits below it),
@@ -254,13 +258,15 @@ class Engine:
         ``hybrid`` (those legs fused, ``engine.hybrid``; ``threshold`` applies to the dense leg).
         With ``rerank`` the best ``rerank_candidates`` of that first stage are reordered by the
         reranker. The dense leg embeds the query with the model's query prompt and the corpus
-        with its document prompt, when it defines them (``embed_queries``, ``embed_documents``).
+        with its document prompt, when it defines them (``embed_queries``, ``embed_documents``), each
+        cut or pooled as ``long_input`` says (``similarity``); the other legs read the whole texts.
 
         Raises:
             InvalidInput: a mode the corpus cannot be searched by, a threshold without a dense leg,
-                a query with no searchable terms in ``lexical`` mode.
+                a query with no searchable terms in ``lexical`` mode, ``long_input`` ``windows``.
             Overloaded: a queue the request needs is full (every one is asked before any work).
         """
+        long = EmbedOptions(long_input=one_vector(long_input), window_overlap=window_overlap)
         legs = legs_for(retrieval.mode, self.corpus_legs(), "a corpus search")
         if threshold is not None and DENSE not in legs:
             raise InvalidInput(f"threshold bounds the dense leg's cosine; mode {retrieval.mode!r} has none",
@@ -268,7 +274,7 @@ class Engine:
         self.check_admission(self._models_for(legs, rerank))
         keep = max(top_k, rerank_candidates) if rerank else top_k
         depth = max(keep, retrieval.leg_candidates) if retrieval.mode == HYBRID else keep
-        runs = {DENSE: lambda: self._dense_leg(query, corpus, depth, threshold),
+        runs = {DENSE: lambda: self._dense_leg(query, corpus, depth, threshold, long),
                 LEXICAL: lambda: self._lexical_leg(query, corpus, depth),
                 SPARSE: lambda: self._sparse_leg(query, corpus, depth)}
         found, skipped = candidates_by_leg(retrieval.mode, legs, runs)
@@ -298,12 +304,13 @@ class Engine:
         row = similarity.sparse_scores(vectors[0], vectors[1:])
         return [(str(i), float(row[i])) for i in similarity.top_k(row, depth) if row[i] > 0]
 
-    def _dense_leg(self, query: str, corpus: Sequence[str], depth: int, threshold: float | None) -> Candidates:
+    def _dense_leg(self, query: str, corpus: Sequence[str], depth: int, threshold: float | None,
+                   long: EmbedOptions) -> Candidates:
         if self.embedder.model_prompts.symmetric:  # one prompt (or none) for both: one pass
-            vectors = self.embedder.embed([query, *corpus]).vectors
+            vectors = self.embedder.embed([query, *corpus], long).vectors
             queries, documents = vectors[:1], vectors[1:]
         else:
-            queries, documents = self.embed_queries([query]).vectors, self.embed_documents(corpus).vectors
+            queries, documents = self.embed_queries([query], long).vectors, self.embed_documents(corpus, long).vectors
         row = similarity.scores(queries, documents)[0]
         return [(str(i), float(row[i])) for i in similarity.top_k(row, depth, threshold)]
 
@@ -313,14 +320,17 @@ class Engine:
             return None
         return [(str(i), score) for i, score in bm25_matches(self.analyzer, terms, corpus)[:depth]]
 
-    def cluster(self, texts: Sequence[str], *, n_clusters: int | None = None, method: str = "kmeans") -> Clustering:
+    def cluster(self, texts: Sequence[str], *, n_clusters: int | None = None, method: str = "kmeans",
+                long_input: str | None = None, window_overlap: int | None = None) -> Clustering:
         """Groups of texts; without ``n_clusters`` the number (up to ``max_clusters``) is chosen
-        by silhouette. Each cluster names its most central text (closest to its mean).
+        by silhouette. Each cluster names its most central text (closest to its mean). Long texts:
+        ``long_input`` (``similarity``).
 
         Raises:
-            InvalidInput: ``n_clusters`` out of range for these texts.
+            InvalidInput: ``n_clusters`` out of range for these texts, ``long_input`` ``windows``.
         """
-        vectors = self.embedder.embed(texts).vectors
+        vectors = self.embedder.embed(texts, EmbedOptions(long_input=one_vector(long_input),
+                                                          window_overlap=window_overlap)).vectors
         try:
             result = run_clustering(vectors, method, n_clusters, self.max_clusters)
         except ValueError as exc:

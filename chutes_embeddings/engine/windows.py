@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the request schemas import this module, and the chute file 
 
 TRUNCATE, POOL, WINDOWS = "truncate", "pool", "windows"
 LONG_INPUTS = (TRUNCATE, POOL, WINDOWS)
+ONE_VECTOR = (TRUNCATE, POOL)  # those that answer one vector per text: the choices of similarity, search, cluster
 # How far (in tokens) a cut may move back from the window's full size to fall between two words.
 WORD_BOUNDARY_REACH = 16
 
@@ -92,6 +93,16 @@ def cut(index: int, text: str, offsets: Sequence[tuple[int, int]], size: int, ov
     last = len(bounds) - 1
     return [Window(index, 0 if i == 0 else offsets[a][0], len(text) if i == last else offsets[b][0], b - a)
             for i, (a, b) in enumerate(bounds)]
+
+
+def one_vector(long_input: str | None) -> str | None:
+    """``long_input`` for a verb that compares one vector per text (similarity, search, cluster):
+    ``truncate``, ``pool`` or None (the service's setting); ``windows`` raises ``InvalidInput``
+    naming the field and the choices."""
+    if long_input is not None and long_input not in ONE_VECTOR:
+        raise InvalidInput(f"long_input {long_input!r} is not one of {list(ONE_VECTOR)} here: this verb compares "
+                           "one vector per text", field="long_input", limit=list(ONE_VECTOR))
+    return long_input
 
 
 def overlap_for(requested: int | None, default: int, most: int, size: int) -> int:

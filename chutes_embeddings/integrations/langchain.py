@@ -29,7 +29,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from ..client import AsyncEmbeddingsClient, EmbeddingsClient, served_model
+from ..client import AsyncEmbeddingsClient, EmbeddingsClient, one_vector_each, served_model
 from ..errors import NotFound
 
 
@@ -41,11 +41,15 @@ class ChutesEmbeddings(Embeddings):
         api_key: sent as a bearer token (the platform's key).
         store_token: the service's access token, where it requires one for every route.
         model: which of the service's embedders (``GET /v1/models``); None: its default.
+        long_input: a text over the model's window ``truncate``d or ``pool``ed from its windows
+            (README, "Long inputs"); None: the service's setting.
         **client_options: passed to ``EmbeddingsClient`` (``timeout``, ``max_retries``, ...).
     """
 
     def __init__(self, base_url: str, api_key: str | None = None, *, store_token: str | None = None,
-                 model: str | None = None, **client_options: Any) -> None:
+                 model: str | None = None, long_input: str | None = None, **client_options: Any) -> None:
+        one_vector_each(long_input, "ChutesEmbeddings")
+        self.long_input = long_input
         self._args = (base_url, api_key)
         self._options = {**client_options, "store_token": store_token, "model": model}
         self._client = EmbeddingsClient(base_url, api_key, **self._options)
@@ -63,20 +67,20 @@ class ChutesEmbeddings(Embeddings):
         return AsyncEmbeddingsClient(*self._args, **self._options)  # one per event loop
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._client.embed_batch(list(texts)) if texts else []
+        return self._client.embed_batch(list(texts), long_input=self.long_input) if texts else []
 
     def embed_query(self, text: str) -> list[float]:
-        return self._client.embed(text)["embeddings"]
+        return self._client.embed(text, long_input=self.long_input)["embeddings"]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
         async with self._async() as client:
-            return await client.embed_batch(list(texts))
+            return await client.embed_batch(list(texts), long_input=self.long_input)
 
     async def aembed_query(self, text: str) -> list[float]:
         async with self._async() as client:
-            return (await client.embed(text))["embeddings"]
+            return (await client.embed(text, long_input=self.long_input))["embeddings"]
 
 
 # The store search's retrieval options a search's kwargs may carry (README, "Hybrid search"; group_by: "Documents").

@@ -18,7 +18,7 @@ level (filterable) and LlamaIndex's node fields (``_node_content``, ``ref_doc_id
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Literal, Optional, Sequence
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -44,7 +44,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from ..client import AsyncEmbeddingsClient, EmbeddingsClient, served_model
+from ..client import AsyncEmbeddingsClient, EmbeddingsClient, one_vector_each, served_model
 from ..errors import NotFound
 
 _OPERATORS = {FilterOperator.EQ: "$eq", FilterOperator.NE: "$ne", FilterOperator.GT: "$gt",
@@ -90,44 +90,49 @@ def _restrict(where: dict[str, Any] | None, key: str, values: Sequence[str] | No
 class ChutesEmbedding(BaseEmbedding):
     """LlamaIndex embeddings served by the service; ``model_name`` is the served model's id.
     ``store_token``: the service's access token, where it requires one for every route; ``model``:
-    which of the service's embedders (``GET /v1/models``; None: its default)."""
+    which of the service's embedders (``GET /v1/models``; None: its default); ``long_input``: a text
+    over the model's window ``truncate``d or ``pool``ed from its windows (README, "Long inputs");
+    None: the service's setting."""
 
     base_url: str
     api_key: Optional[str] = None
     # the store access token: never serialised (a persisted index config) nor in a repr
     store_token: Optional[str] = Field(default=None, repr=False, exclude=True)
     model: Optional[str] = None
+    long_input: Optional[Literal["truncate", "pool"]] = None  # one vector per text: windows is the client's embed's
     _client: EmbeddingsClient = PrivateAttr()
 
     def __init__(self, base_url: str, api_key: Optional[str] = None, store_token: Optional[str] = None,
-                 model: Optional[str] = None, **kwargs: Any) -> None:
+                 model: Optional[str] = None, long_input: Optional[str] = None, **kwargs: Any) -> None:
+        one_vector_each(long_input, "ChutesEmbedding")
         client = EmbeddingsClient(base_url, api_key, store_token=store_token, model=model)
         kwargs.setdefault("model_name", served_model(client.info(), model))
-        super().__init__(base_url=base_url, api_key=api_key, store_token=store_token, model=model, **kwargs)
+        super().__init__(base_url=base_url, api_key=api_key, store_token=store_token, model=model,
+                         long_input=long_input, **kwargs)
         self._client = client
 
     def _async(self) -> AsyncEmbeddingsClient:
         return AsyncEmbeddingsClient(self.base_url, self.api_key, store_token=self.store_token, model=self.model)
 
     def _get_query_embedding(self, query: str) -> List[float]:
-        return self._client.embed(query)["embeddings"]
+        return self._client.embed(query, long_input=self.long_input)["embeddings"]
 
     def _get_text_embedding(self, text: str) -> List[float]:
-        return self._client.embed(text)["embeddings"]
+        return self._client.embed(text, long_input=self.long_input)["embeddings"]
 
     def _get_text_embeddings(self, texts: List[str]) -> List[List[float]]:
-        return self._client.embed_batch(texts)
+        return self._client.embed_batch(texts, long_input=self.long_input)
 
     async def _aget_query_embedding(self, query: str) -> List[float]:
         async with self._async() as client:
-            return (await client.embed(query))["embeddings"]
+            return (await client.embed(query, long_input=self.long_input))["embeddings"]
 
     async def _aget_text_embedding(self, text: str) -> List[float]:
         return await self._aget_query_embedding(text)
 
     async def _aget_text_embeddings(self, texts: List[str]) -> List[List[float]]:
         async with self._async() as client:
-            return await client.embed_batch(texts)
+            return await client.embed_batch(texts, long_input=self.long_input)
 
 
 # LlamaIndex's query modes this store answers, and the store search mode of each.

@@ -99,8 +99,10 @@ def embed_sparse(engine: Any, request: Any) -> dict[str, Any]:
 
 @picks(EMBEDDER)
 def similarity(engine: Any, request: Any) -> dict[str, Any]:
-    """``POST /similarity``: every target by its similarity to the source, best first."""
-    ranking = engine.similarity(request.source_text, request.target_texts, normalize=request.normalize)
+    """``POST /similarity``: every target by its similarity to the source, best first (a long text
+    cut or pooled as ``long_input`` says)."""
+    ranking = engine.similarity(request.source_text, request.target_texts, normalize=request.normalize,
+                                **request.long_inputs())
     results = [{"text": request.target_texts[h.index], "index": h.index, "similarity": h.score, "rank": h.rank}
                for h in ranking.hits]
     return {"source_text": request.source_text, "results": results, "model": engine.model_id}
@@ -144,7 +146,7 @@ def search(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /search``: the best matches of a query in a corpus sent with it."""
     ranking = engine.search(request.query, request.corpus, top_k=request.top_k, threshold=request.threshold,
                             rerank=request.rerank, rerank_candidates=request.rerank_candidates,
-                            retrieval=request.retrieval())
+                            retrieval=request.retrieval(), **request.long_inputs())
     results = [{"text": request.corpus[h.index], "corpus_index": h.index, "score": h.score, "rank": h.rank,
                 **_hit_extras(h)} for h in ranking.hits]
     return {"query": request.query, "results": results, "total_corpus_size": len(request.corpus),
@@ -155,7 +157,8 @@ def search(engine: Any, request: Any) -> dict[str, Any]:
 @picks(EMBEDDER)
 def cluster(engine: Any, request: Any) -> dict[str, Any]:
     """``POST /cluster``: groups of texts, each with its most central text."""
-    clustering = engine.cluster(request.texts, n_clusters=request.n_clusters, method=request.method)
+    clustering = engine.cluster(request.texts, n_clusters=request.n_clusters, method=request.method,
+                                **request.long_inputs())
     clusters = [{"cluster_id": c.label, "size": len(c.indices), "centroid_text": request.texts[c.central],
                  "texts": [request.texts[i] for i in c.indices], "indices": c.indices} for c in clustering.clusters]
     return {"clusters": clusters, "n_clusters": sum(1 for c in clustering.clusters if c.label >= 0),
