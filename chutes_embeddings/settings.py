@@ -50,13 +50,9 @@ def display_name(model: str) -> str:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One served model, as ``EMBEDDINGS_MODELS`` names it (README, "Several models").
-
-    ``name`` is the served name (answers' ``model``, ``/v1/models``, what requests pick it by; by
-    default the model id, the hub id for the packaged model); ``aliases`` are more names it answers
-    to. ``pooling``, ``max_tokens`` and ``runtime`` override the model's own pooling, its token limit
-    (lower only) and ``EMBEDDINGS_BACKEND`` for this model; ``tei_port`` 0 is a free loopback port.
-    """
+    """One served model, as ``EMBEDDINGS_MODELS`` names it (README, "Several models", has each key):
+    ``name`` the served name (default the model id; the hub id for the packaged model), ``aliases``
+    more names; ``pooling``, ``max_tokens`` (lower only), ``runtime`` override the model's own."""
 
     model: str
     kind: str = "embedder"
@@ -301,15 +297,10 @@ class Settings:
 
     @cached_property
     def model_specs(self) -> tuple[ModelSpec, ...]:
-        """Every served model, each kind's default first: a one-model variable that is set
-        (``EMBEDDINGS_MODEL`` other than the bundled default, ``EMBEDDINGS_RERANK_MODEL``,
-        ``EMBEDDINGS_SPARSE_MODEL``) names its kind's default, then ``EMBEDDINGS_MODELS``' entries of
-        that kind follow in order (an entry of the same model id gives the default its options);
-        with none set, the list's first of the kind is the default.
-
-        Raises:
-            ValueError: a bad entry; a served name or alias claimed twice within a kind.
-        """
+        """Every served model, each kind's default first: a one-model variable that is set names its
+        kind's default (an ``EMBEDDINGS_MODELS`` entry of the same id gives it its options), then the
+        list's entries of that kind follow in order; with none set, the list's first is the default.
+        Raises ``ValueError``: a bad entry; a served name or alias claimed twice within a kind."""
         listed = parse_models(self.models)
         one_model = {"embedder": (self.model, self.model_revision, self.tei_port),
                      "reranker": (self.rerank_model, self.rerank_model_revision, self.rerank_tei_port),

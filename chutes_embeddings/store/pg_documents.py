@@ -22,7 +22,7 @@ __all__ = ["CHUNK_COLUMNS", "PgDocuments", "chunk_of", "chunk_values", "lexical_
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from .pgvector import PgCollection
+    from .pg_tables import PgCollection
 
 CHUNK_COLUMNS = "document_id, chunk, span_start, span_end"
 _ADD_CHUNK_COLUMNS = ("ALTER TABLE {} ADD COLUMN IF NOT EXISTS document_id text, ADD COLUMN IF NOT EXISTS chunk int, "
@@ -61,13 +61,13 @@ class PgDocuments:
 
     def get_documents(self, name: str, document_ids: Sequence[str]) -> list[Record]:
         """See ``VectorStore.get_documents``."""
-        from .pgvector import _record  # the one reader of a row, beside the store that selects it
+        from .pg_tables import record_of  # the one reader of a row (pg_tables imports this module)
 
         with self._tx() as conn:
             coll = self._collection(conn, name)
             rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE document_id = ANY(%s)")
                                 .format(coll.columns(), coll.table), (list(document_ids),)).fetchall()
-        return documents.by_document([_record(r, name) for r in rows], document_ids)
+        return documents.by_document([record_of(r, name) for r in rows], document_ids)
 
     def _replace_chunks(self, conn: psycopg.Connection, coll: PgCollection, records: Sequence[Record],
                         whole: Sequence[str]) -> None:

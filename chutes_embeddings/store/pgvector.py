@@ -27,15 +27,13 @@ transaction, to a ``PgCollection`` (``NotFound`` for an unknown one).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from contextlib import contextmanager
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import psycopg
 from loguru import logger
-from pgvector import SparseVector as PgSparseVector
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -59,55 +57,8 @@ from .filters import All, Filter
 from .metadata import decode_metadata, encode_metadata
 from .pg_documents import CHUNK_COLUMNS, PgDocuments, chunk_of, chunk_values, lexical_hits, migrate_tables
 from .pg_filters import must_equal, pg_where
-from .sparse import MAX_SPARSE_INDEX, check_records, check_sparse
-
-
-def table_name(collection: str) -> str:
-    """The table of a collection: a hash of its name, so any valid name fits Postgres' identifier limit."""
-    return "emb_" + hashlib.sha256(collection.encode()).hexdigest()[:24]
-
-
-class PgCollection(NamedTuple):
-    """A collection as ``embeddings_collections`` records it, resolved once per transaction."""
-
-    name: str
-    table: sql.Identifier
-    model: str
-    dimension: int
-    lexical: str | None = None
-    sparse_model: str | None = None
-    lex_docs: int = 0
-    lex_terms: int = 0
-
-    @property
-    def legs(self) -> Legs:
-        """The collection's lexical and sparse legs."""
-        return Legs(self.lexical, self.sparse_model)
-
-    def columns(self) -> sql.Composable:
-        """The columns a ``Record`` is read from (``_record``)."""
-        return sql.SQL("id, text, metadata::text, embedding, {}, " + CHUNK_COLUMNS).format(
-            sql.SQL("sparse" if self.sparse_model else "NULL"))
-
-
-def hnsw_index(m: int, ef_construction: int) -> sql.Composable:
-    """The HNSW index's method and definition, as ``CREATE INDEX ... USING`` takes it."""
-    return sql.SQL("hnsw (embedding vector_cosine_ops) WITH (m = {}, ef_construction = {})").format(
-        sql.Literal(m), sql.Literal(ef_construction))
-
-
-def _record(row: tuple, name: str) -> Record:
-    """A ``Record`` of a row of ``PgCollection.columns``."""
-    rec_id, text, meta, vec, sparse = row[:5]
-    return Record(rec_id, text, decode_metadata(meta, name), vec.to_numpy().astype(np.float32),
-                  None if sparse is None else SparseVector(
-                      tuple(int(i) for i in sparse.indices()),
-                      # float32 weights, read back from their shortest decimal text: the very floats written
-                      tuple(np.asarray(sparse.values(), dtype=np.float32).tolist())), chunk_of(*row[5:]))
-
-
-def _sparsevec(vector: SparseVector) -> PgSparseVector:
-    return PgSparseVector(dict(zip(vector.indices, vector.values)), MAX_SPARSE_INDEX)
+from .pg_tables import PgCollection, hnsw_index, record_of, sparsevec, table_name
+from .sparse import check_records, check_sparse
 
 
 class PgVectorStore(PgDocuments):
@@ -247,7 +198,7 @@ class PgVectorStore(PgDocuments):
             if coll.sparse_model:
                 check_records(records)
                 columns += ["sparse", "sparse_ids"]
-                rows = [(*row, _sparsevec(r.sparse), list(r.sparse.indices))  # type: ignore[union-attr]
+                rows = [(*row, sparsevec(r.sparse), list(r.sparse.indices))  # type: ignore[union-attr]
                         for row, r in zip(rows, records)]
             if coll.lexical:
                 columns += ["lexical", "lexical_len"]
@@ -331,7 +282,7 @@ class PgVectorStore(PgDocuments):
                 raise missing_leg(name, "sparse", coll.legs)
             if not check_sparse(query, "the query").indices:
                 return []
-            q = _sparsevec(query)
+            q = sparsevec(query)
             # the GIN index on the ids, never a scan that tests every row's ids (each is detoasted):
             # 4x faster at 10k rows that share few ids with the query
             conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
@@ -377,7 +328,7 @@ class PgVectorStore(PgDocuments):
             coll = self._collection(conn, name)
             rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE id = ANY(%s)").format(coll.columns(), coll.table),
                                 (list(ids),)).fetchall()
-        found = {r[0]: _record(r, name) for r in rows}
+        found = {r[0]: record_of(r, name) for r in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def find(self, name: str, where: Filter, limit: int) -> list[Record]:
@@ -387,7 +338,7 @@ class PgVectorStore(PgDocuments):
             coll = self._collection(conn, name)
             rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY updated_at, id LIMIT %s")
                                 .format(coll.columns(), coll.table, clause), [*params, limit]).fetchall()
-        return [_record(r, name) for r in rows]
+        return [record_of(r, name) for r in rows]
 
     def model_of(self, name: str) -> tuple[str, int]:
         """See ``VectorStore.model_of``."""
@@ -402,7 +353,7 @@ class PgVectorStore(PgDocuments):
             with conn.cursor(name="embeddings_export") as cur:
                 cur.execute(sql.SQL("SELECT {} FROM {} ORDER BY updated_at, id").format(coll.columns(), coll.table))
                 for row in cur:
-                    yield _record(row, name)
+                    yield record_of(row, name)
 
     def close(self) -> None:
         """Close the connection pool."""
