@@ -11,7 +11,9 @@ the change log that the snapshot replaces.
 The file (format 3) is the arrays' raw bytes, each at a 64-byte aligned offset after a JSON table
 of contents, so a load maps it (copy-on-write) instead of reading it: nothing is read until used,
 and on this sandbox faulting fresh memory for a 2 GB read was most of a restart at 1M records
-(docs/benchmarks.md). A file of format 2 (``np.savez``'s zip, the same name) still loads.
+(docs/benchmarks.md). A file of format 2 (``np.savez``'s zip, the same name) still loads. Since
+a loaded index may map its file, a snapshot is only ever replaced by a rename, never rewritten in
+place (a mapping of a file cut short faults with SIGBUS).
 """
 
 from __future__ import annotations
