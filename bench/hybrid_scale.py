@@ -12,8 +12,9 @@ then the store's legs and the fusion) and, with ``--http``, through ``POST /stor
 server started as ``make serve`` starts it, pointed at the filled data directory: dense, lexical,
 hybrid (RRF) and hybrid with the 10% filter. Queries are 3 words of a stored text. Also: where a
 component search's time goes (the query's embedding, each leg alone), the upsert rate with the
-lexical leg against dense only (``--baseline-size`` records, batches of ``--batch``), and restart
-to the first hybrid answer (close the store, reopen it, time until a hybrid search answers).
+lexical leg against dense only (``--baseline-size`` records, batches of ``--batch``), hybrid with
+its legs side by side against in turn (``legs_in_turn``), and restart to the first hybrid answer
+(close the store, reopen it, time until a hybrid search answers).
 
 ``postgres``: the same texts, metadata and vectors bulk-loaded as ``store_scale --pg-bulk`` does,
 with the lexical columns exactly as the store's upsert writes them (``pg_lexical.document``) and
