@@ -67,8 +67,7 @@ def candidates_by_leg(mode: str, legs: Sequence[str], run: Mapping[str, Callable
 
 def _run_side_by_side(calls: Sequence[Callable[[], Candidates | None]]) -> list[Future[Candidates | None]]:
     """Each call's outcome: the first in this thread, the others in ``_LEGS`` (each in a copy of
-    this context: the caller's scope, ``engine.caller``, goes with its work), all finished when
-    this returns."""
+    this context), all finished when this returns."""
     others = [_LEGS.submit(contextvars.copy_context().run, call) for call in calls[1:]]
     first: Future[Candidates | None] = Future()
     try:
