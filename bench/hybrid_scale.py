@@ -12,9 +12,8 @@ then the store's legs and the fusion) and, with ``--http``, through ``POST /stor
 server started as ``make serve`` starts it, pointed at the filled data directory: dense, lexical,
 hybrid (RRF) and hybrid with the 10% filter. Queries are 3 words of a stored text. Also: where a
 component search's time goes (the query's embedding, each leg alone), the upsert rate with the
-lexical leg against dense only (``--baseline-size`` records, batches of ``--batch``), hybrid with
-its legs side by side against in turn (``legs_in_turn``), and restart to the first hybrid answer
-(close the store, reopen it, time until a hybrid search answers).
+lexical leg against dense only (``--baseline-size`` records, batches of ``--batch``), and restart
+to the first hybrid answer (close the store, reopen it, time until a hybrid search answers).
 
 ``postgres``: the same texts, metadata and vectors bulk-loaded as ``store_scale --pg-bulk`` does,
 with the lexical columns exactly as the store's upsert writes them (``pg_lexical.document``) and
@@ -158,38 +157,6 @@ def breakdown(service: Any, name: str, queries: list[str], count: int) -> dict[s
     }
 
 
-def legs_in_turn(service: Any, name: str, queries: list[str], count: int) -> dict[str, tuple[float, float]]:
-    """Hybrid ``StoreService.search`` with its legs side by side (as served) against one after another
-    (as before), query by query in turns so both meet the same load: p50/p99 ms of each."""
-    from concurrent.futures import Future
-
-    from chutes_embeddings.engine import hybrid
-
-    def in_turn(calls: Any) -> list[Future[Any]]:
-        out = []
-        for call in calls:
-            done: Future[Any] = Future()
-            done.set_result(call())
-            out.append(done)
-        return out
-
-    side_by_side = hybrid._run_side_by_side  # noqa: SLF001 - the one switch between the two
-    times: dict[str, list[float]] = {}
-    try:
-        for i in range(count + 5):
-            for flt in (None, TENTH):
-                for label, runner in (("side by side", side_by_side), ("in turn", in_turn)):
-                    hybrid._run_side_by_side = runner  # noqa: SLF001
-                    started = time.perf_counter()
-                    service.search(name, queries[i], 10, flt, None, retrieval=Retrieval(mode=HYBRID))
-                    if i >= 5:
-                        times.setdefault(f"hybrid{', 10%' if flt else ''}, legs {label}", []).append(
-                            (time.perf_counter() - started) * 1000)
-    finally:
-        hybrid._run_side_by_side = side_by_side  # noqa: SLF001
-    return {k: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for k, v in times.items()}
-
-
 def http_modes(data_dir: Path, name: str, queries: list[str], count: int, pg_url: str = "") -> dict[str, Any]:
     """Start the service as ``make serve`` does on ``data_dir``; first hybrid answer after /health,
     then p50/p99 of ``POST /store/search`` in each of ``MODES``."""
@@ -265,9 +232,6 @@ def embedded(args: argparse.Namespace, work: Path) -> None:
     parts = breakdown(service, name, queries, args.queries)
     print("where the time goes (p50 / p99 ms): " + "; ".join(f"{k} {a:.1f} / {b:.1f}" for k, (a, b) in parts.items()),
           flush=True)
-    turns = legs_in_turn(service, name, queries, args.queries)
-    print("hybrid legs side by side against in turn, interleaved (p50 / p99 ms): "
-          + "; ".join(f"{k} {a:.1f} / {b:.1f}" for k, (a, b) in turns.items()), flush=True)
     store.close()
     del service, store  # a restarted process holds no old index: this one's memory is the new one's
     gc.collect()
