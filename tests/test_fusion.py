@@ -7,11 +7,14 @@ with FTS5's parameters; the legs a mode runs, and the refusals that name the fie
 
 from __future__ import annotations
 
+import threading
+
 import bm25s
 import numpy as np
 import pytest
 
 from chutes_embeddings.engine.fusion import fuse, leg_weights
+from chutes_embeddings.engine.hybrid import candidates_by_leg
 from chutes_embeddings.engine.results import Retrieval
 from chutes_embeddings.errors import InvalidInput
 from chutes_embeddings.lexical.analyzer import analyzer
@@ -75,6 +78,32 @@ def test_fuse_refuses_what_it_cannot_compute():
         fuse({"dense": DENSE}, "max")
     with pytest.raises(ValueError, match="rrf_k"):
         fuse({"dense": DENSE}, "rrf", rrf_k=0)
+
+
+def test_the_legs_run_side_by_side_and_a_legs_error_comes_back_in_leg_order():
+    lexical_started = threading.Event()
+
+    def dense():  # finishes only once the lexical leg has started: in turn, it would wait in vain
+        assert lexical_started.wait(30), "the lexical leg did not start while the dense leg ran"
+        return DENSE
+
+    def lexical():
+        lexical_started.set()
+        return LEXICAL
+
+    found, skipped = candidates_by_leg("hybrid", ["dense", "lexical"], {"dense": dense, "lexical": lexical})
+    assert found == {"dense": DENSE, "lexical": LEXICAL} and skipped == {}
+
+    def refused():
+        raise InvalidInput("bad", field="query")
+
+    def broken():
+        raise RuntimeError("the lexical leg failed")
+
+    with pytest.raises(InvalidInput, match="bad"):  # the first leg's error, though both failed
+        candidates_by_leg("hybrid", ["dense", "lexical"], {"dense": refused, "lexical": broken})
+    with pytest.raises(RuntimeError, match="lexical leg failed"):
+        candidates_by_leg("hybrid", ["dense", "lexical"], {"dense": lambda: DENSE, "lexical": broken})
 
 
 CORPUS = ["Aerodynamic heating of a blunt body at hypersonic speed", "the cat sat on the mat",

@@ -4,6 +4,7 @@ equal to exact filtered truth, the index snapshot + replay after a restart, back
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -13,6 +14,7 @@ from chutes_embeddings.store import Record
 from chutes_embeddings.store.embedded import EmbeddedStore
 from chutes_embeddings.store.embedded_rows import ROWS_BY_RID, rows_by_rid
 from chutes_embeddings.store.filters import parse_filter
+from chutes_embeddings.store.snapshot import _read
 from chutes_embeddings.store.vector_index import VectorIndex
 from tests.store_helpers import FILTER_CASES, FILTER_METAS, MODEL, NO_FILTER, clustered, crash, unit
 
@@ -172,7 +174,8 @@ def test_restart_loads_the_snapshot_and_replays_later_writes(tmp_path):
         store.close()
 
 
-def test_a_clean_close_saves_every_change_so_a_restart_replays_nothing(tmp_path):
+@pytest.mark.parametrize("snapshot_format", [3, 2])
+def test_a_clean_close_saves_every_change_so_a_restart_replays_nothing(tmp_path, snapshot_format):
     vecs = clustered(np.random.default_rng(43), 1010)
     store = open_store(tmp_path / "s")
     fill(store, "c", vecs[:1000])
@@ -181,6 +184,13 @@ def test_a_clean_close_saves_every_change_so_a_restart_replays_nothing(tmp_path)
     store.flush()  # 10 changes of 1,010: under SAVE_FRACTION, the periodic save leaves the snapshot
     assert store._collection("c").saved_version < store._collection("c").version
     store.close()
+    snapshot = tmp_path / "s" / "indexes" / "c.npz"
+    assert snapshot.read_bytes()[:1] != b"PK", "format 3 is no zip"
+    if snapshot_format == 2:  # a snapshot saved before format 3: np.savez's zip of the same arrays
+        state, arrays = _read(snapshot)  # mapped from the file: written elsewhere, then renamed over it
+        with open(snapshot.with_suffix(".old"), "wb") as f:
+            np.savez(f, state=np.frombuffer(json.dumps({**state, "format": 2}).encode(), dtype=np.uint8), **arrays)
+        os.replace(snapshot.with_suffix(".old"), snapshot)
 
     store = open_store(tmp_path / "s")
     try:

@@ -2,12 +2,15 @@
 
 ``legs_for`` turns a retrieval ``mode`` into the legs to run from those the corpus or collection
 has; ``candidates_by_leg`` runs them (a lexical leg given a query with no searchable terms is
-refused in ``lexical`` mode and skipped, with the reason, in ``hybrid``); ``first_stage`` fuses
+refused in ``lexical`` mode and skipped, with the reason, in ``hybrid``) side by side, so a
+hybrid search costs about its slowest leg rather than the sum; ``first_stage`` fuses
 them (or takes the one leg as it is) into hits over the candidates; ``two_stage`` reranks.
 """
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, Mapping, Sequence
 
 from ..errors import InvalidInput
@@ -18,6 +21,11 @@ NO_TERMS = "the query has no searchable terms (only stop words, punctuation or u
 
 # A leg's candidates, best first, as (key, score); the key identifies a candidate across legs.
 Candidates = list[tuple[str, float]]
+
+# The legs after the first run here (numpy, faiss and onnxruntime release the GIL); the first runs
+# in the caller's thread, so a busy pool delays the other legs, never a whole search, and no leg
+# waits on another (no deadlock whatever the load).
+_LEGS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="search-leg")
 
 
 def legs_for(mode: str, available: Sequence[str], where: str) -> list[str]:
@@ -43,10 +51,11 @@ def candidates_by_leg(mode: str, legs: Sequence[str], run: Mapping[str, Callable
     Raises:
         InvalidInput: the query gives the only leg asked for nothing to search with (``field="query"``).
     """
+    outcomes = _run_side_by_side([run[leg] for leg in legs])
     found: dict[str, Candidates] = {}
     skipped: dict[str, str] = {}
-    for leg in legs:
-        candidates = run[leg]()
+    for leg, outcome in zip(legs, outcomes):
+        candidates = outcome.result()  # a leg's error, as it raised it (the first leg's first)
         if candidates is None:
             if mode != HYBRID or len(legs) == 1:
                 raise InvalidInput(f"query: {NO_TERMS}; try mode 'dense' or 'hybrid'", field="query")
@@ -54,6 +63,20 @@ def candidates_by_leg(mode: str, legs: Sequence[str], run: Mapping[str, Callable
             continue
         found[leg] = candidates
     return found, skipped
+
+
+def _run_side_by_side(calls: Sequence[Callable[[], Candidates | None]]) -> list[Future[Candidates | None]]:
+    """Each call's outcome: the first in this thread, the others in ``_LEGS`` (each in a copy of
+    this context: the caller's scope, ``engine.caller``, goes with its work), all finished when
+    this returns."""
+    others = [_LEGS.submit(contextvars.copy_context().run, call) for call in calls[1:]]
+    first: Future[Candidates | None] = Future()
+    try:
+        first.set_result(calls[0]())
+    except Exception as exc:  # kept, and raised in leg order once the others are done
+        first.set_exception(exc)
+    wait(others)
+    return [first, *others]
 
 
 def first_stage(mode: str, found: Mapping[str, Candidates], retrieval: Retrieval,

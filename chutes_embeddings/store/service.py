@@ -256,6 +256,7 @@ class StoreService:
         self.engine.check_admission(([EMBEDDER] if DENSE in legs and query_vector is None else [])
                                     + ([SPARSE] if SPARSE in legs and query_sparse is None else [])
                                     + ([RERANKER] if rerank else []))
+        # checked now; the query is embedded inside the dense leg, beside the other legs
         vector = self._query_vector(collection, model, dimension, query, query_vector) if DENSE in legs else None
         grouped = group_by is not None
         wanted = grouping.candidates(top_k, self.engine.limits.get("max_group_candidates", 1000)) if grouped else top_k
@@ -269,7 +270,7 @@ class StoreService:
             return [(h.id, h.score) for h in hits]
 
         runs = {
-            DENSE: lambda: collect(self.store.search(collection, vector, depth, where, threshold)[0]),
+            DENSE: lambda: collect(self.store.search(collection, vector(), depth, where, threshold)[0]),
             LEXICAL: lambda: self._lexical(collection, stored_legs, query or "", depth, where, collect),
             SPARSE: lambda: self._sparse(collection, query or "", query_sparse, depth, where, collect),
         }
@@ -300,20 +301,20 @@ class StoreService:
         return view
 
     def _query_vector(self, collection: str, model: str, dimension: int, query: str | None,
-                      query_vector: Sequence[float] | None) -> np.ndarray:
-        """The dense leg's query: the caller's vector (checked), or the query embedded by the
-        collection's model."""
+                      query_vector: Sequence[float] | None) -> Callable[[], np.ndarray]:
+        """The dense leg's query, checked now and given when called: the caller's vector, or the
+        query embedded by the collection's model."""
         if query_vector is not None:
             vector = _caller_vectors([query_vector], 1, "query_vector")
             if vector.shape[1] != dimension:
                 raise InvalidInput(f"query_vector has {vector.shape[1]} dimensions; collection {collection!r} holds "
                                    f"{dimension}", field="query_vector", limit=dimension)
-            return vector
+            return lambda: vector
         if (model, dimension) != (self.engine.model_id, self.engine.dimension):
             raise Conflict(f"collection {collection!r} holds vectors of {model!r} ({dimension}); this server "
                            f"embeds with {self.engine.model_id!r}: send query_vector made by {model!r}",
                            field="query")
-        return self.engine.embed_queries([query or ""]).vectors  # with the model's query prompt
+        return lambda: self.engine.embed_queries([query or ""]).vectors  # with the model's query prompt
 
     def _lexical(self, collection: str, legs: Legs, query: str, depth: int, where: Filter,
                  collect: Callable[[list[Any]], Candidates]) -> Candidates | None:
