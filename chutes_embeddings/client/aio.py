@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Any, Sequence
 
 import httpx
@@ -12,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..errors import EmbeddingsError
 from .base import Call, ClientBase, one_vector_each, shift_text_indices, transport_error
+from .documents import DocumentUpload
 
 
 class AsyncEmbeddingsClient(ClientBase):
@@ -154,25 +154,15 @@ class AsyncEmbeddingsClient(ClientBase):
             EmbeddingsError: naming the failing document (``err.document_id``; ``documents[i]`` by its
                 index in ``documents``), with ``err.committed``: the documents stored before it.
         """
-        limits = (await self.info())["limits"]
-        batches = deque(self._document_batches(documents, limits, resume_from))
-        stored = {"collection": collection, "documents": 0, "chunks": 0, "total_in_collection": None}
-        with tqdm(total=len(documents), initial=resume_from, disable=not progress, unit="doc") as bar:
-            while batches:
-                offset, batch = batches.popleft()
-                try:
-                    body = await self._send(self._store_add_documents(batch, collection, chunking))
-                except EmbeddingsError as err:
-                    halves = self._halves(err, offset, batch, limits)
-                    if not halves:
-                        raise self._failed_document(err, offset, batch, offset) from None
-                    batches.extendleft(reversed(halves))
-                    continue
-                stored["documents"] += len(batch)
-                stored["chunks"] += body["added_count"]
-                stored["total_in_collection"] = body["total_in_collection"]
-                bar.update(len(batch))
-        return stored
+        upload = DocumentUpload(documents, collection, chunking, (await self.info())["limits"], resume_from, progress)
+        for batch in upload:
+            try:
+                body = await self._send(batch.call)
+            except EmbeddingsError as err:
+                upload.failed(batch, err)  # the batch halved and queued again, or the error raised
+                continue
+            upload.stored(batch, body)
+        return upload.result
 
     async def store_search(self, query: str | None = None, collection: str = "default", top_k: int = 10,
                            filter_metadata: dict[str, Any] | None = None, threshold: float | None = None,

@@ -271,47 +271,6 @@ class ClientBase:
             documents=[_drop_none(id=d["id"], text=d["text"], metadata=d.get("metadata")) for d in documents]))
 
     @staticmethod
-    def _document_batches(documents: Sequence[dict[str, Any]], limits: dict[str, Any],
-                          start: int = 0) -> list[tuple[int, Sequence[dict[str, Any]]]]:
-        """(offset, batch) pairs covering ``documents[start:]``, each within the server's limits
-        (``/info``'s: documents a request, and characters its body can carry)."""
-        most = int(limits["max_store_add_documents"])
-        chars = int(limits["max_body_bytes"]) // BODY_BYTES_PER_CHAR
-        batches: list[tuple[int, Sequence[dict[str, Any]]]] = []
-        first, size = start, 0
-        for i in range(start, len(documents)):
-            length = len(documents[i]["text"])
-            if i > first and (i - first == most or size + length > chars):
-                batches.append((first, documents[first:i]))
-                first, size = i, 0
-            size += length
-        if first < len(documents):
-            batches.append((first, documents[first:]))
-        return batches
-
-    @staticmethod
-    def _halves(err: EmbeddingsError, offset: int, batch: Sequence[dict[str, Any]],
-                limits: dict[str, Any]) -> list[tuple[int, Sequence[dict[str, Any]]]]:
-        """A batch of several documents refused for making more chunks than a request may embed,
-        in two halves to send instead; [] for any other error."""
-        if len(batch) < 2 or err.field != "documents" or err.limit != limits.get("max_store_add_chunks"):
-            return []
-        half = len(batch) // 2
-        return [(offset, batch[:half]), (offset + half, batch[half:])]
-
-    @staticmethod
-    def _failed_document(err: EmbeddingsError, offset: int, batch: Sequence[dict[str, Any]],
-                         committed: int) -> EmbeddingsError:
-        """An error of one batch of ``store_add_documents``: ``documents[i]`` renamed to its index
-        in the whole job, ``err.document_id`` the document it names (else the batch's first), and
-        ``err.committed`` how many documents before it are stored (pass it as ``resume_from``)."""
-        shift_text_indices(err, offset, [], _DOCUMENT_INDEX, "documents")
-        index = err.index if err.index is not None else offset  # type: ignore[attr-defined]
-        err.document_id = batch[min(max(index - offset, 0), len(batch) - 1)]["id"]  # type: ignore[attr-defined]
-        err.committed = committed  # type: ignore[attr-defined]
-        return err
-
-    @staticmethod
     def _chunks(texts: Sequence[str], size: int, start: int = 0) -> list[tuple[int, Sequence[str]]]:
         """(offset, chunk) pairs covering ``texts[start:]``."""
         return [(i, texts[i : i + size]) for i in range(start, len(texts), size)]
